@@ -1,0 +1,1 @@
+"""`vllm-launch` commands for the doctor area (registered on the app from cli.py)."""

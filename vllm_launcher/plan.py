@@ -1,0 +1,143 @@
+"""Preset → LaunchPlan: the exact vLLM argv and env. Pure functions, no I/O.
+
+Flag order is fixed so that rendered commands diff cleanly, and follows the seed guide's commands:
+
+    --model, --served-model-name, --host, --port,
+    --enable-auto-tool-choice, --tool-call-parser,
+    --dtype, --enforce-eager, --max-model-len, --max-num-batched-tokens, --max-num-seqs,
+    --enable-chunked-prefill / --no-enable-chunked-prefill,
+    --gpu-memory-utilization, --tensor-parallel-size, --pipeline-parallel-size,
+    --kv-cache-dtype, --kv-cache-memory-bytes (GPU only), then `extra_args` as written.
+
+Env: `VLLM_CPU_KVCACHE_SPACE` (CPU, from kv_cache_space_gib), then the preset's `env` in its order.
+Secrets are never values in a plan: `secret_env` maps the variable vLLM reads (`VLLM_API_KEY`,
+`HF_TOKEN`) to the name of the user's variable that holds it, resolved only when the process is spawned.
+"""
+
+from __future__ import annotations
+
+import json
+import shlex
+import sys
+from typing import Literal
+
+from pydantic import BaseModel, Field
+
+from vllm_launcher.presets import Preset
+
+API_SERVER_MODULE = "vllm.entrypoints.openai.api_server"
+Entrypoint = Literal["api_server", "serve"]
+GIB = 1024**3
+
+
+class LaunchPlan(BaseModel):
+    """What to run: argv, the env the preset sets (on top of the user's), and secrets by reference."""
+
+    argv: list[str]
+    env: dict[str, str] = Field(default_factory=dict)
+    secret_env: dict[str, str] = Field(default_factory=dict)  # VLLM_API_KEY -> name of the user's var
+
+
+def interpreter(preset: Preset) -> str:
+    """The Python that has vLLM: the preset's `python`, else the one running us."""
+    return preset.python or sys.executable
+
+
+def vllm_flags(preset: Preset) -> list[str]:
+    """The vLLM flags of a preset, without the model (which `vllm serve` takes as its argument)."""
+    flags: list[str] = []
+
+    def add(flag: str, value: object) -> None:
+        if value is not None:
+            flags.extend([flag, str(value)])
+
+    add("--served-model-name", preset.served_model_name)
+    add("--host", preset.host)
+    add("--port", preset.port)
+    if preset.tool_calling.enabled:
+        flags.append("--enable-auto-tool-choice")
+        add("--tool-call-parser", preset.tool_calling.parser)
+    add("--dtype", preset.dtype)
+    if preset.enforce_eager:
+        flags.append("--enforce-eager")
+    add("--max-model-len", preset.max_model_len)
+    add("--max-num-batched-tokens", preset.max_num_batched_tokens)
+    add("--max-num-seqs", preset.max_num_seqs)
+    if preset.enable_chunked_prefill is not None:
+        flags.append("--enable-chunked-prefill" if preset.enable_chunked_prefill
+                     else "--no-enable-chunked-prefill")
+    add("--gpu-memory-utilization", preset.gpu_memory_utilization)
+    add("--tensor-parallel-size", preset.tensor_parallel_size)
+    add("--pipeline-parallel-size", preset.pipeline_parallel_size)
+    add("--kv-cache-dtype", preset.kv_cache_dtype)
+    if preset.device == "cuda" and preset.kv_cache_space_gib is not None:
+        # On GPU a fixed KV size replaces the utilization-based sizing (vLLM's --kv-cache-memory-bytes).
+        add("--kv-cache-memory-bytes", preset.kv_cache_space_gib * GIB)
+    flags.extend(preset.extra_args)
+    return flags
+
+
+def plan_env(preset: Preset) -> dict[str, str]:
+    env: dict[str, str] = {}
+    if preset.device == "cpu" and preset.kv_cache_space_gib is not None:
+        env["VLLM_CPU_KVCACHE_SPACE"] = str(preset.kv_cache_space_gib)
+    env.update(preset.env)
+    return env
+
+
+def plan_secret_env(preset: Preset) -> dict[str, str]:
+    secrets: dict[str, str] = {}
+    if preset.api_key_env and preset.api_key_env != "VLLM_API_KEY":
+        secrets["VLLM_API_KEY"] = preset.api_key_env
+    if preset.hf_token_env and preset.hf_token_env != "HF_TOKEN":
+        secrets["HF_TOKEN"] = preset.hf_token_env
+    return secrets
+
+
+def build_plan(preset: Preset, entrypoint: Entrypoint = "api_server") -> LaunchPlan:
+    """Preset → LaunchPlan. `api_server`: `PYTHON -m vllm.entrypoints.openai.api_server --model M ...`;
+    `serve`: `vllm serve M ...` (the same flags)."""
+    if entrypoint == "serve":
+        argv = ["vllm", "serve", preset.model, *vllm_flags(preset)]
+    else:
+        argv = [interpreter(preset), "-m", API_SERVER_MODULE, "--model", preset.model, *vllm_flags(preset)]
+    return LaunchPlan(argv=argv, env=plan_env(preset), secret_env=plan_secret_env(preset))
+
+
+# -------------------------------------------------------------------------------------- formatting
+
+
+def _env_for_output(plan: LaunchPlan) -> dict[str, str]:
+    # Secrets appear as a reference to the user's variable, never as a value.
+    return {**plan.env, **{name: "${" + source + "}" for name, source in plan.secret_env.items()}}
+
+
+def format_json(plan: LaunchPlan) -> str:
+    """Exactly `{"argv": [...], "env": {...}}`."""
+    return json.dumps({"argv": plan.argv, "env": _env_for_output(plan)}, indent=2)
+
+
+def _shell_word(word: str) -> str:
+    quoted = shlex.quote(word)
+    return quoted
+
+
+def format_shell(plan: LaunchPlan) -> str:
+    """A copy-pasteable command: env assignments, then one flag (with its value) per line."""
+    env_words = [f"{name}={shlex.quote(value)}" for name, value in plan.env.items()]
+    # "${VAR}" must stay expandable: double quotes, never single.
+    env_words += [f'{name}="${{{source}}}"' for name, source in plan.secret_env.items()]
+    argv = plan.argv
+    head_len = 3 if len(argv) >= 3 and argv[1] in ("-m", "serve") else 1
+    head = " ".join(env_words + [_shell_word(word) for word in argv[:head_len]])
+    lines = [head]
+    index = head_len
+    while index < len(argv):
+        word = argv[index]
+        if word.startswith("--") and index + 1 < len(argv) and not argv[index + 1].startswith("--"):
+            lines.append(f"{_shell_word(word)} {_shell_word(argv[index + 1])}")
+            index += 2
+        else:
+            lines.append(_shell_word(word))
+            index += 1
+    return " \\\n    ".join(lines)

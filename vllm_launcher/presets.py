@@ -1,0 +1,394 @@
+"""Presets: the `Preset` schema, YAML loading with file:line in errors, `extends`, and overrides.
+
+A preset is a YAML mapping whose keys follow vLLM's flag names (`max_model_len` is `--max-model-len`).
+Built-in presets ship with the package; user presets in `$XDG_CONFIG_HOME/vllm-launch/presets/` replace
+built-ins of the same name; any path to a YAML file works wherever a preset name is expected.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from vllm_launcher import paths
+from vllm_launcher.errors import ConfigError
+
+Origin = Literal["builtin", "user", "file"]
+# (source, line) of each key path, so that a validation error can name the file and line it came from.
+Provenance = dict[tuple[str, ...], tuple[str, int | None]]
+
+ENV_NAME = r"^[A-Za-z_][A-Za-z0-9_]*$"
+# Secrets never live in a preset: these come from the environment through api_key_env / hf_token_env.
+SECRET_ENV_NAMES = {"VLLM_API_KEY", "HF_TOKEN", "HUGGING_FACE_HUB_TOKEN"}
+
+
+class ToolCalling(BaseModel):
+    """`--enable-auto-tool-choice --tool-call-parser PARSER`."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    enabled: bool = False
+    parser: str | None = None
+
+
+class Preset(BaseModel):
+    """A whole vLLM launch. Unset optional fields mean "vLLM's default" and render no flag."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+    description: str = ""
+    extends: str | None = None
+    model: str = Field(min_length=1)
+    served_model_name: str | None = None
+    device: Literal["cuda", "cpu"] = "cuda"
+    dtype: Literal["auto", "half", "float16", "bfloat16", "float", "float32"] | None = None
+    tensor_parallel_size: int | None = Field(default=None, ge=1)
+    pipeline_parallel_size: int | None = Field(default=None, ge=1)
+    gpu_memory_utilization: float | None = Field(default=None, gt=0, le=1)
+    max_model_len: int | None = Field(default=None, ge=1)
+    max_num_batched_tokens: int | None = Field(default=None, ge=1)
+    max_num_seqs: int | None = Field(default=None, ge=1)
+    enable_chunked_prefill: bool | None = None
+    enforce_eager: bool = False
+    kv_cache_dtype: Literal["auto", "bfloat16", "fp8", "fp8_e4m3", "fp8_e5m2"] | None = None
+    kv_cache_space_gib: int | None = Field(default=None, ge=1)
+    tool_calling: ToolCalling = Field(default_factory=ToolCalling)
+    host: str = Field(default="127.0.0.1", min_length=1)
+    port: int = Field(default=8000, ge=1, le=65535)
+    api_key_env: str | None = Field(default=None, pattern=ENV_NAME)
+    hf_token_env: str | None = Field(default=None, pattern=ENV_NAME)
+    python: str | None = None
+    env: dict[str, str] = Field(default_factory=dict)
+    extra_args: list[str] = Field(default_factory=list)
+    # Size of the client's fixed prompt (system prompt + tool schemas), for doctor's context check.
+    client_prompt_tokens: int | None = Field(default=None, ge=0)
+
+    @field_validator("env", mode="before")
+    @classmethod
+    def _env_values_are_strings(cls, value: Any) -> Any:
+        # YAML turns `8` into an int; env values are strings, so accept scalars and stringify them.
+        if isinstance(value, dict):
+            return {k: (str(v).lower() if isinstance(v, bool) else str(v)) if v is not None else v
+                    for k, v in value.items()}
+        return value
+
+    @field_validator("env")
+    @classmethod
+    def _env_names(cls, value: dict[str, str]) -> dict[str, str]:
+        for key in value:
+            if not re.match(ENV_NAME, key):
+                raise ValueError(f"{key!r} is not a valid environment variable name")
+            if key in SECRET_ENV_NAMES:
+                raise ValueError(
+                    f"{key} is a secret and must not be written in a preset; "
+                    "use api_key_env / hf_token_env (the name of a variable that holds it)"
+                )
+            if key == "VLLM_CPU_KVCACHE_SPACE":
+                raise ValueError("set kv_cache_space_gib instead of VLLM_CPU_KVCACHE_SPACE")
+        return value
+
+    @field_validator("extra_args")
+    @classmethod
+    def _extra_args_are_flags(cls, value: list[str]) -> list[str]:
+        for arg in value:
+            if not arg.startswith("--"):
+                raise ValueError(f"{arg!r} must start with '--' (write a value as --flag=value)")
+        return value
+
+
+PRESET_FIELDS: tuple[str, ...] = tuple(Preset.model_fields)
+NESTED_FIELDS = {"tool_calling": tuple(ToolCalling.model_fields)}
+# Mappings whose keys are free-form (`--set env.FOO=bar`).
+FREE_MAPPINGS = {"env"}
+
+
+class ResolvedPreset(BaseModel):
+    """A preset after `extends` and overrides, with where it came from."""
+
+    preset: Preset
+    source: str
+    origin: Origin
+    chain: list[str] = Field(default_factory=list)  # the files it was built from, child first
+
+
+class PresetEntry(BaseModel):
+    """One row of `vllm-launch presets`."""
+
+    name: str
+    source: str
+    origin: Origin
+    preset: Preset | None = None
+    error: str | None = None
+
+
+# --------------------------------------------------------------------------------------------- YAML
+
+
+def _read_text(path: Path) -> str:
+    try:
+        return path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError("no such file", source=path) from None
+    except IsADirectoryError:
+        raise ConfigError("is a directory, not a YAML file", source=path) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        raise ConfigError(f"cannot read: {reason}", source=path) from None
+
+
+def _record_lines(node: yaml.Node, prefix: tuple[str, ...], source: str, out: Provenance) -> None:
+    if isinstance(node, yaml.MappingNode):
+        for key_node, value_node in node.value:
+            key = (*prefix, str(key_node.value))
+            out[key] = (source, key_node.start_mark.line + 1)
+            _record_lines(value_node, key, source, out)
+    elif isinstance(node, yaml.SequenceNode):
+        for index, item in enumerate(node.value):
+            key = (*prefix, str(index))
+            out[key] = (source, item.start_mark.line + 1)
+            _record_lines(item, key, source, out)
+
+
+def load_yaml_mapping(path: Path) -> tuple[dict[str, Any], Provenance]:
+    """Read one preset file: its mapping and the line of every key. Raises ConfigError."""
+    text = _read_text(path)
+    loader_cls = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+    loader = loader_cls(text)
+    try:
+        node = loader.get_single_node()
+        data = loader.construct_document(node) if node is not None else None
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        line = mark.line + 1 if mark else None
+        raise ConfigError(f"malformed YAML: {exc.problem or exc.context}", source=path, line=line) from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"malformed YAML: {exc}", source=path) from None
+    finally:
+        loader.dispose()
+    if data is None:
+        raise ConfigError("empty preset file; expected a mapping with at least `model:`", source=path)
+    if not isinstance(data, dict):
+        raise ConfigError(
+            f"a preset must be a mapping of keys to values, not a {type(data).__name__}",
+            source=path,
+            line=node.start_mark.line + 1,
+        )
+    lines: Provenance = {}
+    _record_lines(node, (), str(path), lines)
+    return data, lines
+
+
+# ------------------------------------------------------------------------------------------ finding
+
+
+def _is_path(ref: str) -> bool:
+    return "/" in ref or ref.endswith((".yaml", ".yml")) or ref.startswith(".")
+
+
+def _dir_presets(directory: Path) -> dict[str, Path]:
+    if not directory.is_dir():
+        return {}
+    found: dict[str, Path] = {}
+    for pattern in ("*.yaml", "*.yml"):
+        for path in directory.glob(pattern):
+            found.setdefault(path.stem, path)
+    return found
+
+
+def known_presets() -> dict[str, tuple[Path, Origin]]:
+    """Every named preset: built-ins, then user presets of the same name replacing them."""
+    found: dict[str, tuple[Path, Origin]] = {
+        name: (path, "builtin") for name, path in _dir_presets(paths.builtin_presets_dir()).items()
+    }
+    for name, path in _dir_presets(paths.user_presets_dir()).items():
+        found[name] = (path, "user")
+    return dict(sorted(found.items()))
+
+
+def find_preset(ref: str, *, skip: Path | None = None) -> tuple[Path, Origin]:
+    """A preset name or a path to a YAML file → (file, origin). `skip`: a file that may not be the answer
+    (a user preset that extends the built-in of its own name)."""
+    if _is_path(ref):
+        return Path(ref), "file"
+    user = _dir_presets(paths.user_presets_dir()).get(ref)
+    if user is not None and user != skip:
+        return user, "user"
+    builtin = _dir_presets(paths.builtin_presets_dir()).get(ref)
+    if builtin is not None and builtin != skip:
+        return builtin, "builtin"
+    names = list(known_presets())
+    close = difflib.get_close_matches(ref, names, n=3, cutoff=0.5)
+    hint = f"did you mean {', '.join(close)}? " if close else ""
+    raise ConfigError(
+        f"unknown preset {ref!r}; {hint}known presets: {', '.join(names) or '(none)'} "
+        "(or give a path to a YAML file)"
+    )
+
+
+# ---------------------------------------------------------------------------------------- resolving
+
+
+def _merge(
+    parent: dict[str, Any], child: dict[str, Any], parent_lines: Provenance, child_lines: Provenance
+) -> tuple[dict[str, Any], Provenance]:
+    merged = dict(parent)
+    lines = dict(parent_lines)
+    for key, value in child.items():
+        if key in ("tool_calling", "env") and isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = {**merged[key], **value}
+        else:
+            merged[key] = value
+            # A key replaced by the child takes the child's lines for itself and everything under it.
+            lines = {path: where for path, where in lines.items() if path[0] != key}
+    lines.update(child_lines)
+    return merged, lines
+
+
+def _load_with_parents(path: Path, origin: Origin, seen: list[Path]) -> tuple[dict, Provenance, list[str]]:
+    resolved = path.resolve()
+    if resolved in seen:
+        cycle = " -> ".join(str(p) for p in [*seen, resolved])
+        raise ConfigError(f"`extends` cycle: {cycle}", source=path, field="extends")
+    data, lines = load_yaml_mapping(path)
+    if origin != "file":
+        stated = data.get("name")
+        if stated is not None and stated != path.stem:
+            raise ConfigError(
+                f"name {stated!r} differs from the file name; a preset in a presets directory is named "
+                f"after its file ({path.stem!r})",
+                source=path, line=lines.get(("name",), (None, None))[1], field="name",
+            )
+    data.setdefault("name", path.stem)
+    parent_ref = data.pop("extends", None)
+    if parent_ref is None:
+        return data, lines, [str(path)]
+    if not isinstance(parent_ref, str) or not parent_ref:
+        raise ConfigError("must be the name of another preset or a path to one",
+                          source=path, line=lines[("extends",)][1], field="extends")
+    try:
+        if _is_path(parent_ref) and not Path(parent_ref).is_absolute():
+            parent_path, parent_origin = path.parent / parent_ref, "file"
+            if not parent_path.is_file():
+                raise ConfigError(f"parent preset file {parent_ref!r} not found")
+        else:
+            parent_path, parent_origin = find_preset(parent_ref, skip=path)
+    except ConfigError as exc:
+        raise ConfigError(exc.message, source=path, line=lines[("extends",)][1], field="extends") from None
+    parent, parent_lines, chain = _load_with_parents(parent_path, parent_origin, [*seen, resolved])
+    parent.pop("name", None)  # a child is never named after its parent
+    merged, merged_lines = _merge(parent, data, parent_lines, lines)
+    return merged, merged_lines, [str(path), *chain]
+
+
+Override = tuple[str, str, Any]  # (where it came from, e.g. "--port"; dotted field; value)
+
+
+def parse_set(item: str) -> Override:
+    """`--set key=value`: the value is read as a YAML scalar, so `true`, `8` and `null` are typed."""
+    key, sep, raw = item.partition("=")
+    key = key.strip()
+    if not sep or not key:
+        raise ConfigError(f"expected KEY=VALUE, got {item!r}", source="--set")
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else ""
+    except yaml.YAMLError:
+        value = raw
+    return (f"--set {key}", key, value)
+
+
+def _apply_overrides(
+    data: dict[str, Any], lines: Provenance, overrides: list[Override]
+) -> tuple[dict[str, Any], Provenance]:
+    data = {k: (dict(v) if isinstance(v, dict) else v) for k, v in data.items()}
+    lines = dict(lines)
+    settable = [f for f in PRESET_FIELDS if f not in ("name", "extends")]
+    for label, dotted, value in overrides:
+        parts = dotted.split(".")
+        head = parts[0]
+        valid_keys = ", ".join(settable + [f"{k}.{sub}" for k, subs in NESTED_FIELDS.items() for sub in subs]
+                               + ["env.NAME"])
+        if head not in settable:
+            close = difflib.get_close_matches(head, settable, n=1)
+            hint = f" (did you mean {close[0]}?)" if close else ""
+            raise ConfigError(f"unknown key{hint}; valid keys: {valid_keys}", source=label.split()[0],
+                              field=dotted)
+        if len(parts) == 1:
+            data[head] = value
+        elif len(parts) == 2 and (head in FREE_MAPPINGS or parts[1] in NESTED_FIELDS.get(head, ())):
+            nested = data.get(head)
+            data[head] = {**(nested if isinstance(nested, dict) else {}), parts[1]: value}
+        else:
+            raise ConfigError(f"unknown key; valid keys: {valid_keys}", source=label.split()[0], field=dotted)
+        lines = {path: where for path, where in lines.items() if path[: len(parts)] != tuple(parts)}
+        lines[tuple(parts)] = (label, None)
+    return data, lines
+
+
+def _validation_error(exc: ValidationError, lines: Provenance, fallback_source: str) -> ConfigError:
+    error = exc.errors()[0]
+    loc = tuple(str(part) for part in error["loc"])
+    field = ".".join(loc) if loc else None
+    where = None
+    for depth in range(len(loc), 0, -1):
+        where = lines.get(loc[:depth])
+        if where:
+            break
+    source, line = where if where else (fallback_source, None)
+    if error["type"] == "extra_forbidden":
+        parent = loc[:-1]
+        valid = NESTED_FIELDS.get(parent[0], ()) if parent else PRESET_FIELDS
+        close = difflib.get_close_matches(loc[-1], list(valid), n=1)
+        hint = f" (did you mean {close[0]}?)" if close else ""
+        message = f"unknown key{hint}; valid keys: {', '.join(valid)}"
+    elif error["type"] == "missing":
+        message = "required and not set"
+    else:
+        message = error["msg"]
+        if message.startswith("Value error, "):
+            message = message[len("Value error, "):]
+        got = error.get("input")
+        if not isinstance(got, (dict, list)) and error["type"] != "value_error":
+            message = f"{message} (got {got!r})"
+    return ConfigError(message, source=source, line=line, field=field)
+
+
+def resolve(ref: str, overrides: list[Override] | None = None) -> ResolvedPreset:
+    """A preset name or path, plus overrides → a validated preset. Raises ConfigError."""
+    path, origin = find_preset(ref)
+    data, lines, chain = _load_with_parents(path, origin, [])
+    data, lines = _apply_overrides(data, lines, overrides or [])
+    try:
+        preset = Preset.model_validate(data)
+    except ValidationError as exc:
+        raise _validation_error(exc, lines, str(path)) from None
+    return ResolvedPreset(preset=preset, source=str(path), origin=origin, chain=chain)
+
+
+def list_presets() -> list[PresetEntry]:
+    """Every named preset, resolved; a broken one is listed with its error instead of stopping the list."""
+    entries = []
+    for name, (path, origin) in known_presets().items():
+        try:
+            entries.append(PresetEntry(name=name, source=str(path), origin=origin,
+                                       preset=resolve(str(path) if origin == "file" else name).preset))
+        except ConfigError as exc:
+            entries.append(PresetEntry(name=name, source=str(path), origin=origin, error=str(exc)))
+    return entries
+
+
+def preset_as_yaml(preset: Preset) -> str:
+    """The preset as YAML in field order, leaving out unset optional fields (vLLM's defaults)."""
+    data = preset.model_dump(exclude_none=True, exclude={"extends"})
+    defaults = Preset.model_construct()
+    for key in ("env", "extra_args"):
+        if not data.get(key):
+            data.pop(key, None)
+    if data.get("tool_calling") == defaults.tool_calling.model_dump(exclude_none=True):
+        data.pop("tool_calling")
+    return yaml.safe_dump(data, sort_keys=False, default_flow_style=False, allow_unicode=True)
