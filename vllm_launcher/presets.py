@@ -66,6 +66,9 @@ class Preset(BaseModel):
     python: str | None = None
     env: dict[str, str] = Field(default_factory=dict)
     extra_args: list[str] = Field(default_factory=list)
+    # Multi-node layout (render --format lws|ray): TP x PP must equal nodes x gpus_per_node.
+    nodes: int = Field(default=1, ge=1)
+    gpus_per_node: int | None = Field(default=None, ge=1)
     # Size of the client's fixed prompt (system prompt + tool schemas), for doctor's context check.
     client_prompt_tokens: int | None = Field(default=None, ge=0)
 
