@@ -19,8 +19,9 @@ try:  # typer >= 0.20 vendors click; older releases use the click package
 except ImportError:  # pragma: no cover
     from click import exceptions as click_exceptions  # type: ignore[no-redef]
 
-from vllm_launcher import output
+from vllm_launcher import commands, output
 from vllm_launcher.errors import EXIT_USAGE, LaunchError
+from vllm_launcher.overrides import OVERRIDE_OPTIONS, collect_overrides
 
 app = typer.Typer(
     name="vllm-launch",
@@ -35,20 +36,6 @@ app = typer.Typer(
 
 PresetArg = Annotated[str, typer.Argument(metavar="PRESET", help="Preset name or path to a preset YAML file.")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable JSON output.")]
-
-# (option, preset field, type, help): the overrides every preset-taking command accepts.
-OVERRIDE_OPTIONS: list[tuple[str, str, type, str]] = [
-    ("--model", "model", str, "Model (HF id or local path)."),
-    ("--host", "host", str, "Address to bind (default 127.0.0.1)."),
-    ("--port", "port", int, "Port to serve on."),
-    ("--max-model-len", "max_model_len", int, "Context length."),
-    ("--max-num-batched-tokens", "max_num_batched_tokens", int, "Tokens per scheduler step."),
-    ("--gpu-memory-utilization", "gpu_memory_utilization", float, "Fraction of GPU memory vLLM may use."),
-    ("--tp", "tensor_parallel_size", int, "Tensor parallel size."),
-    ("--dtype", "dtype", str, "Model dtype (auto, float16, bfloat16, float32, ...)."),
-    ("--kv-cache", "kv_cache_space_gib", int, "KV cache space in whole GiB (CPU: VLLM_CPU_KVCACHE_SPACE)."),
-]
-
 
 def with_overrides(func: Any) -> Any:
     """Add the override options to a command; the command receives them as `overrides: list[Override]`."""
@@ -69,16 +56,8 @@ def with_overrides(func: Any) -> Any:
 
     @functools.wraps(func)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
-        from vllm_launcher.presets import parse_set
-
-        overrides = []
-        for option, field, _kind, _help in OVERRIDE_OPTIONS:
-            value = kwargs.pop(f"ov_{field}")
-            if value is not None:
-                overrides.append((option, field, value))
-        for item in kwargs.pop("ov_set") or []:
-            overrides.append(parse_set(item))
-        return func(*args, overrides=overrides, **kwargs)
+        values = {name: kwargs.pop(name) for name in list(kwargs) if name.startswith("ov_")}
+        return func(*args, overrides=collect_overrides(values), **kwargs)
 
     wrapper.__signature__ = signature.replace(parameters=params)  # type: ignore[attr-defined]
     return wrapper
@@ -90,78 +69,42 @@ def with_overrides(func: Any) -> Any:
 @app.command("presets")
 def presets_command(as_json: JsonOpt = False) -> None:
     """List the presets: built-in, and your own from $XDG_CONFIG_HOME/vllm-launch/presets."""
-    from vllm_launcher.presets import list_presets
-
-    entries = list_presets()
-    if as_json:
-        output.print_json([
-            {"name": e.name, "origin": e.origin, "source": e.source, "error": e.error,
-             **({"model": e.preset.model, "device": e.preset.device, "max_model_len": e.preset.max_model_len,
-                 "tensor_parallel_size": e.preset.tensor_parallel_size or 1} if e.preset else {})}
-            for e in entries
-        ])
-        return
-    rows = []
-    for e in entries:
-        if e.preset is None:
-            rows.append([e.name, "(invalid, see below)", "", "", "", e.origin])
-            continue
-        p = e.preset
-        rows.append([e.name, p.model, p.device, p.max_model_len or "model max", p.tensor_parallel_size or 1,
-                     e.origin if e.origin == "builtin" else f"{e.origin}: {e.source}"])
-    output.out(output.table(["NAME", "MODEL", "DEVICE", "CONTEXT", "TP", "FROM"], rows))
-    for e in entries:
-        if e.error:
-            output.error_line(e.error)
+    commands.presets(as_json)
 
 
 @app.command("show")
 @with_overrides
 def show_command(preset: PresetArg, overrides: list | None = None) -> None:
     """Print the resolved preset as YAML (after `extends` and overrides)."""
-    from vllm_launcher.presets import preset_as_yaml, resolve
-
-    resolved = resolve(preset, overrides)
-    chain = " <- ".join(resolved.chain)
-    output.out(f"# {resolved.preset.name} ({resolved.origin}): {chain}")
-    output.out(preset_as_yaml(resolved.preset).rstrip("\n"))
+    commands.show(preset, overrides or [])
 
 
-class RenderFormat(str, Enum):
-    shell = "shell"
-    json = "json"
-
-
-class EntrypointChoice(str, Enum):
-    api_server = "api_server"
-    serve = "serve"
+RenderFormat = Enum("RenderFormat", {name: name for name in commands.RENDER_FORMATS}, type=str)
+EntrypointChoice = Enum("EntrypointChoice", {name: name for name in commands.ENTRYPOINTS}, type=str)
 
 
 @app.command("render")
 @with_overrides
 def render_command(
     preset: PresetArg,
-    fmt: Annotated[RenderFormat, typer.Option("--format", "-f", help="Output format.")] = RenderFormat.shell,
+    fmt: Annotated[RenderFormat, typer.Option("--format", "-f", help="Output format.")] = "shell",  # type: ignore[assignment]
     entrypoint: Annotated[EntrypointChoice, typer.Option(
         "--entrypoint", help="api_server: python -m vllm.entrypoints.openai.api_server; serve: vllm serve.")
-    ] = EntrypointChoice.api_server,
+    ] = "api_server",  # type: ignore[assignment]
     overrides: list | None = None,
 ) -> None:
-    """Print the exact vLLM command for a preset."""
-    from vllm_launcher.plan import build_plan, format_json, format_shell
-    from vllm_launcher.presets import resolve
-
-    plan = build_plan(resolve(preset, overrides).preset, entrypoint.value)
-    output.out(format_json(plan) if fmt is RenderFormat.json else format_shell(plan))
+    """Print the exact vLLM command for a preset (flag order: see plan.py)."""
+    commands.render(preset, RenderFormat(fmt).value, EntrypointChoice(entrypoint).value, overrides or [])
 
 
 # ------------------------------------------------------------------------------------ entry point
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Run the CLI; every expected error becomes one line on stderr and an exit code, never a traceback."""
+    """Run the typer CLI (entry.main tries the fast path first); every expected error becomes one line on stderr and an exit code, never a traceback."""
+    args = sys.argv[1:] if argv is None else argv
     try:
-        result = app(args=argv, prog_name="vllm-launch", standalone_mode=False)
+        result = app(args=args, prog_name="vllm-launch", standalone_mode=False)
     except LaunchError as exc:
         output.error_line(str(exc))
         sys.exit(exc.exit_code)

@@ -19,23 +19,24 @@ from __future__ import annotations
 import json
 import shlex
 import sys
-from typing import Literal
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Literal
 
-from pydantic import BaseModel, Field
-
-from vllm_launcher.presets import Preset
+if TYPE_CHECKING:  # plans are also formatted from the plan cache, without loading pydantic
+    from vllm_launcher.presets import Preset
 
 API_SERVER_MODULE = "vllm.entrypoints.openai.api_server"
 Entrypoint = Literal["api_server", "serve"]
 GIB = 1024**3
 
 
-class LaunchPlan(BaseModel):
+@dataclass(frozen=True)
+class LaunchPlan:
     """What to run: argv, the env the preset sets (on top of the user's), and secrets by reference."""
 
     argv: list[str]
-    env: dict[str, str] = Field(default_factory=dict)
-    secret_env: dict[str, str] = Field(default_factory=dict)  # VLLM_API_KEY -> name of the user's var
+    env: dict[str, str] = field(default_factory=dict)
+    secret_env: dict[str, str] = field(default_factory=dict)  # VLLM_API_KEY -> name of the user's var
 
 
 def interpreter(preset: Preset) -> str:

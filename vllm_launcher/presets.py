@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import difflib
 import re
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
@@ -111,16 +112,20 @@ NESTED_FIELDS = {"tool_calling": tuple(ToolCalling.model_fields)}
 FREE_MAPPINGS = {"env"}
 
 
-class ResolvedPreset(BaseModel):
+# Plain dataclasses, not models: they hold already-validated values, and each pydantic model costs
+# start-up time on the hot `render` path.
+@dataclass(frozen=True)
+class ResolvedPreset:
     """A preset after `extends` and overrides, with where it came from."""
 
     preset: Preset
     source: str
     origin: Origin
-    chain: list[str] = Field(default_factory=list)  # the files it was built from, child first
+    chain: list[str] = field(default_factory=list)  # the files it was built from, child first
 
 
-class PresetEntry(BaseModel):
+@dataclass(frozen=True)
+class PresetEntry:
     """One row of `vllm-launch presets`."""
 
     name: str
@@ -290,19 +295,6 @@ def _load_with_parents(path: Path, origin: Origin, seen: list[Path]) -> tuple[di
 
 
 Override = tuple[str, str, Any]  # (where it came from, e.g. "--port"; dotted field; value)
-
-
-def parse_set(item: str) -> Override:
-    """`--set key=value`: the value is read as a YAML scalar, so `true`, `8` and `null` are typed."""
-    key, sep, raw = item.partition("=")
-    key = key.strip()
-    if not sep or not key:
-        raise ConfigError(f"expected KEY=VALUE, got {item!r}", source="--set")
-    try:
-        value = yaml.safe_load(raw) if raw.strip() else ""
-    except yaml.YAMLError:
-        value = raw
-    return (f"--set {key}", key, value)
 
 
 def _apply_overrides(
