@@ -1,0 +1,1 @@
+"""Fake vLLM for the supervise tests (see api_server.py)."""

