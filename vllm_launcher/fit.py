@@ -1,0 +1,156 @@
+"""`fit`: propose a working preset for a model on a machine (this one, a saved probe, or a hypothetical one).
+
+Pure given the architecture and the hardware: the largest context that fits `concurrency` requests at once
+(or the given context), the smallest TP size that divides the heads and fits, the KV space (CPU) or
+utilization (GPU), and the tool parser of the model's family.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+
+from vllm_launcher.errors import LaunchError
+from vllm_launcher.estimate import (
+    CPU_BLOCK_SIZE,
+    CPU_MLA_BLOCK_SIZE,
+    CPU_RUNTIME_GIB,
+    DEFAULT_GPU_UTILIZATION,
+    estimate,
+    kv_bytes_per_token,
+    resolve_model_dtype,
+    weights_bytes,
+)
+from vllm_launcher.hardware import GIB, Hardware
+from vllm_launcher.models import ModelArch, load_arch
+from vllm_launcher.presets import Preset, ToolCalling
+
+# (pattern on the model id or model_type, parser): the guide's table plus vLLM's parser names.
+TOOL_PARSERS: list[tuple[str, str | None]] = [
+    (r"qwen3.*coder", "qwen3_coder"),
+    (r"qwen", "hermes"),
+    (r"hermes", "hermes"),
+    (r"llama-?4", "llama4_json"),
+    (r"llama-?3\.[1-9]|llama3|llama-3", "llama3_json"),
+    (r"deepseek-(v3|r1)|deepseek_v3", "deepseek_v3"),
+    (r"deepseek", None),  # DeepSeek-Coder-V2's chat template has no tool support
+    (r"mistral|codestral|mixtral|ministral|devstral", "mistral"),
+    (r"granite", "granite"),
+    (r"internlm", "internlm"),
+]
+
+
+def tool_parser_for(model: str, arch: ModelArch | None = None) -> str | None:
+    """The vLLM tool-call parser for a model family, or None when it has no tool calling we know of."""
+    text = f"{model} {arch.model_type if arch else ''}".lower()
+    for pattern, parser in TOOL_PARSERS:
+        if re.search(pattern, text):
+            return parser
+    return None
+
+
+def _slug(model: str) -> str:
+    name = model.rstrip("/").rsplit("/", 1)[-1].lower()
+    return re.sub(r"[^a-z0-9._-]+", "-", name).strip("-._") or "model"
+
+
+def _base_preset(model: str, arch: ModelArch, device: str, name: str | None) -> Preset:
+    parser = tool_parser_for(model, arch)
+    extra = ["--tokenizer-mode=mistral"] if parser == "mistral" else []
+    return Preset(name=name or f"fit-{_slug(model)}", model=model, device=device,
+                  tool_calling=ToolCalling(enabled=parser is not None, parser=parser), extra_args=extra)
+
+
+def _round_context(tokens: int) -> int:
+    """Round a context down to a multiple of 1024 when large (to 16 when small): tidy and block-aligned."""
+    return tokens // 1024 * 1024 if tokens >= 4096 else max(16, tokens // 16 * 16)
+
+
+def fit(model: str, hw: Hardware, context: int | None = None, concurrency: int = 1,
+        device: str | None = None, *, arch: ModelArch | None = None, name: str | None = None) -> Preset:
+    """A preset for `model` on `hw` holding `concurrency` requests of `context` tokens (the largest that
+    fits when None). Raises LaunchError when nothing fits, with the reason."""
+    arch = arch or load_arch(model)
+    device = device or ("cuda" if hw.gpus else "cpu")
+    concurrency = max(1, concurrency)
+    if context is not None and context > arch.max_position_embeddings:
+        raise LaunchError(f"context {context} is above {model}'s limit ({arch.max_position_embeddings} tokens)")
+    base = _base_preset(model, arch, device, name)
+    if device == "cpu":
+        return _fit_cpu(base, arch, hw, context, concurrency)
+    return _fit_gpu(base, arch, hw, context, concurrency)
+
+
+def _fit_gpu(base: Preset, arch: ModelArch, hw: Hardware, context: int | None, concurrency: int) -> Preset:
+    if not hw.gpus:
+        raise LaunchError("no GPU on this machine; use --device cpu, or describe a GPU machine with "
+                          "--gpus N --gpu-mem-gib X (or --hardware FILE)")
+    last = None
+    for tp in (t for t in (1, 2, 4, 8, 16) if t <= len(hw.gpus) and arch.num_attention_heads % t == 0):
+        trial = base.model_copy(update={"tensor_parallel_size": tp if tp > 1 else None,
+                                        "gpu_memory_utilization": DEFAULT_GPU_UTILIZATION,
+                                        "max_model_len": context or arch.max_position_embeddings})
+        est = estimate(trial, arch, hw)
+        last = est
+        if est.num_blocks <= 1 or est.reasons and est.kv_cache_gib <= 0:
+            continue
+        usable = (est.num_blocks - 1) // concurrency * est.block_size
+        if context is not None:
+            if usable >= context:
+                return trial.model_copy(update={"description": _describe(est, concurrency, context)})
+            continue
+        best = min(arch.max_position_embeddings, usable)
+        if best >= min(4096, arch.max_position_embeddings):
+            best = best if best == arch.max_position_embeddings else _round_context(best)
+            final = trial.model_copy(update={"max_model_len": best})
+            return final.model_copy(update={"description": _describe(estimate(final, arch, hw), concurrency,
+                                                                     best)})
+    detail = f" ({'; '.join(last.reasons)})" if last and last.reasons else ""
+    want = f"{concurrency} x {context} tokens" if context else f"{concurrency} request(s) of 4096 tokens"
+    raise LaunchError(f"{base.model} does not fit {want} on {len(hw.gpus)} x "
+                      f"{hw.gpus[0].total_bytes / GIB:.1f} GiB GPU(s){detail}")
+
+
+def _fit_cpu(base: Preset, arch: ModelArch, hw: Hardware, context: int | None, concurrency: int) -> Preset:
+    block = CPU_MLA_BLOCK_SIZE if arch.is_mla else CPU_BLOCK_SIZE
+    node = hw.numa_nodes[0] if hw.numa_nodes else None
+    node_free = node.free_bytes if node and node.free_bytes is not None else hw.ram_available_bytes
+    runtime = int(CPU_RUNTIME_GIB * GIB)
+    # The guide runs CPU models in float32 (safe everywhere); fall back to bfloat16 when RAM is short.
+    for dtype in ("float32", "bfloat16"):
+        weights = weights_bytes(arch, resolve_model_dtype(dtype, arch))
+        per_token = kv_bytes_per_token(arch, 1, None, dtype)
+        # Leave a GiB of headroom in both RAM and NUMA node 0 (vLLM checks the KV space against it).
+        budget = min(hw.ram_available_bytes - weights - runtime, node_free) - GIB
+        kv_gib = int(budget // GIB)
+        if kv_gib < 1:
+            continue
+        if context is not None:
+            need = (concurrency * math.ceil(context / block) + 1) * block * per_token
+            kv_gib_needed = max(1, math.ceil(need / GIB))
+            if kv_gib_needed > kv_gib:
+                continue
+            kv_gib, best = kv_gib_needed, context
+        else:
+            blocks = kv_gib * GIB // (block * per_token)
+            best = min(arch.max_position_embeddings, (blocks - 1) // concurrency * block)
+            if best < min(2048, arch.max_position_embeddings):
+                continue
+            best = best if best == arch.max_position_embeddings else _round_context(best)
+            # Only as much KV space as the context needs: the rest of the RAM stays free.
+            kv_gib = max(1, math.ceil((concurrency * math.ceil(best / block) + 1) * block * per_token / GIB))
+        preset = base.model_copy(update={"dtype": dtype, "enforce_eager": True, "max_model_len": best,
+                                         "kv_cache_space_gib": kv_gib})
+        est = estimate(preset, arch, hw)
+        if est.fits:
+            return preset.model_copy(update={"description": _describe(est, concurrency, best)})
+    raise LaunchError(f"{base.model} does not fit in this machine's RAM "
+                      f"({hw.ram_available_bytes / GIB:.1f} GiB available, NUMA node 0 {node_free / GIB:.1f} GiB) "
+                      f"with {concurrency} request(s) of {context or 2048} tokens")
+
+
+def _describe(est, concurrency: int, context: int) -> str:
+    where = (f"{est.tensor_parallel_size} x {est.gpu_total_gib} GiB GPU" if est.device == "cuda"
+             else f"CPU, {est.ram_available_gib} GiB RAM available")
+    return (f"Proposed by `vllm-launch fit` for {where}: {concurrency} request(s) of {context} tokens; "
+            f"estimate {est.kv_cache_tokens} KV tokens ({est.max_concurrency}x), weights {est.weights_gib} GiB.")
