@@ -1,0 +1,52 @@
+"""The registry: format name -> exporter, and `render()` with a preset's file named in its errors."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+from vllm_launcher.errors import ConfigError
+from vllm_launcher.exporters import compose, docker, k8s, lws, ray, systemd
+
+if TYPE_CHECKING:
+    from vllm_launcher.exporters.options import ExportOptions
+    from vllm_launcher.presets import Preset, ResolvedPreset
+
+Exporter = Callable[["Preset", "ExportOptions"], dict[str, str]]
+
+EXPORTERS: dict[str, Exporter] = {
+    "docker": docker.render,
+    "compose": compose.render,
+    "k8s": k8s.render,
+    "lws": lws.render,
+    "ray": ray.render,
+    "systemd": systemd.render,
+}
+FORMATS: tuple[str, ...] = tuple(EXPORTERS)
+MULTI_NODE_FORMATS = ("lws", "ray")
+SINGLE_NODE_FORMATS = ("docker", "compose", "k8s", "systemd")
+
+
+def applicable_formats(preset: Preset) -> tuple[str, ...]:
+    """The formats a preset renders in: lws/ray for multi-node presets, the others for single-node."""
+    return MULTI_NODE_FORMATS if preset.nodes > 1 else SINGLE_NODE_FORMATS
+
+
+def render(fmt: str, preset: Preset | ResolvedPreset, options: ExportOptions | None = None) -> dict[str, str]:
+    """Render a preset (or a resolved one, whose file then names errors) in one format.
+    Returns {filename: text} in order. Raises ConfigError (unknown format, preset not applicable)."""
+    from vllm_launcher.exporters.options import ExportOptions
+    from vllm_launcher.presets import ResolvedPreset
+
+    if fmt not in EXPORTERS:
+        raise ConfigError(f"unknown format {fmt!r}; valid formats: {', '.join(FORMATS)}", source="--format")
+    source = preset.source if isinstance(preset, ResolvedPreset) else None
+    plain = preset.preset if isinstance(preset, ResolvedPreset) else preset
+    try:
+        return EXPORTERS[fmt](plain, options or ExportOptions())
+    except ConfigError as exc:
+        if exc.source is None and source is not None:
+            raise ConfigError(exc.message, source=source, field=exc.field) from None
+        raise
+
+

@@ -1,0 +1,98 @@
+"""`--format systemd`: a service unit for one machine, `vllm-PRESET.service`.
+
+vLLM 0.32 does not notify systemd when it is ready (no sd_notify), so the unit is `Type=exec` and an
+`ExecStartPost` polls /health: `systemctl start` returns once the model answers, and TimeoutStartSec (sized
+from the model) bounds the whole load. KillSignal=SIGINT because vLLM ignores SIGTERM during start-up;
+KillMode=control-group then SIGKILLs every process left (EngineCore and workers outlive a killed API server).
+"""
+
+from __future__ import annotations
+
+import re
+
+from vllm_launcher.exporters import common
+from vllm_launcher.exporters.options import ExportOptions
+from vllm_launcher.plan import build_plan
+from vllm_launcher.presets import Preset
+
+RESTART_SEC_S = 10
+START_LIMIT_BURST = 5
+_BARE = re.compile(r"^[A-Za-z0-9_@+=:,./-]+$")
+
+
+def systemd_word(word: str) -> str:
+    """Quote one word of an Exec line: `%` and `$` are systemd specifiers/variables, so they are doubled."""
+    word = word.replace("%", "%%").replace("$", "$$")
+    if _BARE.match(word):
+        return word
+    return '"' + word.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def env_value(value: str) -> str:
+    """A value inside Environment="NAME=value": specifiers (`%`) expand there, `$` does not."""
+    return value.replace("\\", "\\\\").replace('"', '\\"').replace("%", "%%")
+
+
+def exec_line(words: list[str]) -> str:
+    return " ".join(systemd_word(word) for word in words)
+
+
+def env_file(preset: Preset, options: ExportOptions) -> str:
+    return options.env_file or f"/etc/vllm-launch/{preset.name}.env"
+
+
+def render(preset: Preset, options: ExportOptions) -> dict[str, str]:
+    common.require_single_node(preset, "systemd")
+    size = common.sizing(preset, options)
+    plan = build_plan(preset, "api_server")
+    unit_name = f"vllm-{preset.name}.service"
+    secrets = common.secrets(preset)
+    api_key = next((s for s in secrets if s.var == "VLLM_API_KEY"), None)
+    env_path = env_file(preset, options)
+    secret_lines = [f"{s.var}=<value of ${s.source}>" for s in secrets]
+    # The check gives up after START_LIMIT_BURST failed starts within that many start-up budgets.
+    start_limit_s = START_LIMIT_BURST * (size.startup_s + RESTART_SEC_S)
+    curl = ["/usr/bin/curl", "--silent", "--fail", "--output", "/dev/null", "--max-time", "10",
+            "--retry", "100000", "--retry-delay", "5", "--retry-connrefused", "--retry-all-errors",
+            common.health_url(preset)]
+    lines = [
+        f"# vllm-launch render {preset.name} --format systemd: {preset.model}.",
+        f"# Install: copy to /etc/systemd/system/{unit_name}, write the secrets to {env_path}",
+        "# (mode 600, one NAME=value per line: " + ", ".join(secret_lines) + "), then",
+        f"#   systemctl daemon-reload && systemctl enable --now {unit_name}",
+        "[Unit]",
+        f"Description=vLLM server {preset.name} ({preset.model})",
+        "After=network-online.target",
+        "Wants=network-online.target",
+        f"StartLimitIntervalSec={start_limit_s}",
+        f"StartLimitBurst={START_LIMIT_BURST}",
+        "",
+        "[Service]",
+        "Type=exec",
+    ]
+    if options.user:
+        lines.append(f"User={options.user}")
+    lines.append("Environment=PYTHONUNBUFFERED=1")
+    lines += [f'Environment="{key}={env_value(value)}"' for key, value in plan.env.items()]
+    # `-`: optional unless the API key is in it (never start an unprotected server by accident).
+    lines.append(f"EnvironmentFile={'' if api_key else '-'}{env_path}")
+    lines += [
+        f"ExecStart={exec_line(plan.argv)}",
+        (f"# Ready when /health answers: start-up budget {size.startup_s} s ({size.weights_source}: "
+        f"{common.fmt_gib(size.weights_gib)})."),
+        f"ExecStartPost={exec_line(curl)}",
+        f"TimeoutStartSec={size.startup_s}",
+        "Restart=on-failure",
+        f"RestartSec={RESTART_SEC_S}",
+        "# Back-off: the delay grows to RestartMaxDelaySec over RestartSteps restarts (systemd >= 254;",
+        "# older systemd ignores these two keys and restarts every RestartSec).",
+        "RestartSteps=5",
+        "RestartMaxDelaySec=300",
+        "KillMode=control-group",
+        "KillSignal=SIGINT",
+        "TimeoutStopSec=60",
+        "",
+        "[Install]",
+        "WantedBy=multi-user.target",
+    ]
+    return {unit_name: "\n".join(lines) + "\n"}
