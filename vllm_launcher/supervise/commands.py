@@ -28,6 +28,8 @@ def up_main(preset_ref: str, overrides: list | None = None, name: str | None = N
         from vllm_launcher.errors import ConfigError
 
         raise ConfigError("--timeout must be a positive number of seconds")
+    if not dry_run:
+        launch.check_name_free(record.name)
     problems = launch.preflight_all(resolved, record, hardware_file)
     if dry_run:
         output.out(format_shell(build_plan(resolved.preset)))

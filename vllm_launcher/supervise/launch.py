@@ -148,15 +148,21 @@ def ensure_demo(preset: Any) -> None:
         demo.ensure_demo_model(interpreter(preset))
 
 
+def check_name_free(name: str) -> Record | None:
+    """Refuse when a live server already has NAME; return a stale or finished record to clear."""
+    existing = state.read(name)
+    if existing is not None:
+        current = state.effective_state(existing)
+        if current in state.LIVE_STATES:
+            raise LaunchError(f"a server named {name} is already {current} on port {existing.port} "
+                              f"(`vllm-launch down {name}` first, or choose --name)")
+    return existing
+
+
 def claim_name(record: Record) -> None:
     """Make room for RECORD: refuse when a live server has its name; clear a stale or finished one."""
     with state.locked(record.name):
-        existing = state.read(record.name)
-        if existing is not None:
-            current = state.effective_state(existing)
-            if current in state.LIVE_STATES:
-                raise LaunchError(f"a server named {record.name} is already {current} on port {existing.port} "
-                                  f"(`vllm-launch down {record.name}` first, or choose --name)")
+        existing = check_name_free(record.name)
     if existing is not None:
         cleanup(existing, timeout_s=10.0)
     with state.locked(record.name):

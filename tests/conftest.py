@@ -1,0 +1,190 @@
+"""Shared fixtures: isolated XDG directories per test, free ports, the fake vLLM, and ONE real demo server
+per test session (`demo_server`) for every test that needs a live vLLM."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import psutil
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+FAKE_VLLM_DIR = REPO / "tests" / "fake_vllm"
+FAKE_MODULE = "vllm.entrypoints.openai.api_server"
+XDG_VARS = ("XDG_CONFIG_HOME", "XDG_STATE_HOME", "XDG_CACHE_HOME")
+
+
+def free_port() -> int:
+    """A TCP port nobody listens on right now (bind port 0 and read it back)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def xdg_env(root: Path, base: dict[str, str] | None = None) -> dict[str, str]:
+    env = dict(os.environ if base is None else base)
+    for var in XDG_VARS:
+        path = root / var.lower()
+        path.mkdir(parents=True, exist_ok=True)
+        env[var] = str(path)
+    return env
+
+
+@pytest.fixture(autouse=True)
+def isolated_xdg(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
+    """Every test gets its own config/state/cache directories: no user preset or server record leaks in."""
+    env = xdg_env(tmp_path / "xdg")
+    for var in XDG_VARS:
+        monkeypatch.setenv(var, env[var])
+    return env
+
+
+@pytest.fixture
+def port() -> int:
+    return free_port()
+
+
+@pytest.fixture
+def fake_env(isolated_xdg: dict[str, str]) -> dict[str, str]:
+    """The env for a CLI run whose `python -m vllm.entrypoints.openai.api_server` is the fake server."""
+    env = dict(isolated_xdg)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(FAKE_VLLM_DIR), env.get("PYTHONPATH")]))
+    env["PYTHONUNBUFFERED"] = "1"
+    for var in list(env):
+        if var.startswith("FAKE_VLLM_"):
+            del env[var]
+    return env
+
+
+def write_preset(env: dict[str, str], name: str, port: int, **fields: object) -> str:
+    """A user preset NAME serving a fake model on PORT (CPU, so no GPU start lock)."""
+    directory = Path(env["XDG_CONFIG_HOME"]) / "vllm-launch" / "presets"
+    directory.mkdir(parents=True, exist_ok=True)
+    data = {"model": f"fake/{name}", "device": "cpu", "port": port, **fields}
+    (directory / f"{name}.yaml").write_text(json.dumps(data), encoding="utf-8")  # JSON is YAML
+    return name
+
+
+def cli(args: list[str], env: dict[str, str], timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "vllm_launcher", *args], env=env, capture_output=True,
+                          text=True, timeout=timeout, check=False)
+
+
+# ------------------------------------------------------------------- helpers for the supervise tests
+def new_tag() -> str:
+    return uuid.uuid4().hex[:12]
+
+
+def tagged_processes(tag: str) -> list[psutil.Process]:
+    """Live processes whose environment has FAKE_VLLM_TAG=TAG (the fake server, its children, strays)."""
+    found = []
+    for proc in psutil.process_iter():
+        try:
+            if proc.status() == psutil.STATUS_ZOMBIE:
+                continue
+            # The fake server and its children run this module; the CLI processes carry the tag too.
+            if proc.environ().get("FAKE_VLLM_TAG") == tag and FAKE_MODULE in " ".join(proc.cmdline()):
+                found.append(proc)
+        except (psutil.Error, OSError):
+            continue
+    return found
+
+
+def shm_of_tag(pids: list[int]) -> list[str]:
+    return [name for name in os.listdir("/dev/shm") if any(name.startswith(f"psm_fake{pid}") for pid in pids)]
+
+
+def wait_for(predicate: Callable[[], object], timeout_s: float = 30.0, interval_s: float = 0.05) -> object:
+    deadline = time.monotonic() + timeout_s
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout_s} s waiting for {predicate}")
+        time.sleep(interval_s)
+
+
+def record_json(env: dict[str, str], name: str) -> dict | None:
+    path = Path(env["XDG_STATE_HOME"]) / "vllm-launch" / "servers" / f"{name}.json"
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def status_of(env: dict[str, str], name: str) -> dict:
+    result = cli(["status", name, "--json"], env)
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout)[0]
+
+
+def port_is_free(port: int) -> bool:
+    import socket
+
+    with socket.socket() as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+def kill_tagged(tag: str) -> None:
+    """Last-resort cleanup so a failing test never leaves processes behind."""
+    for proc in tagged_processes(tag):
+        try:
+            proc.kill()
+        except psutil.Error:
+            pass
+
+
+# ------------------------------------------------------------------------------ the real demo server
+
+
+@dataclass
+class DemoServer:
+    """A real vLLM serving the demo preset, shared by the whole test session."""
+
+    name: str
+    port: int
+    base_url: str
+    log_path: str
+    env: dict[str, str] = field(default_factory=dict)  # run the CLI with this env to see the server
+    model: str = ""
+    up_output: str = ""
+
+
+@pytest.fixture(scope="session")
+def demo_server(tmp_path_factory: pytest.TempPathFactory):
+    """`vllm-launch up demo --detach` once per session (real vLLM on the CPU), `down` at the end.
+    Fails loudly when vLLM or the demo preset is missing: never skipped."""
+    root = tmp_path_factory.mktemp("demo-server")
+    env = xdg_env(root)
+    env["PYTHONUNBUFFERED"] = "1"
+    port = free_port()
+    name = "demo-session"
+    started = cli(["up", "demo", "--detach", "--name", name, "--port", str(port), "--timeout", "600"],
+                  env, timeout=900)
+    if started.returncode != 0:
+        cli(["down", name], env, timeout=120)
+        pytest.fail(f"demo server did not start (exit {started.returncode}):\n{started.stdout}\n{started.stderr}")
+    status = json.loads(cli(["status", name, "--json"], env).stdout)[0]
+    server = DemoServer(name=name, port=port, base_url=f"http://127.0.0.1:{port}/v1", log_path=status["log"],
+                        env=env, model=status["model"], up_output=started.stdout)
+    try:
+        yield server
+    finally:
+        stopped = cli(["down", name], env, timeout=180)
+        time.sleep(0.1)
+        assert stopped.returncode == 0, stopped.stderr

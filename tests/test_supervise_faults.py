@@ -1,0 +1,376 @@
+"""Faults, with the fake vLLM (tests/fake_vllm on PYTHONPATH) and the real CLI in subprocesses.
+
+Every test tags its fake processes (FAKE_VLLM_TAG) and checks that none survive, then kills any that do.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+
+import psutil
+import pytest
+from conftest import (
+    cli,
+    kill_tagged,
+    new_tag,
+    port_is_free,
+    record_json,
+    shm_of_tag,
+    status_of,
+    tagged_processes,
+    wait_for,
+    write_preset,
+)
+
+
+@pytest.fixture
+def tag(fake_env: dict[str, str]):
+    value = new_tag()
+    fake_env["FAKE_VLLM_TAG"] = value
+    yield value
+    leftovers = tagged_processes(value)
+    kill_tagged(value)
+    assert not leftovers, f"processes left behind: {[p.pid for p in leftovers]}"
+
+
+def assert_nothing_left(tag: str, port: int, shm_pids: list[int] | None = None) -> None:
+    wait_for(lambda: not tagged_processes(tag), timeout_s=5)
+    assert port_is_free(port)
+    if shm_pids:
+        assert shm_of_tag(shm_pids) == []
+
+
+def start_detached_in_background(env: dict[str, str], args: list[str]) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "vllm_launcher", "up", *args, "--detach"], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def test_detached_lifecycle_status_logs_down(fake_env, tag, port):
+    write_preset(fake_env, "fk", port, served_model_name="fake-served")
+    up = cli(["up", "fk", "--detach"], fake_env)
+    assert up.returncode == 0, up.stderr
+    assert f"http://127.0.0.1:{port}/v1" in up.stdout
+    assert "served model:  fake-served" in up.stdout
+    assert "timeout: 300" in up.stdout  # CPU: the guide's longer client timeout
+    entry = status_of(fake_env, "fk")
+    assert entry["state"] == "ready" and entry["port"] == port and entry["model"] == "fake-served"
+    assert entry["endpoint"] == f"http://127.0.0.1:{port}"
+    assert psutil.Process(entry["pid"]).is_running()
+    assert entry["running"] == 1.0 and entry["waiting"] == 2.0 and entry["kv_cache_usage"] == 0.25
+    assert entry["memory_bytes"] > 0
+    table = cli(["status"], fake_env)
+    assert "fk" in table.stdout and "ready" in table.stdout
+    logs = cli(["logs", "fk", "-n", "200"], fake_env)
+    assert "Application startup complete" in logs.stdout
+    record = record_json(fake_env, "fk")
+    assert record["argv"][1:3] == ["-m", "vllm.entrypoints.openai.api_server"]
+    assert record["supervisor_pid"] != entry["pid"] and record["pgid"] == entry["pid"]
+    engine_pids = [int(pid) for pid, _created in record["tree"]]
+    down = cli(["down", "fk"], fake_env)
+    assert down.returncode == 0, down.stderr
+    assert f"port {port} is free" in down.stdout
+    assert_nothing_left(tag, port, engine_pids)
+    assert record_json(fake_env, "fk") is None
+    assert json.loads(cli(["status", "--json"], fake_env).stdout) == []
+
+
+def test_slow_start_shows_phases_and_becomes_ready(fake_env, tag, port):
+    write_preset(fake_env, "slow", port)
+    fake_env.update(FAKE_VLLM_MODE="slow_start", FAKE_VLLM_START_S="3")
+    up = cli(["up", "slow", "--detach"], fake_env)
+    assert up.returncode == 0, up.stderr
+    phases = [line.split(": ", 2)[2] for line in up.stderr.splitlines() if line.startswith("vllm-launch: slow:")]
+    assert [p.rsplit(" (", 1)[0] for p in phases] == [
+        "starting engine", "loading weights", "memory profiling", "KV cache allocation",
+        "CUDA graphs / warm-up", "API server starting"]
+    assert cli(["down", "slow"], fake_env).returncode == 0
+    assert_nothing_left(tag, port)
+
+
+def test_exit_during_start_is_diagnosed_and_not_restarted(fake_env, tag, port):
+    write_preset(fake_env, "bad", port)
+    fake_env["FAKE_VLLM_MODE"] = "exit_during_start"
+    up = cli(["up", "bad"], fake_env)  # foreground
+    assert up.returncode == 1
+    assert "max_num_batched_tokens (2048) is smaller than max_model_len (4096)" in up.stderr  # the log tail
+    assert "cause: max_num_batched_tokens (2048) is smaller than max_model_len (4096)" in up.stderr
+    assert "fix:   --max-num-batched-tokens 4096" in up.stderr
+    record = record_json(fake_env, "bad")
+    assert record["state"] == "failed" and record["restarts"] == 0
+    assert record["diagnosis"]["code"] == "batched-below-len"
+    log = cli(["logs", "bad", "-n", "1000"], fake_env).stdout
+    assert log.count("Initializing a V1 LLM engine") == 1  # started once: a config error is not retried
+    assert status_of(fake_env, "bad")["state"] == "failed"
+    assert cli(["down", "bad"], fake_env).returncode == 0
+    assert_nothing_left(tag, port)
+
+
+def test_exit_during_start_detached(fake_env, tag, port):
+    write_preset(fake_env, "bad2", port)
+    fake_env.update(FAKE_VLLM_MODE="exit_during_start",
+                    FAKE_VLLM_ERROR="ValueError: Total number of attention heads (28) must be divisible by "
+                                    "tensor parallel size (8).")
+    up = cli(["up", "bad2", "--detach"], fake_env)
+    assert up.returncode == 1
+    assert "cause: 28 attention heads cannot be split over tensor parallel size 8" in up.stderr
+    assert "fix:   --tp 7" in up.stderr
+    assert cli(["down", "bad2"], fake_env).returncode == 0
+    assert_nothing_left(tag, port)
+
+
+def test_crash_after_ready_is_restarted_with_growing_backoff_then_gives_up(fake_env, tag, port, monkeypatch):
+    from vllm_launcher.supervise import state
+    from vllm_launcher.supervise.supervisor import RestartPolicy, Supervisor
+
+    for key, value in fake_env.items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.setenv("FAKE_VLLM_MODE", "crash_after_ready")
+    monkeypatch.setenv("FAKE_VLLM_CRASH_AFTER_S", "0.3")
+    record = state.Record(
+        name="crashy", preset="crashy", model="m", served_model="m", host="127.0.0.1", port=port,
+        argv=[sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--model", "m", "--port", str(port)],
+        log_path=str(state.log_path_for("crashy")), device="cpu")
+    policy = RestartPolicy(first_delay_s=0.2, max_delay_s=0.8, max_restarts=4, window_s=60)
+    events: list[str] = []
+
+    from vllm_launcher.supervise.supervisor import Reporter
+
+    class Recorder(Reporter):
+        def event(self, text: str) -> None:
+            events.append(text)
+
+    supervisor = Supervisor(record, Recorder(), policy)
+    assert supervisor.run() == 1
+    final = state.read("crashy")
+    assert final.state == "failed" and final.restarts == 4
+    assert "gave up after 4 restarts" in final.reason
+    delays = [float(e.split("restarting in ")[1].split(" s")[0]) for e in events if "restarting in" in e]
+    assert delays == [0.2, 0.4, 0.8, 0.8]  # doubling, capped
+    assert_nothing_left(tag, port)
+
+
+def test_crash_after_ready_detached_restarts(fake_env, tag, port):
+    write_preset(fake_env, "crash", port)
+    fake_env.update(FAKE_VLLM_MODE="crash_after_ready", FAKE_VLLM_CRASH_AFTER_S="1")
+    up = cli(["up", "crash", "--detach"], fake_env)
+    assert up.returncode == 0, up.stderr
+    first_pid = status_of(fake_env, "crash")["pid"]
+    wait_for(lambda: (record_json(fake_env, "crash") or {}).get("restarts", 0) >= 1, timeout_s=20)
+    wait_for(lambda: status_of(fake_env, "crash")["state"] in ("ready", "restarting"), timeout_s=10)
+    record = record_json(fake_env, "crash")
+    assert record["server_pid"] != first_pid
+    assert cli(["down", "crash"], fake_env).returncode == 0
+    assert_nothing_left(tag, port)
+
+
+def test_never_ready_times_out_and_is_killed(fake_env, tag, port):
+    write_preset(fake_env, "stuck", port)
+    fake_env["FAKE_VLLM_MODE"] = "never_ready,ignore_sigterm"
+    up = cli(["up", "stuck", "--timeout", "2"], fake_env)
+    assert up.returncode == 1
+    assert "not ready after --timeout 2 s" in up.stderr
+    assert_nothing_left(tag, port)
+
+
+@pytest.mark.parametrize(("mode", "needed"), [
+    ("never_ready,ignore_sigterm", ["SIGINT"]),  # vLLM while starting: SIGTERM ignored, SIGINT works
+    ("never_ready,ignore_signals", ["SIGINT", "SIGTERM", "SIGKILL"]),
+])
+def test_down_while_starting_stops_a_server_that_ignores_signals(fake_env, tag, port, mode, needed):
+    from vllm_launcher.supervise import procs
+
+    write_preset(fake_env, "deaf", port)
+    fake_env["FAKE_VLLM_MODE"] = mode
+    up = start_detached_in_background(fake_env, ["deaf"])
+    try:
+        record = wait_for(lambda: (r := record_json(fake_env, "deaf")) and r.get("server_pid") and r, 20)
+        wait_for(lambda: len(tagged_processes(tag)) >= 2, timeout_s=10)  # server + engine
+        assert status_of(fake_env, "deaf")["state"] == "starting"
+        # The tree directly, as the supervisor stops it (down goes through the supervisor).
+        members = {int(p): c for p, c in record["tree"]}
+        members.update({p.pid: p.create_time() for p in tagged_processes(tag)})
+        result = procs.stop_tree(record["pgid"], members, timeout_s=1.0)
+        assert result.signals == needed and result.survivors == []
+        down = cli(["down", "deaf"], fake_env)
+        assert down.returncode == 0, down.stderr
+        assert up.wait(timeout=30) == 1  # `up --detach` reports that the start failed
+    finally:
+        up.kill()
+    assert_nothing_left(tag, port)
+
+
+def test_down_during_start_via_supervisor(fake_env, tag, port):
+    write_preset(fake_env, "starting", port)
+    fake_env["FAKE_VLLM_MODE"] = "never_ready,ignore_sigterm"
+    up = start_detached_in_background(fake_env, ["starting"])
+    try:
+        wait_for(lambda: (r := record_json(fake_env, "starting")) and r.get("server_pid"), 20)
+        down = cli(["down", "starting", "--timeout", "5"], fake_env)
+        assert down.returncode == 0, down.stderr
+        up.wait(timeout=30)
+    finally:
+        up.kill()
+    assert_nothing_left(tag, port)
+
+
+def test_orphan_children_are_killed_with_the_tree_and_shm_removed(fake_env, tag, port):
+    write_preset(fake_env, "orphans", port)
+    fake_env["FAKE_VLLM_MODE"] = "orphan_children"
+    assert cli(["up", "orphans", "--detach"], fake_env).returncode == 0
+    procs_before = wait_for(lambda: (found := tagged_processes(tag)) and len(found) >= 3 and found, 10)
+    sessions = {os.getsid(p.pid) for p in procs_before}
+    assert len(sessions) >= 2  # one child left the server's session: the group alone would miss it
+    pids = [p.pid for p in procs_before]
+    wait_for(lambda: len(shm_of_tag(pids)) >= 2, timeout_s=5)
+    down = cli(["down", "orphans", "--timeout", "2"], fake_env)
+    assert down.returncode == 0, down.stderr
+    assert "SIGKILL" in down.stdout or "supervisor" in down.stdout
+    assert_nothing_left(tag, port, pids)
+
+
+def test_flapping_health_is_tolerated_and_persistent_503_restarts(fake_env, tag, port):
+    write_preset(fake_env, "flap", port)
+    fake_env.update(FAKE_VLLM_MODE="flapping_health", FAKE_VLLM_FLAP_OK_S="3", FAKE_VLLM_FLAP_BAD_S="2.5")
+    assert cli(["up", "flap", "--detach"], fake_env).returncode == 0
+    seen = set()
+    deadline = time.monotonic() + 12
+    while time.monotonic() < deadline:
+        seen.add(status_of(fake_env, "flap")["state"])
+        time.sleep(0.3)
+    assert "unhealthy" in seen and "ready" in seen  # noticed, then recovered
+    assert record_json(fake_env, "flap")["restarts"] == 0  # fewer than 3 failures in a row: no restart
+    assert cli(["down", "flap"], fake_env).returncode == 0
+    assert_nothing_left(tag, port)
+
+
+def test_persistent_503_is_restarted(fake_env, tag, port):
+    write_preset(fake_env, "sick", port)
+    fake_env["FAKE_VLLM_MODE"] = "unhealthy"
+    # Ready needs /health 200, so this server never becomes ready: the start times out instead.
+    up = cli(["up", "sick", "--timeout", "1.5"], fake_env)
+    assert up.returncode == 1 and "not ready after" in up.stderr
+    assert_nothing_left(tag, port)
+
+
+def test_supervisor_sigkilled_then_status_stale_and_down_cleans_up(fake_env, tag, port):
+    write_preset(fake_env, "victim", port)
+    assert cli(["up", "victim", "--detach"], fake_env).returncode == 0
+    record = record_json(fake_env, "victim")
+    os.kill(record["supervisor_pid"], signal.SIGKILL)
+    wait_for(lambda: not psutil.pid_exists(record["supervisor_pid"])
+             or psutil.Process(record["supervisor_pid"]).status() == psutil.STATUS_ZOMBIE, 5)
+    entry = status_of(fake_env, "victim")
+    assert entry["state"] == "stale"
+    assert entry["pid"] == record["server_pid"]  # the server outlived its supervisor
+    assert "down victim" in cli(["status"], fake_env).stdout
+    pids = [p.pid for p in tagged_processes(tag)]
+    down = cli(["down", "victim"], fake_env)
+    assert down.returncode == 0, down.stderr
+    assert_nothing_left(tag, port, pids)
+
+
+def test_port_in_use_is_refused_with_its_owner_and_forced_start_is_diagnosed(fake_env, tag, port):
+    import socket
+
+    write_preset(fake_env, "busy", port)
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", port))
+        holder.listen()
+        up = cli(["up", "busy"], fake_env)
+        assert up.returncode == 1
+        assert f"port {port} on 127.0.0.1 is already in use by pid {os.getpid()}" in up.stderr
+        assert "--force" in up.stderr
+        forced = cli(["up", "busy", "--force"], fake_env)
+        assert forced.returncode == 1
+        assert "cause: the port is already taken" in forced.stderr
+    assert cli(["down", "busy"], fake_env).returncode == 0
+    assert_nothing_left(tag, port)
+
+
+def test_missing_vllm_is_refused(fake_env, tag, port, tmp_path):
+    write_preset(fake_env, "novllm", port, python=sys.executable)
+    fake_env["PYTHONPATH"] = str(tmp_path)  # neither the fake nor...
+    fake_env["PYTHONNOUSERSITE"] = "1"
+    up = cli(["up", "novllm", "--dry-run", "--set", "python=/usr/bin/python3"], fake_env)
+    assert up.returncode == 1
+    assert "vLLM is not installed for /usr/bin/python3" in up.stdout
+
+
+def test_dry_run_prints_the_plan_and_spawns_nothing(fake_env, tag, port):
+    write_preset(fake_env, "dry", port)
+    result = cli(["up", "dry", "--dry-run"], fake_env)
+    assert result.returncode == 0, result.stderr
+    assert "-m vllm.entrypoints.openai.api_server" in result.stdout
+    assert "# pre-flight: ok" in result.stdout
+    assert tagged_processes(tag) == [] and record_json(fake_env, "dry") is None
+
+
+def test_secret_reaches_the_server_but_never_the_record_or_log(fake_env, tag, port):
+    write_preset(fake_env, "secret", port, api_key_env="MY_SERVER_KEY")
+    missing = cli(["up", "secret", "--detach"], fake_env)
+    assert missing.returncode == 1 and "$MY_SERVER_KEY, which is not set" in missing.stderr
+    fake_env["MY_SERVER_KEY"] = "s3cr3t-value-123"
+    up = cli(["up", "secret", "--detach"], fake_env)
+    assert up.returncode == 0, up.stderr  # readiness passed the key to /v1/models
+    state_dir = os.path.join(fake_env["XDG_STATE_HOME"], "vllm-launch")
+    for root, _dirs, files in os.walk(state_dir):
+        for name in files:
+            with open(os.path.join(root, name), errors="replace") as handle:
+                assert "s3cr3t-value-123" not in handle.read(), name
+    assert "secret VLLM_API_KEY is set" in cli(["logs", "secret"], fake_env).stdout
+    request = urllib.request.Request(f"http://127.0.0.1:{port}/v1/models",
+                                     headers={"Authorization": "Bearer s3cr3t-value-123"})
+    with urllib.request.urlopen(request, timeout=5) as response:
+        assert response.status == 200
+    assert cli(["down", "secret"], fake_env).returncode == 0
+    assert_nothing_left(tag, port)
+
+
+def test_two_servers_side_by_side_and_down_all(fake_env, tag, port):
+    from conftest import free_port
+
+    other_port = free_port()
+    write_preset(fake_env, "twin", port)
+    assert cli(["up", "twin", "--detach", "--name", "twin-a"], fake_env).returncode == 0
+    assert cli(["up", "twin", "--detach", "--name", "twin-b", "--port", str(other_port)], fake_env).returncode == 0
+    again = cli(["up", "twin", "--detach", "--name", "twin-a"], fake_env)
+    assert again.returncode == 1 and "already ready" in again.stderr
+    entries = json.loads(cli(["status", "--json"], fake_env).stdout)
+    assert {(e["name"], e["port"], e["state"]) for e in entries} == {
+        ("twin-a", port, "ready"), ("twin-b", other_port, "ready")}
+    down = cli(["down", "--all"], fake_env)
+    assert down.returncode == 0, down.stderr
+    assert_nothing_left(tag, port)
+    assert port_is_free(other_port)
+
+
+def test_foreground_sigint_stops_the_tree(fake_env, tag, port):
+    write_preset(fake_env, "fg", port)
+    up = subprocess.Popen([sys.executable, "-m", "vllm_launcher", "up", "fg"], env=fake_env,
+                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        wait_for(lambda: (record_json(fake_env, "fg") or {}).get("state") == "ready", 20)
+        up.send_signal(signal.SIGINT)
+        out, err = up.communicate(timeout=30)
+    finally:
+        up.kill()
+    assert up.returncode == 0, err
+    assert "fg is ready" in out and "Application startup complete" in out  # the log is echoed
+    assert record_json(fake_env, "fg") is None
+    assert_nothing_left(tag, port)
+
+
+def test_bad_input_is_one_line(fake_env, port):
+    write_preset(fake_env, "bi", port)
+    for args in (["up", "bi", "--restart", "sometimes"], ["up", "bi", "--gpus", "a,b"], ["down"]):
+        result = cli(args, fake_env)
+        assert result.returncode == 2, (args, result.stderr)
+        assert len(result.stderr.strip().splitlines()) == 1 and "Traceback" not in result.stderr
+    missing = cli(["down", "nothing-here"], fake_env)
+    assert missing.returncode == 1 and "no server named nothing-here" in missing.stderr
