@@ -1,0 +1,88 @@
+"""`vllm-launch doctor` end to end, in a subprocess with isolated XDG directories."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+from tests.cli_helpers import REPO, isolated_env, run_cli, user_presets_dir
+
+HARDWARE = str(REPO / "tests" / "fixtures" / "hardware" / "cpu-2core-24gib.json")
+
+
+def findings(stdout: str) -> list[dict]:
+    return json.loads(stdout)["findings"]
+
+
+def test_all_presets_against_a_saved_probe(tmp_path):
+    env = isolated_env(tmp_path)
+    done = run_cli(["doctor", "--hardware", HARDWARE, "--json"], env)
+    found = findings(done.stdout)
+    by_preset = {f["preset"] for f in found}
+    assert {"cpu-test", "gpu-7b", None} <= by_preset
+    # This probe's NUMA node 0 can barely spare vLLM's default CPU reservation: a warning, exit 0.
+    assert [f["severity"] for f in found if f["code"] == "VL205" and f["preset"] == "cpu-test"] == ["warning"]
+    assert done.returncode == (1 if any(f["severity"] == "error" for f in found) else 0)
+    for f in found:
+        assert set(f) == {"code", "severity", "preset", "message", "fix"}
+
+
+def test_an_error_exits_1(tmp_path):
+    env = isolated_env(tmp_path)
+    done = run_cli(["doctor", "cpu-test", "--kv-cache", "1", "--max-num-batched-tokens", "1024",
+                    "--set", "enable_chunked_prefill=false", "--hardware", HARDWARE], env)
+    assert done.returncode == 1
+    assert "ERROR VL101" in done.stdout and "max_num_batched_tokens: 2048" in done.stdout
+
+
+def test_a_good_preset_exits_0_and_the_report_is_grouped(tmp_path):
+    env = isolated_env(tmp_path)
+    done = run_cli(["doctor", "cpu-test", "--kv-cache", "1", "--port", "1", "--hardware", HARDWARE], env)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert done.stdout.startswith("no problems found") or "== cpu-test" in done.stdout
+
+
+def test_a_broken_user_preset_is_a_finding_not_a_crash(tmp_path):
+    env = isolated_env(tmp_path)
+    (user_presets_dir(env) / "broken.yaml").write_text("model: m\nmax_model_len: -3\n")
+    done = run_cli(["doctor", "--hardware", HARDWARE, "--json"], env)
+    broken = [f for f in findings(done.stdout) if f["preset"] == "broken"]
+    assert broken[0]["code"] == "VL100" and "max_model_len" in broken[0]["message"]
+
+
+def test_usage_errors_exit_2_without_traceback(tmp_path):
+    env = isolated_env(tmp_path)
+    for args in (["doctor", "no-such-preset"], ["doctor", "cpu-test", "--hardware", str(tmp_path / "nope.json")]):
+        done = run_cli(args, env)
+        assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr
+
+
+def test_list_prints_the_registry(tmp_path):
+    env = isolated_env(tmp_path)
+    done = run_cli(["doctor", "--list"], env)
+    assert done.returncode == 0
+    for code in ("VL101", "VL205", "VL301", "VL406", "VL504"):
+        assert code in done.stdout
+    rules = json.loads(run_cli(["doctor", "--list", "--json"], env).stdout)["rules"]
+    assert len({r["code"] for r in rules}) == len(rules)
+
+
+WRAPPER = """
+import sys
+from vllm_launcher.entry import main
+try:
+    main(["doctor", "--json"])
+except SystemExit:
+    pass
+heavy = sorted(m for m in ("torch", "vllm", "transformers") if m in sys.modules)
+print("HEAVY=" + ",".join(heavy), file=sys.stderr)
+"""
+
+
+def test_doctor_on_this_machine_imports_no_torch_vllm_or_transformers(tmp_path):
+    env = isolated_env(tmp_path)
+    done = subprocess.run([sys.executable, "-c", WRAPPER], env=env, capture_output=True, text=True, timeout=120,
+                          check=False)
+    assert "HEAVY=\n" in done.stderr, done.stderr
+    assert findings(done.stdout)  # it did run over the presets and the environment

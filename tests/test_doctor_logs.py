@@ -1,0 +1,133 @@
+"""`explain_log`: vLLM's error texts (quoted from vLLM 0.32's source and ../shared/VLLM-NOTES.md, as vLLM
+prints them) become findings whose fixes carry vLLM's own numbers."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from tests.cli_helpers import run_cli
+from vllm_launcher.doctor.logs import PATTERNS, diagnose, explain_log
+
+TRACE = "Traceback (most recent call last):\n  File \"x.py\", line 1, in <module>\n"
+
+# (log excerpt, code, strings the finding's message + fix must contain)
+CASES = [
+    (("(EngineCore pid=1) ValueError: max_num_batched_tokens (2048) is smaller than max_model_len (4096). This "
+     "effectively limits the maximum sequence length to max_num_batched_tokens and makes vLLM reject longer "
+     "sequences. Please increase max_num_batched_tokens or decrease max_model_len."),
+     "VL501", ["--max-num-batched-tokens 4096", "--max-model-len 2048"]),
+    ("ValueError: max_num_batched_tokens is smaller than max_model_len", "VL501",
+     ["--max-model-len 8192 --max-num-batched-tokens 8192"]),
+    ("ValueError: max_num_batched_tokens (64) must be greater than or equal to max_num_seqs (128).",
+     "VL502", ["--max-num-seqs 64"]),
+    (("pydantic_core._pydantic_core.ValidationError: 1 validation error for ModelConfig\n  Value error, "
+     "User-specified max_model_len (65536) is greater than the derived max_model_len (max_position_embeddings="
+     "32768.0 or model_max_length=None in model's config.json). To allow overriding this maximum, set the env "
+     "var VLLM_ALLOW_LONG_MAX_MODEL_LEN=1."), "VL503", ["--max-model-len 32768", "VLLM_ALLOW_LONG_MAX_MODEL_LEN"]),
+    (("ValueError: To serve at least one request with the model's max seq len (32768), (3.5 GiB KV cache is "
+     "needed, which is larger than the available KV cache memory (1.0 GiB). Based on the available memory, the "
+     "estimated maximum model length is 9344. Try increasing `gpu_memory_utilization`"),
+     "VL504", ["--max-model-len 9344", "kv_cache_space_gib: 4"]),
+    (("ValueError: To serve at least one request with the models's max seq len (131072), (16.00 GiB KV cache is "
+     "needed, which is larger than the available KV cache memory (9.50 GiB). Based on the available memory, the "
+     "estimated maximum model length is 77808."), "VL504", ["--max-model-len 77808"]),
+    (("ValueError: The model's max seq len (32768) is larger than the maximum number of tokens that can be "
+     "stored in KV cache (20000). Try increasing `gpu_memory_utilization`"), "VL504", ["--max-model-len 20000"]),
+    (("ValueError: No available memory for the cache blocks. Try increasing `gpu_memory_utilization` when "
+     "initializing the engine"), "VL505", ["gpu_memory_utilization"]),
+    (("ValueError: Free memory on device cuda:0 (20.5/79.19 GiB) on startup is less than desired GPU memory "
+     "utilization (0.92, 72.85 GiB). Decrease GPU memory utilization or reduce GPU memory used by other "
+     "processes."), "VL506", ["--gpu-memory-utilization 0.23"]),
+    (("ValueError: Available memory on node 0 (6.8/8.21 GiB) on startup is less than desired CPU memory "
+     "utilization (0.92, 7.56 GiB). On the CPU backend, the `--gpu-memory-utilization` flag controls the "
+     "fraction of CPU memory reserved"), "VL507", ["kv_cache_space_gib: 3", "VLLM_CPU_KVCACHE_SPACE=3"]),
+    (("ValueError: Available memory on node 0 (1.2/8.21 GiB) on kv cache allocation is less than requested "
+     "memory for kv (4.0 GiB). Decrease --kv-cache-memory-bytes, VLLM_CPU_KVCACHE_SPACE"), "VL508",
+     ["kv_cache_space_gib: 1"]),
+    ("ValueError: Total number of attention heads (28) must be divisible by tensor parallel size (8).",
+     "VL509", ["1, 2, 4, 7, 14"]),
+    ("TypeError: Error: --enable-auto-tool-choice requires --tool-call-parser", "VL510", ["--tool-call-parser"]),
+    ("KeyError: 'invalid tool call parser: hermess (chose from { deepseek_v3,hermes,mistral })'", "VL511",
+     ["--tool-call-parser hermes"]),
+    (('{"object":"error","message":"\\"auto\\" tool choice requires --enable-auto-tool-choice and '
+     '--tool-call-parser to be set","type":"BadRequestError","code":400}'), "VL512",
+     ["--enable-auto-tool-choice --tool-call-parser"]),
+    (("pydantic_core._pydantic_core.ValidationError: 1 validation error for CacheConfig\ngpu_memory_utilization\n"
+     "  Input should be less than or equal to 1 [type=less_than_equal, input_value=1.5, input_type=float]"),
+     "VL513", ["1.5", "--gpu-memory-utilization 0.9"]),
+    ("OSError: [Errno 98] error while attempting to bind on address ('127.0.0.1', 8000): address already in use",
+     "VL514", ["--port"]),
+    ("OSError: [Errno 98] Address already in use", "VL514", ["--port"]),
+    (TRACE + "RuntimeError: operator torchvision::nms does not exist", "VL515", ["pip uninstall -y torchvision"]),
+    (TRACE + "importlib.metadata.PackageNotFoundError: No package metadata was found for vllm", "VL516",
+     ["python -m vllm.entrypoints.openai.api_server"]),
+    (("AssertionError: Not enough allowed NUMA nodes to bind threads of 2 local CPUWorkers. Allowed NUMA nodes "
+     "are [0]. Please try to bind threads manually or decrease DP/TP/PP."), "VL517", ["--tensor-parallel-size 1"]),
+    (('  File "/v/vllm/platforms/cpu.py", line 326, in check_and_update_config\n    kv_cache_space = '
+     "int(os.environ[env_key])\n                     ^^^^^\nValueError: invalid literal for int() with base 10: "
+     "'0.001'"), "VL518", ["kv_cache_space_gib: 1"]),
+    ("RuntimeError: Unsupported CPU attention configuration: head_dim=16", "VL519", ["32"]),
+    ("torch.OutOfMemoryError: CUDA out of memory. Tried to allocate 2.00 GiB. GPU 0 has a total capacity",
+     "VL520", ["2.00 GiB", "--max-num-seqs"]),
+    (("ValueError: Bfloat16 is only supported on GPUs with compute capability of at least 8.0. Your Tesla T4 GPU "
+     "has compute capability 7.5. You can use float16 instead"), "VL521", ["Tesla T4", "--dtype half"]),
+    (("ValueError: VLLM_PORT 'tcp://10.0.0.7:8000' appears to be a URI. This may be caused by a Kubernetes "
+     "service discovery issue"), "VL522", ["enableServiceLinks: false"]),
+    ("OSError: We couldn't connect to 'https://huggingface.co' to load the files", "VL523", ["hf_token_env"]),
+    ("ERROR hermes_tool_parser.py:117] Error in extracting tool call from response.", "VL524", ["parser"]),
+    ("RuntimeError: Engine core initialization failed. See root cause above. Failed core proc(s): {}", "VL525",
+     ["first ERROR"]),
+    (("INFO [kv_cache_utils.py:1330] CPU KV cache size: 1,048,576 tokens\nINFO [kv_cache_utils.py:1335] Maximum "
+     "concurrency for 2,048 tokens per request: 512.00x"), "VL526", ["1048576 tokens", "512.00x", "2048"]),
+]
+
+
+@pytest.mark.parametrize("text, code, expected", CASES, ids=[f"{c[1]}-{i}" for i, c in enumerate(CASES)])
+def test_known_error_text_is_explained_with_its_numbers(text, code, expected):
+    findings = explain_log(f"INFO starting\n{text}\nINFO exiting\n")
+    assert [f.code for f in findings] == [code]
+    both = findings[0].message + " " + findings[0].fix
+    for needle in expected:
+        assert needle in both
+
+
+def test_every_log_pattern_has_a_case():
+    assert {p.code for p in PATTERNS} == {code for _, code, _ in CASES}
+
+
+def test_generic_engine_failure_is_dropped_when_a_cause_is_known():
+    log = CASES[0][0] + "\nRuntimeError: Engine core initialization failed. See root cause above.\n"
+    assert [f.code for f in explain_log(log)] == ["VL501"]
+    assert diagnose(log).code == "VL501"
+
+
+def test_diagnose_picks_the_first_error_and_none_for_a_clean_log():
+    log = "\n".join([CASES[9][0], CASES[17][0]])  # node memory, then the port
+    assert diagnose(log).code == "VL507"
+    assert diagnose("INFO Application startup complete.\n") is None
+    assert explain_log("") == []
+
+
+def test_doctor_log_cli_json_and_exit_code(tmp_path):
+    from tests.cli_helpers import isolated_env
+
+    env = isolated_env(tmp_path)
+    log = tmp_path / "vllm.log"
+    log.write_text(CASES[4][0] + "\n")
+    done = run_cli(["doctor", "--log", str(log), "--json"], env)
+    assert done.returncode == 1, done.stderr
+    import json
+
+    findings = json.loads(done.stdout)["findings"]
+    assert findings[0]["code"] == "VL504" and "--max-model-len 9344" in findings[0]["fix"]
+    assert set(findings[0]) == {"code", "severity", "preset", "message", "fix"}
+    clean = tmp_path / "ok.log"
+    clean.write_text(CASES[-1][0])
+    assert run_cli(["doctor", "--log", str(clean)], env).returncode == 0
+    missing = run_cli(["doctor", "--log", str(tmp_path / "nope.log")], env)
+    assert missing.returncode == 2 and "no such log file" in missing.stderr and "Traceback" not in missing.stderr
+
+
+REAL_LOGS = sorted((Path(__file__).parent / "fixtures" / "vllm_logs").glob("*.log"))

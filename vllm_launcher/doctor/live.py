@@ -1,0 +1,296 @@
+"""VL4xx: checks of a running OpenAI-compatible server: /health, /v1/models, a tool-calling probe, time to
+first token. `check_endpoint(base_url, ...)` does the HTTP (httpx, imported here only); the classification
+of a tool-call response (`classify_tool_response`, `repeated_span`) is pure and tested on its own.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import re
+import time
+from dataclasses import dataclass
+
+from vllm_launcher.doctor.findings import Finding, make_finding, register
+
+register("VL400", "info", "live", "what the server serves")
+register("VL401", "error", "live", "server not reachable")
+register("VL402", "error", "live", "/health does not answer 200")
+register("VL403", "error", "live", "the expected model is not served")
+register("VL404", "warning", "live", "served max_model_len differs from the preset")
+register("VL405", "info", "live", "native tool calls work")
+register("VL406", "error", "live", "tool call came back as text in `content`")
+register("VL407", "error", "live", "HTTP 400: \"auto\" tool choice needs the tool-calling flags")
+register("VL408", "warning", "live", "the response repeats its own content")
+register("VL409", "info", "live", "time to first token (streaming)")
+register("VL410", "error", "live", "HTTP 401: API key missing or wrong")
+register("VL411", "info", "live", "the model answered without calling the tool")
+register("VL412", "warning", "live", "chat request failed")
+
+PROBE_TOOL = {
+    "type": "function",
+    "function": {
+        "name": "get_weather",
+        "description": "Get the current weather for a city.",
+        "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]},
+    },
+}
+PROBE_MESSAGES = [{"role": "user", "content": "What is the weather in Paris? Call the get_weather tool."}]
+
+TEXT_FORMATS = {
+    "json_block": "a ```json block",
+    "tool_output_tags": "<TOOL_OUTPUT> tags",
+    "tool_call_tags": "<tool_call> tags",
+    "inline_json": "bare inline JSON",
+}
+_JSON_BLOCK = re.compile(r"```(?:json)?\s*(\{[\s\S]*?\})\s*```")
+_TOOL_OUTPUT = re.compile(r"<TOOL_OUTPUT>\s*([\s\S]*?)\s*(?:</TOOL_OUTPUT>|$)", re.IGNORECASE)
+_TOOL_CALL = re.compile(r"<tool_call>\s*([\s\S]*?)\s*(?:</tool_call>|$)")
+_NAME_KEY = re.compile(r'"name"\s*:\s*"([^"]+)"')
+
+
+@dataclass(frozen=True)
+class ToolProbe:
+    """How a server answered the tool probe. kind: native | json_block | tool_output_tags | tool_call_tags |
+    inline_json | auto_tool_choice_400 | unauthorized | no_tool_call | http_error."""
+
+    kind: str
+    detail: str = ""
+    content: str = ""
+
+
+def _inline_call(text: str) -> str | None:
+    """A JSON object with a "name" key written inline in the text (the guide's `{"name": ..., "arguments":`)."""
+    start = text.find("{")
+    while start != -1:
+        depth = 0
+        for end in range(start, len(text)):
+            if text[end] == "{":
+                depth += 1
+            elif text[end] == "}":
+                depth -= 1
+                if depth == 0:
+                    try:
+                        value = json.loads(text[start:end + 1])
+                    except ValueError:
+                        break
+                    if isinstance(value, dict) and "name" in value:
+                        return str(value["name"])
+                    break
+        start = text.find("{", start + 1)
+    return None
+
+
+def classify_tool_response(status: int, body: object) -> ToolProbe:
+    """Classify one /v1/chat/completions answer to a request with one tool (pure)."""
+    text_body = body if isinstance(body, str) else json.dumps(body)
+    if status == 400 and "tool choice requires" in text_body:
+        return ToolProbe("auto_tool_choice_400", _error_message(body))
+    if status == 401:
+        return ToolProbe("unauthorized", _error_message(body))
+    if status != 200 or not isinstance(body, dict):
+        return ToolProbe("http_error", f"HTTP {status}: {_error_message(body)[:200]}")
+    try:
+        message = body["choices"][0]["message"]
+    except (KeyError, IndexError, TypeError):
+        return ToolProbe("http_error", "response has no choices[0].message")
+    calls = message.get("tool_calls") or []
+    content = message.get("content") or ""
+    if calls:
+        names = ", ".join(str(c.get("function", {}).get("name")) for c in calls if isinstance(c, dict))
+        return ToolProbe("native", names, content)
+    for kind, regex in (("tool_call_tags", _TOOL_CALL), ("tool_output_tags", _TOOL_OUTPUT),
+                        ("json_block", _JSON_BLOCK)):
+        match = regex.search(content)
+        if match:
+            name = _NAME_KEY.search(match.group(1))
+            return ToolProbe(kind, name.group(1) if name else "", content)
+    name = _inline_call(content)
+    if name is not None:
+        return ToolProbe("inline_json", name, content)
+    return ToolProbe("no_tool_call", "", content)
+
+
+def _error_message(body: object) -> str:
+    if isinstance(body, dict):
+        error = body.get("error", body)
+        if isinstance(error, dict):
+            return str(error.get("message", error))
+        return str(error)
+    return str(body)
+
+
+def repeated_span(text: str, min_chars: int = 20) -> str | None:
+    """The part of `text` that is written twice in a row (the guide's "duplicate content"), or None."""
+    normal = " ".join(text.split())
+    if len(normal) < 2 * min_chars:
+        return None
+    half = len(normal) // 2
+    for cut in range(max(min_chars, half - 2), min(len(normal), half + 3)):
+        first, second = normal[:cut].strip(), normal[cut:].strip()
+        if first and first == second:
+            return first
+    pieces = [p.strip() for p in re.split(r"(?<=[.!?\n])\s+", text) if len(p.strip()) >= min_chars]
+    for before, after in itertools.pairwise(pieces):
+        if before == after:
+            return before
+    return None
+
+
+def suggested_parser(model: str, preset_parser: str | None) -> str:
+    from vllm_launcher.doctor.rules_preset import expected_parser
+
+    if preset_parser:
+        return preset_parser
+    guess = expected_parser(model)
+    return guess[0] if guess else "hermes"
+
+
+# ---------------------------------------------------------------------------------------------- HTTP
+
+
+def _root(base_url: str) -> str:
+    url = base_url.rstrip("/")
+    return url.removesuffix("/v1")
+
+
+def check_endpoint(base_url: str, *, preset: str | None = None, expected_model: str | None = None,
+                   expected_max_model_len: int | None = None, api_key: str | None = None,
+                   parser: str | None = None, timeout_s: float = 120.0, tool_probe: bool = True) -> list[Finding]:
+    """Live checks against a server (http://host:port, with or without /v1). Never raises for HTTP trouble:
+    every problem is a finding."""
+    import httpx
+
+    root = _root(base_url)
+    headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+    findings: list[Finding] = []
+
+    def add(code: str, message: str, fix: str = "", severity=None) -> None:
+        findings.append(make_finding(code, message, fix, preset=preset, severity=severity))
+
+    with httpx.Client(timeout=httpx.Timeout(timeout_s, connect=5.0), headers=headers) as client:
+        try:
+            health = client.get(f"{root}/health")
+        except httpx.HTTPError as exc:
+            add("VL401", f"{root} is not reachable ({type(exc).__name__}: {exc})",
+                "start it (vllm-launch up PRESET) or check host and port; during start-up vLLM refuses "
+                "connections until the model is loaded")
+            return findings
+        if health.status_code != 200:
+            add("VL402", f"GET {root}/health answered {health.status_code}"
+                + (" (the engine has died)" if health.status_code == 503 else ""),
+                "restart the server (vllm-launch restart PRESET) and read its log "
+                "(vllm-launch doctor --log FILE)")
+            return findings
+
+        models = client.get(f"{root}/v1/models")
+        if models.status_code == 401:
+            add("VL410", "GET /v1/models answered 401: the server wants an API key"
+                + (" and the one given was refused" if api_key else " and none was given"),
+                "export the variable named by the preset's api_key_env (or VLLM_API_KEY for --endpoint)")
+            return findings
+        served: dict[str, int | None] = {}
+        try:
+            for entry in models.json().get("data", []):
+                served[str(entry.get("id"))] = entry.get("max_model_len")
+        except (ValueError, AttributeError):
+            add("VL412", f"GET /v1/models answered {models.status_code} without a model list", "")
+            return findings
+        listing = ", ".join(f"{name} (max_model_len {length})" for name, length in served.items()) or "nothing"
+        add("VL400", f"{root} is healthy and serves {listing}")
+        model = expected_model if expected_model in served else next(iter(served), expected_model)
+        if expected_model and expected_model not in served:
+            add("VL403", f"{expected_model!r} is not served; the server lists: {', '.join(served) or 'nothing'}",
+                f"point the client at {next(iter(served), '?')!r}, or restart the server with --model "
+                f"{expected_model} (or set served_model_name)")
+        served_len = served.get(model) if model else None
+        if expected_max_model_len and served_len and served_len != expected_max_model_len:
+            add("VL404", f"{model} is served with max_model_len {served_len}, the preset says "
+                f"{expected_max_model_len}: the running server was started with other settings",
+                "restart it from the preset (vllm-launch restart PRESET)")
+        if not model:
+            return findings
+
+        if tool_probe:
+            findings.extend(_tool_probe(client, root, model, preset, parser))
+        findings.extend(_time_to_first_token(client, root, model, preset))
+    return findings
+
+
+def _tool_probe(client, root: str, model: str, preset: str | None, parser: str | None) -> list[Finding]:
+    import httpx
+
+    payload = {"model": model, "messages": PROBE_MESSAGES, "tools": [PROBE_TOOL], "tool_choice": "auto",
+               "max_tokens": 64, "temperature": 0}
+    try:
+        response = client.post(f"{root}/v1/chat/completions", json=payload)
+    except httpx.HTTPError as exc:
+        return [make_finding("VL412", f"the tool-calling probe failed ({type(exc).__name__}: {exc})",
+                             "check the server's log", preset=preset)]
+    try:
+        body: object = response.json()
+    except ValueError:
+        body = response.text
+    probe = classify_tool_response(response.status_code, body)
+    parser_name = suggested_parser(model, parser)
+    restart = (f"restart with --enable-auto-tool-choice --tool-call-parser {parser_name} (preset: "
+               f"tool_calling.enabled: true, tool_calling.parser: {parser_name})")
+    findings = []
+    if probe.kind == "native":
+        findings.append(make_finding("VL405", f"the tool probe came back as native tool_calls ({probe.detail})",
+                                     preset=preset))
+    elif probe.kind in TEXT_FORMATS:
+        findings.append(make_finding(
+            "VL406", f"the tool call came back as text in `content` ({TEXT_FORMATS[probe.kind]}"
+            + (f", tool {probe.detail}" if probe.detail else "") + ") instead of tool_calls: clients need a "
+            "fallback parser (slower, less reliable)",
+            f"{restart}; if the flags are already set, the parser does not match the model's format (the "
+            "guide's parser table)", preset=preset))
+    elif probe.kind == "auto_tool_choice_400":
+        findings.append(make_finding("VL407", f"a request with tool_choice \"auto\" got HTTP 400: {probe.detail}",
+                                     restart, preset=preset))
+    elif probe.kind == "unauthorized":
+        findings.append(make_finding("VL410", "the chat request got HTTP 401",
+                                     "export the variable named by the preset's api_key_env", preset=preset))
+    elif probe.kind == "no_tool_call":
+        findings.append(make_finding("VL411", "the model answered the tool probe without calling the tool "
+                                     f"({probe.content[:80]!r})", "", preset=preset))
+    else:
+        findings.append(make_finding("VL412", f"the tool-calling probe failed: {probe.detail}",
+                                     "check the server's log", preset=preset))
+    span = repeated_span(probe.content)
+    if span:
+        findings.append(make_finding(
+            "VL408", f"the response repeats itself ({span[:60]!r} twice)",
+            "enable the client's output deduplication (Victor does it for vLLM by default); else lower the "
+            "temperature or add a repetition penalty (the guide's \"Duplicate content\")", preset=preset))
+    return findings
+
+
+def _time_to_first_token(client, root: str, model: str, preset: str | None) -> list[Finding]:
+    import httpx
+
+    payload = {"model": model, "messages": [{"role": "user", "content": "Say hello."}], "max_tokens": 8,
+               "stream": True, "temperature": 0}
+    started = time.perf_counter()
+    try:
+        with client.stream("POST", f"{root}/v1/chat/completions", json=payload) as response:
+            if response.status_code != 200:
+                return [make_finding("VL412", f"streaming chat request answered HTTP {response.status_code}",
+                                     "check the server's log", preset=preset)]
+            for line in response.iter_lines():
+                if not line.startswith("data:") or line.strip() == "data: [DONE]":
+                    continue
+                try:
+                    delta = json.loads(line[5:])["choices"][0].get("delta", {})
+                except (ValueError, KeyError, IndexError, TypeError):
+                    continue
+                if delta.get("content") or delta.get("tool_calls"):
+                    ttft_s = time.perf_counter() - started
+                    return [make_finding("VL409", f"time to first token: {ttft_s:.2f} s (streaming, {model})",
+                                         preset=preset)]
+    except httpx.HTTPError as exc:
+        return [make_finding("VL412", f"streaming chat request failed ({type(exc).__name__}: {exc})",
+                             "check the server's log", preset=preset)]
+    return [make_finding("VL412", "the streaming response carried no token", "check the server's log",
+                         preset=preset)]

