@@ -24,7 +24,7 @@ PROBE = (
 @pytest.mark.parametrize("args", [
     ["--help"], ["render", "--help"], ["render", "gpu-7b"], ["render", "cpu-16k", "-f", "json"],
     ["render", "gpu-7b", "--entrypoint", "serve"], ["show", "cpu-3b"], ["presets"], ["presets", "--json"],
-    ["render", "nope"],
+    ["render", "nope"], ["render", "gpu-7b", "-f", "k8s"], ["render", "cpu-16k", "-f", "compose"],
 ])
 def test_no_heavy_imports(args: list[str], tmp_path: Path) -> None:
     result = subprocess.run([sys.executable, "-c", PROBE, *args], env=isolated_env(tmp_path),
@@ -49,6 +49,10 @@ def _run_in_process(fn, *args) -> tuple[str, str, int]:
     ["render", "cpu-test", "--set", "max_num_seqs=3", "--set", "env.A=1", "--dtype", "bfloat16"],
     ["show", "cpu-3b", "--max-model-len", "4096"], ["presets"], ["presets", "--json"],
     ["render", "gpu-7b", "--port", "0"], ["render", "missing-preset"],
+    ["render", "gpu-7b", "-f", "k8s", "--name", "coder", "--namespace", "ai", "--startup-timeout", "1200"],
+    ["render", "cpu-16k", "-f", "docker", "--image-tag", "v0.32.0"], ["render", "llama-70b-2x8", "-f", "ray"],
+    ["render", "llama-70b-2x8", "-f", "lws", "--lws-mode", "native"], ["render", "gpu-7b", "-f", "lws"],
+    ["render", "gpu-7b", "-f", "systemd", "--user", "svc"], ["render", "gpu-7b", "-f", "k8s", "--name", "vllm"],
 ])
 def test_fast_path_matches_typer(args: list[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("PYDANTIC_DISABLE_PLUGINS", "__all__")  # the fast path sets it; restore after

@@ -21,7 +21,7 @@ except ImportError:  # pragma: no cover
 
 from vllm_launcher import commands, output
 from vllm_launcher.errors import EXIT_USAGE, LaunchError
-from vllm_launcher.overrides import OVERRIDE_OPTIONS, collect_overrides
+from vllm_launcher.overrides import EXPORT_OPTIONS, OVERRIDE_OPTIONS, collect_overrides
 
 app = typer.Typer(
     name="vllm-launch",
@@ -83,18 +83,46 @@ RenderFormat = Enum("RenderFormat", {name: name for name in commands.RENDER_FORM
 EntrypointChoice = Enum("EntrypointChoice", {name: name for name in commands.ENTRYPOINTS}, type=str)
 
 
+def with_export_options(func: Any) -> Any:
+    """Add the deployment-format options (overrides.EXPORT_OPTIONS) to `render`; the command receives them
+    as `export_values: dict` (field -> value, None for unset)."""
+    signature = inspect.signature(func, eval_str=True)
+    params = [p for p in signature.parameters.values() if p.name != "export_values"]
+    for option, field, kind, help_text in EXPORT_OPTIONS:
+        params.append(inspect.Parameter(
+            f"ex_{field}", inspect.Parameter.KEYWORD_ONLY, default=None,
+            annotation=Annotated[Optional[kind], typer.Option(option, help=help_text,  # noqa: UP045
+                                                              rich_help_panel="Deployment formats")],
+        ))
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        values = {name[3:]: kwargs.pop(name) for name in list(kwargs) if name.startswith("ex_")}
+        return func(*args, export_values=values, **kwargs)
+
+    wrapper.__signature__ = signature.replace(parameters=params)  # type: ignore[attr-defined]
+    return wrapper
+
+
 @app.command("render")
 @with_overrides
+@with_export_options
 def render_command(
     preset: PresetArg,
-    fmt: Annotated[RenderFormat, typer.Option("--format", "-f", help="Output format.")] = "shell",  # type: ignore[assignment]
+    fmt: Annotated[RenderFormat, typer.Option(
+        "--format", "-f", help="shell/json: the vLLM command; docker, compose, k8s, systemd: one machine; "
+        "lws, ray: multi-node presets.")] = "shell",  # type: ignore[assignment]
     entrypoint: Annotated[EntrypointChoice, typer.Option(
         "--entrypoint", help="api_server: python -m vllm.entrypoints.openai.api_server; serve: vllm serve.")
     ] = "api_server",  # type: ignore[assignment]
+    output_dir: Annotated[Optional[str], typer.Option(  # noqa: UP045
+        "--output", "-o", help="Write the files into this directory instead of printing them.")] = None,
+    export_values: dict | None = None,
     overrides: list | None = None,
 ) -> None:
-    """Print the exact vLLM command for a preset (flag order: see plan.py)."""
-    commands.render(preset, RenderFormat(fmt).value, EntrypointChoice(entrypoint).value, overrides or [])
+    """Print the exact vLLM command for a preset, or its deployment files (flag order: see README)."""
+    commands.render(preset, RenderFormat(fmt).value, EntrypointChoice(entrypoint).value, overrides or [],
+                    export_values or {}, output_dir)
 
 
 # ------------------------------------------------------------------------------------ entry point

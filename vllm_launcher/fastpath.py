@@ -29,7 +29,7 @@ class _Parser(argparse.ArgumentParser):
 
 
 def _parser(command: str) -> _Parser:
-    from vllm_launcher.overrides import OVERRIDE_OPTIONS
+    from vllm_launcher.overrides import EXPORT_OPTIONS, OVERRIDE_OPTIONS
 
     parser = _Parser(prog=command, add_help=False, allow_abbrev=False)
     if command == "presets":
@@ -42,6 +42,9 @@ def _parser(command: str) -> _Parser:
     if command == "render":
         parser.add_argument("--format", "-f", dest="fmt", choices=commands.RENDER_FORMATS, default="shell")
         parser.add_argument("--entrypoint", choices=commands.ENTRYPOINTS, default="api_server")
+        parser.add_argument("--output", "-o", dest="output_dir", default=None)
+        for option, field, kind, _help in EXPORT_OPTIONS:
+            parser.add_argument(option, dest=f"ex_{field}", type=kind, default=None)
     return parser
 
 
@@ -64,5 +67,6 @@ def run(argv: list[str]) -> bool:
     if argv[0] == "show":
         commands.show(args.preset, overrides)
     else:
-        commands.render(args.preset, args.fmt, args.entrypoint, overrides)
+        export_values = {k[3:]: v for k, v in vars(args).items() if k.startswith("ex_")}
+        commands.render(args.preset, args.fmt, args.entrypoint, overrides, export_values, args.output_dir)
     return True

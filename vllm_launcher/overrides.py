@@ -22,6 +22,26 @@ OVERRIDE_OPTIONS: list[tuple[str, str, type, str]] = [
     ("--kv-cache", "kv_cache_space_gib", int, "KV cache space in whole GiB (CPU: VLLM_CPU_KVCACHE_SPACE)."),
 ]
 
+# (option, ExportOptions field, type, help): `render --format docker|compose|k8s|lws|ray|systemd`.
+EXPORT_OPTIONS: list[tuple[str, str, type, str]] = [
+    ("--image-tag", "image_tag", str, "vLLM image tag (default latest)."),
+    ("--image", "image", str, "Whole image reference, replacing vllm/vllm-openai[-cpu]:TAG."),
+    ("--cpu-arch", "cpu_arch", str, "CPU image architecture: x86_64 or arm64."),
+    ("--name", "name", str, "Kubernetes/Compose app name (a DNS label; never `vllm`)."),
+    ("--namespace", "namespace", str, "Kubernetes namespace."),
+    ("--replicas", "replicas", int, "Deployment / LeaderWorkerSet replicas."),
+    ("--startup-timeout", "startup_timeout_s", int, "Start-up budget in seconds (default: from model size)."),
+    ("--weights-gib", "weights_gib", float, "Model weights in GiB, for models the catalog does not know."),
+    ("--hf-cache-path", "hf_cache_path", str, "Host directory for the Hugging Face cache."),
+    ("--pvc", "pvc", str, "Existing PersistentVolumeClaim for the Hugging Face cache (k8s/lws)."),
+    ("--secret-name", "secret_name", str, "Kubernetes Secret with VLLM_API_KEY / HF_TOKEN."),
+    ("--shm-size", "shm_size_gib", int, "/dev/shm size in GiB."),
+    ("--lws-mode", "lws_mode", str, "LeaderWorkerSet mode: ray or native."),
+    ("--ray-port", "ray_port", int, "Ray head port (default 6379)."),
+    ("--env-file", "env_file", str, "systemd EnvironmentFile holding the secrets."),
+    ("--user", "user", str, "systemd User=."),
+]
+
 
 def collect_overrides(values: dict[str, Any]) -> list[Override]:
     """Parsed option values keyed `ov_<field>` (and `ov_set`: the --set items) → overrides, in table order."""

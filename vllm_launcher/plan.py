@@ -26,6 +26,8 @@ if TYPE_CHECKING:  # plans are also formatted from the plan cache, without loadi
     from vllm_launcher.presets import Preset
 
 API_SERVER_MODULE = "vllm.entrypoints.openai.api_server"
+# The built-in demo model: built locally into the cache (demo.py), so its path is ours to fill in.
+DEMO_MODEL_ID = "vllm-launch/tiny-qwen2"
 Entrypoint = Literal["api_server", "serve"]
 GIB = 1024**3
 
@@ -44,6 +46,24 @@ def interpreter(preset: Preset) -> str:
     return preset.python or sys.executable
 
 
+def model_path(preset: Preset) -> str:
+    """What vLLM's --model gets: the preset's model, or the built demo model's directory."""
+    if preset.model == DEMO_MODEL_ID:
+        from vllm_launcher.demo import demo_model_dir
+
+        return str(demo_model_dir())
+    return preset.model
+
+
+def plan_deps(preset: Preset) -> list[str]:
+    """Files besides the preset's own that the plan depends on (for the plan cache)."""
+    if preset.model == DEMO_MODEL_ID:
+        from vllm_launcher import tiny_model
+
+        return [tiny_model.__file__]
+    return []
+
+
 def vllm_flags(preset: Preset) -> list[str]:
     """The vLLM flags of a preset, without the model (which `vllm serve` takes as its argument)."""
     flags: list[str] = []
@@ -52,7 +72,8 @@ def vllm_flags(preset: Preset) -> list[str]:
         if value is not None:
             flags.extend([flag, str(value)])
 
-    add("--served-model-name", preset.served_model_name)
+    served = preset.served_model_name or (DEMO_MODEL_ID if preset.model == DEMO_MODEL_ID else None)
+    add("--served-model-name", served)
     add("--host", preset.host)
     add("--port", preset.port)
     if preset.tool_calling.enabled:
@@ -99,9 +120,9 @@ def build_plan(preset: Preset, entrypoint: Entrypoint = "api_server") -> LaunchP
     """Preset → LaunchPlan. `api_server`: `PYTHON -m vllm.entrypoints.openai.api_server --model M ...`;
     `serve`: `vllm serve M ...` (the same flags)."""
     if entrypoint == "serve":
-        argv = ["vllm", "serve", preset.model, *vllm_flags(preset)]
+        argv = ["vllm", "serve", model_path(preset), *vllm_flags(preset)]
     else:
-        argv = [interpreter(preset), "-m", API_SERVER_MODULE, "--model", preset.model, *vllm_flags(preset)]
+        argv = [interpreter(preset), "-m", API_SERVER_MODULE, "--model", model_path(preset), *vllm_flags(preset)]
     return LaunchPlan(argv=argv, env=plan_env(preset), secret_env=plan_secret_env(preset))
 
 

@@ -9,34 +9,11 @@ and rebuilds. Only successful renders are stored; errors always come from a full
 
 from __future__ import annotations
 
-import hashlib
-import json
-import os
-import sys
-from pathlib import Path
 from typing import Any
 
-from vllm_launcher import paths
+from vllm_launcher import stat_cache
 
-FORMAT_VERSION = 1
 _ENV_KEYS = ("HF_HOME", "HF_HUB_CACHE", "HUGGINGFACE_HUB_CACHE")
-
-
-def _signature(path: str) -> list[int] | None:
-    try:
-        st = os.stat(path)
-    except OSError:
-        return None
-    return [st.st_mtime_ns, st.st_ctime_ns, st.st_size, st.st_ino]
-
-
-def _entry_path(ref: str, overrides: list, fmt: str, option_values: dict[str, Any]) -> Path:
-    from vllm_launcher import __version__
-
-    key = json.dumps([FORMAT_VERSION, __version__, ref, overrides, fmt, sorted(option_values.items()),
-                      sys.executable, os.getcwd(), str(paths.builtin_presets_dir()),
-                      str(paths.user_presets_dir()), [os.environ.get(k) for k in _ENV_KEYS]], default=str)
-    return paths.cache_dir() / "renders" / (hashlib.sha256(key.encode()).hexdigest()[:32] + ".json")
 
 
 def _model_deps(model: str) -> list[str]:
@@ -55,30 +32,19 @@ def cached_render(ref: str, overrides: list, fmt: str, option_values: dict[str, 
     """{filename: text} for a preset reference, overrides, a format and CLI option values (None: default):
     from the cache when nothing it depends on changed, else resolved, validated and rendered in full
     (raising ConfigError) and stored."""
+    import os
+
     values = {k: v for k, v in option_values.items() if v is not None}
-    entry = _entry_path(ref, overrides, fmt, values)
-    try:
-        data = json.loads(entry.read_text(encoding="utf-8"))
-        if all(_signature(dep) == sig for dep, sig in data["deps"]):
-            return dict(data["files"])
-    except (OSError, ValueError, KeyError, TypeError):
-        pass
+    entry = stat_cache.entry_path("renders", [ref, overrides, fmt, sorted(values.items()),
+                                              [os.environ.get(k) for k in _ENV_KEYS]])
+    cached = stat_cache.load(entry)
+    if cached is not None:
+        return dict(cached)
     from vllm_launcher.exporters.options import make_options
     from vllm_launcher.exporters.registry import render
     from vllm_launcher.presets import resolve
 
     resolved = resolve(ref, overrides)
     files = render(fmt, resolved, make_options(**values))
-    deps = [str(paths.builtin_presets_dir()), str(paths.user_presets_dir()), *resolved.chain,
-            *_model_deps(resolved.preset.model)]
-    if ref.endswith((".yaml", ".yml")) or "/" in ref:
-        deps.append(str(Path(ref).parent))
-    record = {"files": files, "deps": [[dep, _signature(dep)] for dep in deps]}
-    try:
-        entry.parent.mkdir(parents=True, exist_ok=True)
-        tmp = entry.with_name(f".{entry.name}.{os.getpid()}.tmp")
-        tmp.write_text(json.dumps(record), encoding="utf-8")
-        os.replace(tmp, entry)
-    except OSError:
-        pass  # a read-only cache only costs speed
+    stat_cache.store(entry, files, [*stat_cache.preset_deps(ref, resolved), *_model_deps(resolved.preset.model)])
     return files
