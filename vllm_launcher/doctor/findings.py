@@ -132,6 +132,13 @@ def sort_findings(findings: Iterable[Finding]) -> list[Finding]:
 
 def load_all_rules() -> dict[str, Rule]:
     """Import every module that registers rules; returns the registry sorted by code."""
-    from vllm_launcher.doctor import live, logs, rules_env, rules_memory, rules_preset  # noqa: F401
+    from vllm_launcher.doctor import (  # noqa: F401
+        live,
+        logs,
+        rules_env,
+        rules_memory,
+        rules_multinode,
+        rules_preset,
+    )
 
     return dict(sorted(REGISTRY.items()))

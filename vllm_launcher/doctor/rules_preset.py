@@ -232,7 +232,10 @@ def gpu_preset_without_gpu(facts: Facts) -> Hit | None:
     p, hw = facts.preset, facts.hardware
     if p.device != "cuda" or hw is None or hw.gpus:
         return None
-    needs = f"{world_size(p)} GPUs" if world_size(p) > 1 else "a GPU"
+    per_node = world_size(p) // max(p.nodes, 1)
+    needs = f"{per_node} GPUs" if per_node > 1 else "a GPU"
+    if p.nodes > 1:
+        needs += f" per node on {p.nodes} nodes"
     return Hit(f"device cuda needs {needs}, and no NVIDIA GPU is visible here: it cannot start on this "
                "machine; GPU memory checks were skipped",
                "run it on a GPU machine (check it there with `vllm-launch doctor NAME --hardware FILE`, FILE "
