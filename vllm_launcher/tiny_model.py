@@ -1,0 +1,361 @@
+"""Build a tiny Qwen2-architecture model with random weights and a locally trained tokenizer.
+
+Standalone on purpose: it is run by the interpreter that has vLLM (which may not have vllm_launcher),
+so it imports only the standard library at the top and torch/safetensors/tokenizers inside functions.
+
+    python tiny_model.py --out DIR [--arch '{"num_key_value_heads": 4}']
+
+writes config.json, generation_config.json, model.safetensors, tokenizer.json and tokenizer_config.json
+(with a Qwen2.5-style chat template that supports `tools`, hermes style). Nothing is downloaded; the same
+builder and arch give the same weights (fixed seed). The model is built in a temporary directory beside
+DIR and renamed into place, so DIR is either absent or complete; if DIR is already complete, nothing is
+done. Its answers are gibberish: it exists to try vllm-launch and to test it against real vLLM.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+SEED = 1234
+VOCAB_TARGET = 4096
+
+# The files a complete model directory holds; the atomic rename makes their presence the completeness test.
+REQUIRED_FILES = (
+    "config.json",
+    "generation_config.json",
+    "model.safetensors",
+    "tokenizer.json",
+    "tokenizer_config.json",
+)
+
+# Special tokens first so their ids are fixed (0..): the Qwen2 names, plus the hermes tool-call tags,
+# which vLLM's hermes parser looks up in the vocabulary.
+ENDOFTEXT = "<|endoftext|>"
+IM_START = "<|im_start|>"
+IM_END = "<|im_end|>"
+SPECIAL_TOKENS = (ENDOFTEXT, IM_START, IM_END)
+# Not "special" (as in Qwen2.5): they must survive decoding with skip_special_tokens, or the tool-call
+# parser never sees them.
+TOOL_TOKENS = ("<tool_call>", "</tool_call>", "<tool_response>", "</tool_response>")
+
+DEFAULT_ARCH: dict[str, Any] = {
+    "architectures": ["Qwen2ForCausalLM"],
+    "model_type": "qwen2",
+    "hidden_size": 128,
+    "intermediate_size": 256,
+    "num_hidden_layers": 2,
+    "num_attention_heads": 4,
+    "num_key_value_heads": 2,
+    # vLLM's CPU attention needs a head size of at least 32 (16 starts but fails at the first request).
+    "head_dim": 32,
+    "hidden_act": "silu",
+    "max_position_embeddings": 4096,
+    "max_window_layers": 2,
+    "rms_norm_eps": 1e-6,
+    "rope_theta": 1000000.0,
+    "sliding_window": None,
+    "use_sliding_window": False,
+    "tie_word_embeddings": True,
+    "torch_dtype": "float32",
+    "attention_dropout": 0.0,
+    "initializer_range": 0.02,
+    "use_cache": True,
+}
+
+# Qwen2.5's chat template (tools in the system prompt inside <tools></tools>; calls as
+# <tool_call>{"name": ..., "arguments": ...}</tool_call>; results inside <tool_response>).
+CHAT_TEMPLATE = r"""{%- if tools %}
+    {{- '<|im_start|>system\n' }}
+    {%- if messages[0]['role'] == 'system' %}
+        {{- messages[0]['content'] }}
+    {%- else %}
+        {{- 'You are a tiny random model built by vllm-launch. Your answers are gibberish.' }}
+    {%- endif %}
+    {{- "\n\n# Tools\n\nYou may call one or more functions to assist with the user query.\n\nYou are provided with function signatures within <tools></tools> XML tags:\n<tools>" }}
+    {%- for tool in tools %}
+        {{- "\n" }}
+        {{- tool | tojson }}
+    {%- endfor %}
+    {{- "\n</tools>\n\nFor each function call, return a json object with function name and arguments within <tool_call></tool_call> XML tags:\n<tool_call>\n{\"name\": <function-name>, \"arguments\": <args-json-object>}\n</tool_call><|im_end|>\n" }}
+{%- else %}
+    {%- if messages[0]['role'] == 'system' %}
+        {{- '<|im_start|>system\n' + messages[0]['content'] + '<|im_end|>\n' }}
+    {%- else %}
+        {{- '<|im_start|>system\nYou are a tiny random model built by vllm-launch. Your answers are gibberish.<|im_end|>\n' }}
+    {%- endif %}
+{%- endif %}
+{%- for message in messages %}
+    {%- if (message.role == "user") or (message.role == "system" and not loop.first) or (message.role == "assistant" and not message.tool_calls) %}
+        {{- '<|im_start|>' + message.role + '\n' + message.content + '<|im_end|>' + '\n' }}
+    {%- elif message.role == "assistant" %}
+        {{- '<|im_start|>' + message.role }}
+        {%- if message.content %}
+            {{- '\n' + message.content }}
+        {%- endif %}
+        {%- for tool_call in message.tool_calls %}
+            {%- if tool_call.function is defined %}
+                {%- set tool_call = tool_call.function %}
+            {%- endif %}
+            {{- '\n<tool_call>\n{"name": "' }}
+            {{- tool_call.name }}
+            {{- '", "arguments": ' }}
+            {%- if tool_call.arguments is string %}
+                {{- tool_call.arguments }}
+            {%- else %}
+                {{- tool_call.arguments | tojson }}
+            {%- endif %}
+            {{- '}\n</tool_call>' }}
+        {%- endfor %}
+        {{- '<|im_end|>\n' }}
+    {%- elif message.role == "tool" %}
+        {%- if (loop.index0 == 0) or (messages[loop.index0 - 1].role != "tool") %}
+            {{- '<|im_start|>user' }}
+        {%- endif %}
+        {{- '\n<tool_response>\n' }}
+        {{- message.content }}
+        {{- '\n</tool_response>' }}
+        {%- if loop.last or (messages[loop.index0 + 1].role != "tool") %}
+            {{- '<|im_end|>\n' }}
+        {%- endif %}
+    {%- endif %}
+{%- endfor %}
+{%- if add_generation_prompt %}
+    {{- '<|im_start|>assistant\n' }}
+{%- endif %}
+"""
+
+_SEED_TEXT = """\
+The quick brown fox jumps over the lazy dog. A language model reads tokens and predicts the next one.
+vLLM serves models over an OpenAI compatible HTTP API: /v1/models, /v1/chat/completions, /health.
+You are a helpful assistant. What is the weather in Paris today? It is sunny and 21 degrees Celsius.
+Please write a Python function that adds two numbers and returns the result.
+def add(a: int, b: int) -> int:
+    return a + b
+for i in range(10):
+    print(i, i * i)
+{"name": "get_weather", "arguments": {"city": "Paris", "unit": "celsius"}}
+{"type": "function", "function": {"name": "search", "description": "Search the web", "parameters":
+{"type": "object", "properties": {"query": {"type": "string"}}, "required": ["query"]}}}
+Memory, cache, tokens, batch, context length, tensor parallel, pipeline parallel, GPU, CPU, kernel.
+Numbers: 0 1 2 3 4 5 6 7 8 9 10 16 32 64 128 256 512 1024 2048 4096 8192 3.14 2.71 -1 100%
+"""
+
+_WORD_TEXT = (
+    "the of and to in is that for it as with was on be by this are from or an at which have not but "
+    "all one were can there their will more when who would what so about out up into time them some "
+    "model token server launch memory cache request response function call tool result error value "
+    "python json string number object array true false null return import class self print list "
+    "weather city temperature search query file path read write open close start stop ready health "
+    "hello world thanks please answer question user assistant system message content name arguments"
+)
+_SYLLABLE_TEXT = (
+    "ka ri to ne mo sa lu vi de po ra chi ter an on en in st re ly tion ing er ed es al ic ou pl tr br"
+)
+
+
+def _corpus(seed: int = SEED) -> list[str]:
+    """A deterministic training corpus: the seed text, sentences of common words, and made-up words
+    (so BPE finds enough merges for a vocabulary of a few thousand)."""
+    rng = random.Random(seed)
+    words, syllables = _WORD_TEXT.split(), _SYLLABLE_TEXT.split()
+    lines = _SEED_TEXT.splitlines()
+    for _ in range(3000):
+        words = [rng.choice(words) for _ in range(rng.randint(4, 14))]
+        lines.append(" ".join(words).capitalize() + rng.choice([".", "?", "!", ":", ","]))
+    for _ in range(3000):
+        made_up = ["".join(rng.choice(syllables) for _ in range(rng.randint(2, 4))) for _ in range(6)]
+        lines.append(" ".join(made_up) + " " + str(rng.randint(0, 99999)))
+    return lines
+
+
+def train_tokenizer(vocab_size: int = VOCAB_TARGET) -> Any:
+    """A byte-level BPE tokenizer trained on the embedded corpus: returns a `tokenizers.Tokenizer`."""
+    from tokenizers import AddedToken, Tokenizer, decoders, models, pre_tokenizers, processors, trainers
+
+    tokenizer = Tokenizer(models.BPE())
+    tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tokenizer.decoder = decoders.ByteLevel()
+    tokenizer.post_processor = processors.ByteLevel(trim_offsets=False)
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size,
+        special_tokens=list(SPECIAL_TOKENS),
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
+    tokenizer.train_from_iterator(_corpus(), trainer=trainer)
+    tokenizer.add_special_tokens([AddedToken(t, special=True, normalized=False) for t in SPECIAL_TOKENS])
+    tokenizer.add_tokens([AddedToken(t, special=False, normalized=False) for t in TOOL_TOKENS])
+    return tokenizer
+
+
+def make_config(vocab_size: int, token_ids: dict[str, int], arch_overrides: dict | None) -> dict:
+    overrides = arch_overrides or {}
+    config = {**DEFAULT_ARCH, **overrides}
+    config["vocab_size"] = vocab_size
+    # vLLM's Qwen2 ignores config.json's head_dim and uses hidden_size / num_attention_heads (seen with
+    # 0.32: head_dim 128 with hidden 128 and 16 heads ran with head size 8), so keep the two consistent.
+    derived_head_dim = config["hidden_size"] // config["num_attention_heads"]
+    if "head_dim" in overrides and overrides["head_dim"] != derived_head_dim:
+        raise ValueError(f"head_dim {overrides['head_dim']} differs from hidden_size / num_attention_heads "
+                         f"= {derived_head_dim}; vLLM's Qwen2 uses the latter: change hidden_size instead")
+    config["head_dim"] = derived_head_dim
+    config["bos_token_id"] = token_ids[ENDOFTEXT]
+    config["eos_token_id"] = token_ids[IM_END]
+    return config
+
+
+def random_weights(config: dict, seed: int = SEED) -> dict:
+    """Qwen2ForCausalLM tensors (float32) named as in Hugging Face checkpoints, normal(0, 0.02)."""
+    import torch
+
+    gen = torch.Generator().manual_seed(seed)
+    std = float(config.get("initializer_range", 0.02))
+    hidden, inter = config["hidden_size"], config["intermediate_size"]
+    head_dim = config["head_dim"]
+    q_size = config["num_attention_heads"] * head_dim
+    kv_size = config["num_key_value_heads"] * head_dim
+
+    def normal(*shape: int) -> Any:
+        return torch.randn(*shape, generator=gen, dtype=torch.float32) * std
+
+    tensors = {"model.embed_tokens.weight": normal(config["vocab_size"], hidden)}
+    for layer in range(config["num_hidden_layers"]):
+        p = f"model.layers.{layer}."
+        tensors.update({
+            p + "input_layernorm.weight": torch.ones(hidden),
+            p + "self_attn.q_proj.weight": normal(q_size, hidden),
+            p + "self_attn.q_proj.bias": torch.zeros(q_size),
+            p + "self_attn.k_proj.weight": normal(kv_size, hidden),
+            p + "self_attn.k_proj.bias": torch.zeros(kv_size),
+            p + "self_attn.v_proj.weight": normal(kv_size, hidden),
+            p + "self_attn.v_proj.bias": torch.zeros(kv_size),
+            p + "self_attn.o_proj.weight": normal(hidden, q_size),
+            p + "post_attention_layernorm.weight": torch.ones(hidden),
+            p + "mlp.gate_proj.weight": normal(inter, hidden),
+            p + "mlp.up_proj.weight": normal(inter, hidden),
+            p + "mlp.down_proj.weight": normal(hidden, inter),
+        })
+    tensors["model.norm.weight"] = torch.ones(hidden)
+    if not config.get("tie_word_embeddings", True):
+        tensors["lm_head.weight"] = normal(config["vocab_size"], hidden)
+    return {name: t.contiguous() for name, t in tensors.items()}
+
+
+def tokenizer_config(token_ids: dict[str, int], model_max_length: int) -> dict:
+    added = {
+        str(token_ids[t]): {"content": t, "lstrip": False, "normalized": False, "rstrip": False,
+                            "single_word": False, "special": t in SPECIAL_TOKENS}
+        for t in (*SPECIAL_TOKENS, *TOOL_TOKENS)
+    }
+    return {
+        "tokenizer_class": "PreTrainedTokenizerFast",
+        "add_bos_token": False,
+        "add_prefix_space": False,
+        "added_tokens_decoder": added,
+        "additional_special_tokens": [IM_START, IM_END],
+        "bos_token": None,
+        "eos_token": IM_END,
+        "pad_token": ENDOFTEXT,
+        "unk_token": None,
+        "clean_up_tokenization_spaces": False,
+        "errors": "replace",
+        "model_max_length": model_max_length,
+        "chat_template": CHAT_TEMPLATE,
+    }
+
+
+def is_complete(out_dir: str | Path) -> bool:
+    out = Path(out_dir)
+    return all((out / name).is_file() for name in REQUIRED_FILES)
+
+
+def _write_json(path: Path, data: dict) -> None:
+    path.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
+
+
+def _build_into(tmp: Path, arch_overrides: dict | None) -> None:
+    from safetensors.torch import save_file
+
+    tokenizer = train_tokenizer()
+    token_ids = {t: tokenizer.token_to_id(t) for t in (*SPECIAL_TOKENS, *TOOL_TOKENS)}
+    config = make_config(tokenizer.get_vocab_size(with_added_tokens=True), token_ids, arch_overrides)
+    tokenizer.save(str(tmp / "tokenizer.json"))
+    _write_json(tmp / "tokenizer_config.json", tokenizer_config(token_ids, config["max_position_embeddings"]))
+    _write_json(tmp / "config.json", config)
+    _write_json(tmp / "generation_config.json", {
+        "bos_token_id": token_ids[ENDOFTEXT],
+        "eos_token_id": [token_ids[IM_END], token_ids[ENDOFTEXT]],
+        "pad_token_id": token_ids[ENDOFTEXT],
+        "do_sample": True,
+        "temperature": 0.7,
+        "top_p": 0.8,
+    })
+    save_file(random_weights(config), str(tmp / "model.safetensors"), metadata={"format": "pt"})
+
+
+def _publish_permissions(tmp: Path) -> None:
+    # mkdtemp makes a 0700 directory: give the result the usual umask-based permissions.
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o777 & ~umask)
+    for path in tmp.iterdir():
+        os.chmod(path, 0o666 & ~umask)
+
+
+def build(out_dir: str | Path, arch_overrides: dict | None = None) -> Path:
+    """Build the model into `out_dir` unless it is already complete; returns `out_dir` as a Path.
+
+    `arch_overrides` replaces keys of the default config (e.g. {"num_key_value_heads": 4}). An existing
+    complete directory is kept as it is, whatever its arch."""
+    out = Path(out_dir)
+    if is_complete(out):
+        return out
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
+    try:
+        _build_into(tmp, arch_overrides)
+        _publish_permissions(tmp)
+        if out.exists() and not is_complete(out):
+            shutil.rmtree(out)  # a partial directory left by something else: replace it
+        try:
+            os.rename(tmp, out)
+        except OSError:
+            if not is_complete(out):  # lost a race to a concurrent build only if theirs is complete
+                raise
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="Build a tiny random-weight Qwen2 model (no downloads).")
+    parser.add_argument("--out", required=True, help="directory to create")
+    parser.add_argument("--arch", default=None, help='JSON object of config.json overrides, e.g. '
+                        '\'{"num_key_value_heads": 4}\'')
+    args = parser.parse_args(argv)
+    overrides = None
+    if args.arch:
+        try:
+            overrides = json.loads(args.arch)
+        except json.JSONDecodeError as exc:
+            parser.error(f"--arch is not valid JSON: {exc}")
+        if not isinstance(overrides, dict):
+            parser.error("--arch must be a JSON object")
+    try:
+        out = build(args.out, overrides)
+    except (ValueError, KeyError) as exc:  # a bad --arch (missing or inconsistent keys)
+        parser.error(f"--arch: {exc}")
+    print(out)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
