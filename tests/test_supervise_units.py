@@ -32,7 +32,7 @@ ERROR_TEXTS = [
      "kv-too-small", "--max-model-len 5456, or more KV memory: --kv-cache 6"),
     (("ValueError: Available memory on node 0 (8.59/11.65 GiB) on startup is less than desired CPU memory "
      "utilization (0.92, 10.72 GiB). On the CPU backend, the `--gpu-memory-utilization` flag controls ..."),
-     "cpu-memory-utilization", "--kv-cache 2"),
+     "cpu-memory-utilization", "--kv-cache 4"),  # half of the 8.59 GiB free: weights need the rest
     (("ValueError: Free memory on device cuda:0 (10.2/79.19 GiB) on startup is less than desired GPU memory "
      "utilization (0.9, 71.27 GiB). Decrease GPU memory utilization or reduce GPU memory used by other "
      "processes."), "gpu-busy", "lower --gpu-memory-utilization"),

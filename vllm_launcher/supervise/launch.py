@@ -82,38 +82,23 @@ def port_problem(host: str, port: int) -> str | None:
     return f"port {port} on {host} is already in use{held}: pick another --port or stop it"
 
 
-def preflight(preset: Any, hardware_file: str | None = None) -> list[str]:
-    """Hook for the fit estimate and doctor's errors: the reasons a launch is doomed (empty: go).
-    Both modules are optional here: when they are missing, nothing is reported."""
-    problems: list[str] = []
-    try:
-        from vllm_launcher import estimate as estimate_mod
-        from vllm_launcher import hardware, models
-    except ImportError:
-        estimate_mod = None  # type: ignore[assignment]
-    if estimate_mod is not None:
-        try:
-            arch = models.load_arch(preset.model)
-            hw = (hardware.load_hardware(hardware_file) if hardware_file
-                  else hardware.probe(include_gpus=preset.device == "cuda"))
-            result = estimate_mod.estimate(preset, arch, hw)
-            if not result.fits:
-                fixes = f" (fix: {'; '.join(result.fixes)})" if result.fixes else ""
-                problems += [f"does not fit: {reason}{fixes}" for reason in result.reasons] or [
-                    f"does not fit{fixes}"]
-        except LaunchError:
-            pass  # unknown model architecture: nothing to estimate, vLLM will tell
-        except Exception:  # noqa: BLE001, S110 (an estimate bug must never block a launch)
-            pass
-    try:
-        from vllm_launcher import doctor
+# Checked by preflight_all itself (it tries the preset's interpreter and names the port's owner), so doctor's
+# VL301 (port in use) and VL302 (vLLM missing) would only repeat them.
+CHECKED_HERE = ("VL301", "VL302")
 
-        check = getattr(doctor, "preflight_errors", None)
-        if check is not None:
-            problems += [str(message) for message in check(preset)]
-    except ImportError:
-        pass
-    return problems
+
+def preflight(preset: Any, hardware_file: str | None = None) -> list[str]:
+    """Doctor's errors for PRESET (static, memory from the fit estimate, its environment): the reasons a
+    launch is doomed (empty: go). Doctor's memory rules are the one source of the fit verdict (they run
+    the same estimate, one finding per cause), so no estimate is checked here besides."""
+    from vllm_launcher import doctor
+
+    try:
+        return doctor.preflight_errors(preset, hardware_file=hardware_file, skip=CHECKED_HERE)
+    except ConfigError:
+        raise  # a bad --hardware file: exit 2
+    except Exception:  # noqa: BLE001 (a doctor bug must never block a launch; `doctor NAME` shows it)
+        return []
 
 
 def preflight_all(resolved: Any, record: Record, hardware_file: str | None = None) -> list[str]:
