@@ -66,10 +66,12 @@ def fake_env(isolated_xdg: dict[str, str]) -> dict[str, str]:
 
 
 def write_preset(env: dict[str, str], name: str, port: int, **fields: object) -> str:
-    """A user preset NAME serving a fake model on PORT (CPU, so no GPU start lock)."""
+    """A user preset NAME serving a fake model on PORT (CPU, so no GPU start lock). It sets a KV size so that
+    doctor's pre-flight (VL205: vLLM's default reservation of node 0's memory) does not depend on how much
+    memory the machine has free while the tests run; the fake server ignores it."""
     directory = Path(env["XDG_CONFIG_HOME"]) / "vllm-launch" / "presets"
     directory.mkdir(parents=True, exist_ok=True)
-    data = {"model": f"fake/{name}", "device": "cpu", "port": port, **fields}
+    data = {"model": f"fake/{name}", "device": "cpu", "port": port, "kv_cache_space_gib": 1, **fields}
     (directory / f"{name}.yaml").write_text(json.dumps(data), encoding="utf-8")  # JSON is YAML
     return name
 
@@ -188,3 +190,14 @@ def demo_server(tmp_path_factory: pytest.TempPathFactory):
         stopped = cli(["down", name], env, timeout=180)
         time.sleep(0.1)
         assert stopped.returncode == 0, stopped.stderr
+
+
+@pytest.fixture
+def tag(fake_env: dict[str, str]):
+    """Marks the fake server's processes (FAKE_VLLM_TAG) and fails the test if any is left behind."""
+    value = new_tag()
+    fake_env["FAKE_VLLM_TAG"] = value
+    yield value
+    leftovers = tagged_processes(value)
+    kill_tagged(value)
+    assert not leftovers, f"processes left behind: {[p.pid for p in leftovers]}"

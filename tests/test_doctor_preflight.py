@@ -3,7 +3,7 @@ against the fake vLLM (tests/fake_vllm) through the real CLI."""
 
 from __future__ import annotations
 
-from conftest import cli, kill_tagged, new_tag, port_is_free, tagged_processes, wait_for, write_preset
+from conftest import cli, port_is_free, tagged_processes, wait_for, write_preset
 
 from vllm_launcher.doctor import preflight_errors
 from vllm_launcher.presets import Preset
@@ -37,30 +37,24 @@ def test_preflight_reports_the_port_and_a_gpu_preset_without_gpu(port):
     assert [e.split(" ", 1)[0] for e in preflight_errors(gpu)] == ["VL108"]
 
 
-def test_up_refuses_a_doctor_error_and_force_starts_it(fake_env, port):
-    tag = fake_env["FAKE_VLLM_TAG"] = new_tag()  # marks the fake's processes, to find any left behind
-    write_preset(fake_env, "tight", port, max_num_batched_tokens=8, max_num_seqs=256, **KV)
-    try:
-        dry = cli(["up", "tight", "--dry-run"], fake_env)
-        assert dry.returncode == 1
-        assert "# pre-flight: would refuse:" in dry.stdout and "#   - VL102 " in dry.stdout
-        refused = cli(["up", "tight", "--detach"], fake_env)
-        assert refused.returncode == 1
-        lines = [ln for ln in refused.stderr.splitlines() if ln.strip()]
-        assert len(lines) == 1 and "not starting tight: VL102 max_num_batched_tokens" in lines[0], refused.stderr
-        assert "--force" in lines[0] and "Traceback" not in refused.stderr
-        assert not tagged_processes(tag)  # nothing was spawned
-        forced = cli(["up", "tight", "--detach", "--force"], fake_env)
-        assert forced.returncode == 0, forced.stderr
-        assert "warning: VL102 " in forced.stderr and "starting anyway" in forced.stderr
-        down = cli(["down", "tight"], fake_env)
-        assert down.returncode == 0, down.stderr
-        wait_for(lambda: not tagged_processes(tag), timeout_s=10)
-        assert port_is_free(port)
-    finally:
-        leftovers = tagged_processes(tag)
-        kill_tagged(tag)
-    assert not leftovers, f"processes left behind: {[p.pid for p in leftovers]}"
+def test_up_refuses_a_doctor_error_and_force_starts_it(fake_env, port, tag):
+    write_preset(fake_env, "tight", port, max_num_batched_tokens=8, max_num_seqs=256)
+    dry = cli(["up", "tight", "--dry-run"], fake_env)
+    assert dry.returncode == 1
+    assert "# pre-flight: would refuse:" in dry.stdout and "#   - VL102 " in dry.stdout
+    refused = cli(["up", "tight", "--detach"], fake_env)
+    assert refused.returncode == 1
+    lines = [ln for ln in refused.stderr.splitlines() if ln.strip()]
+    assert len(lines) == 1 and "not starting tight: VL102 max_num_batched_tokens" in lines[0], refused.stderr
+    assert "--force" in lines[0] and "Traceback" not in refused.stderr
+    assert not tagged_processes(tag)  # nothing was spawned
+    forced = cli(["up", "tight", "--detach", "--force"], fake_env)
+    assert forced.returncode == 0, forced.stderr
+    assert "warning: VL102 " in forced.stderr and "starting anyway" in forced.stderr
+    down = cli(["down", "tight"], fake_env)
+    assert down.returncode == 0, down.stderr
+    wait_for(lambda: not tagged_processes(tag), timeout_s=10)
+    assert port_is_free(port)
 
 
 def test_memory_findings_are_reported_once(fake_env, port, tmp_path):

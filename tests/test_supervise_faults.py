@@ -17,8 +17,6 @@ import psutil
 import pytest
 from conftest import (
     cli,
-    kill_tagged,
-    new_tag,
     port_is_free,
     record_json,
     shm_of_tag,
@@ -27,16 +25,6 @@ from conftest import (
     wait_for,
     write_preset,
 )
-
-
-@pytest.fixture
-def tag(fake_env: dict[str, str]):
-    value = new_tag()
-    fake_env["FAKE_VLLM_TAG"] = value
-    yield value
-    leftovers = tagged_processes(value)
-    kill_tagged(value)
-    assert not leftovers, f"processes left behind: {[p.pid for p in leftovers]}"
 
 
 def assert_nothing_left(tag: str, port: int, shm_pids: list[int] | None = None) -> None:
