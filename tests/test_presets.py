@@ -140,6 +140,10 @@ BAD_FILES = {
     "not_mapping": ("- a\n- b\n", r"bad\.yaml:1: a preset must be a mapping"),
     "empty": ("", r"bad\.yaml: empty preset file"),
     "device": ("model: m\ndevice: tpu\n", r"bad\.yaml:2: device: .*'cuda' or 'cpu'"),
+    "duplicate": ("model: a\nport: 1\nmodel: b\n", r"bad\.yaml:3: model: duplicate key \(first on line 1\)"),
+    "secret_flag": ("model: m\nextra_args: ['--seed=1', '--api-key=sk-x']\n",
+                    r"bad\.yaml:2: extra_args\.1: --api-key would put a secret on the command line; set api_key_env"),
+    "field_flag": ("model: m\nextra_args:\n  - --port=9\n", r"bad\.yaml:3: extra_args\.0: --port is the preset field `port`"),
 }
 
 
@@ -213,3 +217,23 @@ def test_bad_override_is_one_line_exit_2(args: list[str], pattern: str, env: dic
     assert result.returncode == 2, result
     assert result.stdout == "" and result.stderr.count("\n") == 1, result.stderr
     assert re.search(pattern, result.stderr), result.stderr
+
+
+def test_render_output_dir_that_is_a_file(env: dict[str, str], tmp_path: Path) -> None:
+    afile = tmp_path / "afile"
+    afile.write_text("keep me")
+    for fmt in ("json", "k8s"):
+        result = run_cli(["render", "gpu-7b", "-f", fmt, "--output", str(afile)], env)
+        assert result.returncode == 2 and "--output: " in result.stderr and "is a file, not a directory" in result.stderr
+        assert afile.read_text() == "keep me"
+
+
+def test_render_output_writes_files(env: dict[str, str], tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    result = run_cli(["render", "cpu-16k", "-f", "json", "--output", str(out)], env)
+    assert result.returncode == 0, result.stderr
+    import json
+
+    assert json.loads((out / "command.json").read_text())["env"] == {}
+    assert run_cli(["render", "gpu-7b", "-f", "k8s", "-o", str(out)], env).returncode == 0
+    assert {"deployment.yaml", "service.yaml"} <= {p.name for p in out.iterdir()}

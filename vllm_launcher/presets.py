@@ -39,9 +39,31 @@ def _check_env_name(name: str) -> str:
     return name
 
 
+# vLLM flags that preset fields render: in extra_args they would repeat or contradict the field (and the
+# checks that read the field, e.g. the port), so they are refused with the field to set instead.
+FIELD_FLAGS = {
+    "--model": "model", "--served-model-name": "served_model_name", "--host": "host", "--port": "port",
+    "--enable-auto-tool-choice": "tool_calling.enabled", "--tool-call-parser": "tool_calling.parser",
+    "--dtype": "dtype", "--enforce-eager": "enforce_eager", "--max-model-len": "max_model_len",
+    "--max-num-batched-tokens": "max_num_batched_tokens", "--max-num-seqs": "max_num_seqs",
+    "--enable-chunked-prefill": "enable_chunked_prefill", "--no-enable-chunked-prefill": "enable_chunked_prefill",
+    "--gpu-memory-utilization": "gpu_memory_utilization", "--tensor-parallel-size": "tensor_parallel_size",
+    "--pipeline-parallel-size": "pipeline_parallel_size", "--kv-cache-dtype": "kv_cache_dtype",
+    "--kv-cache-memory-bytes": "kv_cache_space_gib",
+}
+# Secrets on argv are visible to every user of the machine (ps, /proc): they come from the environment.
+SECRET_FLAGS = {"--api-key": "api_key_env", "--hf-token": "hf_token_env"}
+
+
 def _check_flag(arg: str) -> str:
     if not arg.startswith("--"):
         raise ValueError(f"{arg!r} must start with '--' (write a value as --flag=value)")
+    flag = arg.split("=", 1)[0]
+    if flag in SECRET_FLAGS:
+        raise ValueError(f"{flag} would put a secret on the command line; set {SECRET_FLAGS[flag]} to the "
+                         "name of an environment variable that holds it")
+    if flag in FIELD_FLAGS:
+        raise ValueError(f"{flag} is the preset field `{FIELD_FLAGS[flag]}`; set that instead")
     return arg
 
 
@@ -152,6 +174,9 @@ def _record_lines(node: yaml.Node, prefix: tuple[str, ...], source: str, out: Pr
     if isinstance(node, yaml.MappingNode):
         for key_node, value_node in node.value:
             key = (*prefix, str(key_node.value))
+            if key in out:  # YAML would keep the last silently; one of them is a mistake
+                raise ConfigError(f"duplicate key (first on line {out[key][1]})", source=source,
+                                  line=key_node.start_mark.line + 1, field=".".join(key))
             out[key] = (source, key_node.start_mark.line + 1)
             _record_lines(value_node, key, source, out)
     elif isinstance(node, yaml.SequenceNode):

@@ -16,7 +16,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from vllm_launcher.errors import LaunchError
+from vllm_launcher.errors import ConfigError, LaunchError
 
 # The registry (and with it pydantic and the preset schema) loads on first use, so that the render cache
 # (exporters.cache) can answer a repeated `render` without importing either.
@@ -45,6 +45,8 @@ def write_files(files: dict[str, str], directory: str | Path) -> list[Path]:
     directory, then rename, so a reader never sees half a file. Scripts (*.sh) are made executable.
     Returns the paths written. Raises LaunchError on I/O failure."""
     target = Path(directory)
+    if target.exists() and not target.is_dir():
+        raise ConfigError(f"{target} is a file, not a directory", source="--output")
     written = []
     try:
         target.mkdir(parents=True, exist_ok=True)
