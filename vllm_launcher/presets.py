@@ -406,6 +406,9 @@ def preset_as_yaml(preset: Preset) -> str:
     for key in ("env", "extra_args"):
         if not data.get(key):
             data.pop(key, None)
+    for key in ("enforce_eager", "nodes"):  # defaults that say nothing; host and port stay visible
+        if data.get(key) == Preset.model_fields[key].default:
+            data.pop(key)
     if data.get("tool_calling") == defaults.tool_calling.model_dump(exclude_none=True):
         data.pop("tool_calling")
     return yaml.safe_dump(data, sort_keys=False, default_flow_style=False, allow_unicode=True)
