@@ -24,29 +24,12 @@ from vllm_launcher.estimate import (
 from vllm_launcher.hardware import GIB, Hardware
 from vllm_launcher.models import ModelArch, load_arch
 from vllm_launcher.presets import Preset, ToolCalling
-
-# (pattern on the model id or model_type, parser): the guide's table plus vLLM's parser names.
-TOOL_PARSERS: list[tuple[str, str | None]] = [
-    (r"qwen3.*coder", "qwen3_coder"),
-    (r"qwen", "hermes"),
-    (r"hermes", "hermes"),
-    (r"llama-?4", "llama4_json"),
-    (r"llama-?3\.[1-9]|llama3|llama-3", "llama3_json"),
-    (r"deepseek-(v3|r1)|deepseek_v3", "deepseek_v3"),
-    (r"deepseek", None),  # DeepSeek-Coder-V2's chat template has no tool support
-    (r"mistral|codestral|mixtral|ministral|devstral", "mistral"),
-    (r"granite", "granite"),
-    (r"internlm", "internlm"),
-]
+from vllm_launcher.tool_parsers import parser_for
 
 
 def tool_parser_for(model: str, arch: ModelArch | None = None) -> str | None:
-    """The vLLM tool-call parser for a model family, or None when it has no tool calling we know of."""
-    text = f"{model} {arch.model_type if arch else ''}".lower()
-    for pattern, parser in TOOL_PARSERS:
-        if re.search(pattern, text):
-            return parser
-    return None
+    """The vLLM tool-call parser for a model family (vllm_launcher.tool_parsers, shared with doctor)."""
+    return parser_for(model, arch)
 
 
 def _slug(model: str) -> str:

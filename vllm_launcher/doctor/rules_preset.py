@@ -16,17 +16,6 @@ GIB = 1024**3
 # up to a power of two as context sizes usually are: 6500 -> 16384.
 GUIDE_MIN_CONTEXT_TOKENS = 16384
 
-# The guide's parser table (first match wins; names are matched in the lower-cased model id).
-PARSER_BY_FAMILY: list[tuple[tuple[str, ...], str, str]] = [
-    (("qwen3-coder", "qwen3_coder"), "qwen3_coder", "Qwen3-Coder"),
-    (("hermes",), "hermes", "Hermes"),
-    (("qwen", "qwq"), "hermes", "Qwen"),
-    (("llama-4", "llama4"), "llama4_json", "Llama 4"),
-    (("llama-3.1", "llama-3.2", "llama-3.3", "llama3.1", "llama3.2", "llama3.3", "llama-3_1"),
-     "llama3_json", "Llama 3.1+"),
-    (("deepseek-v3", "deepseek_v3"), "deepseek_v3", "DeepSeek V3"),
-    (("mistral", "mixtral", "codestral", "ministral", "devstral"), "mistral", "Mistral"),
-]
 # Parsers that read the same format as the guide's choice (vLLM registers aliases and successors).
 COMPATIBLE_PARSERS: dict[str, set[str]] = {
     "hermes": {"hermes", "qwen3_json"},
@@ -69,15 +58,12 @@ def default_batch_limits(device: str, hardware, world: int) -> tuple[int, int]:
 
 
 def expected_parser(model: str, arch=None) -> tuple[str, str] | None:
-    """(parser, family) from the guide's table for a model id, or None when the family is not listed."""
-    name = model.lower()
-    for needles, parser, family in PARSER_BY_FAMILY:
-        if any(needle in name for needle in needles):
-            return parser, family
-    model_type = (getattr(arch, "model_type", "") or "").lower()
-    by_type = {"qwen2": ("hermes", "Qwen"), "mistral": ("mistral", "Mistral"),
-               "llama4": ("llama4_json", "Llama 4"), "deepseek_v3": ("deepseek_v3", "DeepSeek V3")}
-    return by_type.get(model_type)
+    """(parser, family) from the one parser table (vllm_launcher.tool_parsers, shared with `fit`), or None
+    when the family is unknown or has no tool calling we know of."""
+    from vllm_launcher.tool_parsers import lookup
+
+    row = lookup(model, arch)
+    return (row.parser, row.family) if row and row.parser else None
 
 
 def is_loopback(host: str) -> bool:
