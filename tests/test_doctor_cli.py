@@ -21,11 +21,29 @@ def test_all_presets_against_a_saved_probe(tmp_path):
     found = findings(done.stdout)
     by_preset = {f["preset"] for f in found}
     assert {"cpu-test", "gpu-7b", None} <= by_preset
-    # This probe's NUMA node 0 can barely spare vLLM's default CPU reservation: a warning, exit 0.
-    assert [f["severity"] for f in found if f["code"] == "VL205" and f["preset"] == "cpu-test"] == ["warning"]
+    # This probe's NUMA node 0 cannot hold vLLM's default CPU KV reservation after loading (as `estimate` says).
+    assert [f["severity"] for f in found if f["code"] == "VL205" and f["preset"] == "cpu-test"] == ["error"]
     assert done.returncode == (1 if any(f["severity"] == "error" for f in found) else 0)
     for f in found:
         assert set(f) == {"code", "severity", "preset", "message", "fix"}
+
+
+def test_estimate_and_doctor_agree_on_the_same_probe(tmp_path):
+    """Both commands on one saved probe: doctor finds an error exactly when estimate says DOES NOT FIT, and
+    VL205 repeats the estimate's reason and fix word for word."""
+    env = isolated_env(tmp_path)
+    for name in ("cpu-test", "cpu-16k"):
+        for extra in ([], ["--kv-cache", "1"]):
+            est = run_cli(["estimate", name, "--hardware", HARDWARE, "--json", *extra], env)
+            doc = run_cli(["doctor", name, "--hardware", HARDWARE, "--json", *extra], env)
+            verdict = json.loads(est.stdout)
+            errors = [f for f in findings(doc.stdout) if f["severity"] == "error"]
+            assert (est.returncode == 1) == (doc.returncode == 1) == bool(errors) == (not verdict["fits"]), (
+                name, extra, est.stdout, doc.stdout)
+            for f in errors:
+                if f["code"] == "VL205":
+                    assert f["message"] in verdict["reasons"]
+                    assert any(fix in f["fix"] for fix in verdict["fixes"])
 
 
 def test_an_error_exits_1(tmp_path):

@@ -228,13 +228,35 @@ def test_vl204_cpu_ram_short():
     assert "VL204" not in run(device="cpu", kv_cache_space_gib=2, hw=cpu_machine(64, 60, ram_gib=64))
 
 
-def test_vl205_cpu_default_reservation():
-    # This machine's case: node 0 has 8.2 GiB, 0.92 of it is more than is available.
-    found = run(device="cpu", max_model_len=2048, hw=cpu_machine(8.2, 6.8))["VL205"][0]
-    assert found.severity == "error" and "0.92" in found.message and "kv_cache_space_gib:" in found.fix
-    near = run(device="cpu", max_model_len=2048, hw=cpu_machine(10, 9.5))["VL205"][0]
-    assert near.severity == "warning"
-    assert "VL205" not in run(device="cpu", max_model_len=2048, hw=cpu_machine(512, 500))
+# (node 0 total GiB, node 0 free GiB): this machine (8.2/6.8 and 10.59/10.3 seen), a bit more, plenty.
+NODE0_CASES = [(8.2, 6.8), (8.2, 7.9), (10, 9.5), (10.59, 10.3), (16, 15), (64, 60), (512, 500)]
+
+
+@pytest.mark.parametrize("node_total_gib, node_free_gib", NODE0_CASES)
+def test_vl205_takes_its_verdict_and_numbers_from_the_estimate(node_total_gib, node_free_gib):
+    """`estimate` and `doctor` on the same Hardware value: VL205 (an error, never a warning) exactly when the
+    estimate refuses vLLM's default CPU KV sizing, with the estimate's reasons and fix."""
+    from vllm_launcher.presets import resolve
+
+    preset = resolve("cpu-16k").preset
+    arch = load_arch(preset.model)
+    hw = cpu_machine(node_total_gib, node_free_gib)
+    est = estimate(preset, arch, hw)
+    facts = Facts(preset=preset, arch=arch, hardware=hw, estimate=est, env=dict(preset.env))
+    found = [f for f in check_facts(facts, "cpu-16k") if f.code == "VL205"]
+    default_reasons = [r for r in est.reasons if r.startswith("kv_cache_space_gib is unset")]
+    assert bool(found) == bool(default_reasons)
+    assert any(f.severity == "error" for f in check_facts(facts, "cpu-16k")) == (not est.fits)
+    if found:
+        assert found[0].severity == "error"
+        for reason in default_reasons:
+            assert reason in found[0].message
+        for fix in est.fixes:
+            if fix.startswith("set kv_cache_space_gib (e.g."):
+                assert fix in found[0].fix
+
+
+def test_vl205_silent_when_the_kv_size_is_set():
     assert "VL205" not in run(device="cpu", max_model_len=2048, kv_cache_space_gib=2, hw=cpu_machine(8.2, 6.8))
 
 

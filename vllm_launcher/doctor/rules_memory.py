@@ -19,9 +19,10 @@ from vllm_launcher.doctor.rules_preset import effective_max_model_len, world_siz
 
 GIB = 1024**3
 VLLM_DEFAULT_UTILIZATION = 0.92  # vLLM 0.32 config/cache.py (0.9 in older releases)
-# vLLM's default CPU KV rule subtracts only the worker's own RSS; the API server and the engine core also
-# take node memory before the KV allocation (estimate.py: CPU_RUNTIME_GIB 2.7 - CPU_WORKER_RUNTIME_GIB 1.0).
-CPU_OTHER_PROCESSES_BYTES = int(1.7 * GIB)
+# How estimate.py words its reasons and fixes about vLLM's default CPU KV sizing (kv_cache_space_gib unset);
+# VL205 repeats them (tests/test_doctor_rules.py checks that the two agree).
+ESTIMATE_DEFAULT_KV_REASON = "kv_cache_space_gib is unset"
+ESTIMATE_DEFAULT_KV_FIX = "set kv_cache_space_gib (e.g."
 CPU_WORKER_RUNTIME_GIB = 1.0  # the worker's own memory beside weights (estimate.py)
 
 
@@ -161,37 +162,20 @@ def cpu_ram_short(facts: Facts) -> Hit | None:
                f"{available:.1f} GiB is available", fix)
 
 
-@rule("VL205", "error", "CPU without kv_cache_space_gib: vLLM's default reservation is not available")
+@rule("VL205", "error", "CPU without kv_cache_space_gib: vLLM's default KV sizing fails (the fit estimate)")
 def cpu_default_reservation(facts: Facts) -> Hit | None:
-    p = facts.preset
-    memory = node0_memory(facts.hardware)
-    if p.device != "cpu" or explicit_kv_bytes(facts) is not None or memory is None:
+    """The estimate's verdict on vLLM's default CPU KV sizing, its words and numbers: `vllm-launch estimate`
+    and `doctor` must never disagree (one source: `vllm_launcher.estimate`)."""
+    est, p = facts.estimate, facts.preset
+    if p.device != "cpu" or est is None or explicit_kv_bytes(facts) is not None:
         return None
-    total, available = memory
-    utilization = _utilization(p)
-    requested = math.ceil(total * utilization)
-    if requested <= available - CPU_OTHER_PROCESSES_BYTES:
+    reasons = [reason for reason in est.reasons if reason.startswith(ESTIMATE_DEFAULT_KV_REASON)]
+    if not reasons:
         return None
-    certain = requested > available
-    weights_gib = getattr(facts.estimate, "weights_gib", None) or 0.0
-    suggestion = max(int(_gib(available) - weights_gib - 1), 1)
-    kv_gib = getattr(facts.estimate, "kv_cache_gib", None)
-    tokens = getattr(facts.estimate, "kv_cache_tokens", None)
-    length = effective_max_model_len(facts)
-    if kv_gib and tokens and length:
-        # Enough for a few full-length requests, but no more than what is free.
-        suggestion = max(1, min(suggestion, math.ceil(kv_gib * length / tokens * 4)))
-    fit_util = math.floor((available - CPU_OTHER_PROCESSES_BYTES) / total * 100) / 100 - 0.05
-    fix = (f"set kv_cache_space_gib: {suggestion} (VLLM_CPU_KVCACHE_SPACE={suggestion}, --kv-cache {suggestion}), "
-           f"or gpu_memory_utilization: {max(fit_util, 0.05):.2f}")
-    reserve = (f"no kv_cache_space_gib: vLLM 0.32 reserves {utilization} x NUMA node 0's {_gib(total):.1f} GiB "
-               f"= {_gib(requested):.1f} GiB")
-    if certain:
-        return Hit(f"{reserve}, but only {_gib(available):.1f} GiB is available: it fails at start-up "
-                   "(\"Available memory on node 0 ... is less than desired CPU memory utilization\")", fix)
-    return Hit(f"{reserve} of the {_gib(available):.1f} GiB available; the API server and engine processes take "
-               "about 1.7 GiB more, so the KV allocation will likely fail after loading (\"... on kv cache "
-               "allocation is less than requested memory for kv\")", fix, severity="warning")
+    fixes = [fix for fix in est.fixes if fix.startswith(ESTIMATE_DEFAULT_KV_FIX)]
+    fix = "; ".join(dict.fromkeys(fixes)) or "set kv_cache_space_gib"
+    return Hit("; ".join(reasons), f"{fix} (kv_cache_space_gib is VLLM_CPU_KVCACHE_SPACE; --kv-cache GIB on the "
+               "command line)")
 
 
 @rule("VL206", "error", "GPU already busy: free memory below gpu_memory_utilization x total")
