@@ -76,6 +76,15 @@ def test_usage_errors_exit_2_without_traceback(tmp_path):
         assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr
 
 
+def test_a_malformed_endpoint_is_a_usage_error(tmp_path):
+    env = isolated_env(tmp_path)
+    for url in ("notaurl", "ftp://127.0.0.1:8000", "http://", "http://127.0.0.1:99999", "127.0.0.1:8000"):
+        done = run_cli(["doctor", "--endpoint", url], env)
+        lines = done.stderr.strip().splitlines()
+        assert done.returncode == 2 and len(lines) == 1, (url, done.stdout, done.stderr)
+        assert "--endpoint" in lines[0] and "http://HOST:PORT" in lines[0] and "VL401" not in done.stdout
+
+
 def test_list_prints_the_registry(tmp_path):
     env = isolated_env(tmp_path)
     done = run_cli(["doctor", "--list"], env)

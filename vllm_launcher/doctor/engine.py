@@ -114,6 +114,10 @@ def run_doctor(names: list[str], *, hardware_file: str | None = None, endpoint: 
     from vllm_launcher.doctor.logs import explain_log
     from vllm_launcher.presets import list_presets, resolve
 
+    if endpoint:
+        from vllm_launcher.doctor.live import check_endpoint_url
+
+        check_endpoint_url(endpoint)  # a malformed URL is a usage error (exit 2), not an unreachable server
     findings: list[Finding] = []
     only_live = (endpoint or log_file) and not names
     presets = []

@@ -149,6 +149,23 @@ def suggested_parser(model: str, preset_parser: str | None) -> str:
 # ---------------------------------------------------------------------------------------------- HTTP
 
 
+def check_endpoint_url(url: str) -> str:
+    """URL itself when it names an HTTP server (http(s)://HOST[:PORT][/v1]); else ConfigError (exit 2)."""
+    from urllib.parse import urlsplit
+
+    from vllm_launcher.errors import ConfigError
+
+    try:
+        parts = urlsplit(url.strip())
+        parts.port  # noqa: B018 (raises ValueError for a port that is not a number in 0-65535)
+    except ValueError:
+        parts = None
+    if parts is None or parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ConfigError(f"{url!r} is not a server URL: use http://HOST:PORT (e.g. http://127.0.0.1:8000, "
+                          "with or without /v1)", field="--endpoint")
+    return url
+
+
 def _root(base_url: str) -> str:
     url = base_url.rstrip("/")
     return url.removesuffix("/v1")
