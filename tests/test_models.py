@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from vllm_launcher.catalog import CATALOG, catalog_arch
-from vllm_launcher.errors import ConfigError, LaunchError
+from vllm_launcher.errors import ConfigError
 from vllm_launcher.models import load_arch
 
 CONFIGS = Path(__file__).parent / "fixtures" / "configs"
@@ -110,7 +110,8 @@ def test_demo_model_id():
 
 
 def test_unknown_model_says_how_to_supply_the_config():
-    with pytest.raises(LaunchError, match="local model directory"):
+    # An unknown model is bad input (exit 2), not a run-time failure.
+    with pytest.raises(ConfigError, match="local model directory"):
         load_arch("nobody/no-such-model")
     with pytest.raises(ConfigError, match="no such model directory"):
         load_arch("./no/such/dir")

@@ -67,6 +67,9 @@ def preset_for(ref: str | None, overrides: list[Override], device: str | None) -
 
     from vllm_launcher import presets
 
+    if ref and looks_like_model_id(ref):
+        overrides = [("PRESET", "model", ref), *overrides]
+        ref = None
     if ref:
         return presets.resolve(ref, overrides).preset
     if not any(field == "model" for _label, field, _value in overrides):
@@ -76,6 +79,14 @@ def preset_for(ref: str | None, overrides: list[Override], device: str | None) -
         return presets.Preset.model_validate(data)
     except ValidationError as exc:
         raise presets._validation_error(exc, lines, "command line") from None
+
+
+def looks_like_model_id(ref: str) -> bool:
+    """`ORG/NAME` that is no file: a Hugging Face model id (`estimate Qwen/Qwen2.5-7B-Instruct`), not a preset."""
+    import os
+
+    return (ref.count("/") == 1 and not ref.startswith((".", "/", "~")) and not ref.endswith((".yaml", ".yml"))
+            and not os.path.exists(ref))
 
 
 def estimate_as_dict(est: Estimate) -> dict:
@@ -177,14 +188,13 @@ def estimate_main(ref: str | None, overrides: list[Override], as_json: bool, har
 def save_user_preset(preset: Preset, name: str, force: bool) -> str:
     """Write `preset` as the user preset NAME, atomically; refuses to replace one unless `force`."""
     import os
-    import re
     import tempfile
 
+    from vllm_launcher.fit import check_preset_name
     from vllm_launcher.paths import user_presets_dir
     from vllm_launcher.presets import preset_as_yaml
 
-    if not re.match(r"^[A-Za-z0-9][A-Za-z0-9._-]*$", name):
-        raise ConfigError("a preset name is letters, digits, '.', '_' and '-'", field="--save")
+    check_preset_name(name)
     directory = user_presets_dir()
     directory.mkdir(parents=True, exist_ok=True)
     target = directory / f"{name}.yaml"
@@ -205,9 +215,11 @@ def save_user_preset(preset: Preset, name: str, force: bool) -> str:
 def fit_main(model: str, hardware_file: str | None = None, device: str | None = None, gpus: int | None = None,
              gpu_mem_gib: float | None = None, ram_gib: float | None = None, context: int | None = None,
              concurrency: int = 1, save: str | None = None, force: bool = False) -> int:
-    from vllm_launcher.fit import fit
+    from vllm_launcher.fit import check_preset_name, fit
     from vllm_launcher.presets import preset_as_yaml
 
+    if save is not None:
+        check_preset_name(save)
     if concurrency < 1:
         raise ConfigError("must be at least 1", field="--concurrency")
     if context is not None and context < 16:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 import re
 
-from vllm_launcher.errors import LaunchError
+from vllm_launcher.errors import ConfigError, LaunchError
 from vllm_launcher.estimate import (
     CPU_BLOCK_SIZE,
     CPU_MLA_BLOCK_SIZE,
@@ -30,6 +30,17 @@ from vllm_launcher.tool_parsers import parser_for
 def tool_parser_for(model: str, arch: ModelArch | None = None) -> str | None:
     """The vLLM tool-call parser for a model family (vllm_launcher.tool_parsers, shared with doctor)."""
     return parser_for(model, arch)
+
+
+PRESET_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")  # as presets.Preset.name accepts
+
+
+def check_preset_name(name: str, field: str = "--save") -> str:
+    """`name` if it can name a preset (and a file in the presets directory), else ConfigError."""
+    if not PRESET_NAME.match(name):
+        raise ConfigError(f"{name!r} is not a preset name: use letters, digits, '.', '_' and '-', starting with "
+                          "a letter or digit", field=field)
+    return name
 
 
 def _slug(model: str) -> str:
@@ -53,11 +64,15 @@ def fit(model: str, hw: Hardware, context: int | None = None, concurrency: int =
         device: str | None = None, *, arch: ModelArch | None = None, name: str | None = None) -> Preset:
     """A preset for `model` on `hw` holding `concurrency` requests of `context` tokens (the largest that
     fits when None). Raises LaunchError when nothing fits, with the reason."""
+    if name is not None:
+        check_preset_name(name)
     arch = arch or load_arch(model)
     device = device or ("cuda" if hw.gpus else "cpu")
     concurrency = max(1, concurrency)
     if context is not None and context > arch.max_position_embeddings:
-        raise LaunchError(f"context {context} is above {model}'s limit ({arch.max_position_embeddings} tokens)")
+        raise ConfigError(f"{context} is above {model}'s limit (max_position_embeddings="
+                          f"{arch.max_position_embeddings} tokens); use --context <= {arch.max_position_embeddings} "
+                          "(longer needs a RoPE-scaled model and VLLM_ALLOW_LONG_MAX_MODEL_LEN=1)", field="--context")
     base = _base_preset(model, arch, device, name)
     if device == "cpu":
         return _fit_cpu(base, arch, hw, context, concurrency)
@@ -65,33 +80,39 @@ def fit(model: str, hw: Hardware, context: int | None = None, concurrency: int =
 
 
 def _fit_gpu(base: Preset, arch: ModelArch, hw: Hardware, context: int | None, concurrency: int) -> Preset:
+    """The smallest TP (dividing the heads, at most the GPUs here) whose KV holds `concurrency` requests of
+    the target context (the given one, else the model's whole context). Only when no TP reaches it is the
+    context shrunk (no --context) to the most the best TP holds, or the fit refused (--context given)."""
     if not hw.gpus:
         raise LaunchError("no GPU on this machine; use --device cpu, or describe a GPU machine with "
                           "--gpus N --gpu-mem-gib X (or --hardware FILE)")
+    target = context or arch.max_position_embeddings
+    best: tuple[int, Preset] | None = None  # (context it holds, preset at that TP) over all TPs tried
     last = None
     for tp in (t for t in (1, 2, 4, 8, 16) if t <= len(hw.gpus) and arch.num_attention_heads % t == 0):
         trial = base.model_copy(update={"tensor_parallel_size": tp if tp > 1 else None,
                                         "gpu_memory_utilization": DEFAULT_GPU_UTILIZATION,
-                                        "max_model_len": context or arch.max_position_embeddings})
-        est = estimate(trial, arch, hw)
-        last = est
+                                        "max_model_len": target})
+        est = last = estimate(trial, arch, hw)
         if est.num_blocks <= 1 or est.reasons and est.kv_cache_gib <= 0:
             continue
-        usable = (est.num_blocks - 1) // concurrency * est.block_size
-        if context is not None:
-            if usable >= context:
-                return trial.model_copy(update={"description": _describe(est, concurrency, context)})
-            continue
-        best = min(arch.max_position_embeddings, usable)
-        if best >= min(4096, arch.max_position_embeddings):
-            best = best if best == arch.max_position_embeddings else _round_context(best)
-            final = trial.model_copy(update={"max_model_len": best})
-            return final.model_copy(update={"description": _describe(estimate(final, arch, hw), concurrency,
-                                                                     best)})
-    detail = f" ({'; '.join(last.reasons)})" if last and last.reasons else ""
-    want = f"{concurrency} x {context} tokens" if context else f"{concurrency} request(s) of 4096 tokens"
+        # vLLM keeps one block back; each request of L tokens takes ceil(L / block) blocks.
+        holds = min(arch.max_position_embeddings, (est.num_blocks - 1) // concurrency * est.block_size)
+        if holds >= target:
+            return trial.model_copy(update={"description": _describe(est, hw, concurrency, target)})
+        if best is None or holds > best[0]:
+            best = (holds, trial)
+    floor = min(4096, arch.max_position_embeddings)
+    if context is None and best is not None and best[0] >= floor:
+        final = best[1].model_copy(update={"max_model_len": _round_context(best[0])})
+        return final.model_copy(update={"description": _describe(estimate(final, arch, hw), hw, concurrency,
+                                                                 final.max_model_len)})
+    detail = f" ({'; '.join(last.reasons)})" if last and last.reasons and best is None else ""
+    most = (f"; at most {concurrency} x {best[0]} tokens (TP {best[1].tensor_parallel_size or 1})"
+            if best is not None and best[0] > 0 else "")
+    want = f"{concurrency} x {context} tokens" if context else f"{concurrency} request(s) of {floor} tokens"
     raise LaunchError(f"{base.model} does not fit {want} on {len(hw.gpus)} x "
-                      f"{hw.gpus[0].total_bytes / GIB:.1f} GiB GPU(s){detail}")
+                      f"{hw.gpus[0].total_bytes / GIB:.1f} GiB GPU(s){most}{detail}")
 
 
 def _fit_cpu(base: Preset, arch: ModelArch, hw: Hardware, context: int | None, concurrency: int) -> Preset:
@@ -126,14 +147,18 @@ def _fit_cpu(base: Preset, arch: ModelArch, hw: Hardware, context: int | None, c
                                          "kv_cache_space_gib": kv_gib})
         est = estimate(preset, arch, hw)
         if est.fits:
-            return preset.model_copy(update={"description": _describe(est, concurrency, best)})
+            return preset.model_copy(update={"description": _describe(est, hw, concurrency, best)})
     raise LaunchError(f"{base.model} does not fit in this machine's RAM "
                       f"({hw.ram_available_bytes / GIB:.1f} GiB available, NUMA node 0 {node_free / GIB:.1f} GiB) "
                       f"with {concurrency} request(s) of {context or 2048} tokens")
 
 
-def _describe(est, concurrency: int, context: int) -> str:
-    where = (f"{est.tensor_parallel_size} x {est.gpu_total_gib} GiB GPU" if est.device == "cuda"
-             else f"CPU, {est.ram_available_gib} GiB RAM available")
+def _describe(est, hw: Hardware, concurrency: int, context: int) -> str:
+    if est.device == "cuda":
+        used = est.tensor_parallel_size * est.pipeline_parallel_size
+        where = (f"{len(hw.gpus)} x {hw.gpus[0].total_bytes / GIB:.1f} GiB GPU available, TP {est.tensor_parallel_size}"
+                 f" ({used} GPU{'s' if used > 1 else ''} used)")
+    else:
+        where = f"CPU, {est.ram_available_gib} GiB RAM available"
     return (f"Proposed by `vllm-launch fit` for {where}: {concurrency} request(s) of {context} tokens; "
             f"estimate {est.kv_cache_tokens} KV tokens ({est.max_concurrency}x), weights {est.weights_gib} GiB.")

@@ -15,7 +15,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from vllm_launcher.errors import ConfigError, LaunchError
+from vllm_launcher.errors import ConfigError
 
 DTYPE_BYTES = {"float32": 4, "float": 4, "bfloat16": 2, "float16": 2, "half": 2, "fp8": 1, "float8": 1}
 DEMO_MODEL_ID = "vllm-launch/tiny-qwen2"
@@ -295,7 +295,8 @@ def _looks_like_path(model: str) -> bool:
 
 
 def load_arch(model: str) -> ModelArch:
-    """A model id or local path → its architecture, without downloading. Raises LaunchError if unknown."""
+    """A model id or local path → its architecture, without downloading. Raises ConfigError if unknown
+    (bad input: the user names a model we cannot read, exit 2)."""
     local = Path(model).expanduser()
     if local.is_dir():
         return _from_directory(local, source=f"{local}/config.json")
@@ -312,7 +313,7 @@ def load_arch(model: str) -> ModelArch:
     arch = catalog_arch(model)
     if arch is not None:
         return arch
-    raise LaunchError(
+    raise ConfigError(
         f"unknown model {model!r}: not a local directory, not in the Hugging Face cache "
         f"({', '.join(str(p) for p in hf_cache_dirs())}), not in the built-in catalog. Give a local model "
         f"directory holding its config.json (e.g. --model /path/to/model), or download it once with "
