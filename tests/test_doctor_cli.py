@@ -95,6 +95,20 @@ def test_list_prints_the_registry(tmp_path):
     assert len({r["code"] for r in rules}) == len(rules)
 
 
+def test_list_names_every_code_the_package_can_emit(tmp_path):
+    """--list runs in a fresh process: a code registered only where a finding is made (doctor.engine) would be
+    missing. Every "VLnnn" string in the package is a code something can emit or skip."""
+    import re
+
+    emitted = set()
+    for path in (REPO / "vllm_launcher").rglob("*.py"):
+        emitted |= set(re.findall(r'"(VL\d{3})"', path.read_text(encoding="utf-8")))
+    listed = {r["code"] for r in json.loads(run_cli(["doctor", "--list", "--json"], isolated_env(tmp_path)).stdout)
+              ["rules"]}
+    assert {"VL100", "VL190", "VL205", "VL412"} <= emitted
+    assert emitted - listed == set()
+
+
 WRAPPER = """
 import sys
 from vllm_launcher.entry import main

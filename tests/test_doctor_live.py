@@ -73,6 +73,15 @@ def test_unhealthy_unreachable_wrong_model_and_context():
     assert "4096" in found["VL404"][0].message and "16384" in found["VL404"][0].message
 
 
+def test_failing_chat_requests_are_vl412():
+    with FakeOpenAI("chat_500", model=QWEN) as server:
+        found = codes(check_endpoint(server.base_url, expected_model=QWEN))
+    assert "VL400" in found  # healthy, lists its model
+    failed = found["VL412"]
+    assert len(failed) == 2 and all(f.severity == "warning" and "log" in f.fix for f in failed)
+    assert "HTTP 500" in failed[1].message and "EngineCore encountered an issue" in failed[0].message
+
+
 def test_api_key_is_sent_and_its_absence_reported():
     with FakeOpenAI("native", api_key="s3cret") as server:
         assert "VL410" in codes(check_endpoint(server.base_url))

@@ -11,6 +11,7 @@ Modes (what /v1/chat/completions answers to a non-streaming request):
   duplicate     plain content written twice
   plain         plain content, no tool call
   unhealthy     /health answers 503
+  chat_500      every chat request (streaming too) answers HTTP 500
 Streaming requests get three SSE chunks ("Hel", "lo", [DONE]).
 """
 
@@ -95,6 +96,10 @@ class FakeOpenAI:
                     self._send(404, {"error": "not found"})
                     return
                 if not self._authorized():
+                    return
+                if fake.mode == "chat_500":
+                    self._send(500, {"object": "error", "message": "EngineCore encountered an issue",
+                                     "type": "InternalServerError", "code": 500})
                     return
                 if request.get("stream"):
                     self._stream()

@@ -12,14 +12,10 @@ from vllm_launcher.doctor.findings import (
     Finding,
     load_all_rules,
     make_finding,
-    register,
     run_rule,
     sort_findings,
 )
 from vllm_launcher.errors import ConfigError, LaunchError
-
-register("VL100", "error", "preset", "the preset does not load (YAML or schema error)")
-register("VL190", "info", "preset", "model architecture unknown: architecture and memory checks skipped")
 
 
 def _arch_for(model: str):
@@ -28,18 +24,15 @@ def _arch_for(model: str):
     return load_arch(model)
 
 
-def preset_facts(preset, hardware, *, local: bool = True, managed_running: bool = False) -> tuple[Facts, list[Finding]]:
-    """Facts for one preset (and notes about what could not be looked at)."""
+def preset_facts(preset, hardware, *, local: bool = True, managed_running: bool = False) -> Facts:
+    """Facts for one preset (what could not be looked at is None; arch_error says why for the model)."""
     from vllm_launcher.doctor import environment
 
-    notes: list[Finding] = []
-    arch = None
+    arch = arch_error = None
     try:
         arch = _arch_for(preset.model)
     except (LaunchError, ConfigError, OSError, ValueError) as exc:
-        notes.append(make_finding("VL190", f"architecture of {preset.model} unknown ({str(exc)[:160]})",
-                                  "give a local model directory, or download its config.json once "
-                                  "(hf download MODEL config.json)", preset=preset.name))
+        arch_error = str(exc)
     estimate = None
     if arch is not None and hardware is not None:
         try:
@@ -57,11 +50,11 @@ def preset_facts(preset, hardware, *, local: bool = True, managed_running: bool 
                                     None, checked=vllm is not None)
     parsers = environment.tool_parsers(info.package_dir) if info.package_dir else None
     port_owner = environment.port_owner(preset.host, preset.port) if local else None
-    facts = Facts(preset=preset, arch=arch, hardware=hardware, estimate=estimate, env=env,
+    facts = Facts(preset=preset, arch=arch, arch_error=arch_error, hardware=hardware, estimate=estimate, env=env,
                   vllm_distribution=info.distribution, vllm_version=info.version, vllm_checked=info.checked,
                   tool_parsers=parsers, cpu_flags=environment.cpu_flags() if local else None, local=local,
                   port_owner=port_owner, managed_running=managed_running)
-    return facts, notes
+    return facts
 
 
 def check_facts(facts: Facts, preset_name: str | None) -> list[Finding]:
@@ -74,8 +67,8 @@ def check_facts(facts: Facts, preset_name: str | None) -> list[Finding]:
 
 
 def check_preset(preset, hardware, *, local: bool = True, managed_running: bool = False) -> list[Finding]:
-    facts, notes = preset_facts(preset, hardware, local=local, managed_running=managed_running)
-    return notes + check_facts(facts, preset.name)
+    facts = preset_facts(preset, hardware, local=local, managed_running=managed_running)
+    return check_facts(facts, preset.name)
 
 
 def check_environment(env_facts=None) -> list[Finding]:

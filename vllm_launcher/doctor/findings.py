@@ -51,6 +51,7 @@ class Facts:
 
     preset: Any
     arch: Any = None
+    arch_error: str | None = None  # why the architecture could not be loaded (arch is None)
     hardware: Any = None
     estimate: Any = None
     env: dict[str, str] = field(default_factory=dict)
@@ -100,7 +101,7 @@ def rule(code: str, severity: Severity, title: str, scope: Scope = "preset") -> 
 def make_finding(code: str, message: str, fix: str = "", *, preset: str | None = None,
                  severity: Severity | None = None) -> Finding:
     """A finding for a registered code, with the rule's default severity unless one is given."""
-    registered = REGISTRY[code]
+    registered = REGISTRY.get(code) or load_all_rules()[code]  # its module may not be imported yet
     return Finding(code=code, severity=severity or registered.severity, preset=preset, message=message,
                    fix=fix)
 
@@ -136,6 +137,7 @@ def load_all_rules() -> dict[str, Rule]:
         live,
         logs,
         rules_env,
+        rules_load,
         rules_memory,
         rules_multinode,
         rules_preset,
