@@ -201,6 +201,17 @@ def test_vl116_exposed_without_api_key():
     assert "VL116" not in run(host="127.0.0.1")
 
 
+def test_vl190_shows_the_whole_reason_the_model_is_unknown():
+    from vllm_launcher.errors import LaunchError
+
+    preset = Preset(name="t", model="nosuch-org/nosuch-model-7b", device="cpu", kv_cache_space_gib=1)
+    with pytest.raises(LaunchError) as caught:
+        load_arch(preset.model)
+    found = next(f for f in check_preset(preset, cpu_machine()) if f.code == "VL190")
+    assert " ".join(str(caught.value).split()) in found.message  # whole, never cut mid-word
+    assert found.severity == "info" and found.message.count("hf download") + found.fix.count("hf download") == 1
+
+
 # ---------------------------------------------------------------------------------------- VL2xx
 
 

@@ -14,5 +14,7 @@ register("VL100", "error", "preset", "the preset does not load (YAML or schema e
 def arch_unknown(facts: Facts) -> Hit | None:
     if facts.arch is not None or facts.arch_error is None:
         return None
-    return Hit(f"architecture of {facts.preset.model} unknown ({facts.arch_error[:160]})",
-               "give a local model directory, or download its config.json once (hf download MODEL config.json)")
+    reason = " ".join(facts.arch_error.split())  # whole (never cut mid-word), on one line
+    fix = "" if "download" in reason else ("give a local model directory, or download its config.json once "
+                                           f"(hf download {facts.preset.model} config.json)")
+    return Hit(f"architecture and memory checks skipped: {reason}", fix)
