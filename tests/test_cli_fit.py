@@ -62,7 +62,7 @@ def test_estimate_bad_input_is_one_line_exit_2(tmp_path):
     nothing = run("estimate")
     assert nothing.returncode == 2 and "--model" in nothing.stderr
     unknown = run("estimate", "--model", "nobody/nothing", "--device", "cpu")
-    assert unknown.returncode == 1 and "config.json" in unknown.stderr and "Traceback" not in unknown.stderr
+    assert unknown.returncode == 2 and "config.json" in unknown.stderr and "Traceback" not in unknown.stderr
 
 
 def test_fit_prints_yaml_and_saves_atomically(tmp_path):
@@ -81,3 +81,54 @@ def test_fit_prints_yaml_and_saves_atomically(tmp_path):
     # The saved preset is a working preset: estimate accepts it.
     check = run("estimate", "my-7b", "--gpus", "1", "--gpu-mem-gib", "24", "--json", env=env)
     assert check.returncode == 0 and json.loads(check.stdout)["fits"] is True
+
+
+def one_line_error(done: subprocess.CompletedProcess) -> str:
+    assert "Traceback" not in done.stderr and len(done.stderr.strip().splitlines()) == 1, done.stderr
+    return done.stderr
+
+
+def test_fit_bad_save_name_is_one_line_exit_2(tmp_path):
+    done = run("fit", "Qwen/Qwen2.5-Coder-1.5B-Instruct", "--save", "../evil", env={"XDG_CONFIG_HOME": str(tmp_path)})
+    assert done.returncode == 2 and "--save" in one_line_error(done) and "letters, digits" in done.stderr
+    assert not (tmp_path / "vllm-launch").exists() and not (tmp_path / "evil.yaml").exists()
+
+
+def test_unknown_model_is_bad_input_exit_2():
+    for args in (("estimate", "nonexistent/model"), ("fit", "nonexistent/model"),
+                 ("estimate", "--model", "nobody/nothing", "--device", "cpu")):
+        done = run(*args)
+        assert done.returncode == 2 and "config.json" in one_line_error(done), (args, done.stderr)
+
+
+def test_fit_context_above_the_model_limit_is_exit_2():
+    done = run("fit", "Qwen/Qwen2.5-Coder-7B-Instruct", "--context", "10000000", "--gpus", "1", "--gpu-mem-gib", "80")
+    assert done.returncode == 2 and "32768" in one_line_error(done)
+    assert "VLLM_ALLOW_LONG_MAX_MODEL_LEN" in done.stderr and "--context" in done.stderr
+
+
+def test_estimate_shows_the_architecture_source_whole():
+    done = run("estimate", "gpu-7b", "--gpus", "1", "--gpu-mem-gib", "79.19")
+    assert done.returncode == 0, done.stderr
+    text = " ".join(done.stdout.split())  # wrapped lines joined back
+    source = json.loads(run("estimate", "gpu-7b", "--gpus", "1", "--gpu-mem-gib", "79.19", "--json").stdout)["arch_source"]
+    assert " ".join(source.split()) in text
+
+
+def test_estimate_cuda_preset_without_a_gpu_says_so():
+    done = run("estimate", "gpu-7b", "--hardware", str(FIXTURES / "hardware" / "cpu-2core-24gib.json"))
+    assert done.returncode == 1
+    assert "no GPU" in done.stdout and "--device cuda --gpus N --gpu-mem-gib X" in done.stdout
+    assert "--hardware FILE" in done.stdout and "DOES NOT FIT" in done.stdout
+    assert "0.92 x 0.0" not in done.stdout and "largest max_model_len" not in done.stdout
+    data = json.loads(run("estimate", "gpu-7b", "--json",
+                          "--hardware", str(FIXTURES / "hardware" / "cpu-2core-24gib.json")).stdout)
+    assert data["fits"] is False and any("no GPU" in r for r in data["reasons"])
+
+
+def test_fit_describes_all_gpus_and_the_tp_used():
+    done = run("fit", "meta-llama/Llama-3.3-70B-Instruct", "--device", "cuda", "--gpus", "8", "--gpu-mem-gib", "80")
+    assert done.returncode == 0, done.stderr
+    data = yaml.safe_load(done.stdout)
+    assert data["max_model_len"] == 131072 and data["tensor_parallel_size"] == 4
+    assert "8 x 80.0 GiB GPU" in data["description"] and "TP 4" in data["description"]

@@ -107,29 +107,47 @@ def format_bar(breakdown: list[tuple[str, float]], width: int = BAR_WIDTH) -> st
     return f"[{cells}]\n {legend} (GiB)"
 
 
+def _wrapped_rows(label: str, text: str, width: int = 88) -> list[list[str]]:
+    """One table row per wrapped line (the label on the first): long texts shown whole."""
+    import textwrap
+
+    lines = textwrap.wrap(text, width) or [""]
+    return [[label if i == 0 else "", line] for i, line in enumerate(lines)]
+
+
 def format_estimate(est: Estimate, name: str, hw: Hardware) -> str:
+    no_gpu = est.device == "cuda" and not hw.gpus
     if est.device == "cuda":
         where = (f"{len(hw.gpus)} x {hw.gpus[0].name} ({est.gpu_total_gib} GiB)" if hw.gpus
-                 else "a machine with no GPU")
+                 else "a machine with no GPU visible")
     else:
         where = f"CPU, {est.ram_available_gib} GiB RAM available"
     rows = [
         ["model", (f"{est.model} ({est.model_dtype}, TP {est.tensor_parallel_size}"
                    f"{f', PP {est.pipeline_parallel_size}' if est.pipeline_parallel_size > 1 else ''})")],
-        ["architecture from", est.arch_source[:100]],
+        *_wrapped_rows("architecture from", est.arch_source),
         ["weights", f"{est.weights_gib} GiB total, {est.weights_bytes_per_gpu / (1 << 30):.2f} GiB per worker"],
         ["KV bytes per token", f"{est.kv_bytes_per_token:,} ({est.kv_cache_dtype})"],
     ]
+    if no_gpu:
+        # Nothing to size against: say so, and how to check this preset for a GPU machine.
+        lines = [f"{name} on {where}", output.table(["", ""], rows).split("\n", 1)[1], "",
+                 "DOES NOT FIT: no GPU is visible on this machine, and this preset needs one (device: cuda).",
+                 "  fix: check it against a GPU machine: --device cuda --gpus N --gpu-mem-gib X",
+                 "       (e.g. --gpus 1 --gpu-mem-gib 79.19 for an H100 80GB),",
+                 "       or --hardware FILE (saved there with `vllm-launch probe --json > FILE`)"]
+        lines += [f"  warning: {w}" for w in est.warnings]
+        return "\n".join(lines)
     if est.device == "cuda":
         rows += [["requested", f"{est.requested_gib} GiB ({est.gpu_memory_utilization} x {est.gpu_total_gib})"],
                  ["activations", f"{est.activation_gib} GiB at {est.max_num_batched_tokens} batched tokens"],
                  ["non-torch + graphs", f"{est.non_torch_gib} + {est.cuda_graph_gib} GiB"]]
     else:
-        rows += [["KV space from", est.kv_space_source],
+        rows += [*_wrapped_rows("KV space from", est.kv_space_source),
                  ["host RAM needed", f"{est.ram_needed_gib} GiB of {est.ram_available_gib} available"]]
     rows += [["KV cache", f"{est.kv_cache_gib} GiB, {est.kv_cache_tokens:,} tokens (blocks of {est.block_size})"],
              ["max concurrency", f"{est.max_concurrency}x at max_model_len {est.effective_max_model_len}"],
-             ["largest max_model_len", est.largest_max_model_len]]
+             ["largest max_model_len", est.largest_max_model_len or "none (the KV cache holds no request)"]]
     lines = [f"{name} on {where}", output.table(["", ""], rows).split("\n", 1)[1], "", format_bar(est.breakdown)]
     lines.append("")
     lines.append("fits" if est.fits else "DOES NOT FIT")

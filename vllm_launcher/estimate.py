@@ -229,8 +229,8 @@ def _estimate_gpu(preset: Preset, arch: ModelArch, hw: Hardware, common: dict, r
     util = preset.gpu_memory_utilization or DEFAULT_GPU_UTILIZATION
     used = hw.gpus[:gpus_here]
     if not hw.gpus:
-        reasons.append("no NVIDIA GPU on this machine (device: cuda); check against another machine with "
-                       "--device cuda --gpus N --gpu-mem-gib X or --hardware FILE")
+        reasons.append("no GPU is visible on this machine and the preset needs one (device: cuda); check it "
+                       "against a GPU machine with --device cuda --gpus N --gpu-mem-gib X, or --hardware FILE")
     elif len(hw.gpus) < gpus_here:
         reasons.append(f"the preset needs {gpus_here} GPUs per node (TP {tp} x PP {pp}"
                        f"{f' over {preset.nodes} nodes' if preset.nodes > 1 else ''}); this machine has "
