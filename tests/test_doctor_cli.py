@@ -76,6 +76,13 @@ def test_usage_errors_exit_2_without_traceback(tmp_path):
         assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr
 
 
+def test_log_findings_are_grouped_under_the_log_file(tmp_path):
+    env = isolated_env(tmp_path)
+    log = str(REPO / "tests" / "fixtures" / "vllm_logs" / "port_in_use.log")
+    done = run_cli(["doctor", "--log", log], env)
+    assert f"== log {log}" in done.stdout and "== environment" not in done.stdout, done.stdout
+
+
 def test_a_malformed_endpoint_is_a_usage_error(tmp_path):
     env = isolated_env(tmp_path)
     for url in ("notaurl", "ftp://127.0.0.1:8000", "http://", "http://127.0.0.1:99999", "127.0.0.1:8000"):

@@ -19,21 +19,38 @@ from vllm_launcher.errors import EXIT_FAILURE
 SEVERITY_LABEL = {"error": "ERROR", "warning": "WARN ", "info": "info "}
 
 
-def format_report(findings: list) -> str:
-    """Plain text, grouped by preset (machine-wide findings first), errors first inside a group."""
+def group_label(finding, *, log_file: str | None = None, endpoint: str | None = None) -> str:
+    """The heading a finding is listed under: its preset, else what was checked (the machine, a log, a URL)."""
+    if finding.preset:
+        return finding.preset
+    from vllm_launcher.doctor.findings import REGISTRY
+
+    registered = REGISTRY.get(finding.code)
+    scope = registered.scope if registered else "environment"
+    if scope == "log":
+        return f"log {log_file}" if log_file else "log"
+    if scope == "live":
+        return f"endpoint {endpoint}" if endpoint else "endpoint"
+    return "environment"
+
+
+def format_report(findings: list, *, log_file: str | None = None, endpoint: str | None = None) -> str:
+    """Plain text, grouped by preset (machine-wide findings first, then a log, then an endpoint), errors first
+    inside a group."""
     if not findings:
         return "no problems found"
+    groups: dict[str, list] = {}
+    for f in findings:  # findings come sorted; a group keeps that order
+        groups.setdefault(group_label(f, log_file=log_file, endpoint=endpoint), []).append(f)
     lines: list[str] = []
-    current: object = object()
-    for f in findings:
-        if f.preset != current:
-            current = f.preset
-            if lines:
-                lines.append("")
-            lines.append(f"== {f.preset or 'environment'}")
-        lines.append(f"  {SEVERITY_LABEL[f.severity]} {f.code}  {f.message}")
-        if f.fix:
-            lines.append(f"               fix: {f.fix}")
+    for label, members in groups.items():
+        if lines:
+            lines.append("")
+        lines.append(f"== {label}")
+        for f in members:
+            lines.append(f"  {SEVERITY_LABEL[f.severity]} {f.code}  {f.message}")
+            if f.fix:
+                lines.append(f"               fix: {f.fix}")
     counts = {s: sum(1 for f in findings if f.severity == s) for s in ("error", "warning", "info")}
     lines += ["", f"{counts['error']} error(s), {counts['warning']} warning(s), {counts['info']} info"]
     return "\n".join(lines)
@@ -67,7 +84,7 @@ def doctor_main(names: list[str], *, as_json: bool = False, list_rules: bool = F
     if as_json:
         output.print_json({"findings": [f.model_dump() for f in findings]})
     else:
-        output.out(format_report(findings))
+        output.out(format_report(findings, log_file=log_file, endpoint=endpoint))
     return EXIT_FAILURE if has_errors(findings) else 0
 
 
