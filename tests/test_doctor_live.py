@@ -73,6 +73,14 @@ def test_unhealthy_unreachable_wrong_model_and_context():
     assert "4096" in found["VL404"][0].message and "16384" in found["VL404"][0].message
 
 
+def test_an_answer_without_tool_call_is_shown_as_a_short_excerpt():
+    with FakeOpenAI("rambling", model=QWEN) as server:
+        found = codes(check_endpoint(server.base_url, expected_model=QWEN))
+    message = found["VL411"][0].message
+    assert "It is sunny in Paris, and quite warm" in message
+    assert "\\n" not in message and "\n" not in message and len(message) < 200, message
+
+
 def test_failing_chat_requests_are_vl412():
     with FakeOpenAI("chat_500", model=QWEN) as server:
         found = codes(check_endpoint(server.base_url, expected_model=QWEN))

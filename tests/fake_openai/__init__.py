@@ -10,6 +10,7 @@ Modes (what /v1/chat/completions answers to a non-streaming request):
   auto_400      HTTP 400 '"auto" tool choice requires --enable-auto-tool-choice and --tool-call-parser ...'
   duplicate     plain content written twice
   plain         plain content, no tool call
+  rambling      hundreds of newlines, then a long plain answer (what a random-weight model writes)
   unhealthy     /health answers 503
   chat_500      every chat request (streaming too) answers HTTP 500
 Streaming requests get three SSE chunks ("Hel", "lo", [DONE]).
@@ -29,6 +30,7 @@ CONTENT = {
     "inline_json": "Calling the tool now: " + json.dumps(CALL) + " and waiting.",
     "duplicate": "The weather in Paris is sunny and mild today. The weather in Paris is sunny and mild today.",
     "plain": "It is sunny in Paris.",
+    "rambling": "\n" * 300 + "It is sunny in Paris,\n\n\t and " + "quite warm " * 40,
 }
 AUTO_400 = ('"auto" tool choice requires --enable-auto-tool-choice and --tool-call-parser to be set')
 

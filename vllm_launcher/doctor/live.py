@@ -120,6 +120,15 @@ def _error_message(body: object) -> str:
     return str(body)
 
 
+def excerpt(text: str, limit_chars: int = 80) -> str:
+    """TEXT on one line (whitespace runs collapsed), cut at a word boundary near LIMIT_CHARS with "..."."""
+    flat = " ".join(text.split())
+    if len(flat) <= limit_chars:
+        return flat
+    cut = flat[:limit_chars].rsplit(" ", 1)[0] or flat[:limit_chars]
+    return cut + "..."
+
+
 def repeated_span(text: str, min_chars: int = 20) -> str | None:
     """The part of `text` that is written twice in a row (the guide's "duplicate content"), or None."""
     normal = " ".join(text.split())
@@ -271,14 +280,14 @@ def _tool_probe(client, root: str, model: str, preset: str | None, parser: str |
                                      "export the variable named by the preset's api_key_env", preset=preset))
     elif probe.kind == "no_tool_call":
         findings.append(make_finding("VL411", "the model answered the tool probe without calling the tool "
-                                     f"({probe.content[:80]!r})", "", preset=preset))
+                                     f"(\"{excerpt(probe.content)}\")", "", preset=preset))
     else:
         findings.append(make_finding("VL412", f"the tool-calling probe failed: {probe.detail}",
                                      "check the server's log", preset=preset))
     span = repeated_span(probe.content)
     if span:
         findings.append(make_finding(
-            "VL408", f"the response repeats itself ({span[:60]!r} twice)",
+            "VL408", f"the response repeats itself (\"{excerpt(span, 60)}\" twice)",
             "enable the client's output deduplication (Victor does it for vLLM by default); else lower the "
             "temperature or add a repetition penalty (the guide's \"Duplicate content\")", preset=preset))
     return findings
