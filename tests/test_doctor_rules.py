@@ -212,6 +212,25 @@ def test_vl190_shows_the_whole_reason_the_model_is_unknown():
     assert found.severity == "info" and found.message.count("hf download") + found.fix.count("hf download") == 1
 
 
+def test_vl130_slow_cpu_inference_gets_the_guides_advice():
+    big = run(device="cpu", kv_cache_space_gib=4, max_model_len=16384)["VL130"][0]  # Qwen2.5-7B
+    assert big.severity == "info" and "7.6B parameters" in big.message
+    assert "1.5B-3B" in big.fix and "max_tokens" in big.fix and "max_model_len" in big.fix
+    small = load_arch("Qwen/Qwen2.5-Coder-1.5B-Instruct")
+    long = run(small, device="cpu", model="Qwen/Qwen2.5-Coder-1.5B-Instruct", kv_cache_space_gib=4,
+               max_model_len=32768)["VL130"][0]
+    assert "max_model_len 32768" in long.message and "parameters" not in long.message
+    assert "VL130" not in run(small, device="cpu", model="Qwen/Qwen2.5-Coder-1.5B-Instruct", kv_cache_space_gib=4,
+                              max_model_len=16384)
+    assert "VL130" not in run(device="cuda", max_model_len=32768)
+    for name in ("cpu-test", "cpu-16k", "cpu-3b"):  # the guide's own CPU models and contexts
+        from vllm_launcher.presets import resolve
+
+        preset = resolve(name).preset
+        facts = Facts(preset=preset, arch=load_arch(preset.model), hardware=cpu_machine(), env=dict(preset.env))
+        assert "VL130" not in {f.code for f in check_facts(facts, name)}, name
+
+
 # ---------------------------------------------------------------------------------------- VL2xx
 
 

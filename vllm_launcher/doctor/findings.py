@@ -141,6 +141,7 @@ def load_all_rules() -> dict[str, Rule]:
         rules_memory,
         rules_multinode,
         rules_preset,
+        rules_speed,
     )
 
     return dict(sorted(REGISTRY.items()))
