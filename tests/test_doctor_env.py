@@ -8,6 +8,8 @@ import os
 import subprocess
 import sys
 import time
+import uuid
+from pathlib import Path
 
 from vllm_launcher.doctor import environment
 from vllm_launcher.doctor.engine import check_environment
@@ -44,25 +46,31 @@ def test_vl306_broken_console_script():
                                          vllm_dist_metadata=True))
 
 
-def test_vl307_shm_orphans_only_when_no_process_maps_them(tmp_path):
+def test_vl307_shm_orphans_only_when_no_process_maps_them():
+    # Real segments in /dev/shm (where vLLM's engine puts them), unique names, removed afterwards.
     old = time.time() - 3600
-    orphan, held, young = tmp_path / "psm_orphan", tmp_path / "psm_held", tmp_path / "psm_young"
-    for path in (orphan, held, young):
-        path.write_bytes(b"\0" * 4096)
-    os.utime(orphan, (old, old))
-    os.utime(held, (old, old))
-    # A real second process maps psm_held, as a live vLLM engine would.
-    holder = subprocess.Popen([sys.executable, "-c", (
-        "import mmap, sys, time\n"
-        f"f = open({str(held)!r}, 'r+b'); m = mmap.mmap(f.fileno(), 4096); f.close()\n"
-        "print('ready', flush=True); time.sleep(60)\n")], stdout=subprocess.PIPE, text=True)
+    prefix = f"psm_doctortest{uuid.uuid4().hex[:8]}_"
+    orphan, held, young = (Path("/dev/shm") / f"{prefix}{kind}" for kind in ("orphan", "held", "young"))
+    holder = None
     try:
+        for path in (orphan, held, young):
+            path.write_bytes(b"\0" * 4096)
+        os.utime(orphan, (old, old))
+        os.utime(held, (old, old))
+        # A real second process maps psm_held, as a live vLLM engine would.
+        holder = subprocess.Popen([sys.executable, "-c", (
+            "import mmap, sys, time\n"
+            f"f = open({str(held)!r}, 'r+b'); m = mmap.mmap(f.fileno(), 4096); f.close()\n"
+            "print('ready', flush=True); time.sleep(60)\n")], stdout=subprocess.PIPE, text=True)
         assert holder.stdout.readline().strip() == "ready"
-        found = environment.shm_orphans(str(tmp_path))
-        assert [os.path.basename(p) for p, _ in found] == ["psm_orphan"]
+        found = [(p, size) for p, size in environment.shm_orphans() if os.path.basename(p).startswith(prefix)]
+        assert [os.path.basename(p) for p, _ in found] == [orphan.name]
     finally:
-        holder.kill()
-        holder.wait()
+        if holder is not None:
+            holder.kill()
+            holder.wait()
+        for path in (orphan, held, young):
+            path.unlink(missing_ok=True)
     env = EnvFacts(vllm=CPU_VLLM, shm_orphans=found)
     assert f"rm {orphan}" in codes(env)["VL307"][0].fix
     assert "VL307" not in codes(EnvFacts(vllm=CPU_VLLM))

@@ -322,6 +322,17 @@ def test_vl301_port_in_use_names_the_process():
     assert not [f for f in check_preset(preset, cpu_machine()) if f.code == "VL301"]
 
 
+def test_vl309_host_not_an_address_of_this_machine():
+    # 192.0.2.1 is TEST-NET-1 (RFC 5737): never an address of this machine.
+    preset = Preset(name="t", model="Qwen/Qwen2.5-7B-Instruct", device="cpu", host="192.0.2.1", port=8000,
+                    kv_cache_space_gib=4, api_key_env="K")
+    found = [f for f in check_preset(preset, cpu_machine()) if f.code in ("VL301", "VL309")]
+    assert [f.code for f in found] == ["VL309"] and found[0].severity == "error"
+    assert "192.0.2.1" in found[0].message and "host" in found[0].fix
+    local = preset.model_copy(update={"host": "127.0.0.1", "port": 1})  # in use or refused, but ours
+    assert not [f for f in check_preset(local, cpu_machine()) if f.code == "VL309"]
+
+
 def test_vl302_vllm_missing():
     preset = Preset(name="t", model="m", device="cpu")
     assert "VL302" in _codes(_facts(preset, vllm_checked=True, vllm_version=None))

@@ -49,11 +49,16 @@ def preset_facts(preset, hardware, *, local: bool = True, managed_running: bool 
         info = environment.VllmInfo(vllm.distribution if vllm else None, vllm.version if vllm else None,
                                     None, checked=vllm is not None)
     parsers = environment.tool_parsers(info.package_dir) if info.package_dir else None
-    port_owner = environment.port_owner(preset.host, preset.port) if local else None
+    port_owner = port_error = None
+    if local:
+        try:
+            port_owner = environment.port_owner(preset.host, preset.port)
+        except OSError as exc:  # the host is not an address of this machine (VL309), not a crash
+            port_error = exc.strerror or str(exc)
     facts = Facts(preset=preset, arch=arch, arch_error=arch_error, hardware=hardware, estimate=estimate, env=env,
                   vllm_distribution=info.distribution, vllm_version=info.version, vllm_checked=info.checked,
                   tool_parsers=parsers, cpu_flags=environment.cpu_flags() if local else None, local=local,
-                  port_owner=port_owner, managed_running=managed_running)
+                  port_owner=port_owner, port_error=port_error, managed_running=managed_running)
     return facts
 
 

@@ -4,11 +4,11 @@ who holds a port, /dev/shm leftovers, stale state records. Side effects live her
 
 from __future__ import annotations
 
+import errno
 import functools
 import json
 import os
 import re
-import socket
 import subprocess
 import sys
 import time
@@ -32,9 +32,7 @@ class VllmInfo:
 @dataclass(frozen=True)
 class PortOwner:
     port: int
-    pid: int | None = None
-    name: str | None = None
-    cmdline: str | None = None
+    holder: str | None = None  # "pid 123 (python -m ...)" when we may see it (supervise.procs.port_owner)
 
 
 @dataclass
@@ -151,69 +149,28 @@ def cpu_flags() -> frozenset[str] | None:
 # -------------------------------------------------------------------------------------------- ports
 
 
-def port_in_use(host: str, port: int) -> bool:
-    """True when vLLM could not bind host:port now (someone listens on it)."""
-    bind_host = "0.0.0.0" if host in ("", "0.0.0.0") else host
-    family = socket.AF_INET6 if ":" in bind_host else socket.AF_INET
-    try:
-        with socket.socket(family, socket.SOCK_STREAM) as sock:
-            # uvicorn sets SO_REUSEADDR, so a socket in TIME_WAIT does not block vLLM: do the same.
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            sock.bind((bind_host, port))
-    except OSError as exc:
-        return exc.errno in (98, 48, 10048)  # EADDRINUSE on Linux, macOS, Windows
-    return False
-
-
 def port_owner(host: str, port: int) -> PortOwner | None:
-    """Who listens on the port (pid and command via psutil, where permitted); None when it is free."""
-    if not port_in_use(host, port):
-        return None
-    import psutil
+    """Who holds HOST:PORT so that vLLM could not bind it (None: free). The bind test and the owner come from
+    `supervise.procs`. Raises OSError when HOST is not an address of this machine (nothing to bind)."""
+    from vllm_launcher.supervise import procs
 
-    try:
-        connections = psutil.net_connections(kind="inet")
-    except (psutil.AccessDenied, OSError):
-        return PortOwner(port=port)
-    for conn in connections:
-        if conn.status == psutil.CONN_LISTEN and conn.laddr and conn.laddr.port == port and conn.pid:
-            try:
-                proc = psutil.Process(conn.pid)
-                return PortOwner(port, conn.pid, proc.name(), " ".join(proc.cmdline())[:200])
-            except (psutil.NoSuchProcess, psutil.AccessDenied):
-                return PortOwner(port, conn.pid)
-    return PortOwner(port=port)
+    bind_host = "0.0.0.0" if host in ("", "0.0.0.0") else host
+    if procs.port_free(bind_host, port):  # may raise OSError (EADDRNOTAVAIL, an unknown name)
+        return None
+    if not procs.port_free(bind_host, 0):  # not even an ephemeral port: the address is not ours
+        raise OSError(errno.EADDRNOTAVAIL, os.strerror(errno.EADDRNOTAVAIL))
+    return PortOwner(port=port, holder=procs.port_owner(port))
 
 
 # ------------------------------------------------------------------------------------------ leftovers
 
 
-def _mapped_shm_names(shm_dir: str = "/dev/shm") -> set[str]:
-    """Names under shm_dir mapped or held open by any process we may look at."""
-    prefix = shm_dir.rstrip("/") + "/"
-    held: set[str] = set()
-    for proc_dir in Path("/proc").glob("[0-9]*"):
-        try:
-            with open(proc_dir / "maps", encoding="utf-8", errors="replace") as handle:
-                for line in handle:
-                    if prefix in line:
-                        held.add(line.rsplit(prefix, 1)[1].split()[0])
-        except OSError:
-            pass
-        try:
-            for fd in (proc_dir / "fd").iterdir():
-                target = os.readlink(fd)
-                if target.startswith(prefix):
-                    held.add(target[len(prefix):].split()[0])
-        except OSError:
-            pass
-    return held
+def shm_orphans(now: float | None = None) -> list[tuple[str, int]]:
+    """`psm_*` segments in /dev/shm (Python shared memory, used by vLLM's engine) that are ours, older than a
+    minute, and mapped or held open by no live process (`supervise.procs.shm_in_use`): left by a killed vLLM."""
+    from vllm_launcher.supervise import procs
 
-
-def shm_orphans(shm_dir: str = "/dev/shm", now: float | None = None) -> list[tuple[str, int]]:
-    """`psm_*` segments (Python shared memory, used by vLLM's engine) that are ours, older than a minute,
-    and mapped by no live process: left behind by a killed vLLM."""
-    root = Path(shm_dir)
+    root = procs.SHM_DIR
     try:
         candidates = [p for p in root.glob("psm_*") if p.is_file()]
     except OSError:
@@ -232,7 +189,7 @@ def shm_orphans(shm_dir: str = "/dev/shm", now: float | None = None) -> list[tup
             mine.append((path, st.st_size))
     if not mine:
         return []
-    held = _mapped_shm_names(shm_dir)
+    held = procs.shm_in_use()
     return [(str(path), size) for path, size in mine if path.name not in held]
 
 

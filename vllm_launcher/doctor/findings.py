@@ -62,6 +62,7 @@ class Facts:
     cpu_flags: frozenset[str] | None = None
     local: bool = True
     port_owner: Any = None  # PortOwner | None, looked up at the edge
+    port_error: str | None = None  # the host:port could not be tried (the host is not an address here)
     managed_running: bool = False  # a managed server of this preset is up (its port is ours)
 
 

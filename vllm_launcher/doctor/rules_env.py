@@ -44,10 +44,21 @@ def port_taken(facts: Facts) -> Hit | None:
         return None
     if facts.managed_running:
         return Hit(f"port {p.port} is served by this preset's managed server", "nothing to do", severity="info")
-    who = f" by pid {owner.pid} ({owner.name}: {owner.cmdline})" if owner.pid else " (owner not visible)"
+    who = f" by {owner.holder}" if owner.holder else " (owner not visible)"
     return Hit(f"port {p.port} on {p.host} is already in use{who}: vLLM would fail after loading with "
                "\"[Errno 98] Address already in use\"",
                f"set port to a free one (--port {p.port + 1}), or stop the process holding {p.port}")
+
+
+@rule("VL309", "error", "host is not an address of this machine")
+def host_not_local(facts: Facts) -> Hit | None:
+    p = facts.preset
+    if facts.port_error is None:
+        return None
+    return Hit(f"host {p.host} is not an address of this machine (binding it: {facts.port_error}): vLLM cannot "
+               "listen there",
+               "set host: 127.0.0.1 (this machine only) or 0.0.0.0 (every interface, with api_key_env), or run the "
+               "preset on the machine that has that address")
 
 
 @rule("VL302", "error", "vLLM is not installed for the preset's interpreter")
