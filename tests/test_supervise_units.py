@@ -242,3 +242,104 @@ def test_phases_of_a_real_vllm_032_cpu_start():
     assert [readiness.detect_phase(line) for line in log] == [
         "starting engine", None, "starting engine", "loading weights", "loading weights", "memory profiling",
         "KV cache allocation", "API server starting", "API server starting", "API server starting"]
+
+
+# ------------------------------------------------------------------ ports, zombies, vLLM's file store
+
+
+def test_port_check_tells_a_foreign_host_from_a_busy_port():
+    import socket
+
+    from vllm_launcher.supervise import procs
+
+    # 192.0.2.1 (TEST-NET-1) is never an address of this machine: EADDRNOTAVAIL, not an exception.
+    assert procs.port_check("192.0.2.1", 8000) == procs.PORT_NOT_LOCAL
+    assert procs.port_free("192.0.2.1", 8000) is False
+    assert procs.host_is_local("192.0.2.1") is False
+    assert procs.port_check("no-such-host.invalid", 8000) == procs.PORT_NOT_LOCAL
+    assert procs.host_is_local("127.0.0.1") and procs.host_is_local("0.0.0.0")
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", 0))
+        holder.listen()
+        busy = holder.getsockname()[1]
+        assert procs.port_check("127.0.0.1", busy) == procs.PORT_IN_USE
+        assert procs.port_free("127.0.0.1", busy) is False
+    assert procs.port_check("127.0.0.1", busy) == procs.PORT_FREE
+
+
+def test_a_zombie_child_counts_as_gone_everywhere():
+    """A child that exited but was not reaped: killpg(pgid, 0) still succeeds, so liveness must read
+    the process state (or reap) or a wait loop would spin until its deadline."""
+    from vllm_launcher.supervise import procs
+
+    child = subprocess.Popen([sys.executable, "-c", "pass"], start_new_session=True)
+    try:
+        import psutil
+
+        created = psutil.Process(child.pid).create_time()
+        deadline = time.monotonic() + 10
+        while psutil.Process(child.pid).status() != psutil.STATUS_ZOMBIE:
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
+        assert procs.group_alive(child.pid) is False
+        assert procs.alive({child.pid: created}) == []
+        assert state.process_matches(child.pid, created) is False
+        result = procs.stop_tree(child.pid, {child.pid: created}, timeout_s=30)
+        assert result.signals == [] and result.survivors == []
+    finally:
+        child.kill()
+        child.wait()
+
+
+def test_cleanup_does_not_wait_for_a_zombie_supervisor(tmp_path):
+    """`up --detach` interrupted: this process is the supervisor's parent; once SIGTERM makes it a zombie
+    the wait must end (no SIGKILL fallback after the whole timeout)."""
+    import psutil
+
+    from vllm_launcher.supervise import launch
+
+    daemon = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"], start_new_session=True)
+    try:
+        record = state.Record(name="zs", preset="p", model="m", served_model="m", host="127.0.0.1",
+                              port=8000, argv=["python"], log_path=str(tmp_path / "zs.log"),
+                              supervisor_pid=daemon.pid,
+                              supervisor_create_time=psutil.Process(daemon.pid).create_time())
+        state.write(record)
+        result = launch.cleanup(record, timeout_s=30)
+        assert result.signals == ["SIGTERM to its supervisor"]
+        assert daemon.poll() is not None  # reaped by cleanup: no zombie left behind
+    finally:
+        daemon.kill()
+        daemon.wait()
+
+
+def test_dist_store_paths_come_from_the_log_and_nothing_else(tmp_path):
+    from pathlib import Path
+
+    from vllm_launcher.supervise import procs
+
+    real = Path(__file__).parent / "fixtures" / "vllm_logs" / "ready_mha.log"
+    assert procs.dist_store_paths(real.read_text().splitlines()) == [
+        "/tmp/vllm_dist_b071c0a9d34f4c6b806287829ba490c3"]
+    hostile = ["distributed_init_method=file:///etc/passwd backend=gloo",
+               "distributed_init_method=file:///tmp/vllm_dist_../../etc/x backend=gloo",
+               "distributed_init_method=tcp://127.0.0.1:1234 backend=gloo"]
+    assert procs.dist_store_paths(hostile) == []
+
+
+def test_remove_dist_stores_removes_only_regular_files_named(tmp_path):
+    from vllm_launcher.supervise import procs
+
+    ours = tmp_path / "vllm_dist_0123456789abcdef0123456789abcdef"
+    ours.write_bytes(b"\0" * 2048)
+    other = tmp_path / "vllm_dist_fedcba9876543210fedcba9876543210"
+    other.write_bytes(b"\0" * 2048)
+    link = tmp_path / "vllm_dist_aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
+    link.symlink_to(other)
+    log = tmp_path / "server.log"
+    log.write_text(f"x distributed_init_method=file://{ours} backend=gloo\n"
+                   f"y distributed_init_method=file://{link} backend=gloo\n")
+    assert procs.remove_dist_stores(log) == [str(ours)]
+    assert not ours.exists() and other.exists() and link.is_symlink()
+    assert procs.remove_dist_stores(log) == []  # nothing left to remove; no error
+    assert procs.remove_dist_stores(tmp_path / "missing.log") == []

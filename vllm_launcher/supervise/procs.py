@@ -12,8 +12,10 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
+import re
 import signal
 import socket
+import stat
 import subprocess
 import time
 from collections.abc import Iterable, Mapping
@@ -108,7 +110,8 @@ def _descendants(pids: Iterable[int]) -> dict[int, float]:
     return found
 
 
-def group_alive(pgid: int) -> bool:
+def _group_exists(pgid: int) -> bool:
+    """killpg(pgid, 0): cheap, but a zombie that nobody reaped keeps it true forever."""
     try:
         os.killpg(pgid, 0)
         return True
@@ -116,6 +119,12 @@ def group_alive(pgid: int) -> bool:
         return False
     except PermissionError:
         return True
+
+
+def group_alive(pgid: int) -> bool:
+    """True when group PGID has a live member; zombies do not count (they would never go away unless
+    their parent reaps them)."""
+    return _group_exists(pgid) and bool(group_members(pgid))
 
 
 def _signal_all(pgid: int | None, members: Mapping[int, float], sig: int) -> None:
@@ -136,7 +145,7 @@ def _wait_gone(pgid: int | None, members: dict[int, float], timeout_s: float,
             reap.poll()  # our own child becomes a zombie until reaped
         members.update(_descendants(alive(members)))
         if not alive(members):
-            in_group = group_members(pgid) if pgid and group_alive(pgid) else {}
+            in_group = group_members(pgid) if pgid and _group_exists(pgid) else {}
             if not in_group:
                 return True
             members.update(in_group)  # a process we had not seen yet: it is ours, stop it too
@@ -245,21 +254,84 @@ def remove_shm(names: Iterable[str]) -> list[str]:
     return removed
 
 
+# ------------------------------------------------------------------------ vLLM's gloo file stores
+
+# vLLM 0.32 (vllm.utils.network_utils.get_file_store_init_method) rendezvous through a file
+# $TMPDIR/vllm_dist_<uuid4 hex> that it never removes; its worker logs
+# `distributed_init_method=file:///tmp/vllm_dist_<hex>`. Only paths of exactly that shape are taken.
+DIST_STORE_RE = re.compile(r"distributed_init_method=file://(/\S*/vllm_dist_[0-9a-f]{32})(?=\s|$)")
+
+
+def dist_store_paths(lines: Iterable[str]) -> list[str]:
+    """The vLLM file-store paths named in LINES (a server's log), in order, without repeats."""
+    found: list[str] = []
+    for line in lines:
+        if "distributed_init_method=file://" not in line:
+            continue
+        for match in DIST_STORE_RE.finditer(line):
+            path = match.group(1)
+            if ".." not in path.split("/") and path not in found:
+                found.append(path)
+    return found
+
+
+def remove_dist_stores(log_path: Path, offset: int = 0) -> list[str]:
+    """Remove the file stores named in LOG_PATH (from byte OFFSET): only regular files of ours, never a
+    link or another user's file. Returns the paths removed."""
+    try:
+        with open(log_path, encoding="utf-8", errors="replace") as log:
+            log.seek(offset)
+            paths = dist_store_paths(log)
+    except OSError:
+        return []
+    removed = []
+    for path in paths:
+        try:
+            info = os.lstat(path)
+            if not stat.S_ISREG(info.st_mode) or info.st_uid != os.getuid():
+                continue
+            os.unlink(path)
+            removed.append(path)
+        except OSError:
+            continue
+    return removed
+
+
 # ---------------------------------------------------------------------------------------- ports
 
 
-def port_free(host: str, port: int) -> bool:
-    """True when we could bind HOST:PORT now (what vLLM will try)."""
+PORT_FREE = "free"
+PORT_IN_USE = "in-use"  # someone listens there (or we may not bind it: EACCES)
+PORT_NOT_LOCAL = "not-local"  # HOST is not an address of this machine (EADDRNOTAVAIL, or no such name)
+
+
+def port_check(host: str, port: int) -> str:
+    """Whether we could bind HOST:PORT now (what vLLM will try): PORT_FREE, PORT_IN_USE or PORT_NOT_LOCAL."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     with socket.socket(family, socket.SOCK_STREAM) as sock:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             sock.bind((host, port))
+        except socket.gaierror:
+            return PORT_NOT_LOCAL  # a name that does not resolve: vLLM cannot bind it either
         except OSError as exc:
-            if exc.errno in (errno.EADDRINUSE, errno.EACCES):
-                return False
-            raise
-    return True
+            if exc.errno == errno.EADDRNOTAVAIL:
+                return PORT_NOT_LOCAL
+            return PORT_IN_USE  # EADDRINUSE, EACCES, and anything else that stops a bind
+        except OverflowError:
+            return PORT_IN_USE  # a port out of range can never be bound
+    return PORT_FREE
+
+
+def port_free(host: str, port: int) -> bool:
+    """True when we could bind HOST:PORT now; False when it is in use or HOST is not ours (`port_check`
+    tells which). Never raises."""
+    return port_check(host, port) == PORT_FREE
+
+
+def host_is_local(host: str) -> bool:
+    """False when HOST is not an address of this machine (any port: we try an ephemeral one)."""
+    return port_check(host, 0) != PORT_NOT_LOCAL
 
 
 def port_owner(port: int) -> str | None:
@@ -287,7 +359,7 @@ def describe_pid(pid: int) -> str:
 
 def wait_port_free(host: str, port: int, timeout_s: float) -> bool:
     deadline = time.monotonic() + timeout_s
-    while not port_free(host, port):
+    while port_check(host, port) == PORT_IN_USE:  # not ours to bind (PORT_NOT_LOCAL): nothing to wait for
         if time.monotonic() >= deadline:
             return False
         time.sleep(0.05)

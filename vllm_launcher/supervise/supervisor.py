@@ -356,6 +356,7 @@ class Supervisor:
         result = procs.stop_tree(self.tree.pgid, self.tree.members, timeout_s, reap=self.proc)
         new_psm = {n for n in procs.shm_snapshot() - self._shm_before if n.startswith("psm_")}
         procs.remove_shm(self.tree.shm_segments | new_psm)
+        procs.remove_dist_stores(state.Path(self.record.log_path), self._spawn_offset)  # this start's only
         if self.record.device == "cuda":
             procs.wait_gpu_released(pids, timeout_s=30.0)
         self._close_pidfd()

@@ -15,6 +15,8 @@ The tests drive it with environment variables:
   FAKE_VLLM_CRASH_AFTER_S  crash_after_ready: seconds of service before exiting 1 (default 0.5)
   FAKE_VLLM_FLAP_OK_S / FAKE_VLLM_FLAP_BAD_S  flapping_health: seconds healthy / seconds 503
   FAKE_VLLM_READY_FILE   write the epoch time at which /health started answering 200
+  FAKE_VLLM_DIST_STORE   "1": like vLLM 0.32's worker, create the gloo file store $TMPDIR/vllm_dist_<hex>
+                         (~2 KB, left behind on exit) and log `distributed_init_method=file://...`
 """
 
 from __future__ import annotations
@@ -26,8 +28,10 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
 import time
+import uuid
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 MODES = set(filter(None, os.environ.get("FAKE_VLLM_MODE", "").split(",")))
@@ -163,6 +167,13 @@ def main() -> None:
     log(f"secret VLLM_API_KEY is {'set' if os.environ.get('VLLM_API_KEY') else 'unset'}")
     engine = subprocess.Popen([sys.executable, "-m", __spec__.name], env={**os.environ, "FAKE_VLLM_ROLE": "engine"})
     log(f"Initializing a V1 LLM engine (v0.0.0+fake) with config: model={args.model!r}")
+    if os.environ.get("FAKE_VLLM_DIST_STORE") == "1":
+        # vllm.utils.network_utils.get_file_store_init_method(); vLLM never removes the file.
+        store = f"{tempfile.gettempdir()}/vllm_dist_{uuid.uuid4().hex}"
+        with open(store, "wb") as handle:
+            handle.write(b"\0" * 2048)
+        print(f"(Worker pid={engine.pid}) INFO {time.strftime('%m-%d %H:%M:%S')} [parallel_state.py:1906] "
+              f"world_size=1 rank=0 local_rank=0 distributed_init_method=file://{store} backend=gloo", flush=True)
     if "exit_during_start" in MODES:
         time.sleep(0.1)
         print(os.environ.get("FAKE_VLLM_ERROR", DEFAULT_ERROR), flush=True)
