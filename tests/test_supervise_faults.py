@@ -361,4 +361,128 @@ def test_bad_input_is_one_line(fake_env, port):
         assert result.returncode == 2, (args, result.stderr)
         assert len(result.stderr.strip().splitlines()) == 1 and "Traceback" not in result.stderr
     missing = cli(["down", "nothing-here"], fake_env)
-    assert missing.returncode == 1 and "no server named nothing-here" in missing.stderr
+    assert missing.returncode == 2 and "no server named nothing-here" in missing.stderr
+
+
+# --------------------------------------------------------------------- review fixes: usage errors, leftovers
+
+
+def one_line(result: subprocess.CompletedProcess[str]) -> str:
+    lines = [ln for ln in result.stderr.splitlines() if ln.strip()]
+    assert len(lines) == 1 and "Traceback" not in result.stderr, result.stderr
+    return lines[0]
+
+
+def test_host_not_of_this_machine_is_a_config_error(fake_env, tag, port):
+    write_preset(fake_env, "far", port)
+    up = cli(["up", "far", "--detach", "--host", "192.0.2.1"], fake_env)
+    assert up.returncode == 2
+    assert "host 192.0.2.1 is not an address of this machine" in one_line(up)
+    assert not tagged_processes(tag) and record_json(fake_env, "far") is None
+    dry = cli(["up", "far", "--dry-run", "--host", "192.0.2.1"], fake_env)
+    assert dry.returncode == 1 and "#   - host 192.0.2.1 is not an address of this machine" in dry.stdout
+
+
+def test_hardware_file_is_the_pre_flight_of_a_real_start_too(fake_env, tag, port, tmp_path):
+    """`up --hardware FILE` without --dry-run checks the fit against FILE (here: a machine whose NUMA node 0
+    is far too small for the preset's KV space) and so refuses; nothing is spawned."""
+    from conftest import REPO
+
+    probe = json.loads((REPO / "tests" / "fixtures" / "hardware" / "cpu-2core-24gib.json").read_text())
+    probe["ram_total_bytes"] = probe["ram_available_bytes"] = 24 * 1024**3
+    probe["numa_nodes"] = [{"id": 0, "total_bytes": 512 * 1024**2, "free_bytes": 256 * 1024**2}]
+    small = tmp_path / "small.json"
+    small.write_text(json.dumps(probe))
+    write_preset(fake_env, "hw", port)
+    assert cli(["up", "hw", "--dry-run"], fake_env).returncode == 0  # fits here
+    refused = cli(["up", "hw", "--detach", "--hardware", str(small)], fake_env)
+    assert refused.returncode == 1
+    assert "not starting hw: VL2" in one_line(refused)
+    assert not tagged_processes(tag) and record_json(fake_env, "hw") is None
+
+
+def test_bad_lines_and_gpus_are_usage_errors(fake_env, tag, port):
+    write_preset(fake_env, "lg", port)
+    try:
+        assert cli(["up", "lg", "--detach"], fake_env).returncode == 0
+        negative = cli(["logs", "lg", "-n", "-1"], fake_env)
+        assert negative.returncode == 2 and "-n" in one_line(negative)
+        assert cli(["logs", "lg", "-n", "0"], fake_env).returncode == 0
+    finally:
+        assert cli(["down", "lg"], fake_env).returncode == 0
+    for gpus, why in (("0,0", "more than once"), ("0,x", "0,1"), ("0,,1", "0,1"), ("-1", "0,1")):
+        result = cli(["up", "lg", "--gpus", gpus, "--dry-run"], fake_env)
+        assert result.returncode == 2, (gpus, result.stderr)
+        assert why in one_line(result), gpus
+    assert_nothing_left(tag, port)
+
+
+def test_unknown_server_name_is_a_usage_error_naming_the_known_ones(fake_env, tag, port):
+    for command in (["status", "nope"], ["logs", "nope"], ["down", "nope"]):
+        result = cli(command, fake_env)
+        assert result.returncode == 2, command
+        assert "no server named nope" in one_line(result) and "no servers" in one_line(result)
+    write_preset(fake_env, "alpha-one", port)
+    try:
+        assert cli(["up", "alpha-one", "--detach"], fake_env).returncode == 0
+        for command in (["status", "alpha-on"], ["logs", "alpha-on"], ["down", "alpha-on"]):
+            result = cli(command, fake_env)
+            assert result.returncode == 2, command
+            line = one_line(result)
+            assert "no server named alpha-on" in line and "did you mean alpha-one?" in line, line
+            assert "known: alpha-one" in line
+    finally:
+        assert cli(["down", "alpha-one"], fake_env).returncode == 0
+    assert_nothing_left(tag, port)
+
+
+def dist_stores_in_log(env: dict[str, str], name: str) -> list[str]:
+    from vllm_launcher.supervise import procs
+
+    log = cli(["logs", name, "-n", "100000"], env).stdout
+    return procs.dist_store_paths(log.splitlines())
+
+
+def test_down_removes_the_vllm_dist_file_store_named_in_its_log_only(fake_env, tag, port, tmp_path):
+    import tempfile
+    import uuid
+
+    decoy = f"{tempfile.gettempdir()}/vllm_dist_{uuid.uuid4().hex}"  # another server's: must stay
+    with open(decoy, "wb") as handle:
+        handle.write(b"\0" * 2048)
+    try:
+        fake_env["FAKE_VLLM_DIST_STORE"] = "1"
+        write_preset(fake_env, "ds", port)
+        assert cli(["up", "ds", "--detach"], fake_env).returncode == 0
+        stores = dist_stores_in_log(fake_env, "ds")
+        assert len(stores) == 1 and os.path.exists(stores[0])
+        assert cli(["down", "ds"], fake_env).returncode == 0  # through the supervisor's stop
+        assert not os.path.exists(stores[0])
+        # The supervisor SIGKILLed: `down` cleans up by itself.
+        assert cli(["up", "ds", "--detach"], fake_env).returncode == 0
+        second = [s for s in dist_stores_in_log(fake_env, "ds") if s not in stores]
+        assert len(second) == 1 and os.path.exists(second[0])
+        os.kill(record_json(fake_env, "ds")["supervisor_pid"], signal.SIGKILL)
+        assert cli(["down", "ds"], fake_env).returncode == 0
+        assert not os.path.exists(second[0])
+        assert os.path.exists(decoy)
+    finally:
+        cli(["down", "ds"], fake_env)  # no-op when done; stops the supervisor when the test failed midway
+        if os.path.exists(decoy):
+            os.unlink(decoy)
+    assert_nothing_left(tag, port)
+
+
+def test_restart_removes_the_crashed_start_file_store(fake_env, tag, port):
+    fake_env.update(FAKE_VLLM_DIST_STORE="1", FAKE_VLLM_MODE="crash_after_ready", FAKE_VLLM_CRASH_AFTER_S="1")
+    write_preset(fake_env, "rs", port)
+    try:
+        assert cli(["up", "rs", "--detach"], fake_env).returncode == 0
+        wait_for(lambda: (record_json(fake_env, "rs") or {}).get("restarts", 0) >= 1, 30)
+        wait_for(lambda: len(dist_stores_in_log(fake_env, "rs")) >= 2, 30)
+        first = dist_stores_in_log(fake_env, "rs")[0]
+        assert not os.path.exists(first)  # removed when the crashed start was stopped
+    finally:
+        assert cli(["down", "rs"], fake_env).returncode == 0
+    assert [s for s in dist_stores_in_log(fake_env, "rs") if os.path.exists(s)] == []
+    assert_nothing_left(tag, port)

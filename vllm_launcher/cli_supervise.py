@@ -31,13 +31,14 @@ def up_command(
         help="Restart after ready when vLLM exits or /health fails (exponential back-off, gives up).")
     ] = "on-failure",
     gpus: Annotated[Optional[str], typer.Option(  # noqa: UP045
-        "--gpus", metavar="0,1", help="GPUs to use (CUDA_VISIBLE_DEVICES); starts sharing a GPU are serialized.")
+        "--gpus", metavar="0,1", help="GPUs to use (CUDA_VISIBLE_DEVICES), distinct indices; starts sharing a GPU are serialized.")
     ] = None,
     force: Annotated[bool, typer.Option("--force", help="Start even when the pre-flight checks refuse.")] = False,
     dry_run: Annotated[bool, typer.Option(
         "--dry-run", help="Print the command and the pre-flight results; start nothing.")] = False,
     hardware: Annotated[Optional[str], typer.Option(  # noqa: UP045
-        "--hardware", metavar="FILE", help="With --dry-run: check the fit against a saved probe.")] = None,
+        "--hardware", metavar="FILE", help="Check the fit against a saved probe (`vllm-launch probe --json`) instead of this machine: "
+        "for --dry-run and for a real start's pre-flight alike.")] = None,
     overrides: list | None = None,
 ) -> int:
     """Start a vLLM server from a preset, show it becoming ready, keep it alive (Ctrl-C stops it)."""
@@ -63,7 +64,7 @@ def status_command(
 def logs_command(
     name: Annotated[str, typer.Argument(metavar="NAME", help="Server name.")],
     follow: Annotated[bool, typer.Option("--follow", "-f", help="Keep printing new lines until Ctrl-C.")] = False,
-    lines: Annotated[int, typer.Option("-n", "--lines", metavar="N", help="Lines to show first.")] = 50,
+    lines: Annotated[int, typer.Option("-n", "--lines", metavar="N", help="Lines to show first (0 or more).")] = 50,
 ) -> int:
     """Print a server's vLLM log."""
     from vllm_launcher.supervise.commands import logs_main

@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 
 from vllm_launcher import output
-from vllm_launcher.errors import LaunchError
+from vllm_launcher.errors import ConfigError, LaunchError
 from vllm_launcher.supervise import launch, readiness, state
 
 
@@ -25,10 +25,9 @@ def up_main(preset_ref: str, overrides: list | None = None, name: str | None = N
     record = launch.make_record(resolved, name=name, gpus=gpus, restart=restart, timeout_s=timeout_s,
                                 detach=detach)
     if timeout_s is not None and timeout_s <= 0:
-        from vllm_launcher.errors import ConfigError
-
         raise ConfigError("--timeout must be a positive number of seconds")
     if not dry_run:
+        launch.check_host(record.host)  # exit 2 even with --force: vLLM could never bind it
         launch.check_name_free(record.name)
     problems = launch.preflight_all(resolved, record, hardware_file)
     if dry_run:
@@ -123,10 +122,12 @@ def status_main(name: str | None = None, as_json: bool = False, watch: bool = Fa
 
 
 def logs_main(name: str, follow: bool = False, lines: int = 50) -> int:
+    if lines < 0:
+        raise ConfigError(f"-n/--lines takes a number of lines, 0 or more, not {lines}")
     record = state.read(name)
     path = Path(record.log_path) if record is not None else state.log_path_for(name)
     if record is None and not path.exists():
-        raise LaunchError(f"no server named {name} (see `vllm-launch status`)")
+        raise launch.unknown_server(name)
     for line in readiness.tail_lines(path, lines):
         output.out(line)
     if not follow:
@@ -143,8 +144,6 @@ def logs_main(name: str, follow: bool = False, lines: int = 50) -> int:
 
 
 def down_main(name: str | None = None, all_servers: bool = False, timeout_s: float = 30.0) -> int:
-    from vllm_launcher.errors import ConfigError
-
     if (name is None) == (not all_servers):
         raise ConfigError("give a server NAME or --all (not both)")
     if all_servers:
@@ -152,7 +151,7 @@ def down_main(name: str | None = None, all_servers: bool = False, timeout_s: flo
     else:
         record = state.read(name or "")
         if record is None:
-            raise LaunchError(f"no server named {name} (see `vllm-launch status`)")
+            raise launch.unknown_server(name or "")
         records = [record]
     if not records:
         output.out("no servers to stop")

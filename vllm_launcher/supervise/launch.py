@@ -41,9 +41,13 @@ def make_record(resolved: Any, name: str | None = None, gpus: str | None = None,
     env = dict(plan.env)
     gpu_ids: list[str] = []
     if gpus:
-        gpu_ids = [g.strip() for g in gpus.split(",") if g.strip()]
+        gpu_ids = [g.strip() for g in gpus.split(",")]
         if not all(g.isdigit() for g in gpu_ids):
             raise ConfigError(f"--gpus takes GPU indices like 0,1, not {gpus!r}")
+        gpu_ids = [str(int(g)) for g in gpu_ids]  # "01" is GPU 1
+        repeated = sorted({g for g in gpu_ids if gpu_ids.count(g) > 1}, key=int)
+        if repeated:
+            raise ConfigError(f"--gpus names GPU {', '.join(repeated)} more than once: {gpus!r}")
         env["CUDA_VISIBLE_DEVICES"] = ",".join(gpu_ids)
     server_name = name or preset.name
     if not server_name.replace("-", "").replace("_", "").replace(".", "").isalnum():
@@ -74,12 +78,40 @@ def vllm_importable(python: str, env: dict[str, str]) -> str | None:
     return None
 
 
-def port_problem(host: str, port: int) -> str | None:
-    if procs.port_free(host, port):
+def host_problem(host: str) -> str | None:
+    if procs.host_is_local(host):
         return None
+    return f"host {host} is not an address of this machine (vLLM could not bind it): use 127.0.0.1 or --host"
+
+
+def check_host(host: str) -> None:
+    """A host vLLM cannot bind here is a configuration error (exit 2), not a run-time failure."""
+    problem = host_problem(host)
+    if problem:
+        raise ConfigError(problem)
+
+
+def port_problem(host: str, port: int) -> str | None:
+    verdict = procs.port_check(host, port)
+    if verdict == procs.PORT_FREE:
+        return None
+    if verdict == procs.PORT_NOT_LOCAL:
+        return host_problem(host)
     owner = procs.port_owner(port)
     held = f" by {owner}" if owner else ""
     return f"port {port} on {host} is already in use{held}: pick another --port or stop it"
+
+
+def unknown_server(name: str) -> ConfigError:
+    """`status/logs/down NAME` with no such server: a usage error naming the known ones."""
+    import difflib
+
+    known = sorted(r.name for r in state.list_records())
+    if not known:
+        return ConfigError(f"no server named {name}: no servers are known (start one with `vllm-launch up PRESET`)")
+    close = difflib.get_close_matches(name, known, n=1)
+    hint = f" (did you mean {close[0]}?)" if close else ""
+    return ConfigError(f"no server named {name}{hint}; known: {', '.join(known)}")
 
 
 # Checked by preflight_all itself (it tries the preset's interpreter and names the port's owner), so doctor's
@@ -275,6 +307,7 @@ def cleanup(record: Record, timeout_s: float = 30.0) -> DownResult:
     result = procs.stop_tree(pgid, members, timeout_s)
     signals += result.signals
     removed = procs.remove_shm(record.shm_segments)
+    procs.remove_dist_stores(Path(record.log_path))  # every start of this server's log: all were ours
     free = procs.wait_port_free(record.host, record.port, 5.0)
     holder = None if free else procs.port_owner(record.port)
     state.delete(record.name)
@@ -323,5 +356,5 @@ def status_entries(name: str | None = None) -> list[dict[str, Any]]:
     if name is not None:
         records = [r for r in records if r.name == name]
         if not records:
-            raise LaunchError(f"no server named {name} (see `vllm-launch status`)")
+            raise unknown_server(name)
     return [status_entry(r) for r in records]
