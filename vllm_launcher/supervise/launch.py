@@ -116,7 +116,7 @@ def unknown_server(name: str) -> ConfigError:
 
 # Checked by preflight_all itself (it tries the preset's interpreter and names the port's owner), so doctor's
 # VL301 (port in use) and VL302 (vLLM missing) would only repeat them.
-CHECKED_HERE = ("VL301", "VL302")
+CHECKED_HERE = ("VL301", "VL302", "VL309")  # port in use, vLLM missing, host not local
 
 
 def preflight(preset: Any, hardware_file: str | None = None) -> list[str]:
