@@ -37,30 +37,48 @@ app = typer.Typer(
 PresetArg = Annotated[str, typer.Argument(metavar="PRESET", help="Preset name or path to a preset YAML file.")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable JSON output.")]
 
+def _option_params(table: list[tuple[str, str, type, str]], prefix: str, panel: str) -> list[inspect.Parameter]:
+    return [inspect.Parameter(
+        f"{prefix}{field}", inspect.Parameter.KEYWORD_ONLY, default=None,
+        annotation=Annotated[Optional[kind], typer.Option(option, help=help_text,  # noqa: UP045
+                                                          rich_help_panel=panel)],
+    ) for option, field, kind, help_text in table]
+
+
+def _with_options(func: Any, target: str, prefix: str, extra: list[inspect.Parameter],
+                  collect: Any) -> Any:
+    """Give `func` one typer option per extra parameter (all named PREFIX...); the command receives their
+    values gathered by `collect({name without prefix: value})` as the keyword argument `target`."""
+    signature = inspect.signature(func, eval_str=True)
+    params = [p for p in signature.parameters.values() if p.name != target] + extra
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        values = {name[len(prefix):]: kwargs.pop(name) for name in list(kwargs) if name.startswith(prefix)}
+        return func(*args, **{target: collect(values)}, **kwargs)
+
+    wrapper.__signature__ = signature.replace(parameters=params)  # type: ignore[attr-defined]
+    return wrapper
+
+
 def with_overrides(func: Any) -> Any:
     """Add the override options to a command; the command receives them as `overrides: list[Override]`."""
-    signature = inspect.signature(func, eval_str=True)
-    params = [p for p in signature.parameters.values() if p.name != "overrides"]
-    for option, field, kind, help_text in OVERRIDE_OPTIONS:
-        params.append(inspect.Parameter(
-            f"ov_{field}", inspect.Parameter.KEYWORD_ONLY, default=None,
-            annotation=Annotated[Optional[kind], typer.Option(option, help=help_text,  # noqa: UP045
-                                                              rich_help_panel="Overrides")],
-        ))
-    params.append(inspect.Parameter(
+    set_option = inspect.Parameter(
         "ov_set", inspect.Parameter.KEYWORD_ONLY, default=None,
         annotation=Annotated[Optional[list[str]], typer.Option(  # noqa: UP045
             "--set", metavar="KEY=VALUE", help="Set any preset field (repeatable), e.g. --set max_num_seqs=8.",
             rich_help_panel="Overrides")],
-    ))
+    )
+    extra = [*_option_params(OVERRIDE_OPTIONS, "ov_", "Overrides"), set_option]
+    return _with_options(func, "overrides", "ov_", extra,
+                         lambda values: collect_overrides({f"ov_{k}": v for k, v in values.items()}))
 
-    @functools.wraps(func)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        values = {name: kwargs.pop(name) for name in list(kwargs) if name.startswith("ov_")}
-        return func(*args, overrides=collect_overrides(values), **kwargs)
 
-    wrapper.__signature__ = signature.replace(parameters=params)  # type: ignore[attr-defined]
-    return wrapper
+def with_export_options(func: Any) -> Any:
+    """Add the deployment-format options (overrides.EXPORT_OPTIONS) to `render`; the command receives them
+    as `export_values: dict` (field -> value, None for unset)."""
+    return _with_options(func, "export_values", "ex_", _option_params(EXPORT_OPTIONS, "ex_", "Deployment formats"),
+                         dict)
 
 
 # ------------------------------------------------------------------------------------- commands
@@ -81,27 +99,6 @@ def show_command(preset: PresetArg, overrides: list | None = None) -> None:
 
 RenderFormat = Enum("RenderFormat", {name: name for name in commands.RENDER_FORMATS}, type=str)
 EntrypointChoice = Enum("EntrypointChoice", {name: name for name in commands.ENTRYPOINTS}, type=str)
-
-
-def with_export_options(func: Any) -> Any:
-    """Add the deployment-format options (overrides.EXPORT_OPTIONS) to `render`; the command receives them
-    as `export_values: dict` (field -> value, None for unset)."""
-    signature = inspect.signature(func, eval_str=True)
-    params = [p for p in signature.parameters.values() if p.name != "export_values"]
-    for option, field, kind, help_text in EXPORT_OPTIONS:
-        params.append(inspect.Parameter(
-            f"ex_{field}", inspect.Parameter.KEYWORD_ONLY, default=None,
-            annotation=Annotated[Optional[kind], typer.Option(option, help=help_text,  # noqa: UP045
-                                                              rich_help_panel="Deployment formats")],
-        ))
-
-    @functools.wraps(func)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        values = {name[3:]: kwargs.pop(name) for name in list(kwargs) if name.startswith("ex_")}
-        return func(*args, export_values=values, **kwargs)
-
-    wrapper.__signature__ = signature.replace(parameters=params)  # type: ignore[attr-defined]
-    return wrapper
 
 
 @app.command("render")
