@@ -354,6 +354,28 @@ def test_foreground_sigint_stops_the_tree(fake_env, tag, port):
     assert_nothing_left(tag, port)
 
 
+def test_second_ctrl_c_kills_a_server_that_ignores_the_first(fake_env, tag, port):
+    """vLLM can take tens of seconds to honour SIGINT while it loads; a second Ctrl-C must not wait."""
+    write_preset(fake_env, "deafg", port)
+    fake_env["FAKE_VLLM_MODE"] = "never_ready,ignore_signals"
+    up = subprocess.Popen([sys.executable, "-m", "vllm_launcher", "up", "deafg"], env=fake_env,
+                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        wait_for(lambda: (record_json(fake_env, "deafg") or {}).get("server_pid"), 20)
+        wait_for(lambda: len(tagged_processes(tag)) >= 2, timeout_s=10)
+        up.send_signal(signal.SIGINT)
+        time.sleep(1.0)
+        assert up.poll() is None and tagged_processes(tag)  # the polite stop is still waiting (18 s)
+        second = time.monotonic()
+        up.send_signal(signal.SIGINT)
+        out, err = up.communicate(timeout=15)
+        assert time.monotonic() - second < 8  # killed at once, not after the polite waits
+    finally:
+        up.kill()
+    assert "again to kill it now" in out + err
+    assert_nothing_left(tag, port)
+
+
 def test_bad_input_is_one_line(fake_env, port):
     write_preset(fake_env, "bi", port)
     for args in (["up", "bi", "--restart", "sometimes"], ["up", "bi", "--gpus", "a,b"], ["down"]):

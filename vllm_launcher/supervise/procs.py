@@ -18,7 +18,7 @@ import socket
 import stat
 import subprocess
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -138,7 +138,7 @@ def _signal_all(pgid: int | None, members: Mapping[int, float], sig: int) -> Non
 
 
 def _wait_gone(pgid: int | None, members: dict[int, float], timeout_s: float,
-               reap: subprocess.Popen | None) -> bool:
+               reap: subprocess.Popen | None, hurry: Callable[[], bool] | None = None) -> bool:
     deadline = time.monotonic() + timeout_s
     while True:
         if reap is not None:
@@ -149,7 +149,7 @@ def _wait_gone(pgid: int | None, members: dict[int, float], timeout_s: float,
             if not in_group:
                 return True
             members.update(in_group)  # a process we had not seen yet: it is ours, stop it too
-        if time.monotonic() >= deadline:
+        if time.monotonic() >= deadline or (hurry is not None and hurry()):
             return False
         time.sleep(0.02)
 
@@ -174,10 +174,11 @@ class StopResult:
 
 
 def stop_tree(pgid: int | None, members: dict[int, float], timeout_s: float = 30.0,
-              reap: subprocess.Popen | None = None) -> StopResult:
+              reap: subprocess.Popen | None = None, hurry: Callable[[], bool] | None = None) -> StopResult:
     """Stop every process of a tree: SIGINT to the group (vLLM's clean stop, honoured even during
     start-up), then SIGTERM, then SIGKILL to the group and to every remembered member and descendant.
-    TIMEOUT_S bounds the polite part; the SIGKILL part waits at most 10 s more."""
+    TIMEOUT_S bounds the polite part; the SIGKILL part waits at most 10 s more. When HURRY() turns true
+    (the user asked again), the polite waits end and the tree is killed at once."""
     started = time.monotonic()
     members.update(_descendants(alive(members)))
     signals: list[str] = []
@@ -187,9 +188,11 @@ def stop_tree(pgid: int | None, members: dict[int, float], timeout_s: float = 30
             break
         signals.append(sig.name)
         _signal_all(pgid, members, sig)
-        if _wait_gone(pgid, members, wait_s, reap):
+        if _wait_gone(pgid, members, wait_s, reap, hurry):
             break
-    else:
+        if hurry is not None and hurry():
+            break
+    if not _wait_gone(pgid, members, 0, reap):
         signals.append("SIGKILL")
         for _ in range(3):  # a member may fork between the listing and the kill: repeat
             members.update(_descendants(alive(members)))

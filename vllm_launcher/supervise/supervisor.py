@@ -129,6 +129,7 @@ class Supervisor:
         self.env = spawn_env(record)
         self.api_key = self.env.get("VLLM_API_KEY")
         self.stop_requested = False
+        self.stop_signals = 0  # a second Ctrl-C/SIGTERM while stopping kills the tree at once
         self._wake_r: int | None = None
         self._pidfd: int | None = None
         self._shm_before: set[str] = set()
@@ -159,6 +160,7 @@ class Supervisor:
 
     def _on_signal(self, signum: int, _frame: object) -> None:
         self.stop_requested = True
+        self.stop_signals += 1
 
     def request_stop(self) -> None:
         self.stop_requested = True
@@ -353,7 +355,12 @@ class Supervisor:
             return None
         self._refresh_tree(shm=True)
         pids = list(self.tree.members)
-        result = procs.stop_tree(self.tree.pgid, self.tree.members, timeout_s, reap=self.proc)
+        if self.stop_requested:
+            # vLLM can take tens of seconds to honour SIGINT while it loads; say how to cut that short.
+            self.reporter.event(f"stopping {self.record.name} (again to kill it now)")
+        seen = self.stop_signals
+        result = procs.stop_tree(self.tree.pgid, self.tree.members, timeout_s, reap=self.proc,
+                                 hurry=lambda: self.stop_signals > seen)
         new_psm = {n for n in procs.shm_snapshot() - self._shm_before if n.startswith("psm_")}
         procs.remove_shm(self.tree.shm_segments | new_psm)
         procs.remove_dist_stores(state.Path(self.record.log_path), self._spawn_offset)  # this start's only
