@@ -63,8 +63,6 @@ def select_hardware(hardware_file: str | None = None, device: str | None = None,
 
 def preset_for(ref: str | None, overrides: list[Override], device: str | None) -> Preset:
     """A named preset with overrides, or (no name) a preset built from --model and the overrides."""
-    from pydantic import ValidationError
-
     from vllm_launcher import presets
 
     if ref and looks_like_model_id(ref):
@@ -74,11 +72,7 @@ def preset_for(ref: str | None, overrides: list[Override], device: str | None) -
         return presets.resolve(ref, overrides).preset
     if not any(field == "model" for _label, field, _value in overrides):
         raise ConfigError("give a PRESET or --model MODEL", field="PRESET")
-    data, lines = presets._apply_overrides({"name": "model", "device": device or "cuda"}, {}, overrides)
-    try:
-        return presets.Preset.model_validate(data)
-    except ValidationError as exc:
-        raise presets._validation_error(exc, lines, "command line") from None
+    return presets.build_preset({"name": "model", "device": device or "cuda"}, overrides, "command line")
 
 
 def looks_like_model_id(ref: str) -> bool:

@@ -375,15 +375,22 @@ def _validation_error(exc: ValidationError, lines: Provenance, fallback_source: 
     return ConfigError(message, source=source, line=line, field=field)
 
 
+def build_preset(data: dict[str, Any], overrides: list[Override], source: str,
+                 lines: Provenance | None = None) -> Preset:
+    """Raw preset fields (with the line of each, when they came from files) plus overrides → a validated
+    preset; errors name the file and line, or the option, they came from. Raises ConfigError."""
+    data, lines = _apply_overrides(data, lines or {}, overrides)
+    try:
+        return Preset.model_validate(data)
+    except ValidationError as exc:
+        raise _validation_error(exc, lines, source) from None
+
+
 def resolve(ref: str, overrides: list[Override] | None = None) -> ResolvedPreset:
     """A preset name or path, plus overrides → a validated preset. Raises ConfigError."""
     path, origin = find_preset(ref)
     data, lines, chain = _load_with_parents(path, origin, [])
-    data, lines = _apply_overrides(data, lines, overrides or [])
-    try:
-        preset = Preset.model_validate(data)
-    except ValidationError as exc:
-        raise _validation_error(exc, lines, str(path)) from None
+    preset = build_preset(data, overrides or [], str(path), lines)
     return ResolvedPreset(preset=preset, source=str(path), origin=origin, chain=chain)
 
 
