@@ -199,9 +199,7 @@ def estimate_main(ref: str | None, overrides: list[Override], as_json: bool, har
 
 def save_user_preset(preset: Preset, name: str, force: bool) -> str:
     """Write `preset` as the user preset NAME, atomically; refuses to replace one unless `force`."""
-    import os
-    import tempfile
-
+    from vllm_launcher import atomic
     from vllm_launcher.fit import check_preset_name
     from vllm_launcher.paths import user_presets_dir
     from vllm_launcher.presets import preset_as_yaml
@@ -212,15 +210,7 @@ def save_user_preset(preset: Preset, name: str, force: bool) -> str:
     target = directory / f"{name}.yaml"
     if target.exists() and not force:
         raise ConfigError(f"user preset {name!r} exists; use --force to replace it", source=target)
-    text = preset_as_yaml(preset.model_copy(update={"name": name}))
-    fd, tmp = tempfile.mkstemp(prefix=f".{name}.", suffix=".tmp", dir=directory)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-        os.replace(tmp, target)
-    except BaseException:
-        os.unlink(tmp)
-        raise
+    atomic.write_text(target, preset_as_yaml(preset.model_copy(update={"name": name})), mode=0o600)
     return str(target)
 
 

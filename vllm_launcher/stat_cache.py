@@ -58,10 +58,10 @@ def store(entry: Path, value: Any, deps: list[str]) -> None:
     """Write atomically (temp file + rename); a read-only cache only costs speed."""
     record = {"value": value, "deps": [[dep, signature(dep)] for dep in deps]}
     try:
+        from vllm_launcher import atomic  # tempfile: only a cache miss writes
+
         entry.parent.mkdir(parents=True, exist_ok=True)
-        tmp = entry.with_name(f".{entry.name}.{os.getpid()}.tmp")
-        tmp.write_text(json.dumps(record), encoding="utf-8")
-        os.replace(tmp, entry)
+        atomic.write_text(entry, json.dumps(record), durable=False)
     except OSError:
         pass
 

@@ -11,8 +11,6 @@ Single-machine formats refuse multi-node presets and lws/ray refuse single-node 
 from __future__ import annotations
 
 import importlib
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -44,6 +42,8 @@ def write_files(files: dict[str, str], directory: str | Path) -> list[Path]:
     """Write each file into `directory` (created if missing) atomically: a temporary file in the same
     directory, then rename, so a reader never sees half a file. Scripts (*.sh) are made executable.
     Returns the paths written. Raises LaunchError on I/O failure."""
+    from vllm_launcher import atomic
+
     target = Path(directory)
     if target.exists() and not target.is_dir():
         raise ConfigError(f"{target} is a file, not a directory", source="--output")
@@ -52,15 +52,7 @@ def write_files(files: dict[str, str], directory: str | Path) -> list[Path]:
         target.mkdir(parents=True, exist_ok=True)
         for name, text in files.items():
             path = target / name
-            fd, tmp = tempfile.mkstemp(prefix=f".{name}.", suffix=".tmp", dir=target)
-            try:
-                with os.fdopen(fd, "w", encoding="utf-8") as handle:
-                    handle.write(text)
-                os.chmod(tmp, 0o755 if name.endswith(".sh") else 0o644)
-                os.replace(tmp, path)
-            except BaseException:
-                Path(tmp).unlink(missing_ok=True)
-                raise
+            atomic.write_text(path, text, mode=0o755 if name.endswith(".sh") else 0o644, durable=False)
             written.append(path)
     except OSError as exc:
         raise LaunchError(f"cannot write {target}: {exc.strerror or exc}") from None

@@ -17,7 +17,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from vllm_launcher import paths
+from vllm_launcher import atomic, paths
 
 # Life cycle of a server, as `status` shows it.
 STARTING, READY, UNHEALTHY, RESTARTING, FAILED, STOPPED = (
@@ -112,13 +112,7 @@ def supervisor_log_path(name: str) -> Path:
 def atomic_write_json(path: Path, data: object) -> None:
     """tmp + fsync + rename: a reader sees the old record or the new one, never half of one."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "w", encoding="utf-8") as handle:
-        json.dump(data, handle, indent=2, sort_keys=True)
-        handle.write("\n")
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(tmp, path)
+    atomic.write_text(path, json.dumps(data, indent=2, sort_keys=True) + "\n")
 
 
 def write(record: Record) -> None:
