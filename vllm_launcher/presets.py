@@ -18,18 +18,30 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationErr
 
 from vllm_launcher import paths
 from vllm_launcher.errors import ConfigError
+from vllm_launcher.safe_text import check_host, check_not_option, check_plain
 
 Origin = Literal["builtin", "user", "file"]
 # (source, line) of each key path, so that a validation error can name the file and line it came from.
 Provenance = dict[tuple[str, ...], tuple[str, int | None]]
 
 ENV_NAME = r"^[A-Za-z_][A-Za-z0-9_]*$"
+# Preset and server names become file names, systemd unit names and Kubernetes labels: short, ASCII, and
+# never taken for an option (no leading '-').
+NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"
+# Bounds that no real launch comes near; past them a value is a typo (or an attack on the arithmetic).
+MAX_GPUS = 4096
+MAX_TOKENS = 1 << 31  # vLLM keeps token counts in int32
+MAX_KV_GIB = 1 << 20
+# Loading: a preset is a few hundred bytes; these bounds make a hostile file cheap to refuse.
+MAX_PRESET_BYTES = 1 << 20
+MAX_YAML_DEPTH = 16
+MAX_EXTENDS_DEPTH = 32
 # Secrets never live in a preset: these come from the environment through api_key_env / hf_token_env.
 SECRET_ENV_NAMES = {"VLLM_API_KEY", "HF_TOKEN", "HUGGING_FACE_HUB_TOKEN"}
 
 
 def _check_env_name(name: str) -> str:
-    if not re.match(ENV_NAME, name):
+    if not re.fullmatch(ENV_NAME[1:-1], name):
         raise ValueError(f"{name!r} is not a valid environment variable name")
     if name in SECRET_ENV_NAMES:
         raise ValueError(f"{name} is a secret and must not be written in a preset; "
@@ -37,6 +49,13 @@ def _check_env_name(name: str) -> str:
     if name == "VLLM_CPU_KVCACHE_SPACE":
         raise ValueError("set kv_cache_space_gib instead of VLLM_CPU_KVCACHE_SPACE")
     return name
+
+
+def _check_env_value(value: str) -> str:
+    # The one character no environment can hold; everything else is quoted by each format's serializer.
+    if "\0" in value:
+        raise ValueError("contains NUL (U+0000), which no environment variable can hold")
+    return value
 
 
 # vLLM flags that preset fields render: in extra_args they would repeat or contradict the field (and the
@@ -50,25 +69,63 @@ FIELD_FLAGS = {
     "--gpu-memory-utilization": "gpu_memory_utilization", "--tensor-parallel-size": "tensor_parallel_size",
     "--pipeline-parallel-size": "pipeline_parallel_size", "--kv-cache-dtype": "kv_cache_dtype",
     "--kv-cache-memory-bytes": "kv_cache_space_gib",
+    # Aliases and negations vLLM 0.32's parser accepts for the same settings.
+    "--no-enable-auto-tool-choice": "tool_calling.enabled", "--no-enforce-eager": "enforce_eager",
+    "--device-memory-utilization": "gpu_memory_utilization",
 }
 # Secrets on argv are visible to every user of the machine (ps, /proc): they come from the environment.
 SECRET_FLAGS = {"--api-key": "api_key_env", "--hf-token": "hf_token_env"}
+# `--config FILE` makes vLLM read more flags from a file, where they would bypass every check above.
+REFUSED_FLAGS = {"--config": "it reads further flags from a file, out of reach of the preset's checks "
+                             "(port, host, secrets); set the preset fields or write the flags in extra_args"}
+
+
+def vllm_flag_name(arg: str) -> str:
+    """The flag vLLM's parser sees in ARG: the part before `=` and before any `.` (nested JSON keys), with
+    `_` read as `-` (vllm.utils.argparse_utils.FlexibleArgumentParser, vLLM 0.32)."""
+    key = arg.split("=", 1)[0]
+    return "--" + key[2:].split(".", 1)[0].replace("_", "-")
+
+
+def _abbreviates(flag: str, known: dict[str, str]) -> str | None:
+    """The known flag that FLAG names, exactly or as argparse's unambiguous prefix (vLLM's parser keeps
+    allow_abbrev on: `--api-ke` is `--api-key`); no real vLLM flag is a strict prefix of these."""
+    if flag in known:
+        return flag
+    if len(flag) > 3:
+        for full in known:
+            if full.startswith(flag):
+                return full
+    return None
 
 
 def _check_flag(arg: str) -> str:
-    if not arg.startswith("--"):
+    check_plain(arg)
+    if not arg.startswith("--") or arg == "--":
         raise ValueError(f"{arg!r} must start with '--' (write a value as --flag=value)")
-    flag = arg.split("=", 1)[0]
-    if flag in SECRET_FLAGS:
-        raise ValueError(f"{flag} would put a secret on the command line; set {SECRET_FLAGS[flag]} to the "
-                         "name of an environment variable that holds it")
-    if flag in FIELD_FLAGS:
-        raise ValueError(f"{flag} is the preset field `{FIELD_FLAGS[flag]}`; set that instead")
+    flag = vllm_flag_name(arg)
+    written = arg.split("=", 1)[0]
+    secret = _abbreviates(flag, SECRET_FLAGS)
+    if secret:
+        same = "" if secret == written else f" (vLLM reads it as {secret})"
+        raise ValueError(f"{written}{same} would put a secret on the command line; set {SECRET_FLAGS[secret]} "
+                         "to the name of an environment variable that holds it")
+    field_flag = _abbreviates(flag, FIELD_FLAGS)
+    if field_flag:
+        same = "" if field_flag == written else f" (vLLM reads it as {field_flag})"
+        raise ValueError(f"{written}{same} is the preset field `{FIELD_FLAGS[field_flag]}`; set that instead")
+    refused = _abbreviates(flag, REFUSED_FLAGS)
+    if refused:
+        raise ValueError(f"{refused} is not allowed in extra_args: {REFUSED_FLAGS[refused]}")
     return arg
 
 
 EnvName = Annotated[str, AfterValidator(_check_env_name)]
+EnvValue = Annotated[str, AfterValidator(_check_env_value)]
 VllmFlag = Annotated[str, AfterValidator(_check_flag)]
+# Text that reaches argv, scripts and manifests: no control characters, never taken for a flag.
+ArgText = Annotated[str, AfterValidator(check_plain), AfterValidator(check_not_option)]
+Host = Annotated[str, AfterValidator(check_host)]
 
 
 class ToolCalling(BaseModel):
@@ -77,44 +134,45 @@ class ToolCalling(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     enabled: bool = False
-    parser: str | None = None
+    parser: ArgText | None = Field(default=None, min_length=1)
 
 
 class Preset(BaseModel):
     """A whole vLLM launch. Unset optional fields mean "vLLM's default" and render no flag."""
 
-    model_config = ConfigDict(extra="forbid")
+    # NaN and infinities pass range checks (every comparison with NaN is false): refuse them outright.
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
-    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
-    description: str = ""
+    name: str = Field(pattern=NAME_PATTERN)
+    description: Annotated[str, AfterValidator(lambda v: check_plain(v, allow="\n\t"))] = ""
     extends: str | None = None
-    model: str = Field(min_length=1)
-    served_model_name: str | None = None
+    model: ArgText = Field(min_length=1)
+    served_model_name: ArgText | None = Field(default=None, min_length=1)
     device: Literal["cuda", "cpu"] = "cuda"
     dtype: Literal["auto", "half", "float16", "bfloat16", "float", "float32"] | None = None
-    tensor_parallel_size: int | None = Field(default=None, ge=1)
-    pipeline_parallel_size: int | None = Field(default=None, ge=1)
+    tensor_parallel_size: int | None = Field(default=None, ge=1, le=MAX_GPUS)
+    pipeline_parallel_size: int | None = Field(default=None, ge=1, le=MAX_GPUS)
     gpu_memory_utilization: float | None = Field(default=None, gt=0, le=1)
-    max_model_len: int | None = Field(default=None, ge=1)
-    max_num_batched_tokens: int | None = Field(default=None, ge=1)
-    max_num_seqs: int | None = Field(default=None, ge=1)
+    max_model_len: int | None = Field(default=None, ge=1, le=MAX_TOKENS)
+    max_num_batched_tokens: int | None = Field(default=None, ge=1, le=MAX_TOKENS)
+    max_num_seqs: int | None = Field(default=None, ge=1, le=MAX_TOKENS)
     enable_chunked_prefill: bool | None = None
     enforce_eager: bool = False
     kv_cache_dtype: Literal["auto", "bfloat16", "fp8", "fp8_e4m3", "fp8_e5m2"] | None = None
-    kv_cache_space_gib: int | None = Field(default=None, ge=1)
+    kv_cache_space_gib: int | None = Field(default=None, ge=1, le=MAX_KV_GIB)
     tool_calling: ToolCalling = Field(default_factory=ToolCalling)
-    host: str = Field(default="127.0.0.1", min_length=1)
+    host: Host = "127.0.0.1"
     port: int = Field(default=8000, ge=1, le=65535)
     api_key_env: str | None = Field(default=None, pattern=ENV_NAME)
     hf_token_env: str | None = Field(default=None, pattern=ENV_NAME)
-    python: str | None = None
-    env: dict[EnvName, str] = Field(default_factory=dict)
+    python: ArgText | None = Field(default=None, min_length=1)
+    env: dict[EnvName, EnvValue] = Field(default_factory=dict)
     extra_args: list[VllmFlag] = Field(default_factory=list)
     # Multi-node layout (render --format lws|ray): TP x PP must equal nodes x gpus_per_node.
-    nodes: int = Field(default=1, ge=1)
-    gpus_per_node: int | None = Field(default=None, ge=1)
+    nodes: int = Field(default=1, ge=1, le=MAX_GPUS)
+    gpus_per_node: int | None = Field(default=None, ge=1, le=MAX_GPUS)
     # Size of the client's fixed prompt (system prompt + tool schemas), for doctor's context check.
-    client_prompt_tokens: int | None = Field(default=None, ge=0)
+    client_prompt_tokens: int | None = Field(default=None, ge=0, le=MAX_TOKENS)
 
     @field_validator("env", mode="before")
     @classmethod
@@ -159,15 +217,68 @@ class PresetEntry:
 
 
 def _read_text(path: Path) -> str:
+    """A preset file's text. Only a regular file of at most MAX_PRESET_BYTES is read: a FIFO or a device
+    would block or never end, and a symlink loop or a huge file is refused with one line."""
+    import errno
+    import os
+    import stat
+
     try:
-        return path.read_text(encoding="utf-8")
+        # O_NONBLOCK: opening a FIFO with no writer must not hang (it is refused just below).
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
     except FileNotFoundError:
         raise ConfigError("no such file", source=path) from None
-    except IsADirectoryError:
-        raise ConfigError("is a directory, not a YAML file", source=path) from None
-    except (OSError, UnicodeDecodeError) as exc:
-        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
-        raise ConfigError(f"cannot read: {reason}", source=path) from None
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise ConfigError("symlink loop (too many levels of symbolic links)", source=path) from None
+        raise ConfigError(f"cannot read: {exc.strerror or exc}", source=path) from None
+    try:
+        info = os.fstat(fd)
+        if stat.S_ISDIR(info.st_mode):
+            raise ConfigError("is a directory, not a YAML file", source=path)
+        if not stat.S_ISREG(info.st_mode):
+            kind = "a FIFO" if stat.S_ISFIFO(info.st_mode) else "a socket" if stat.S_ISSOCK(info.st_mode) \
+                else "a device"
+            raise ConfigError(f"is {kind}, not a regular YAML file", source=path)
+        if info.st_size > MAX_PRESET_BYTES:
+            raise ConfigError(f"is {info.st_size:,} bytes; a preset file may hold at most "
+                              f"{MAX_PRESET_BYTES:,}", source=path)
+        data = os.read(fd, MAX_PRESET_BYTES + 1)
+        if len(data) > MAX_PRESET_BYTES:  # grew while we looked
+            raise ConfigError(f"holds more than {MAX_PRESET_BYTES:,} bytes", source=path)
+    except OSError as exc:
+        raise ConfigError(f"cannot read: {exc.strerror or exc}", source=path) from None
+    finally:
+        os.close(fd)
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"cannot read: not UTF-8 text ({exc.reason} at byte {exc.start})", source=path) from None
+
+
+def _check_yaml_shape(text: str, path: Path, loader_cls: type) -> None:
+    """Refuse aliases (one alias can name a subtree that names itself again: an "alias bomb" expands to
+    billions of nodes for every reader after the parser) and nesting deeper than MAX_YAML_DEPTH. Reads the
+    event stream once, so it costs what parsing costs."""
+    depth = 0
+    try:
+        for event in yaml.parse(text, Loader=loader_cls):
+            if isinstance(event, yaml.AliasEvent):
+                raise ConfigError("YAML aliases (*name) are not allowed in presets; use `extends` to share "
+                                  "settings", source=path, line=event.start_mark.line + 1)
+            if isinstance(event, (yaml.MappingStartEvent, yaml.SequenceStartEvent)):
+                depth += 1
+                if depth > MAX_YAML_DEPTH:
+                    raise ConfigError(f"nested more than {MAX_YAML_DEPTH} levels deep; a preset is a flat "
+                                      "mapping", source=path, line=event.start_mark.line + 1)
+            elif isinstance(event, (yaml.MappingEndEvent, yaml.SequenceEndEvent)):
+                depth -= 1
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        line = mark.line + 1 if mark else None
+        raise ConfigError(f"malformed YAML: {exc.problem or exc.context}", source=path, line=line) from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"malformed YAML: {' '.join(str(exc).split())}", source=path) from None
 
 
 def _record_lines(node: yaml.Node, prefix: tuple[str, ...], source: str, out: Provenance) -> None:
@@ -190,6 +301,7 @@ def load_yaml_mapping(path: Path) -> tuple[dict[str, Any], Provenance]:
     """Read one preset file: its mapping and the line of every key. Raises ConfigError."""
     text = _read_text(path)
     loader_cls = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+    _check_yaml_shape(text, path, loader_cls)
     loader = loader_cls(text)
     try:
         node = loader.get_single_node()
@@ -199,7 +311,7 @@ def load_yaml_mapping(path: Path) -> tuple[dict[str, Any], Provenance]:
         line = mark.line + 1 if mark else None
         raise ConfigError(f"malformed YAML: {exc.problem or exc.context}", source=path, line=line) from None
     except yaml.YAMLError as exc:
-        raise ConfigError(f"malformed YAML: {exc}", source=path) from None
+        raise ConfigError(f"malformed YAML: {' '.join(str(exc).split())}", source=path) from None
     finally:
         loader.dispose()
     if data is None:
@@ -282,7 +394,12 @@ def _merge(
 
 
 def _load_with_parents(path: Path, origin: Origin, seen: list[Path]) -> tuple[dict, Provenance, list[str]]:
-    resolved = path.resolve()
+    import os
+
+    resolved = Path(os.path.realpath(path))  # never raises, even on a symlink loop (read refuses those)
+    if len(seen) >= MAX_EXTENDS_DEPTH:
+        raise ConfigError(f"`extends` chain deeper than {MAX_EXTENDS_DEPTH} presets", source=path,
+                          field="extends")
     if resolved in seen:
         cycle = " -> ".join(str(p) for p in [*seen, resolved])
         raise ConfigError(f"`extends` cycle: {cycle}", source=path, field="extends")
@@ -348,8 +465,18 @@ def _apply_overrides(
     return data, lines
 
 
+# The error worth reading first: a misspelt key explains a "missing" one (`modle:` leaves `model` unset).
+_ERROR_PRIORITY = {"extra_forbidden": 0, "missing": 2}
+
+
+def _shown(value: Any, limit: int = 80) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
 def _validation_error(exc: ValidationError, lines: Provenance, fallback_source: str) -> ConfigError:
-    error = exc.errors()[0]
+    errors = exc.errors()
+    error = min(errors, key=lambda e: _ERROR_PRIORITY.get(e["type"], 1))
     loc = tuple(str(part) for part in error["loc"] if part != "[key]")
     field = ".".join(loc) if loc else None
     where = None
@@ -371,7 +498,7 @@ def _validation_error(exc: ValidationError, lines: Provenance, fallback_source: 
         message = message.removeprefix("Value error, ")
         got = error.get("input")
         if not isinstance(got, (dict, list)) and error["type"] != "value_error":
-            message = f"{message} (got {got!r})"
+            message = f"{message} (got {_shown(got)})"
     return ConfigError(message, source=source, line=line, field=field)
 
 

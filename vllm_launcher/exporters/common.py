@@ -16,6 +16,7 @@ from vllm_launcher.errors import ConfigError, LaunchError
 from vllm_launcher.exporters.options import ExportOptions
 from vllm_launcher.plan import build_plan, plan_env, vllm_flags
 from vllm_launcher.presets import Preset
+from vllm_launcher.safe_text import assert_single_line, comment_safe
 
 GIB = 1024**3
 HF_CACHE_IN_CONTAINER = "/root/.cache/huggingface"  # vLLM's images run as root (vLLM's Docker docs)
@@ -232,19 +233,38 @@ def fmt_gib(value: float | None) -> str:
 
 
 def header(lines: list[str], comment: str = "#") -> str:
-    return "".join(f"{comment} {line}".rstrip() + "\n" for line in lines)
+    """Comment lines. Preset text reaches them only through `comment_safe`; a line break in a line is a bug
+    (it would end the comment and let the rest be read as content), so it raises instead of rendering."""
+    return "".join(assert_single_line(f"{comment} {line}".rstrip()) + "\n" for line in lines)
+
+
+def shown(value: str) -> str:
+    """A preset value inside a comment (see safe_text.comment_safe)."""
+    return comment_safe(value)
 
 
 # -------------------------------------------------------------------------------------------- quoting
 
-_SHELL_SAFE = re.compile(r"^[A-Za-z0-9_@%+=:,./-]+$")
+_SHELL_SAFE = re.compile(r"[A-Za-z0-9_@%+=:,./-]+")
 
 
 def shell_word(word: str) -> str:
-    """Quote for sh; a leading `~/` stays unquoted so the shell expands it (as in the guide's -v)."""
-    if word.startswith("~/") and _SHELL_SAFE.match(word[2:]):
+    """Quote for sh (shlex); a leading `~/` stays unquoted so the shell expands it (as in the guide's -v),
+    only when the rest needs no quoting at all."""
+    if word.startswith("~/") and _SHELL_SAFE.fullmatch(word[2:]):
         return word
     return shlex.quote(word)
+
+
+_SHELL_MESSAGE = re.compile(r"[A-Za-z0-9 _.,:/=()+-]*")
+
+
+def shell_require(var: str, message: str) -> str:
+    """A line that stops the script with MESSAGE when the variable VAR is unset or empty. The message is ours
+    (never preset text) and must not need quoting: inside `${VAR:?...}` it is expanded by the shell."""
+    if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", var) or not _SHELL_MESSAGE.fullmatch(message):
+        raise ValueError(f"internal error: unsafe shell message {var!r}: {message!r}")
+    return f': "${{{var}:?{message}}}"'
 
 
 def shell_command(words: list[str], head: int = 1, indent: str = "    ") -> str:

@@ -43,7 +43,7 @@ def render(preset: Preset, options: ExportOptions) -> dict[str, str]:
         "image": common.image(preset, options),
         "command": [_literal(arg) for arg in common.image_args(preset)],
         "ports": [publish(preset)],
-        "volumes": [f"{host_hf_cache(options)}:{common.HF_CACHE_IN_CONTAINER}"],
+        "volumes": [_literal(f"{host_hf_cache(options)}:{common.HF_CACHE_IN_CONTAINER}")],
         "environment": environment(preset),
     }
     if preset.device == "cuda":
@@ -65,7 +65,7 @@ def render(preset: Preset, options: ExportOptions) -> dict[str, str]:
         service["deploy"] = {"resources": {"reservations": {"devices": [
             {"driver": "nvidia", "count": gpus, "capabilities": ["gpu"]}]}}}
     lines = [
-        f"vllm-launch render {preset.name} --format compose: {preset.model}"
+        f"vllm-launch render {preset.name} --format compose: {common.shown(preset.model)}"
         + (f" on {gpus} GPU(s)." if preset.device == "cuda" else " on the CPU."),
         "vLLM listens on 0.0.0.0 inside the container (its own network namespace); `ports` decides who can",
         (f"reach it. Start-up budget {size.startup_s} s ({size.weights_source}: "

@@ -27,11 +27,9 @@ def secret_exports(preset: Preset) -> list[str]:
     lines = []
     for secret in common.secrets(preset):
         if secret.required:
-            message = f"set {secret.source} to the API key clients must send"
-            if secret.source == secret.var:
-                lines.append(f': "${{{secret.var}:?{message}}}"')
-            else:
-                lines.append(f'export {secret.var}="${{{secret.source}:?{message}}}"')
+            lines.append(common.shell_require(secret.source, f"set {secret.source} to the API key clients must send"))
+            if secret.source != secret.var:
+                lines.append(f'export {secret.var}="${secret.source}"')
         elif secret.source != secret.var:
             lines.append(f'export {secret.var}="${{{secret.source}:-}}"')
     return lines
@@ -59,7 +57,7 @@ def render(preset: Preset, options: ExportOptions) -> dict[str, str]:
 
     where = f"{gpus} GPU(s)" if preset.device == "cuda" else "the CPU"
     lines = [
-        f"vllm-launch render {preset.name} --format docker: {preset.model} on {where}.",
+        f"vllm-launch render {preset.name} --format docker: {common.shown(preset.model)} on {where}.",
         "vLLM listens on 0.0.0.0 inside the container (its own network namespace); -p decides who can",
         f"reach it: {publish(preset)}. Secrets pass by name (-e NAME): values come from this shell.",
     ]

@@ -15,7 +15,9 @@ PART_OF = "vllm-launch"
 
 
 def literal(value: str) -> str:
-    return value.replace("$(", "$$(")  # Kubernetes expands $(VAR) in command, args and env values
+    """VALUE as Kubernetes passes it on: it expands $(VAR) in command, args and env values and reads `$$`
+    as one `$`, so every `$` is doubled (k8s.io/kubernetes third_party/forked/golang/expansion)."""
+    return value.replace("$", "$$")
 
 
 def metadata(name: str, options: ExportOptions, labels: dict[str, str] | None = None) -> dict[str, Any]:
@@ -174,7 +176,7 @@ def render(preset: Preset, options: ExportOptions) -> dict[str, str]:
     }
     where = f"{gpus} GPU(s)" if preset.device == "cuda" else "the CPU"
     comments = [
-        f"vllm-launch render {preset.name} --format k8s: {preset.model} on {where}.",
+        f"vllm-launch render {preset.name} --format k8s: {common.shown(preset.model)} on {where}.",
         "vLLM listens on 0.0.0.0 in the pod (its own network namespace); the Service decides who reaches it.",
         (f"startupProbe budget {size.startup_s} s ({size.weights_source}: {common.fmt_gib(size.weights_gib)});"
         " override with --startup-timeout."),

@@ -97,11 +97,11 @@ def render(preset: Preset, options: ExportOptions) -> dict[str, str]:
         },
     }
     tp, pp = preset.tensor_parallel_size or 1, preset.pipeline_parallel_size or 1
-    cache = ("hostPath " + options.hf_cache_path if options.hf_cache_path else
+    cache = ("hostPath " + common.shown(options.hf_cache_path) if options.hf_cache_path else
              f"claim {options.pvc} (must be ReadWriteMany)" if options.pvc else
              "an emptyDir per pod (each pod downloads; use --pvc for a ReadWriteMany claim)")
     comments = [
-        (f"vllm-launch render {preset.name} --format lws ({options.lws_mode} mode): {preset.model} on "
+        (f"vllm-launch render {preset.name} --format lws ({options.lws_mode} mode): {common.shown(preset.model)} on "
         f"{nodes} nodes x {per_node} GPUs (TP {tp} x PP {pp})."),
         "Needs the LeaderWorkerSet controller (https://lws.sigs.k8s.io/docs/installation/).",
         "vLLM listens on 0.0.0.0 in the leader pod (its own network namespace); the Service reaches it.",

@@ -24,7 +24,7 @@ def render(preset: Preset, options: ExportOptions) -> dict[str, str]:
     tp, pp = preset.tensor_parallel_size or 1, preset.pipeline_parallel_size or 1
     port = options.ray_port
     serve = [*build_plan(preset, "serve").argv, "--distributed-executor-backend", "ray"]
-    layout = f"{preset.model} on {nodes} nodes x {per_node} GPUs (TP {tp} x PP {pp})"
+    layout = f"{common.shown(preset.model)} on {nodes} nodes x {per_node} GPUs (TP {tp} x PP {pp})"
     need = ("Run it in the environment that has vLLM and Ray (the same on every node); the model must be\n"
             "at the same path, or in the Hugging Face cache, on every node.")
     head = "#!/bin/sh\n" + common.header([
@@ -34,7 +34,8 @@ def render(preset: Preset, options: ExportOptions) -> dict[str, str]:
         "Start this first, then ray-worker.sh on the other nodes; vLLM starts once all nodes have joined.",
         "HEAD_NODE_IP: this machine's address on the network the nodes share (also VLLM_HOST_IP).",
     ]) + "set -eu\n"
-    head += 'HEAD_NODE_IP="${HEAD_NODE_IP:?set HEAD_NODE_IP to this node\'s address on the cluster network}"\n'
+    head += common.shell_require("HEAD_NODE_IP", "set HEAD_NODE_IP to the address of this node on the "
+                                 "cluster network") + "\n"
     head += 'export VLLM_HOST_IP="$HEAD_NODE_IP"\n'
     head += "".join(line + "\n" for line in [*_env_exports(preset), *secret_exports(preset)])
     head += f'ray start --head --port={port} --node-ip-address="$HEAD_NODE_IP"\n'
@@ -54,8 +55,9 @@ def render(preset: Preset, options: ExportOptions) -> dict[str, str]:
         *need.split("\n"),
         "HEAD_NODE_IP: the head's address; NODE_IP: this machine's address on the same network.",
     ]) + "set -eu\n"
-    worker += ': "${HEAD_NODE_IP:?set HEAD_NODE_IP to the head node\'s address}"\n'
-    worker += 'NODE_IP="${NODE_IP:?set NODE_IP to this node\'s address on the cluster network}"\n'
+    worker += common.shell_require("HEAD_NODE_IP", "set HEAD_NODE_IP to the address of the head node") + "\n"
+    worker += common.shell_require("NODE_IP", "set NODE_IP to the address of this node on the cluster "
+                                   "network") + "\n"
     worker += 'export VLLM_HOST_IP="$NODE_IP"\n'
     # Ray workers inherit this environment: each node loads its share of the weights (HF_TOKEN).
     hf = [line for line in secret_exports(preset) if "HF_TOKEN" in line]

@@ -17,24 +17,49 @@ from vllm_launcher.presets import Preset
 
 RESTART_SEC_S = 10
 START_LIMIT_BURST = 5
-_BARE = re.compile(r"^[A-Za-z0-9_@+=:,./-]+$")
+# Words that need no quoting in an Exec line (systemd.syntax(7)); `;` alone would separate commands.
+_BARE = re.compile(r"[A-Za-z0-9_@+=:,./-]+")
+# The C escapes systemd resolves inside quoted words (systemd.syntax(7), "Quoting").
+_C_ESCAPES = {"\\": "\\\\", '"': '\\"', "\n": "\\n", "\t": "\\t", "\r": "\\r", "\v": "\\v", "\f": "\\f"}
+
+
+def _c_escape(text: str) -> str:
+    """TEXT inside a double-quoted systemd word: backslash, quote and every character that could end or hide
+    a line (controls, U+0085, U+2028/9, format characters) as C escapes, so a unit line stays one line."""
+    out = []
+    for char in text:
+        if char in _C_ESCAPES:
+            out.append(_C_ESCAPES[char])
+        elif ord(char) < 0x20 or ord(char) == 0x7F:
+            out.append(f"\\x{ord(char):02x}")
+        elif not char.isprintable():
+            out.append(f"\\u{ord(char):04x}" if ord(char) <= 0xFFFF else f"\\U{ord(char):08x}")
+        else:
+            out.append(char)
+    return "".join(out)
 
 
 def systemd_word(word: str) -> str:
-    """Quote one word of an Exec line: `%` and `$` are systemd specifiers/variables, so they are doubled."""
+    """One word of an Exec line: `%` (specifiers) and `$` (variables) doubled; quoted with C escapes unless
+    it is a plain word."""
     word = word.replace("%", "%%").replace("$", "$$")
-    if _BARE.match(word):
+    if _BARE.fullmatch(word):
         return word
-    return '"' + word.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    return '"' + _c_escape(word) + '"'
 
 
-def env_value(value: str) -> str:
-    """A value inside Environment="NAME=value": specifiers (`%`) expand there, `$` does not."""
-    return value.replace("\\", "\\\\").replace('"', '\\"').replace("%", "%%")
+def env_assignment(name: str, value: str) -> str:
+    """`"NAME=value"` for Environment=: quoted, C-escaped, specifiers (`%`) doubled; `$` is literal there."""
+    return '"' + _c_escape(f"{name}={value}".replace("%", "%%")) + '"'
 
 
 def exec_line(words: list[str]) -> str:
     return " ".join(systemd_word(word) for word in words)
+
+
+def unit_text(value: str) -> str:
+    """Free text of a setting such as Description=: specifiers doubled (the text is validated plain)."""
+    return value.replace("%", "%%")
 
 
 def env_file(preset: Preset, options: ExportOptions) -> str:
@@ -55,13 +80,17 @@ def render(preset: Preset, options: ExportOptions) -> dict[str, str]:
     curl = ["/usr/bin/curl", "--silent", "--fail", "--output", "/dev/null", "--max-time", "10",
             "--retry", "100000", "--retry-delay", "5", "--retry-connrefused", "--retry-all-errors",
             common.health_url(preset)]
+    comments = common.header([
+        f"vllm-launch render {preset.name} --format systemd: {common.shown(preset.model)}.",
+        f"Install: copy to /etc/systemd/system/{unit_name}, write the secrets to {common.shown(env_path)}",
+        "(mode 600, one NAME=value per line: " + ", ".join(secret_lines) + "), then",
+        f"  systemctl daemon-reload && systemctl enable --now {unit_name}",
+    ])
     lines = [
-        f"# vllm-launch render {preset.name} --format systemd: {preset.model}.",
-        f"# Install: copy to /etc/systemd/system/{unit_name}, write the secrets to {env_path}",
-        "# (mode 600, one NAME=value per line: " + ", ".join(secret_lines) + "), then",
-        f"#   systemctl daemon-reload && systemctl enable --now {unit_name}",
+        *comments.splitlines(),
         "[Unit]",
-        f"Description=vLLM server {preset.name} ({preset.model})",
+        # The closing parenthesis also keeps a trailing backslash from continuing the line.
+        f"Description=vLLM server {preset.name} ({unit_text(preset.model)})",
         "After=network-online.target",
         "Wants=network-online.target",
         f"StartLimitIntervalSec={start_limit_s}",
@@ -73,9 +102,9 @@ def render(preset: Preset, options: ExportOptions) -> dict[str, str]:
     if options.user:
         lines.append(f"User={options.user}")
     lines.append("Environment=PYTHONUNBUFFERED=1")
-    lines += [f'Environment="{key}={env_value(value)}"' for key, value in plan.env.items()]
+    lines += [f"Environment={env_assignment(key, value)}" for key, value in plan.env.items()]
     # `-`: optional unless the API key is in it (never start an unprotected server by accident).
-    lines.append(f"EnvironmentFile={'' if api_key else '-'}{env_path}")
+    lines.append(f"EnvironmentFile={'' if api_key else '-'}{unit_text(env_path)}")
     lines += [
         f"ExecStart={exec_line(plan.argv)}",
         (f"# Ready when /health answers: start-up budget {size.startup_s} s ({size.weights_source}: "
