@@ -16,7 +16,7 @@ from vllm_launcher.errors import ConfigError, LaunchError
 from vllm_launcher.exporters.options import ExportOptions
 from vllm_launcher.plan import build_plan, plan_env, vllm_flags
 from vllm_launcher.presets import Preset
-from vllm_launcher.safe_text import assert_single_line, comment_safe
+from vllm_launcher.safe_text import LINE_BREAKS, assert_single_line, comment_safe
 
 GIB = 1024**3
 HF_CACHE_IN_CONTAINER = "/root/.cache/huggingface"  # vLLM's images run as root (vLLM's Docker docs)
@@ -308,7 +308,12 @@ def dump_yaml(data: Any) -> str:
             return True
 
     def represent_str(dumper: yaml.SafeDumper, value: str) -> yaml.Node:
-        style = "|" if "\n" in value else None
+        # Double quotes (with escapes) for anything a reader could take for a line break or drop: PyYAML
+        # writes NEL/U+2028/U+2029 raw in plain and single-quoted scalars, and reads them back as breaks.
+        if any(char in LINE_BREAKS and char != "\n" or not (char.isprintable() or char == "\n") for char in value):
+            style: str | None = '"'
+        else:
+            style = "|" if "\n" in value else None
         return dumper.represent_scalar("tag:yaml.org,2002:str", value, style=style)
 
     Dumper.add_representer(str, represent_str)
