@@ -16,9 +16,21 @@ from typing import Any
 LAUNCH_FATAL: frozenset[str] = frozenset({"VL108"})  # device cuda, no GPU visible
 
 
-def preflight_errors(preset: Any, *, hardware_file: str | None = None, skip: Iterable[str] = ()) -> list[str]:
-    """The doctor errors that doom a launch of PRESET here (static, memory and this preset's environment:
-    port, vLLM install and version, tool parsers), each as one line "CODE message — fix: ...".
+# Warnings that `up` (and `up --dry-run`) prints before starting, without refusing: the server would work,
+# but not safely (a network-facing server without an API key).
+LAUNCH_WARNINGS: frozenset[str] = frozenset({"VL116"})
+
+
+def _line(finding: Any) -> str:
+    fix = f" — fix: {finding.fix}" if finding.fix else ""
+    return f"{finding.code} {finding.message}{fix}"
+
+
+def preflight_findings(preset: Any, *, hardware_file: str | None = None,
+                       skip: Iterable[str] = ()) -> tuple[list[str], list[str]]:
+    """(errors, warnings) of doctor for a launch of PRESET here, each one line "CODE message — fix: ...".
+    Errors doom the launch (static, memory and this preset's environment: port, vLLM install and version,
+    tool parsers); warnings are LAUNCH_WARNINGS, printed by `up` and `--dry-run` without refusing.
 
     hardware_file: check against a saved probe instead of this machine (then ports and installs are not
     looked at). skip: codes the caller checks itself (so nothing is reported twice)."""
@@ -30,10 +42,17 @@ def preflight_errors(preset: Any, *, hardware_file: str | None = None, skip: Ite
     else:
         hardware, local = hardware_mod.probe(include_gpus=preset.device == "cuda"), True
     skipped = set(skip)
-    lines = []
+    errors, warnings = [], []
     for finding in check_preset(preset, hardware, local=local):
-        fatal = finding.severity == "error" or finding.code in LAUNCH_FATAL
-        if fatal and finding.code not in skipped:
-            fix = f" — fix: {finding.fix}" if finding.fix else ""
-            lines.append(f"{finding.code} {finding.message}{fix}")
-    return lines
+        if finding.code in skipped:
+            continue
+        if finding.severity == "error" or finding.code in LAUNCH_FATAL:
+            errors.append(_line(finding))
+        elif finding.code in LAUNCH_WARNINGS:
+            warnings.append(_line(finding))
+    return errors, warnings
+
+
+def preflight_errors(preset: Any, *, hardware_file: str | None = None, skip: Iterable[str] = ()) -> list[str]:
+    """The errors of `preflight_findings`: the reasons a launch of PRESET here is doomed."""
+    return preflight_findings(preset, hardware_file=hardware_file, skip=skip)[0]

@@ -11,6 +11,7 @@ from pathlib import Path
 
 from vllm_launcher import output
 from vllm_launcher.errors import ConfigError, LaunchError
+from vllm_launcher.inputs import MAX_LOG_LINES, MAX_START_TIMEOUT_S, MAX_STOP_TIMEOUT_S, check_number, check_server_name
 from vllm_launcher.supervise import launch, readiness, state
 
 
@@ -21,18 +22,25 @@ def up_main(preset_ref: str, overrides: list | None = None, name: str | None = N
     from vllm_launcher.presets import resolve
     from vllm_launcher.supervise.display import TerminalReporter, failure_text, ready_text
 
+    check_number("--timeout", timeout_s, low=0, high=MAX_START_TIMEOUT_S, low_inclusive=False)
+    if name is not None:
+        check_server_name("--name", name)
     resolved = resolve(preset_ref, overrides)
     record = launch.make_record(resolved, name=name, gpus=gpus, restart=restart, timeout_s=timeout_s,
                                 detach=detach)
-    if timeout_s is not None and timeout_s <= 0:
-        raise ConfigError("--timeout must be a positive number of seconds")
     if not dry_run:
         launch.check_host(record.host)  # exit 2 even with --force: vLLM could never bind it
         launch.check_name_free(record.name)
-    problems = launch.preflight_all(resolved, record, hardware_file)
+        unwritable = launch.state_dirs_problem()  # before anything is spawned, even with --force
+        if unwritable:
+            raise LaunchError(f"not starting {record.name}: {unwritable}")
+    checked = launch.preflight_all(resolved, record, hardware_file)
+    problems = checked.problems
     if dry_run:
         output.out(format_shell(build_plan(resolved.preset)))
         output.out(f"# server {record.name}: {record.endpoint}, log {record.log_path}")
+        for warning in checked.warnings:
+            output.out(f"# warning: {warning}")
         output.out("# pre-flight: " + ("ok" if not problems else "would refuse:"))
         for problem in problems:
             output.out(f"#   - {problem}")
@@ -40,10 +48,12 @@ def up_main(preset_ref: str, overrides: list | None = None, name: str | None = N
     if problems and not force:
         reasons = "; ".join(problems)
         raise LaunchError(f"not starting {record.name}: {reasons} (--force starts it anyway)")
+    for warning in checked.warnings:
+        output.err(f"vllm-launch: warning: {warning}")
     for problem in problems:
         output.err(f"vllm-launch: warning: {problem} (starting anyway: --force)")
     launch.ensure_demo(resolved.preset)
-    launch.claim_name(record)
+    launch.claim(record)
     if not detach:
         reporter = TerminalReporter(record.name, echo=True)
         reporter.event(f"starting {record.preset} on {record.endpoint} (log: {record.log_path})")
@@ -85,15 +95,19 @@ def status_table(entries: list[dict]) -> str:
         kv = f"{e['kv_cache_usage'] * 100:.0f}%" if e.get("kv_cache_usage") is not None else "-"
         reqs = (f"{e['running']:.0f}/{e['waiting']:.0f}" if e.get("running") is not None
                 and e.get("waiting") is not None else "-")
-        rows.append([e["name"], e["model"], e["endpoint"], e["state"], e["pid"] or "-", _fmt_uptime(e["uptime_s"]),
+        rows.append([e["name"], e["model"] or "-", e["endpoint"] or "-", e["state"], e["pid"] or "-",
+                     _fmt_uptime(e["uptime_s"]),
                      e["restarts"], _fmt_bytes(e["memory_bytes"]), reqs, kv])
     text = output.table(["NAME", "MODEL", "ENDPOINT", "STATE", "PID", "UPTIME", "RESTARTS", "MEMORY",
                          "RUN/WAIT", "KV"], rows)
     notes = []
     for e in entries:
-        if e["state"] == state.STALE:
+        if e["state"] == state.CORRUPT:
+            notes.append(f"{e['name']}: {e['reason']}; `vllm-launch down {e['name']}` removes it (and stops what "
+                         "it names, if that still runs as recorded)")
+        elif e["state"] == state.STALE:
             notes.append(f"{e['name']}: its supervisor is gone; `vllm-launch down {e['name']}` cleans up")
-        elif e["state"] in (state.FAILED, state.RESTARTING, state.UNHEALTHY) and e.get("reason"):
+        elif e["state"] in (state.FAILED, state.BACKOFF, state.UNHEALTHY) and e.get("reason"):
             notes.append(f"{e['name']}: {e['reason']}")
             if e.get("diagnosis"):
                 notes.append(f"  cause: {e['diagnosis'].get('cause', '')}")
@@ -124,8 +138,10 @@ def status_main(name: str | None = None, as_json: bool = False, watch: bool = Fa
 def logs_main(name: str, follow: bool = False, lines: int = 50) -> int:
     if lines < 0:
         raise ConfigError(f"-n/--lines takes a number of lines, 0 or more, not {lines}")
-    record = state.read(name)
-    path = Path(record.log_path) if record is not None else state.log_path_for(name)
+    check_number("-n/--lines", lines, low=0, high=MAX_LOG_LINES)
+    check_server_name("NAME", name)
+    record = state.read_any(name)
+    path = Path(record.log_path) if record is not None and record.log_path else state.log_path_for(name)
     if record is None and not path.exists():
         raise launch.unknown_server(name)
     for line in readiness.tail_lines(path, lines):
@@ -146,10 +162,11 @@ def logs_main(name: str, follow: bool = False, lines: int = 50) -> int:
 def down_main(name: str | None = None, all_servers: bool = False, timeout_s: float = 30.0) -> int:
     if (name is None) == (not all_servers):
         raise ConfigError("give a server NAME or --all (not both)")
+    check_number("--timeout", timeout_s, low=0, high=MAX_STOP_TIMEOUT_S)
     if all_servers:
-        records = state.list_records()
+        records = state.list_any()
     else:
-        record = state.read(name or "")
+        record = state.read_any(check_server_name("NAME", name or ""))
         if record is None:
             raise launch.unknown_server(name or "")
         records = [record]
@@ -168,6 +185,8 @@ def down_main(name: str | None = None, all_servers: bool = False, timeout_s: flo
             failed = True
             holder = f" (held by {result.port_holder})" if result.port_holder else ""
             output.error_line(f"{record.name}: stopped, but port {record.port} is still in use{holder}")
+        elif isinstance(record, state.CorruptRecord):
+            output.out(f"removed the damaged record of {record.name} ({how}{shm})")
         else:
             output.out(f"stopped {record.name} ({how}; {result.seconds:.1f} s{shm}); port {record.port} is free")
     return 1 if failed else 0

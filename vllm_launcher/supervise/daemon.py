@@ -29,7 +29,7 @@ def main(argv: list[str] | None = None) -> int:
     record.supervisor_pid, record.supervisor_create_time = me.pid, me.create_time()
     record.mode = "detached"
     supervisor = Supervisor(record, PrintReporter())
-    supervisor.reporter.event(f"supervising {name}: {' '.join(record.argv)}")
+    supervisor.report(f"supervising {name}: {' '.join(record.argv)}")
     with supervisor.handling_signals():
         code = supervisor.run(record.timeout_s)
     if record.state == state.STOPPED:

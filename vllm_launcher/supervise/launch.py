@@ -20,8 +20,9 @@ from typing import Any
 import psutil
 
 from vllm_launcher.errors import ConfigError, LaunchError
+from vllm_launcher.inputs import check_server_name
 from vllm_launcher.supervise import procs, readiness, state
-from vllm_launcher.supervise.state import Record
+from vllm_launcher.supervise.state import AnyRecord, CorruptRecord, Record
 
 RESTART_MODES = ("on-failure", "always", "never")
 
@@ -42,16 +43,14 @@ def make_record(resolved: Any, name: str | None = None, gpus: str | None = None,
     gpu_ids: list[str] = []
     if gpus:
         gpu_ids = [g.strip() for g in gpus.split(",")]
-        if not all(g.isdigit() for g in gpu_ids):
+        if not all(g.isascii() and g.isdigit() and len(g) <= 4 for g in gpu_ids):
             raise ConfigError(f"--gpus takes GPU indices like 0,1, not {gpus!r}")
         gpu_ids = [str(int(g)) for g in gpu_ids]  # "01" is GPU 1
         repeated = sorted({g for g in gpu_ids if gpu_ids.count(g) > 1}, key=int)
         if repeated:
             raise ConfigError(f"--gpus names GPU {', '.join(repeated)} more than once: {gpus!r}")
         env["CUDA_VISIBLE_DEVICES"] = ",".join(gpu_ids)
-    server_name = name or preset.name
-    if not server_name.replace("-", "").replace("_", "").replace(".", "").isalnum():
-        raise ConfigError(f"--name may use letters, digits, '-', '_' and '.', not {server_name!r}")
+    server_name = check_server_name("--name", name or preset.name)
     return Record(
         name=server_name, preset=preset.name, preset_source=str(resolved.source), model=preset.model,
         served_model=preset.served_model_name or preset.model, host=preset.host, port=preset.port,
@@ -106,7 +105,8 @@ def unknown_server(name: str) -> ConfigError:
     """`status/logs/down NAME` with no such server: a usage error naming the known ones."""
     import difflib
 
-    known = sorted(r.name for r in state.list_records())
+    check_server_name("NAME", name)
+    known = sorted(r.name for r in state.list_any())
     if not known:
         return ConfigError(f"no server named {name}: no servers are known (start one with `vllm-launch up PRESET`)")
     close = difflib.get_close_matches(name, known, n=1)
@@ -114,26 +114,63 @@ def unknown_server(name: str) -> ConfigError:
     return ConfigError(f"no server named {name}{hint}; known: {', '.join(known)}")
 
 
+# Below this much free space in the state directory, `up` refuses: vLLM's start-up log alone is ~100 KB
+# and the records are rewritten on every state change.
+MIN_FREE_BYTES = 8 << 20
+
+
+def state_dirs_problem() -> str | None:
+    """Why the records, logs and locks could not be written now (read-only, full, not a directory), else
+    None. Tried for real: a small file is written, synced and removed in each directory."""
+    for directory in (state.records_dir(), state.logs_dir(), state.locks_dir()):
+        try:
+            directory.mkdir(parents=True, exist_ok=True)
+            stats = os.statvfs(directory)
+            free = stats.f_bavail * stats.f_frsize
+            if free < MIN_FREE_BYTES:
+                return (f"{directory} has only {free / 1024:.0f} KiB free; vllm-launch needs "
+                        f"{MIN_FREE_BYTES >> 20} MiB for the server's log and record (free some space, or set "
+                        "XDG_STATE_HOME)")
+            probe = directory / f".write-test-{os.getpid()}"
+            try:
+                with open(probe, "wb") as handle:
+                    handle.write(b"\0" * 4096)
+                    handle.flush()
+                    os.fsync(handle.fileno())
+            finally:
+                probe.unlink(missing_ok=True)
+        except OSError as exc:
+            return (f"cannot write in {directory}: {exc.strerror or exc} (vllm-launch keeps the server's record "
+                    "and log there; fix the directory or set XDG_STATE_HOME)")
+    return None
+
+
 # Checked by preflight_all itself (it tries the preset's interpreter and names the port's owner), so doctor's
 # VL301 (port in use) and VL302 (vLLM missing) would only repeat them.
 CHECKED_HERE = ("VL301", "VL302", "VL309")  # port in use, vLLM missing, host not local
 
 
-def preflight(preset: Any, hardware_file: str | None = None) -> list[str]:
-    """Doctor's errors for PRESET (static, memory from the fit estimate, its environment): the reasons a
-    launch is doomed (empty: go). Doctor's memory rules are the one source of the fit verdict (they run
-    the same estimate, one finding per cause), so no estimate is checked here besides."""
+def preflight(preset: Any, hardware_file: str | None = None) -> tuple[list[str], list[str]]:
+    """Doctor's (errors, warnings) for PRESET (static, memory from the fit estimate, its environment): errors
+    are the reasons a launch is doomed (empty: go), warnings are printed without refusing. Doctor's memory
+    rules are the one source of the fit verdict (they run the same estimate, one finding per cause)."""
     from vllm_launcher import doctor
 
     try:
-        return doctor.preflight_errors(preset, hardware_file=hardware_file, skip=CHECKED_HERE)
+        return doctor.preflight_findings(preset, hardware_file=hardware_file, skip=CHECKED_HERE)
     except ConfigError:
         raise  # a bad --hardware file: exit 2
     except Exception:  # noqa: BLE001 (a doctor bug must never block a launch; `doctor NAME` shows it)
-        return []
+        return [], []
 
 
-def preflight_all(resolved: Any, record: Record, hardware_file: str | None = None) -> list[str]:
+@dataclass
+class Preflight:
+    problems: list[str]  # the launch is refused unless --force
+    warnings: list[str]  # printed, never refusing
+
+
+def preflight_all(resolved: Any, record: Record, hardware_file: str | None = None) -> Preflight:
     """Every check before spawning: vLLM importable, port free, secrets present, fit and doctor."""
     from vllm_launcher.plan import interpreter
     from vllm_launcher.supervise.supervisor import spawn_env
@@ -149,8 +186,8 @@ def preflight_all(resolved: Any, record: Record, hardware_file: str | None = Non
     busy = port_problem(record.host, record.port)
     if busy:
         problems.append(busy)
-    problems += preflight(preset, hardware_file)
-    return problems
+    errors, warnings = preflight(preset, hardware_file)
+    return Preflight(problems + errors, warnings)
 
 
 def ensure_demo(preset: Any) -> None:
@@ -165,25 +202,64 @@ def ensure_demo(preset: Any) -> None:
         demo.ensure_demo_model(interpreter(preset))
 
 
-def check_name_free(name: str) -> Record | None:
-    """Refuse when a live server already has NAME; return a stale or finished record to clear."""
-    existing = state.read(name)
-    if existing is not None:
-        current = state.effective_state(existing)
-        if current in state.LIVE_STATES:
-            raise LaunchError(f"a server named {name} is already {current} on port {existing.port} "
-                              f"(`vllm-launch down {name}` first, or choose --name)")
-    return existing
+def _holder(record: AnyRecord) -> str:
+    if isinstance(record, CorruptRecord):
+        return f"the damaged record {record.path}"
+    pid = f", supervisor pid {record.supervisor_pid}" if record.supervisor_pid else ""
+    return f"server {record.name} ({state.effective_state(record)} on port {record.port}{pid})"
 
 
-def claim_name(record: Record) -> None:
-    """Make room for RECORD: refuse when a live server has its name; clear a stale or finished one."""
-    with state.locked(record.name):
-        existing = check_name_free(record.name)
-    if existing is not None:
-        cleanup(existing, timeout_s=10.0)
-    with state.locked(record.name):
-        state.write(record)
+def name_taken(name: str, existing: AnyRecord | None) -> ConfigError | None:
+    """Why NAME cannot be claimed now (a live server has it, or a damaged record of it names processes
+    that still run), else None."""
+    if existing is None:
+        return None
+    current = state.effective_state(existing)
+    if current in state.LIVE_STATES:
+        return ConfigError(f"a server named {name} is already {current}: {_holder(existing)} "
+                           f"(`vllm-launch down {name}` first, or choose --name)")
+    if isinstance(existing, CorruptRecord) and state.holds_live_processes(existing):
+        return ConfigError(f"the record of server {name} is damaged ({existing.error}) and names processes "
+                           f"that still run: `vllm-launch down {name}` stops them")
+    return None
+
+
+def check_name_free(name: str) -> None:
+    """An early, cheap refusal (before the pre-flight); `claim` checks again under the claims lock."""
+    problem = name_taken(name, state.read_any(name))
+    if problem:
+        raise problem
+
+
+def claim(record: Record) -> None:
+    """Claim RECORD's name and port and write it (state starting, this process as its supervisor until the
+    real one takes over), all under the claims lock: of two `up` with one name, or one port, exactly one
+    gets it; the other is refused (exit 2) naming the holder. A stale, finished or dead damaged record of
+    the same name is cleaned up first. Raises ConfigError, or LaunchError when the records cannot be
+    written."""
+    me = psutil.Process()
+    try:
+        with state.claiming():
+            existing = state.read_any(record.name)
+            problem = name_taken(record.name, existing)
+            if problem:
+                raise problem
+            for other in state.list_any():
+                if other.name == record.name or other.port != record.port:
+                    continue
+                if state.effective_state(other) in state.LIVE_STATES or state.holds_live_processes(other):
+                    raise ConfigError(f"port {record.port} is already claimed by {_holder(other)}: pick another "
+                                      f"--port, or `vllm-launch down {other.name}`")
+            if existing is not None:
+                cleanup(existing, timeout_s=10.0)
+            record.state = state.State.STARTING.value
+            record.supervisor_pid, record.supervisor_create_time = me.pid, me.create_time()
+            state.write(record)
+    except TimeoutError:
+        raise LaunchError("another vllm-launch has held the server records' lock for over "
+                          f"{state.CLAIM_LOCK_TIMEOUT_S:g} s; try again") from None
+    except OSError as exc:
+        raise LaunchError(f"cannot write the record of {record.name}: {exc.strerror or exc}") from None
 
 
 def run_foreground(record: Record, reporter: Any) -> int:
@@ -276,7 +352,7 @@ class DownResult:
     seconds: float
 
 
-def cleanup(record: Record, timeout_s: float = 30.0) -> DownResult:
+def cleanup(record: AnyRecord, timeout_s: float = 30.0) -> DownResult:
     """Stop a server and everything it left: the supervisor first (it stops its tree cleanly), then any
     process of the recorded tree still alive, its /dev/shm segments, and the record."""
     started = time.monotonic()
@@ -298,7 +374,7 @@ def cleanup(record: Record, timeout_s: float = 30.0) -> DownResult:
     if record.server_pid and record.server_create_time:
         members.setdefault(int(record.server_pid), float(record.server_create_time))
     pgid = None
-    if record.pgid and (state.server_alive(record) or procs.alive(members)):
+    if record.pgid and record.started_at > 0 and (state.server_alive(record) or procs.alive(members)):
         # Processes of the group that appeared after the last refresh (and no older stranger) are ours.
         for pid, created in procs.group_members(int(record.pgid)).items():
             if created >= record.started_at - 1:
@@ -308,8 +384,8 @@ def cleanup(record: Record, timeout_s: float = 30.0) -> DownResult:
     signals += result.signals
     removed = procs.remove_shm(record.shm_segments)
     procs.remove_dist_stores(Path(record.log_path))  # every start of this server's log: all were ours
-    free = procs.wait_port_free(record.host, record.port, 5.0)
-    holder = None if free else procs.port_owner(record.port)
+    free = procs.wait_port_free(record.host, record.port, 5.0) if record.port else True
+    holder = None if free or not record.port else procs.port_owner(record.port)
     state.delete(record.name)
     return DownResult(record.name, signals, result.survivors, free, holder, removed, time.monotonic() - started)
 
@@ -317,8 +393,16 @@ def cleanup(record: Record, timeout_s: float = 30.0) -> DownResult:
 # -------------------------------------------------------------------------------------- status
 
 
-def status_entry(record: Record, with_metrics: bool = True) -> dict[str, Any]:
-    """One server as `status` shows it (and `--json` prints it)."""
+def status_entry(record: AnyRecord, with_metrics: bool = True) -> dict[str, Any]:
+    """One server as `status` shows it (and `--json` prints it); a damaged record as state `corrupt`."""
+    if isinstance(record, CorruptRecord):
+        server_up = state.server_alive(record)
+        return {"name": record.name, "state": state.CORRUPT, "pid": record.server_pid if server_up else None,
+                "port": record.port, "model": None, "endpoint": None, "base_url": None, "preset": None,
+                "supervisor_pid": record.supervisor_pid, "mode": None, "restarts": 0,
+                "reason": f"damaged record {record.path}: {record.error}", "path": record.path, "uptime_s": None,
+                "started_at": record.started_at, "memory_bytes": 0, "processes": 0, "log": record.log_path or None,
+                "running": None, "waiting": None, "kv_cache_usage": None}
     current = state.effective_state(record)
     server_up = state.server_alive(record)
     now = time.time()
@@ -352,7 +436,9 @@ def _children(pid: int | None) -> list[int]:
 
 
 def status_entries(name: str | None = None) -> list[dict[str, Any]]:
-    records = state.list_records()
+    if name is not None:
+        check_server_name("NAME", name)
+    records = state.list_any()
     if name is not None:
         records = [r for r in records if r.name == name]
         if not records:

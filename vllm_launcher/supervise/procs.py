@@ -173,22 +173,30 @@ class StopResult:
     seconds: float
 
 
+# The polite part of a stop: which signal, then how long (a share of the timeout) before the next one.
+RUNNING_STOP = ((signal.SIGINT, 0.6), (signal.SIGTERM, 0.4))
+# Before ready there is nothing to drain, and vLLM 0.32 ignores SIGTERM while it starts: SIGINT, a short
+# grace, then SIGKILL (with the shared memory removed by the caller).
+STARTING_STOP = ((signal.SIGINT, 1.0),)
+STARTING_GRACE_S = 2.5
+
+
 def stop_tree(pgid: int | None, members: dict[int, float], timeout_s: float = 30.0,
-              reap: subprocess.Popen | None = None, hurry: Callable[[], bool] | None = None) -> StopResult:
-    """Stop every process of a tree: SIGINT to the group (vLLM's clean stop, honoured even during
-    start-up), then SIGTERM, then SIGKILL to the group and to every remembered member and descendant.
-    TIMEOUT_S bounds the polite part; the SIGKILL part waits at most 10 s more. When HURRY() turns true
-    (the user asked again), the polite waits end and the tree is killed at once."""
+              reap: subprocess.Popen | None = None, hurry: Callable[[], bool] | None = None,
+              polite: tuple[tuple[signal.Signals, float], ...] = RUNNING_STOP) -> StopResult:
+    """Stop every process of a tree: the POLITE signals to the group in turn (default SIGINT, vLLM's clean
+    stop, then SIGTERM), each followed by its share of TIMEOUT_S, then SIGKILL to the group and to every
+    remembered member and descendant (at most 10 s more). When HURRY() turns true (the user asked again),
+    the polite waits end and the tree is killed at once."""
     started = time.monotonic()
     members.update(_descendants(alive(members)))
     signals: list[str] = []
-    polite = [(signal.SIGINT, timeout_s * 0.6), (signal.SIGTERM, timeout_s * 0.4)]
-    for sig, wait_s in polite:
+    for sig, share in polite:
         if _wait_gone(pgid, members, 0, reap):
             break
         signals.append(sig.name)
         _signal_all(pgid, members, sig)
-        if _wait_gone(pgid, members, wait_s, reap, hurry):
+        if _wait_gone(pgid, members, timeout_s * share, reap, hurry):
             break
         if hurry is not None and hurry():
             break
@@ -337,15 +345,21 @@ def host_is_local(host: str) -> bool:
     return port_check(host, 0) != PORT_NOT_LOCAL
 
 
-def port_owner(port: int) -> str | None:
-    """`pid 123 (python -m http.server)` for the process listening on PORT, when we may see it."""
+def listeners(port: int) -> list[int | None]:
+    """The pids listening on PORT (any address); None for a listener whose process we may not see."""
     try:
         conns = psutil.net_connections(kind="inet")
     except (psutil.AccessDenied, OSError):
-        return None
-    for conn in conns:
-        if conn.status == psutil.CONN_LISTEN and conn.laddr and conn.laddr.port == port and conn.pid:
-            return describe_pid(conn.pid)
+        return []
+    return [conn.pid for conn in conns
+            if conn.status == psutil.CONN_LISTEN and conn.laddr and conn.laddr.port == port]
+
+
+def port_owner(port: int) -> str | None:
+    """`pid 123 (python -m http.server)` for the process listening on PORT, when we may see it."""
+    for pid in listeners(port):
+        if pid:
+            return describe_pid(pid)
     return None
 
 

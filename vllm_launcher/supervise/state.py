@@ -1,7 +1,10 @@
 """The state registry: one JSON record per server under `paths.state_dir()`, written atomically.
 
 A record names the processes it owns by pid *and* start time (psutil's create_time), so a pid that the
-kernel reused for another process is not mistaken for ours. Writers hold a per-name lock (fcntl).
+kernel reused for another process is not mistaken for ours; a pid without a start time never authorises a
+kill. Writers hold a per-name lock (fcntl); a new server's name and port are claimed under one lock
+(`claiming`), so two `up` cannot both take them. States change only along `TRANSITIONS` (as supervisord's
+`_assertInState`). A file that is not a valid record is reported as `corrupt`, never fatal.
 Secrets never reach a record: `secret_env` stores only the names of the user's variables.
 """
 
@@ -9,24 +12,73 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import enum
 import fcntl
 import json
 import os
+import re
 import time
+import types
+import typing
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from vllm_launcher import atomic, paths
 
-# Life cycle of a server, as `status` shows it.
-STARTING, READY, UNHEALTHY, RESTARTING, FAILED, STOPPED = (
-    "starting", "ready", "unhealthy", "restarting", "failed", "stopped")
-# Shown by `status` when the record's supervisor is gone (SIGKILLed, machine rebooted, pid reused).
+
+class State(str, enum.Enum):
+    """Life cycle of a server (supervisord's vocabulary: STARTING, RUNNING, BACKOFF, STOPPING, STOPPED,
+    FATAL). A str enum: records hold the plain value, and `State.READY == "ready"`."""
+
+    STARTING = "starting"
+    READY = "ready"
+    UNHEALTHY = "unhealthy"
+    BACKOFF = "backoff"  # waiting to restart after a crash
+    STOPPING = "stopping"
+    STOPPED = "stopped"
+    FAILED = "failed"
+
+    def __str__(self) -> str:
+        return self.value
+
+
+# Every allowed change of state; anything else is a bug and raises InvalidTransition. A new `up` does not
+# transition an old record: it claims the name and writes a new one (STARTING).
+TRANSITIONS: dict[State, frozenset[State]] = {
+    # STARTING -> BACKOFF: a restart after a crash that did not come up again is retried with back-off.
+    State.STARTING: frozenset({State.READY, State.BACKOFF, State.STOPPING, State.FAILED}),
+    State.READY: frozenset({State.UNHEALTHY, State.BACKOFF, State.STOPPING, State.STOPPED, State.FAILED}),
+    State.UNHEALTHY: frozenset({State.READY, State.BACKOFF, State.STOPPING, State.STOPPED, State.FAILED}),
+    State.BACKOFF: frozenset({State.STARTING, State.STOPPING, State.FAILED}),
+    State.STOPPING: frozenset({State.STOPPED, State.FAILED}),
+    State.STOPPED: frozenset(),
+    State.FAILED: frozenset(),
+}
+STARTING, READY, UNHEALTHY, BACKOFF, STOPPING, STOPPED, FAILED = (
+    State.STARTING, State.READY, State.UNHEALTHY, State.BACKOFF, State.STOPPING, State.STOPPED, State.FAILED)
+# Shown by `status` (never stored): the record's supervisor is gone (SIGKILLed, machine rebooted, pid
+# reused), or the file is not a valid record.
 STALE = "stale"
-LIVE_STATES = (STARTING, READY, UNHEALTHY, RESTARTING)
+CORRUPT = "corrupt"
+LIVE_STATES = (State.STARTING, State.READY, State.UNHEALTHY, State.BACKOFF, State.STOPPING)
 # A create_time read twice by psutil can differ by rounding; anything closer is the same process.
 CREATE_TIME_TOLERANCE_S = 0.05
+CLAIM_LOCK_TIMEOUT_S = 60.0
+
+
+class InvalidTransition(RuntimeError):
+    """A state change that TRANSITIONS does not allow: a bug in the supervisor, never the user's input."""
+
+
+def check_transition(current: str, new: State) -> None:
+    """Raise InvalidTransition unless CURRENT -> NEW is allowed (a same-state update of a live state, e.g. a
+    new reason while unhealthy, is allowed)."""
+    old = State(current)
+    if new == old and old in LIVE_STATES:
+        return
+    if new not in TRANSITIONS[old]:
+        raise InvalidTransition(f"server state cannot go from {old.value} to {new.value}")
 
 
 @dataclass
@@ -49,7 +101,7 @@ class Record:
     restart_policy: str = "on-failure"
     timeout_s: float | None = None
     mode: str = "foreground"  # or "detached"
-    state: str = STARTING
+    state: str = State.STARTING.value
     reason: str = ""  # why it failed or is restarting, one line
     diagnosis: dict[str, str] = field(default_factory=dict)  # {"cause", "fix", "code"}
     supervisor_pid: int | None = None
@@ -70,6 +122,8 @@ class Record:
     @property
     def endpoint(self) -> str:
         host = "127.0.0.1" if self.host in ("0.0.0.0", "") else self.host
+        if ":" in host:
+            host = "[::1]" if host == "::" else f"[{host}]"
         return f"http://{host}:{self.port}"
 
     @property
@@ -77,12 +131,91 @@ class Record:
         return f"{self.endpoint}/v1"
 
     def to_json(self) -> dict:
-        return dataclasses.asdict(self)
+        data = dataclasses.asdict(self)
+        data["state"] = str(self.state)
+        return data
 
     @classmethod
-    def from_json(cls, data: dict) -> Record:
-        known = {f.name for f in dataclasses.fields(cls)}
-        return cls(**{k: v for k, v in data.items() if k in known})
+    def from_json(cls, data: object) -> Record:
+        """A record from parsed JSON. Raises ValueError naming what is wrong (not a mapping, a missing or
+        ill-typed field, an unknown state): such a file is a CorruptRecord, never a crash."""
+        if not isinstance(data, dict):
+            raise ValueError(f"not a JSON object but {type(data).__name__}")
+        hints = typing.get_type_hints(cls)
+        values = {}
+        for spec in dataclasses.fields(cls):
+            if spec.name not in data:
+                if spec.default is dataclasses.MISSING and spec.default_factory is dataclasses.MISSING:
+                    raise ValueError(f"field {spec.name!r} is missing")
+                continue
+            value = data[spec.name]
+            if not _is_type(value, hints[spec.name]):
+                raise ValueError(f"field {spec.name!r} has the wrong type ({type(value).__name__})")
+            values[spec.name] = value
+        if values.get("state", State.STARTING.value) not in {s.value for s in State}:
+            raise ValueError(f"unknown state {values['state']!r}")
+        return cls(**values)
+
+
+def _is_type(value: object, hint: object) -> bool:
+    """isinstance for the few annotations a Record uses (str, int, float, None, list[...], dict[...])."""
+    origin = typing.get_origin(hint)
+    if origin in (typing.Union, types.UnionType):
+        return any(_is_type(value, arg) for arg in typing.get_args(hint))
+    if hint is type(None):
+        return value is None
+    if hint is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if hint is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if origin is list:
+        (item,) = typing.get_args(hint)
+        return isinstance(value, list) and all(_is_type(v, item) for v in value)
+    if origin is dict:
+        key, item = typing.get_args(hint)
+        return isinstance(value, dict) and all(_is_type(k, key) and _is_type(v, item) for k, v in value.items())
+    return isinstance(value, hint)  # type: ignore[arg-type]
+
+
+@dataclass
+class CorruptRecord:
+    """A file in the records directory that is not a valid record (half-written by a crash, edited, from
+    another version). What it says about processes is kept only where well-typed; a pid counts only with its
+    start time, so a damaged file can never make us kill a process it does not name exactly."""
+
+    name: str
+    path: str
+    error: str
+    supervisor_pid: int | None = None
+    supervisor_create_time: float | None = None
+    server_pid: int | None = None
+    server_create_time: float | None = None
+    pgid: int | None = None
+    tree: list[list[float]] = field(default_factory=list)
+    shm_segments: list[str] = field(default_factory=list)
+    port: int | None = None
+    host: str = "127.0.0.1"
+    log_path: str = ""
+    started_at: float = 0.0
+    state: str = CORRUPT
+
+    @classmethod
+    def salvage(cls, name: str, path: Path, error: str, data: object) -> CorruptRecord:
+        found = cls(name=name, path=str(path), error=error)
+        if not isinstance(data, dict):
+            return found
+        hints = typing.get_type_hints(cls)
+        for key in ("supervisor_pid", "supervisor_create_time", "server_pid", "server_create_time", "pgid",
+                    "tree", "shm_segments", "port", "host", "log_path", "started_at"):
+            value = data.get(key)
+            if value is not None and _is_type(value, hints[key]):
+                if key == "tree":
+                    value = [item for item in value if len(item) == 2]
+                setattr(found, key, value)
+        return found
+
+
+AnyRecord = typing.Union[Record, CorruptRecord]
 
 
 def records_dir() -> Path:
@@ -97,16 +230,30 @@ def locks_dir() -> Path:
     return paths.state_dir() / "locks"
 
 
+# Server names become file names here: one path component, never `..`, never taken for an option.
+NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
+
+
+def valid_name(name: str) -> bool:
+    return bool(NAME_RE.fullmatch(name)) and ".." not in name
+
+
+def _checked(name: str) -> str:
+    if not valid_name(name):
+        raise ValueError(f"not a server name: {name!r}")
+    return name
+
+
 def record_path(name: str) -> Path:
-    return records_dir() / f"{name}.json"
+    return records_dir() / f"{_checked(name)}.json"
 
 
 def log_path_for(name: str) -> Path:
-    return logs_dir() / f"{name}.log"
+    return logs_dir() / f"{_checked(name)}.log"
 
 
 def supervisor_log_path(name: str) -> Path:
-    return logs_dir() / f"{name}.supervisor.log"
+    return logs_dir() / f"{_checked(name)}.supervisor.log"
 
 
 def atomic_write_json(path: Path, data: object) -> None:
@@ -116,18 +263,38 @@ def atomic_write_json(path: Path, data: object) -> None:
 
 
 def write(record: Record) -> None:
+    """Write RECORD atomically. Raises OSError (a full or read-only disk): callers decide whether that is
+    fatal (`up` refuses before spawning) or only logged (a supervisor keeps supervising)."""
     record.updated_at = time.time()
     atomic_write_json(record_path(record.name), record.to_json())
 
 
-def read(name: str) -> Record | None:
+def read_any(name: str) -> AnyRecord | None:
+    """The record of server NAME, a CorruptRecord when its file is not a valid record, or None."""
+    path = record_path(name)
     try:
-        data = json.loads(record_path(name).read_text(encoding="utf-8"))
+        text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
         return None
-    except (OSError, ValueError):
-        return None
-    return Record.from_json(data)
+    except (OSError, UnicodeDecodeError) as exc:
+        return CorruptRecord(name=name, path=str(path), error=f"unreadable: {exc}")
+    try:
+        data = json.loads(text)
+    except ValueError as exc:
+        return CorruptRecord(name=name, path=str(path), error=f"not valid JSON ({exc})")
+    try:
+        record = Record.from_json(data)
+    except (ValueError, TypeError) as exc:
+        return CorruptRecord.salvage(name, path, str(exc), data)
+    if record.name != name:
+        return CorruptRecord.salvage(name, path, f"holds server {record.name!r}, not {name!r}", data)
+    return record
+
+
+def read(name: str) -> Record | None:
+    """The valid record of server NAME, or None (no file, or a corrupt one: see read_any)."""
+    found = read_any(name)
+    return found if isinstance(found, Record) else None
 
 
 def delete(name: str) -> None:
@@ -135,22 +302,40 @@ def delete(name: str) -> None:
         record_path(name).unlink()
 
 
-def list_records() -> list[Record]:
-    found = []
+def list_any() -> list[AnyRecord]:
+    """Every record file, valid or corrupt, by name."""
     directory = records_dir()
-    if not directory.is_dir():
+    try:
+        paths_found = sorted(directory.glob("*.json"))
+    except OSError:
         return []
-    for path in sorted(directory.glob("*.json")):
-        record = read(path.stem)
+    found = []
+    for path in paths_found:
+        if not valid_name(path.stem):  # a stray file (`.x.json`, an editor's backup): never one of ours
+            continue
+        record = read_any(path.stem)
         if record is not None:
             found.append(record)
     return found
+
+
+def list_records() -> list[Record]:
+    """Every valid record (corrupt files are left to `list_any`)."""
+    return [r for r in list_any() if isinstance(r, Record)]
 
 
 @contextlib.contextmanager
 def locked(name: str, timeout_s: float = 10.0) -> Iterator[None]:
     """Hold the lock of server NAME (an flock on `locks/NAME.lock`), for read-modify-write of its record."""
     with file_lock(locks_dir() / f"{name}.lock", exclusive=True, timeout_s=timeout_s):
+        yield
+
+
+@contextlib.contextmanager
+def claiming(timeout_s: float = CLAIM_LOCK_TIMEOUT_S) -> Iterator[None]:
+    """Hold the claims lock: every check of a name or port against the other records, and the write of the
+    record that claims them, happen under it, so two `up` never both see a name or port free."""
+    with file_lock(locks_dir() / "claims.lock", exclusive=True, timeout_s=timeout_s):
         yield
 
 
@@ -184,8 +369,9 @@ def file_lock(path: Path, exclusive: bool = True, timeout_s: float | None = None
 
 
 def process_matches(pid: int | None, create_time: float | None) -> bool:
-    """True when PID is alive and is the process we recorded (same start time), not a reused pid."""
-    if not pid:
+    """True when PID is alive and is the process we recorded (same start time), not a reused pid. A pid
+    without a start time never matches: it could be anyone's by now."""
+    if not pid or create_time is None:
         return False
     import psutil
 
@@ -193,23 +379,29 @@ def process_matches(pid: int | None, create_time: float | None) -> bool:
         proc = psutil.Process(int(pid))
         if proc.status() == psutil.STATUS_ZOMBIE:
             return False
-        if create_time is None:
-            return True
         return abs(proc.create_time() - float(create_time)) < CREATE_TIME_TOLERANCE_S
-    except (psutil.NoSuchProcess, psutil.AccessDenied, ValueError):
+    except (psutil.Error, ValueError, OverflowError, TypeError):
         return False
 
 
-def supervisor_alive(record: Record) -> bool:
+def supervisor_alive(record: AnyRecord) -> bool:
     return process_matches(record.supervisor_pid, record.supervisor_create_time)
 
 
-def server_alive(record: Record) -> bool:
+def server_alive(record: AnyRecord) -> bool:
     return process_matches(record.server_pid, record.server_create_time)
 
 
-def effective_state(record: Record) -> str:
-    """The state to show: the recorded one, or `stale` when a live-looking record lost its supervisor."""
+def effective_state(record: AnyRecord) -> str:
+    """The state to show: the recorded one, `stale` when a live-looking record lost its supervisor, or
+    `corrupt` for a damaged file."""
+    if isinstance(record, CorruptRecord):
+        return CORRUPT
     if record.state in LIVE_STATES and not supervisor_alive(record):
         return STALE
-    return record.state
+    return str(record.state)
+
+
+def holds_live_processes(record: AnyRecord) -> bool:
+    """True when the supervisor or the server that RECORD names (pid and start time) still runs."""
+    return supervisor_alive(record) or server_alive(record)

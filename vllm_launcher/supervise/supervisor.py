@@ -17,7 +17,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 from vllm_launcher.supervise import diagnose, history, procs, readiness, state
-from vllm_launcher.supervise.state import Record
+from vllm_launcher.supervise.state import Record, State
 
 READY_POLL_S = 0.025  # readiness is noticed within tens of ms of /health turning 200
 HEALTH_INTERVAL_S = 2.0  # exits are noticed at once (pidfd); this catches a hung server
@@ -45,7 +45,7 @@ class RestartPolicy:
 
 @dataclass
 class Outcome:
-    kind: str  # ready | exited | timeout | stopped
+    kind: str  # ready | exited | timeout | stopped | conflict (the port answers for another process)
     returncode: int | None = None
     reason: str = ""
     diagnosis: diagnose.Diagnosis | None = None
@@ -135,6 +135,7 @@ class Supervisor:
         self._shm_before: set[str] = set()
         self._spawn_offset = 0
         self._follower: readiness.LogFollower | None = None
+        self._write_error: str | None = None  # the last failed record write, reported once
 
     # ------------------------------------------------------------------------------ signals, waits
 
@@ -162,9 +163,6 @@ class Supervisor:
         self.stop_requested = True
         self.stop_signals += 1
 
-    def request_stop(self) -> None:
-        self.stop_requested = True
-
     def _sleep(self, seconds: float) -> None:
         """Sleep up to SECONDS; wake early when the server exits or a signal arrives."""
         fds = [fd for fd in (self._wake_r, self._pidfd) if fd is not None]
@@ -181,14 +179,35 @@ class Supervisor:
     # ------------------------------------------------------------------------------------ record
 
     def _save(self, **changes: object) -> None:
+        """Update the record (the one writer while this supervisor lives). A write that fails (full or
+        read-only disk, a lock that cannot be taken) is reported once and supervision goes on: the server
+        matters more than its record, and `down` finds the tree from the last record written."""
         for key, value in changes.items():
             setattr(self.record, key, value)
-        with state.locked(self.record.name):
-            state.write(self.record)
+        try:
+            with state.locked(self.record.name):
+                state.write(self.record)
+        except (OSError, TimeoutError) as exc:
+            error = f"{type(exc).__name__}: {exc}"
+            if error != self._write_error:
+                self._write_error = error
+                self.report(f"warning: cannot write the record {state.record_path(self.record.name)} "
+                             f"({error}); still supervising")
+            return
+        if self._write_error is not None:
+            self._write_error = None
+            self.report("the record is written again")
 
-    def _set_state(self, new_state: str, reason: str = "") -> None:
-        if new_state != self.record.state or reason != self.record.reason:
-            self._save(state=new_state, reason=reason)
+    def report(self, text: str) -> None:
+        """An event line that must not take the supervisor down when its own log cannot be written."""
+        with contextlib.suppress(OSError, ValueError):
+            self.reporter.event(text)
+
+    def _set_state(self, new_state: State, reason: str = "", **changes: object) -> None:
+        """The one way the state changes: checked against state.TRANSITIONS, then saved with CHANGES."""
+        state.check_transition(self.record.state, new_state)
+        if new_state != self.record.state or reason != self.record.reason or changes:
+            self._save(state=new_state.value, reason=reason, **changes)
 
     # ------------------------------------------------------------------------------------- start
 
@@ -226,7 +245,10 @@ class Supervisor:
         with self._start_locks():
             if self.stop_requested:
                 return Outcome("stopped")
-            self._spawn()
+            try:
+                self._spawn()
+            except OSError as exc:  # the log cannot be opened (read-only disk), the interpreter is gone
+                return Outcome("exited", None, f"cannot start vLLM: {exc.strerror or exc}")
             return self._wait_ready(timeout_s)
 
     def _wait_ready(self, timeout_s: float | None) -> Outcome:
@@ -255,14 +277,15 @@ class Supervisor:
             if follower.offset != offset_before:
                 last_progress = now  # any output counts, progress bars included
             if self.stop_requested:
-                self._stop_server()
+                self._set_state(State.STOPPING, "stopping on request")
+                self._stop_server(starting=True)
                 return Outcome("stopped", seconds=now - started)
             returncode = self.proc.poll()
             if returncode is not None:
                 lines_seen += follower.read_lines()
                 if follower.partial:
                     lines_seen.append(follower.partial)
-                self._stop_server()  # the API server is gone; its children may not be
+                self._stop_server(starting=True)  # the API server is gone; its children may not be
                 tail = lines_seen[-40:]
                 found = diagnose.diagnose(lines_seen[-400:])
                 reason = f"vLLM exited with code {returncode} during start-up"
@@ -270,18 +293,27 @@ class Supervisor:
             probe = readiness.probe(self.record.host, self.record.port, self.record.served_model,
                                     self.api_key, timeout_s=HEALTH_TIMEOUT_S)
             if probe.ready:
-                return Outcome("ready", seconds=time.monotonic() - started)
+                foreign = self._foreign_listener()
+                if foreign is None:
+                    return Outcome("ready", seconds=time.monotonic() - started)
+                if foreign:  # "": nobody visible listens yet; ask again at the next poll
+                    self._stop_server(starting=True)
+                    cause = (f"port {self.record.port} taken by {foreign}: /health answered for a process "
+                             "outside this server's tree")
+                    return Outcome("conflict", None, cause,
+                                   diagnose.Diagnosis("port-taken", cause, f"stop {foreign}, or pick another --port"),
+                                   seconds=now - started)
             if now - last_tree >= TREE_REFRESH_S:
                 last_tree = now
                 self._refresh_tree(shm=True)
             if now - last_progress > self.stall_timeout_s:
-                self._stop_server()
+                self._stop_server(starting=True)
                 return Outcome("timeout", reason=f"no progress in the log for {self.stall_timeout_s:.0f} s "
                                f"(stalled in phase: {phase or 'start'})",
                                tail=readiness.tail_lines(state.Path(self.record.log_path), 40),
                                seconds=now - started)
             if timeout_s is not None and now - started > timeout_s:
-                self._stop_server()
+                self._stop_server(starting=True)
                 return Outcome("timeout", reason=f"not ready after --timeout {timeout_s:g} s",
                                tail=readiness.tail_lines(state.Path(self.record.log_path), 40),
                                seconds=now - started)
@@ -289,6 +321,19 @@ class Supervisor:
                 last_tick = now
                 self.reporter.tick(now - started, self.eta_s, phase, last_line)
             self._sleep(READY_POLL_S)
+
+    def _foreign_listener(self) -> str | None:
+        """None when the process listening on our port is in our tree (readiness counts only for a server we
+        own); else who listens instead ("pid N (cmdline)"), or "" when no listener is visible yet."""
+        self._refresh_tree(shm=False)
+        members = set(self.tree.members) if self.tree else set()
+        found = procs.listeners(self.record.port)
+        if not found:
+            return ""
+        strangers = [pid for pid in found if pid not in members]
+        if not strangers:
+            return None
+        return procs.describe_pid(strangers[0]) if strangers[0] else "a process this user may not see"
 
     def _refresh_tree(self, shm: bool) -> None:
         if self.tree is None or self.proc is None:
@@ -330,17 +375,17 @@ class Supervisor:
             status = readiness.health(self.record.host, self.record.port, HEALTH_TIMEOUT_S)
             if status == 200:
                 failures = 0
-                if self.record.state != state.READY:
-                    self._set_state(state.READY)
-                    self.reporter.event("healthy again")
+                if self.record.state != State.READY:
+                    self._set_state(State.READY)
+                    self.report("healthy again")
                 if time.monotonic() - healthy_since > self.policy.reset_after_s and self.record.restart_times:
                     self._save(restart_times=[])  # a long healthy stretch: back-off starts over
             else:
                 failures += 1
                 healthy_since = time.monotonic()
                 what = f"/health answered {status}" if status else "/health did not answer"
-                self._set_state(state.UNHEALTHY, f"{what} ({failures} in a row)")
-                self.reporter.event(f"unhealthy: {what} ({failures}/{self.policy.unhealthy_after})")
+                self._set_state(State.UNHEALTHY, f"{what} ({failures} in a row)")
+                self.report(f"unhealthy: {what} ({failures}/{self.policy.unhealthy_after})")
                 if failures >= self.policy.unhealthy_after:
                     return Outcome("exited", None, f"{what} {failures} times in a row")
             if time.monotonic() - last_tree >= WATCH_TREE_REFRESH_S:
@@ -349,18 +394,22 @@ class Supervisor:
 
     # -------------------------------------------------------------------------------------- stop
 
-    def _stop_server(self, timeout_s: float = 30.0) -> procs.StopResult | None:
-        """Stop the whole tree, free its /dev/shm segments; on a GPU, wait for its memory to be freed."""
+    def _stop_server(self, timeout_s: float = 30.0, starting: bool = False) -> procs.StopResult | None:
+        """Stop the whole tree, free its /dev/shm segments; on a GPU, wait for its memory to be freed.
+        STARTING: not ready yet, so nothing to drain: SIGINT, a grace of procs.STARTING_GRACE_S, SIGKILL."""
         if self.proc is None or self.tree is None:
             return None
         self._refresh_tree(shm=True)
         pids = list(self.tree.members)
         if self.stop_requested:
-            # vLLM can take tens of seconds to honour SIGINT while it loads; say how to cut that short.
-            self.reporter.event(f"stopping {self.record.name} (again to kill it now)")
+            # vLLM can take a while to drain and honour SIGINT; say how to cut that short.
+            grace = f"SIGINT, killed after {procs.STARTING_GRACE_S:g} s; " if starting else ""
+            self.report(f"stopping {self.record.name} ({grace}again to kill it now)")
         seen = self.stop_signals
-        result = procs.stop_tree(self.tree.pgid, self.tree.members, timeout_s, reap=self.proc,
-                                 hurry=lambda: self.stop_signals > seen)
+        polite = procs.STARTING_STOP if starting else procs.RUNNING_STOP
+        result = procs.stop_tree(self.tree.pgid, self.tree.members,
+                                 procs.STARTING_GRACE_S if starting else timeout_s, reap=self.proc,
+                                 hurry=lambda: self.stop_signals > seen, polite=polite)
         new_psm = {n for n in procs.shm_snapshot() - self._shm_before if n.startswith("psm_")}
         procs.remove_shm(self.tree.shm_segments | new_psm)
         procs.remove_dist_stores(state.Path(self.record.log_path), self._spawn_offset)  # this start's only
@@ -368,29 +417,33 @@ class Supervisor:
             procs.wait_gpu_released(pids, timeout_s=30.0)
         self._close_pidfd()
         if result.survivors:
-            self.reporter.event(f"warning: processes survived SIGKILL: {result.survivors}")
+            self.report(f"warning: processes survived SIGKILL: {result.survivors}")
         return result
 
     # --------------------------------------------------------------------------------------- run
 
     def run(self, timeout_s: float | None = None) -> int:
         """The whole life of the server: 0 when it was stopped on request, 1 when it failed."""
-        self._save(state=state.STARTING, reason="", restarts=self.record.restarts)
+        self._save(reason="", restarts=self.record.restarts)  # the claim wrote STARTING; now it is ours
         ever_ready = False
-        attempt = 0  # restarts since the last reset of the back-off
         while True:
             outcome = self.start_once(timeout_s if not ever_ready else None)
             failed_to_start = outcome.kind != "ready"
             if outcome.kind == "stopped":
                 return self._finish_stopped()
+            if outcome.kind == "conflict":
+                return self._finish_failed(outcome, "not restarted: the port belongs to another process")
             if outcome.kind == "ready":
                 ever_ready = True
                 self._refresh_tree(shm=True)
-                history.record_ready(self.history_key, outcome.seconds)
-                self._save(state=state.READY, reason="", ready_at=time.time(), diagnosis={})
-                self.reporter.ready(self.record, outcome.seconds)
+                with contextlib.suppress(OSError, TimeoutError):  # history is a nicety: a full disk loses it
+                    history.record_ready(self.history_key, outcome.seconds)
+                self._set_state(State.READY, "", ready_at=time.time(), diagnosis={})
+                with contextlib.suppress(OSError, ValueError):
+                    self.reporter.ready(self.record, outcome.seconds)
                 outcome = self.watch()
                 if outcome.kind == "stopped":
+                    self._set_state(State.STOPPING, "stopping on request")
                     self._stop_server()
                     return self._finish_stopped()
                 self._stop_server()  # exited or unhealthy: kill what is left before anything else
@@ -399,35 +452,38 @@ class Supervisor:
             if failed_to_start and outcome.diagnosis is not None and outcome.diagnosis.recurring:
                 return self._finish_failed(outcome, "it would fail the same way again")
             if self.policy.mode == "never" or (self.policy.mode == "on-failure" and outcome.returncode == 0):
-                return self._finish_failed(outcome) if outcome.returncode != 0 else self._finish_stopped()
+                if outcome.returncode != 0:
+                    return self._finish_failed(outcome)
+                self._set_state(State.STOPPED, "vLLM exited by itself (code 0); not restarted")
+                self.report("stopped")
+                return 0
             now = time.time()
             recent = [t for t in self.record.restart_times if now - t < self.policy.window_s]
             if len(recent) >= self.policy.max_restarts:
                 return self._finish_failed(outcome, f"gave up after {len(recent)} restarts within "
                                            f"{self.policy.window_s:g} s")
-            attempt = len(recent)
-            delay = self.policy.delay_s(attempt)
+            delay = self.policy.delay_s(len(recent))
             reason = f"{outcome.reason}; restarting in {delay:g} s"
-            self._save(state=state.RESTARTING, reason=reason,
-                       diagnosis=outcome.diagnosis.as_dict() if outcome.diagnosis else {})
-            self.reporter.event(reason)
+            self._set_state(State.BACKOFF, reason, diagnosis=outcome.diagnosis.as_dict() if outcome.diagnosis else {})
+            self.report(reason)
             deadline = time.monotonic() + delay
             while not self.stop_requested and time.monotonic() < deadline:
                 self._sleep(deadline - time.monotonic())
             if self.stop_requested:
                 return self._finish_stopped()
-            self._save(restarts=self.record.restarts + 1, restart_times=recent + [time.time()],
-                       state=state.STARTING)
+            self._set_state(State.STARTING, "", restarts=self.record.restarts + 1,
+                            restart_times=recent + [time.time()])
 
     def _finish_stopped(self) -> int:
-        self._set_state(state.STOPPED, "stopped on request")
-        self.reporter.event("stopped")
+        if self.record.state != State.STOPPING:
+            self._set_state(State.STOPPING, "stopping on request")
+        self._set_state(State.STOPPED, "stopped on request")
+        self.report("stopped")
         return 0
 
     def _finish_failed(self, outcome: Outcome, why: str = "") -> int:
         reason = outcome.reason + (f"; {why}" if why else "")
-        self._save(state=state.FAILED, reason=reason,
-                   diagnosis=outcome.diagnosis.as_dict() if outcome.diagnosis else {})
-        self.reporter.failed(self.record, outcome)
+        self._set_state(State.FAILED, reason, diagnosis=outcome.diagnosis.as_dict() if outcome.diagnosis else {})
+        with contextlib.suppress(OSError, ValueError):
+            self.reporter.failed(self.record, outcome)
         return 1
-

@@ -1,0 +1,46 @@
+"""Numbers and names from the command line, checked before anything uses them.
+
+NaN passes every range check written as a comparison (all comparisons with NaN are false) and an
+infinity overflows the arithmetic that follows, so each numeric option is checked here: finite, within a
+range that no real use leaves, else a usage error (exit 2) naming the option.
+"""
+
+from __future__ import annotations
+
+import math
+
+from vllm_launcher.errors import ConfigError
+
+DAY_S = 24 * 3600
+# `up --timeout`: a start may take hours (a first download of a large model), never a week.
+MAX_START_TIMEOUT_S = 7 * DAY_S
+MAX_STOP_TIMEOUT_S = DAY_S
+MAX_GPUS = 4096
+MAX_GPU_MEM_GIB = 65536.0
+MAX_RAM_GIB = 1 << 24
+MAX_LOG_LINES = 10_000_000
+
+
+def check_number(option: str, value: float | int | None, *, low: float, high: float,
+                 low_inclusive: bool = True) -> None:
+    """Raise ConfigError unless VALUE (None: not given) is finite and within [LOW, HIGH] (or (LOW, HIGH])."""
+    if value is None:
+        return
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ConfigError(f"must be a finite number, not {value}", source=option)
+    too_low = value < low if low_inclusive else value <= low
+    if too_low or value > high:
+        bound = "at least" if low_inclusive else "more than"
+        raise ConfigError(f"must be {bound} {low:g} and at most {high:g}, not {value:g}", source=option)
+
+
+def check_server_name(option: str, name: str) -> str:
+    """NAME unchanged when it can name a server (a file name, a unit name): 1-64 of letters, digits, '.',
+    '_', '-', starting with a letter or digit, no '..'. Raises ConfigError."""
+    from vllm_launcher.supervise.state import valid_name
+
+    if not valid_name(name):
+        shown = name if len(name) <= 80 else name[:77] + "..."
+        raise ConfigError(f"{shown!r} is not a server name: use 1-64 letters, digits, '.', '_' or '-', starting "
+                          "with a letter or digit", source=option)
+    return name
