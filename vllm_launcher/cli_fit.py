@@ -13,7 +13,7 @@ import typer
 
 from vllm_launcher import output
 from vllm_launcher.cli import JsonOpt, app, with_overrides
-from vllm_launcher.errors import EXIT_FAILURE, ConfigError
+from vllm_launcher.errors import EXIT_FAILURE, ConfigError, LaunchError
 
 if TYPE_CHECKING:
     from vllm_launcher.estimate import Estimate
@@ -43,7 +43,13 @@ def select_hardware(hardware_file: str | None = None, device: str | None = None,
     """--hardware FILE, else a hypothetical machine when --device/--gpus/--gpu-mem-gib are given, else
     this machine's probe."""
     from vllm_launcher import hardware
+    from vllm_launcher.inputs import MAX_GPU_MEM_GIB, MAX_GPUS, MAX_RAM_GIB, check_number
 
+    check_number("--gpus", gpus, low=1, high=MAX_GPUS)
+    check_number("--gpu-mem-gib", gpu_mem_gib, low=0, high=MAX_GPU_MEM_GIB, low_inclusive=False)
+    check_number("--ram-gib", ram_gib, low=0, high=MAX_RAM_GIB, low_inclusive=False)
+    if device is not None and device not in ("cuda", "cpu"):
+        raise ConfigError(f"must be cuda or cpu, not {device!r}", source="--device")
     hypothetical_asked = device is not None or gpus is not None or gpu_mem_gib is not None
     if hardware_file and hypothetical_asked:
         raise ConfigError("give either --hardware FILE or --device/--gpus/--gpu-mem-gib, not both",
@@ -206,11 +212,17 @@ def save_user_preset(preset: Preset, name: str, force: bool) -> str:
 
     check_preset_name(name)
     directory = user_presets_dir()
-    directory.mkdir(parents=True, exist_ok=True)
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise LaunchError(f"cannot create {directory}: {exc.strerror or exc}") from None
     target = directory / f"{name}.yaml"
     if target.exists() and not force:
         raise ConfigError(f"user preset {name!r} exists; use --force to replace it", source=target)
-    atomic.write_text(target, preset_as_yaml(preset.model_copy(update={"name": name})), mode=0o600)
+    try:
+        atomic.write_text(target, preset_as_yaml(preset.model_copy(update={"name": name})), mode=0o600)
+    except OSError as exc:  # a full or read-only disk: nothing half-written is left (atomic)
+        raise LaunchError(f"cannot save {target}: {exc.strerror or exc}") from None
     return str(target)
 
 
@@ -222,10 +234,15 @@ def fit_main(model: str, hardware_file: str | None = None, device: str | None = 
 
     if save is not None:
         check_preset_name(save)
+    from vllm_launcher.inputs import check_number
+    from vllm_launcher.presets import MAX_TOKENS
+
     if concurrency < 1:
         raise ConfigError("must be at least 1", field="--concurrency")
+    check_number("--concurrency", concurrency, low=1, high=MAX_TOKENS)
     if context is not None and context < 16:
         raise ConfigError("must be at least 16 tokens", field="--context")
+    check_number("--context", context, low=16, high=MAX_TOKENS)
     hw = select_hardware(hardware_file, device, gpus, gpu_mem_gib, ram_gib)
     preset = fit(model, hw, context=context, concurrency=concurrency, device=device, name=save)
     output.out(preset_as_yaml(preset).rstrip("\n"))

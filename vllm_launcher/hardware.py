@@ -221,12 +221,14 @@ def probe(*, include_gpus: bool = True) -> Hardware:
     )
 
 
+MAX_HARDWARE_FILE_BYTES = 16 << 20
+
+
 def load_hardware(path: str | Path) -> Hardware:
     """A probe saved with `vllm-launch probe --json > FILE`. Raises ConfigError on a missing or bad file."""
-    try:
-        text = Path(path).read_text(encoding="utf-8")
-    except OSError as exc:
-        raise ConfigError(f"cannot read hardware file: {exc.strerror or exc}", source=path) from None
+    from vllm_launcher.files import read_user_file
+
+    text = read_user_file(path, max_bytes=MAX_HARDWARE_FILE_BYTES, what="cannot read hardware file")
     try:
         data = json.loads(text)
     except json.JSONDecodeError as exc:

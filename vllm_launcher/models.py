@@ -224,12 +224,14 @@ def safetensors_bytes(directory: Path) -> int | None:
 
 
 def _from_directory(directory: Path, source: str) -> ModelArch:
+    from vllm_launcher.files import read_user_file
+
     config_path = directory / "config.json"
+    if not os.path.lexists(config_path):
+        raise ConfigError("no config.json in this model directory", source=directory)
     try:
-        config = json.loads(config_path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ConfigError("no config.json in this model directory", source=directory) from None
-    except (OSError, ValueError) as exc:
+        config = json.loads(read_user_file(config_path, max_bytes=16 << 20, what="cannot read config.json"))
+    except ValueError as exc:
         raise ConfigError(f"cannot read config.json: {exc}", source=config_path) from None
     if not isinstance(config, dict):
         raise ConfigError("config.json is not a JSON object", source=config_path)

@@ -217,43 +217,10 @@ class PresetEntry:
 
 
 def _read_text(path: Path) -> str:
-    """A preset file's text. Only a regular file of at most MAX_PRESET_BYTES is read: a FIFO or a device
-    would block or never end, and a symlink loop or a huge file is refused with one line."""
-    import errno
-    import os
-    import stat
+    """A preset file's text: a regular file of at most MAX_PRESET_BYTES (files.read_user_file)."""
+    from vllm_launcher.files import read_user_file
 
-    try:
-        # O_NONBLOCK: opening a FIFO with no writer must not hang (it is refused just below).
-        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
-    except FileNotFoundError:
-        raise ConfigError("no such file", source=path) from None
-    except OSError as exc:
-        if exc.errno == errno.ELOOP:
-            raise ConfigError("symlink loop (too many levels of symbolic links)", source=path) from None
-        raise ConfigError(f"cannot read: {exc.strerror or exc}", source=path) from None
-    try:
-        info = os.fstat(fd)
-        if stat.S_ISDIR(info.st_mode):
-            raise ConfigError("is a directory, not a YAML file", source=path)
-        if not stat.S_ISREG(info.st_mode):
-            kind = "a FIFO" if stat.S_ISFIFO(info.st_mode) else "a socket" if stat.S_ISSOCK(info.st_mode) \
-                else "a device"
-            raise ConfigError(f"is {kind}, not a regular YAML file", source=path)
-        if info.st_size > MAX_PRESET_BYTES:
-            raise ConfigError(f"is {info.st_size:,} bytes; a preset file may hold at most "
-                              f"{MAX_PRESET_BYTES:,}", source=path)
-        data = os.read(fd, MAX_PRESET_BYTES + 1)
-        if len(data) > MAX_PRESET_BYTES:  # grew while we looked
-            raise ConfigError(f"holds more than {MAX_PRESET_BYTES:,} bytes", source=path)
-    except OSError as exc:
-        raise ConfigError(f"cannot read: {exc.strerror or exc}", source=path) from None
-    finally:
-        os.close(fd)
-    try:
-        return data.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise ConfigError(f"cannot read: not UTF-8 text ({exc.reason} at byte {exc.start})", source=path) from None
+    return read_user_file(path, max_bytes=MAX_PRESET_BYTES)
 
 
 def _check_yaml_shape(text: str, path: Path, loader_cls: type) -> None:

@@ -96,13 +96,14 @@ def _hardware(hardware_file: str | None):
     return hardware.probe(), True
 
 
+# vLLM's log of one start is well under a megabyte; a long-running server's grows. The end explains it.
+MAX_LOG_BYTES = 64 << 20
+
+
 def _read_log(path: str) -> str:
-    try:
-        return Path(path).read_text(encoding="utf-8", errors="replace")
-    except FileNotFoundError:
-        raise ConfigError("no such log file", source=path) from None
-    except OSError as exc:
-        raise ConfigError(f"cannot read log: {exc.strerror or exc}", source=path) from None
+    from vllm_launcher.files import read_user_file
+
+    return read_user_file(path, max_bytes=MAX_LOG_BYTES, tail=True, what="cannot read log", missing="no such log file")
 
 
 def run_doctor(names: list[str], *, hardware_file: str | None = None, endpoint: str | None = None,

@@ -46,6 +46,7 @@ class EnvFacts:
     vllm_dist_metadata: bool = False  # a distribution named exactly `vllm` is installed
     shm_orphans: list[tuple[str, int]] = field(default_factory=list)  # (path, bytes)
     stale_records: list[tuple[str, str]] = field(default_factory=list)  # (server name, reason)
+    corrupt_records: list[tuple[str, str]] = field(default_factory=list)  # (server name, path: what is wrong)
 
 
 # -------------------------------------------------------------------------------------------- vLLM
@@ -195,41 +196,34 @@ def shm_orphans(now: float | None = None) -> list[tuple[str, int]]:
 
 def stale_records() -> list[tuple[str, str]]:
     """Managed servers whose record says running but whose supervisor is gone."""
-    try:
-        from vllm_launcher.supervise import state
-    except ImportError:
-        return []
-    try:
-        records = state.list_records()
-    except (OSError, ValueError, TypeError, KeyError):  # a half-written or foreign file must not stop doctor
-        return []
+    from vllm_launcher.supervise import state
+
     stale = []
-    for record in records:
-        try:
-            if state.effective_state(record) == state.STALE:
-                stale.append((record.name, (f"recorded as {record.state}, supervisor pid "
-                                           f"{record.supervisor_pid} is gone")))
-        except (OSError, ValueError, TypeError, KeyError):  # one bad record must not hide the others
-            stale.append((record.name, "record could not be checked"))
+    for record in state.list_records():
+        if state.effective_state(record) == state.STALE:
+            stale.append((record.name, (f"recorded as {record.state}, supervisor pid "
+                                       f"{record.supervisor_pid} is gone")))
     return stale
+
+
+def corrupt_records() -> list[tuple[str, str]]:
+    """(server name, what is wrong) for every file in the records directory that is not a valid record."""
+    from vllm_launcher.supervise import state
+
+    return [(r.name, f"{r.path}: {r.error}") for r in state.list_any() if isinstance(r, state.CorruptRecord)]
 
 
 def managed_record(name: str):
     """The supervisor's record of a live server named NAME, else of a live server started from preset
-    NAME; None when there is none (or no supervisor)."""
-    try:
-        from vllm_launcher.supervise import state
-    except ImportError:
-        return None
-    try:
-        record = state.read(name)
-        if record is not None and state.server_alive(record):
+    NAME; None when there is none (or no supervisor). Damaged records are never returned (VL310)."""
+    from vllm_launcher.supervise import state
+
+    record = state.read(name) if state.valid_name(name) else None
+    if record is not None and state.server_alive(record):
+        return record
+    for record in state.list_records():
+        if record.preset == name and state.server_alive(record):
             return record
-        for record in state.list_records():
-            if record.preset == name and state.server_alive(record):
-                return record
-    except (OSError, ValueError, TypeError, KeyError):  # a half-written or foreign record must not stop doctor
-        return None
     return None
 
 
@@ -250,4 +244,4 @@ def gather_environment() -> EnvFacts:
     script = Path(sys.executable).parent / "vllm"
     return EnvFacts(vllm=info, torchvision_version=torchvision,
                     vllm_script=str(script) if script.exists() else None, vllm_dist_metadata=has_vllm_dist,
-                    shm_orphans=shm_orphans(), stale_records=stale_records())
+                    shm_orphans=shm_orphans(), stale_records=stale_records(), corrupt_records=corrupt_records())

@@ -156,3 +156,11 @@ def stale_state(env: EnvFacts) -> list[Hit]:
     return [Hit(f"managed server {name!r}: {reason}",
                 f"vllm-launch down {name} (cleans the record and any leftover processes)")
             for name, reason in env.stale_records]
+
+
+@env_rule("VL310", "warning", "damaged state records")
+def corrupt_state(env: EnvFacts) -> list[Hit]:
+    return [Hit(f"managed server {name!r}: its record is damaged ({what})",
+                f"vllm-launch down {name} (stops the processes it names, if they still run as recorded, and removes "
+                "it)")
+            for name, what in env.corrupt_records]
