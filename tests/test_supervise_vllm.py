@@ -8,7 +8,9 @@ import os
 import signal
 import subprocess
 import sys
+import time
 import urllib.request
+from pathlib import Path
 
 import psutil
 import pytest
@@ -96,3 +98,57 @@ def test_foreground_sigint_stops_the_demo(tmp_path):
         if up.poll() is None:
             up.send_signal(signal.SIGINT)
             up.wait(timeout=120)
+
+
+def test_the_demo_listener_is_its_api_server_in_our_tree(demo_server):
+    """Readiness counted only because the process listening on the port is in the server's own tree: with
+    real vLLM that is the API server process itself."""
+    from vllm_launcher.supervise import procs
+
+    record = json.loads((Path(demo_server.env["XDG_STATE_HOME"]) / "vllm-launch" / "servers" /
+                         f"{demo_server.name}.json").read_text())
+    listening = procs.listeners(demo_server.port)
+    assert listening == [record["server_pid"]] or set(listening) == {record["server_pid"]}, (listening, record)
+    assert record["server_pid"] in [int(pid) for pid, _created in record["tree"]]
+
+
+def test_down_of_a_starting_demo_takes_seconds_and_leaves_nothing(tmp_path):
+    """Before ready there is nothing to drain: `down` sends SIGINT, waits 2.5 s, kills the tree and removes
+    its /dev/shm segments. vLLM 0.32 takes ~20 s to honour SIGINT while it loads."""
+    env = xdg_env(tmp_path / "early")
+    port = free_port()
+    shm_before = set(os.listdir("/dev/shm"))
+    up = subprocess.Popen([sys.executable, "-m", "vllm_launcher", "up", "demo", "--detach", "--name", "demo-early",
+                           "--port", str(port), "--timeout", "600"], env=env, stdout=subprocess.PIPE,
+                          stderr=subprocess.PIPE, text=True)
+    record_path = tmp_path / "early/xdg_state_home/vllm-launch/servers/demo-early.json"
+    try:
+        def deep_in_start_up() -> dict | None:
+            """The engine process runs and has made its shared memory: well into start-up, not ready."""
+            try:
+                record = json.loads(record_path.read_text())
+            except (OSError, ValueError):
+                return None
+            new_shm = [n for n in set(os.listdir("/dev/shm")) - shm_before if n.startswith("psm_")]
+            pid = record.get("server_pid")
+            if not pid or not new_shm or not psutil.pid_exists(pid):
+                return None
+            return record if len(tree_of(pid)) >= 2 else None
+
+        record = wait_for(deep_in_start_up, timeout_s=120, interval_s=0.2)
+        assert record["state"] == "starting", record["state"]
+        members = tree_of(record["server_pid"])
+        started = time.monotonic()
+        down = cli(["down", "demo-early"], env, timeout=120)
+        took = time.monotonic() - started
+        assert down.returncode == 0, down.stderr
+        print(f"down during start-up: {took:.2f} s, {len(members)} processes")
+        assert took < 5.0, f"down during start-up took {took:.1f} s"
+        assert not [p for p in members if p.is_running() and p.status() != psutil.STATUS_ZOMBIE]
+        assert port_is_free(port)
+        assert not [n for n in set(os.listdir("/dev/shm")) - shm_before if n.startswith("psm_")]
+        assert up.wait(timeout=60) == 1  # `up --detach` reports the start as stopped, not ready
+    finally:
+        if up.poll() is None:
+            up.kill()
+        cli(["down", "demo-early"], env, timeout=180)

@@ -74,3 +74,64 @@ def test_vllm_parser_rejects_what_it_should(tmp_path: Path) -> None:
         "bad-parser": render_json(["gpu-7b", "--set", "tool_calling.parser=nope"], env)["argv"][3:],
     })
     assert not any(v["ok"] for v in verdicts.values()), verdicts
+
+
+# Every option string of the installed vLLM's parser, in the spellings its parser accepts (as written,
+# with `_` for `-`, and abbreviated): whenever our extra_args check accepts one, vLLM must not read it as a
+# preset field's flag or a secret. Run in one child process against vLLM's own parser.
+FLAG_SPELLINGS = r"""
+import argparse, contextlib, io, json
+from vllm.utils.argparse_utils import FlexibleArgumentParser
+from vllm.entrypoints.launchers.cli_args import make_arg_parser
+from vllm_launcher.presets import _check_flag
+
+PROTECTED = {"model", "served_model_name", "host", "port", "enable_auto_tool_choice", "tool_call_parser", "dtype",
+             "enforce_eager", "max_model_len", "max_num_batched_tokens", "max_num_seqs", "enable_chunked_prefill",
+             "gpu_memory_utilization", "tensor_parallel_size", "pipeline_parallel_size", "kv_cache_dtype",
+             "kv_cache_memory_bytes", "api_key", "hf_token", "config"}
+parser = make_arg_parser(FlexibleArgumentParser())
+options = sorted(s for s in parser._option_string_actions if s.startswith("--"))
+
+def parsed(argv):
+    try:
+        with contextlib.redirect_stderr(io.StringIO()):
+            return vars(parser.parse_args(["--model", "m", *argv]))  # a fresh namespace each time
+    except BaseException:
+        return None
+
+base = parsed([])
+candidates = set()
+for option in options:
+    candidates.add(option)
+    candidates.add(option.replace("-", "_").replace("__", "--", 1))
+    candidates.update(option[:n] for n in range(4, len(option)))
+checked, leaks, refused_protected = 0, [], 0
+for flag in sorted(candidates):
+    for argv in ([f"{flag}=1"], [flag]):
+        try:
+            _check_flag(argv[0])
+            accepted = True
+        except ValueError:
+            accepted = False
+        got = parsed(argv)
+        if got is None:
+            continue
+        changed = {k for k in got if got[k] != base.get(k)} & PROTECTED
+        checked += 1
+        if accepted and changed:
+            leaks.append([argv, sorted(changed)])
+        if changed and not accepted:
+            refused_protected += 1
+print(json.dumps({"checked": checked, "leaks": leaks, "refused_protected": refused_protected,
+                  "options": len(options)}))
+"""
+
+
+def test_extra_args_that_we_accept_never_reach_a_field_or_secret_in_vllms_parser() -> None:
+    result = subprocess.run([sys.executable, "-c", FLAG_SPELLINGS], capture_output=True, text=True, timeout=600,
+                            check=False, cwd=REPO)
+    assert result.returncode == 0, result.stderr[-3000:]
+    verdict = json.loads(result.stdout.strip().splitlines()[-1])
+    assert verdict["options"] > 300 and verdict["checked"] > 1000, verdict
+    assert verdict["leaks"] == [], verdict["leaks"][:20]
+    assert verdict["refused_protected"] > 50  # the check is not vacuous: vLLM reads many spellings as ours

@@ -39,21 +39,19 @@ def as_text(files: dict[str, str]) -> str:
 
 
 def write_files(files: dict[str, str], directory: str | Path) -> list[Path]:
-    """Write each file into `directory` (created if missing) atomically: a temporary file in the same
-    directory, then rename, so a reader never sees half a file. Scripts (*.sh) are made executable.
-    Returns the paths written. Raises LaunchError on I/O failure."""
+    """Write the files into `directory` (created if missing) as one set (atomic.write_all): temporary files
+    in the same directory, then renames, so a reader never sees half a file and a failure (a full disk)
+    changes none of them. Scripts (*.sh) are made executable. Returns the paths written. Raises
+    LaunchError on I/O failure."""
     from vllm_launcher import atomic
 
     target = Path(directory)
     if target.exists() and not target.is_dir():
         raise ConfigError(f"{target} is a file, not a directory", source="--output")
-    written = []
+    staged = {target / name: (text, 0o755 if name.endswith(".sh") else 0o644) for name, text in files.items()}
     try:
         target.mkdir(parents=True, exist_ok=True)
-        for name, text in files.items():
-            path = target / name
-            atomic.write_text(path, text, mode=0o755 if name.endswith(".sh") else 0o644, durable=False)
-            written.append(path)
+        atomic.write_all(staged)
     except OSError as exc:
         raise LaunchError(f"cannot write {target}: {exc.strerror or exc}") from None
-    return written
+    return list(staged)

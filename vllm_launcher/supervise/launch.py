@@ -41,7 +41,7 @@ def make_record(resolved: Any, name: str | None = None, gpus: str | None = None,
     plan = build_plan(preset)
     env = dict(plan.env)
     gpu_ids: list[str] = []
-    if gpus:
+    if gpus is not None:
         gpu_ids = [g.strip() for g in gpus.split(",")]
         if not all(g.isascii() and g.isdigit() and len(g) <= 4 for g in gpu_ids):
             raise ConfigError(f"--gpus takes GPU indices like 0,1, not {gpus!r}")
