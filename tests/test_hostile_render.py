@@ -38,7 +38,10 @@ from vllm_launcher.exporters.common import container_preset
 from vllm_launcher.exporters.options import ExportOptions
 from vllm_launcher.plan import build_plan, format_json, format_shell, vllm_flags
 from vllm_launcher.presets import Preset
-from vllm_launcher.safe_text import FORBIDDEN_CATEGORIES
+
+# The oracle's own list (not the product's): controls, format characters, surrogates, line/paragraph
+# separators cannot be carried by every format, so validation must refuse them in argv text.
+FORBIDDEN_CATEGORIES = {"Cc", "Cf", "Cs", "Zl", "Zp"}
 
 K8S_VERSION = kubernetes_validate.latest_version()
 PWNED = "PWNED"

@@ -203,6 +203,6 @@ def test_no_command_shows_a_traceback_for_hostile_arguments(env, tmp_path, capsy
                 ["render", "gpu-7b", "--format", "k8s", "--hf-cache-path"], ["up", "cpu-test", "--dry-run", "--name"]]
     for command in commands:
         for value in hostile:
-            code, out, err = run_in_process([*command, value], capsys)
+            code, _out, err = run_in_process([*command, value], capsys)
             assert code in (0, 1, 2), (command, value, code, err)
             assert "\x1b" not in err and "\u202e" not in err, (command, value, err)

@@ -22,7 +22,6 @@ import pytest
 from conftest import cli, port_is_free, record_json, status_of, tagged_processes, wait_for, write_preset
 
 from vllm_launcher.supervise import state
-from vllm_launcher.supervise.state import State
 
 
 def servers(tag: str) -> list[psutil.Process]:
@@ -180,6 +179,8 @@ def test_status_never_fails_while_servers_come_and_go(fake_env, tag, port):
 
 
 def test_transitions_are_checked():
+    from vllm_launcher.supervise.state import State
+
     state.check_transition("starting", State.READY)
     state.check_transition("ready", State.BACKOFF)
     state.check_transition("backoff", State.STARTING)
@@ -191,6 +192,8 @@ def test_transitions_are_checked():
 
 
 def test_every_state_is_reachable_and_every_live_state_can_stop():
+    from vllm_launcher.supervise.state import State
+
     reachable = {State.STARTING}
     frontier = [State.STARTING]
     while frontier:

@@ -21,7 +21,7 @@ MAX_RAM_GIB = 1 << 24
 MAX_LOG_LINES = 10_000_000
 
 
-def check_number(option: str, value: float | int | None, *, low: float, high: float,
+def check_number(option: str, value: float | None, *, low: float, high: float,
                  low_inclusive: bool = True) -> None:
     """Raise ConfigError unless VALUE (None: not given) is finite and within [LOW, HIGH] (or (LOW, HIGH])."""
     if value is None:

@@ -11,7 +11,13 @@ from pathlib import Path
 
 from vllm_launcher import output
 from vllm_launcher.errors import ConfigError, LaunchError
-from vllm_launcher.inputs import MAX_LOG_LINES, MAX_START_TIMEOUT_S, MAX_STOP_TIMEOUT_S, check_number, check_server_name
+from vllm_launcher.inputs import (
+    MAX_LOG_LINES,
+    MAX_START_TIMEOUT_S,
+    MAX_STOP_TIMEOUT_S,
+    check_number,
+    check_server_name,
+)
 from vllm_launcher.supervise import launch, readiness, state
 
 

@@ -140,7 +140,7 @@ class Record:
         """A record from parsed JSON. Raises ValueError naming what is wrong (not a mapping, a missing or
         ill-typed field, an unknown state): such a file is a CorruptRecord, never a crash."""
         if not isinstance(data, dict):
-            raise ValueError(f"not a JSON object but {type(data).__name__}")
+            raise TypeError(f"not a JSON object but {type(data).__name__}")
         hints = typing.get_type_hints(cls)
         values = {}
         for spec in dataclasses.fields(cls):
@@ -215,7 +215,7 @@ class CorruptRecord:
         return found
 
 
-AnyRecord = typing.Union[Record, CorruptRecord]
+AnyRecord = Record | CorruptRecord
 
 
 def records_dir() -> Path:
