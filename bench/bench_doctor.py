@@ -19,7 +19,7 @@ import time
 
 IMPORTS = """
 import sys
-from vllm_launcher.entry import main
+from vllm_launcher.cli import main
 try:
     main(["doctor", "--json"])
 except SystemExit:

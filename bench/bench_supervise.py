@@ -31,7 +31,7 @@ def free_port() -> int:
 
 def readiness_latency(runs: int, tmp: Path) -> list[float]:
     """Seconds from the fake's first /health 200 to the supervisor noticing ready (in-process)."""
-    from vllm_launcher.supervise import state
+    from vllm_launcher import records
     from vllm_launcher.supervise.supervisor import Supervisor
 
     latencies = []
@@ -39,7 +39,7 @@ def readiness_latency(runs: int, tmp: Path) -> list[float]:
         port = free_port()
         ready_file = tmp / f"ready-{run}"
         os.environ["FAKE_VLLM_READY_FILE"] = str(ready_file)
-        record = state.Record(name=f"bench{run}", preset="bench", model="m", served_model="m", host="127.0.0.1",
+        record = records.Record(name=f"bench{run}", preset="bench", model="m", served_model="m", host="127.0.0.1",
                               port=port, log_path=str(tmp / f"bench{run}.log"), device="cpu",
                               argv=[sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--model", "m",
                                     "--port", str(port)])

@@ -118,7 +118,7 @@ def test_list_names_every_code_the_package_can_emit(tmp_path):
 
 WRAPPER = """
 import sys
-from vllm_launcher.entry import main
+from vllm_launcher.cli import main
 try:
     main(["doctor", "--json"])
 except SystemExit:

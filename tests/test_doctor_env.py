@@ -13,7 +13,9 @@ from pathlib import Path
 
 from vllm_launcher.doctor import environment
 from vllm_launcher.doctor.engine import check_environment
-from vllm_launcher.doctor.environment import EnvFacts, VllmInfo
+from vllm_launcher import system
+from vllm_launcher.doctor.environment import EnvFacts
+from vllm_launcher.system import VllmInfo
 
 
 def codes(env: EnvFacts) -> dict[str, list]:
@@ -63,7 +65,7 @@ def test_vl307_shm_orphans_only_when_no_process_maps_them():
             f"f = open({str(held)!r}, 'r+b'); m = mmap.mmap(f.fileno(), 4096); f.close()\n"
             "print('ready', flush=True); time.sleep(60)\n")], stdout=subprocess.PIPE, text=True)
         assert holder.stdout.readline().strip() == "ready"
-        found = [(p, size) for p, size in environment.shm_orphans() if os.path.basename(p).startswith(prefix)]
+        found = [(p, size) for p, size in system.shm_orphans() if os.path.basename(p).startswith(prefix)]
         assert [os.path.basename(p) for p, _ in found] == [orphan.name]
     finally:
         if holder is not None:
@@ -79,15 +81,15 @@ def test_vl307_shm_orphans_only_when_no_process_maps_them():
 
 def test_vl308_stale_state_record(tmp_path, monkeypatch):
     monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path))
-    from vllm_launcher.supervise import state
+    from vllm_launcher import records
 
     assert environment.stale_records() == []
     dead = subprocess.Popen([sys.executable, "-c", "pass"])
     dead.wait()
-    record = state.Record(name="old", preset="cpu-test", model="m", served_model="m", host="127.0.0.1",
-                          port=8011, argv=["python"], log_path=str(tmp_path / "old.log"), state=state.READY,
+    record = records.Record(name="old", preset="cpu-test", model="m", served_model="m", host="127.0.0.1",
+                          port=8011, argv=["python"], log_path=str(tmp_path / "old.log"), state=records.READY,
                           supervisor_pid=dead.pid, supervisor_create_time=1.0)
-    state.write(record)
+    records.write(record)
     stale = environment.stale_records()
     assert [name for name, _ in stale] == ["old"]
     found = codes(EnvFacts(vllm=CPU_VLLM, stale_records=stale))["VL308"][0]

@@ -12,9 +12,11 @@ from pathlib import Path
 
 import pytest
 
+from vllm_launcher import system
 from vllm_launcher.doctor import environment
 from vllm_launcher.doctor.engine import check_facts, check_preset
-from vllm_launcher.doctor.findings import Facts, load_all_rules
+from vllm_launcher.doctor.findings import Facts
+from vllm_launcher.doctor.registry import rules_by_code
 from vllm_launcher.estimate import estimate
 from vllm_launcher.hardware import GpuInfo, Hardware, NumaNode
 from vllm_launcher.models import load_arch
@@ -56,7 +58,7 @@ def run(arch=QWEN, hw: Hardware | None = None, raw: bool = False, **fields) -> d
     est = estimate(preset, arch, hw) if arch is not None else None
     facts = Facts(preset=preset, arch=arch, hardware=hw, estimate=est, env=dict(preset.env),
                   vllm_distribution="vllm", vllm_version="0.32.0", vllm_checked=True,
-                  tool_parsers=environment.tool_parsers(environment.vllm_info().package_dir),
+                  tool_parsers=environment.tool_parsers(system.vllm_info().package_dir),
                   cpu_flags=frozenset({"avx512f", "avx512_bf16"}))
     by_code: dict[str, list] = {}
     for finding in check_facts(facts, "t"):
@@ -65,7 +67,7 @@ def run(arch=QWEN, hw: Hardware | None = None, raw: bool = False, **fields) -> d
 
 
 def test_registry_codes_are_unique_and_well_formed():
-    rules = load_all_rules()
+    rules = rules_by_code()
     assert len(rules) >= 60
     for code, registered in rules.items():
         assert code == registered.code and code[:2] == "VL" and len(code) == 5
@@ -351,7 +353,7 @@ def test_vl303_vllm_too_old_for_a_flag():
 
 
 def test_vl304_parser_not_in_installed_vllm():
-    installed = environment.tool_parsers(environment.vllm_info().package_dir)
+    installed = environment.tool_parsers(system.vllm_info().package_dir)
     assert {"hermes", "mistral", "llama3_json", "llama4_json", "deepseek_v3", "qwen3_coder"} <= installed
     bad = Preset(name="t", model="Qwen/Qwen2.5-7B-Instruct", tool_calling={"enabled": True, "parser": "hermess"})
     found = _codes(_facts(bad, vllm_version="0.32.0", tool_parsers=installed))["VL304"][0]

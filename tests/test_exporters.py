@@ -629,7 +629,7 @@ def test_doctor_multinode_rules():
 
 
 def test_render_cache_matches_a_full_render_and_notices_edits(tmp_path, monkeypatch):
-    from vllm_launcher.exporters.cache import cached_render
+    from vllm_launcher.commands.presets import rendered_files as cached_render
 
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
     user_dir = tmp_path / "config" / "vllm-launch" / "presets"
@@ -647,7 +647,7 @@ def test_render_cache_matches_a_full_render_and_notices_edits(tmp_path, monkeypa
 
 
 def test_render_cache_hit_loads_neither_pydantic_nor_yaml(tmp_path):
-    code = ("import sys\nfrom vllm_launcher.exporters.cache import cached_render\n"
+    code = ("import sys\nfrom vllm_launcher.commands.presets import rendered_files as cached_render\n"
             "files = cached_render('gpu-7b', [], 'compose', {})\n"
             "assert files['compose.yaml'].startswith('# vllm-launch render gpu-7b')\n"
             "print(sorted(m for m in ('pydantic', 'yaml') if m in sys.modules))\n")

@@ -16,7 +16,7 @@ HEAVY = ("torch", "vllm", "transformers")
 PROBE = (
     "import sys, atexit\n"
     f"atexit.register(lambda: sys.stderr.write('\\nHEAVY:' + ','.join(m for m in {HEAVY!r} if m in sys.modules)))\n"
-    "from vllm_launcher.entry import main\n"
+    "from vllm_launcher.cli import main\n"
     "main(sys.argv[1:])\n"
 )
 
@@ -59,15 +59,21 @@ def test_fast_path_matches_typer(args: list[str], tmp_path: Path, monkeypatch: p
     for var, value in isolated_env(tmp_path).items():
         if var.startswith("XDG_"):
             monkeypatch.setenv(var, value)
-    from vllm_launcher import cli, fastpath
-    from vllm_launcher.entry import main as entry_main
+    from vllm_launcher.cli import fastpath
+    from vllm_launcher.cli import main as entry_main
 
     handled: list[bool] = []
     original = fastpath.run
-    monkeypatch.setattr(fastpath, "run", lambda argv: handled.append(original(argv)) or handled[-1])
+
+    def spy(argv: list[str]) -> int | None:
+        code = original(argv)
+        handled.append(code is not None)  # None: not handled, typer parses it
+        return code
+
+    monkeypatch.setattr(fastpath, "run", spy)
     fast = _run_in_process(entry_main, args)
-    monkeypatch.setattr(fastpath, "run", original)
-    slow = _run_in_process(cli.main, args)
+    monkeypatch.setattr(fastpath, "run", lambda argv: None)  # the typer app only
+    slow = _run_in_process(entry_main, args)
     assert fast == slow
     assert handled == [True] or fast[2] != 0  # errors may be reported by either path, identically
 

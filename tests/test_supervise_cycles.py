@@ -13,7 +13,8 @@ CYCLES = 100
 
 
 def test_hundred_start_stop_cycles_leave_nothing(port, monkeypatch):
-    from vllm_launcher.supervise import procs, state
+    from vllm_launcher import records
+    from vllm_launcher.supervise import procs
     from vllm_launcher.supervise.supervisor import Supervisor
 
     tag = new_tag()
@@ -21,10 +22,10 @@ def test_hundred_start_stop_cycles_leave_nothing(port, monkeypatch):
     monkeypatch.setenv("FAKE_VLLM_TAG", tag)
     monkeypatch.setenv("FAKE_VLLM_START_S", "0")
     monkeypatch.setenv("FAKE_VLLM_DIST_STORE", "1")  # each start leaves /tmp/vllm_dist_<hex> unless removed
-    record = state.Record(
+    record = records.Record(
         name="cycle", preset="cycle", model="m", served_model="m", host="127.0.0.1", port=port,
         argv=[sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--model", "m", "--port", str(port)],
-        log_path=str(state.log_path_for("cycle")), device="cpu")
+        log_path=str(records.log_path_for("cycle")), device="cpu")
     supervisor = Supervisor(record)
     fds_before = len(os.listdir("/proc/self/fd"))
     all_pids: set[int] = set()

@@ -113,17 +113,17 @@ def test_exit_during_start_detached(fake_env, tag, port):
 
 
 def test_crash_after_ready_is_restarted_with_growing_backoff_then_gives_up(fake_env, tag, port, monkeypatch):
-    from vllm_launcher.supervise import state
+    from vllm_launcher import records
     from vllm_launcher.supervise.supervisor import RestartPolicy, Supervisor
 
     for key, value in fake_env.items():
         monkeypatch.setenv(key, value)
     monkeypatch.setenv("FAKE_VLLM_MODE", "crash_after_ready")
     monkeypatch.setenv("FAKE_VLLM_CRASH_AFTER_S", "0.3")
-    record = state.Record(
+    record = records.Record(
         name="crashy", preset="crashy", model="m", served_model="m", host="127.0.0.1", port=port,
         argv=[sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--model", "m", "--port", str(port)],
-        log_path=str(state.log_path_for("crashy")), device="cpu")
+        log_path=str(records.log_path_for("crashy")), device="cpu")
     policy = RestartPolicy(first_delay_s=0.2, max_delay_s=0.8, max_restarts=4, window_s=60)
     events: list[str] = []
 
@@ -135,7 +135,7 @@ def test_crash_after_ready_is_restarted_with_growing_backoff_then_gives_up(fake_
 
     supervisor = Supervisor(record, Recorder(), policy)
     assert supervisor.run() == 1
-    final = state.read("crashy")
+    final = records.read("crashy")
     assert final.state == "failed" and final.restarts == 4
     assert "gave up after 4 restarts" in final.reason
     delays = [float(e.split("restarting in ")[1].split(" s")[0]) for e in events if "restarting in" in e]
@@ -350,8 +350,21 @@ def test_foreground_sigint_stops_the_tree(fake_env, tag, port):
     finally:
         up.kill()
     assert up.returncode == 0, err
-    assert "fg is ready" in out and "Application startup complete" in out  # the log is echoed
+    # The one visible change of the CLI rework: vLLM's INFO lines stay in the log file unless --verbose;
+    # its warnings are shown.
+    assert "fg is ready" in out and "Application startup complete" not in out
+    assert "WARNING" in out and "fake warning" in out
     assert record_json(fake_env, "fg") is None
+    assert_nothing_left(tag, port)
+    verbose = subprocess.Popen([sys.executable, "-m", "vllm_launcher", "up", "fg", "--verbose"], env=fake_env,
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        wait_for(lambda: (record_json(fake_env, "fg") or {}).get("state") == "ready", 20)
+        verbose.send_signal(signal.SIGINT)
+        out, err = verbose.communicate(timeout=30)
+    finally:
+        verbose.kill()
+    assert "Application startup complete" in out  # --verbose: the whole log is echoed
     assert_nothing_left(tag, port)
 
 

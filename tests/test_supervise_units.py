@@ -11,7 +11,8 @@ import time
 
 import pytest
 
-from vllm_launcher.supervise import diagnose, history, readiness, state
+from vllm_launcher import records, system
+from vllm_launcher.supervise import diagnose, history, readiness
 from vllm_launcher.supervise.supervisor import RestartPolicy, gpu_lock_plan
 
 # vLLM 0.32's texts (VLLM-NOTES.md "Errors vLLM raises at start-up" and what was seen on this machine).
@@ -106,22 +107,22 @@ def test_log_follower_splits_lines_and_carriage_returns(tmp_path):
     assert readiness.tail_lines(path, 2) == ["progress 50%", "progress 100%"]
 
 
-def _record(name: str = "r", **fields) -> state.Record:
-    return state.Record(name=name, preset="p", model="m", served_model="m", host="127.0.0.1", port=8000,
+def _record(name: str = "r", **fields) -> records.Record:
+    return records.Record(name=name, preset="p", model="m", served_model="m", host="127.0.0.1", port=8000,
                         argv=["python"], log_path="/tmp/x.log", **fields)
 
 
 def test_record_round_trip_is_atomic_json():
     record = _record(env={"A": "1"}, secret_env={"VLLM_API_KEY": "MY_KEY"})
-    state.write(record)
-    path = state.record_path("r")
+    records.write(record)
+    path = records.record_path("r")
     data = json.loads(path.read_text())
     assert data["secret_env"] == {"VLLM_API_KEY": "MY_KEY"}  # the name of the variable, never its value
-    assert state.read("r") == record
+    assert records.read("r") == record
     assert [p.name for p in path.parent.iterdir()] == ["r.json"]  # no temp file left
-    assert [r.name for r in state.list_records()] == ["r"]
-    state.delete("r")
-    assert state.read("r") is None
+    assert [r.name for r in records.list_records()] == ["r"]
+    records.delete("r")
+    assert records.read("r") is None
 
 
 def test_stale_when_supervisor_gone_or_pid_reused():
@@ -130,24 +131,24 @@ def test_stale_when_supervisor_gone_or_pid_reused():
     proc = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
     try:
         created = psutil.Process(proc.pid).create_time()
-        alive = _record(supervisor_pid=proc.pid, supervisor_create_time=created, state=state.READY)
-        assert state.effective_state(alive) == state.READY
-        reused = _record(supervisor_pid=proc.pid, supervisor_create_time=created - 100, state=state.READY)
-        assert state.effective_state(reused) == state.STALE  # same pid, another process
+        alive = _record(supervisor_pid=proc.pid, supervisor_create_time=created, state=records.READY)
+        assert records.effective_state(alive) == records.READY
+        reused = _record(supervisor_pid=proc.pid, supervisor_create_time=created - 100, state=records.READY)
+        assert records.effective_state(reused) == records.STALE  # same pid, another process
     finally:
         proc.kill()
         proc.wait()
-    gone = _record(supervisor_pid=proc.pid, supervisor_create_time=created, state=state.STARTING)
-    assert state.effective_state(gone) == state.STALE
-    failed = _record(supervisor_pid=proc.pid, supervisor_create_time=created, state=state.FAILED)
-    assert state.effective_state(failed) == state.FAILED  # a finished record is not stale
+    gone = _record(supervisor_pid=proc.pid, supervisor_create_time=created, state=records.STARTING)
+    assert records.effective_state(gone) == records.STALE
+    failed = _record(supervisor_pid=proc.pid, supervisor_create_time=created, state=records.FAILED)
+    assert records.effective_state(failed) == records.FAILED  # a finished record is not stale
 
 
 def test_name_lock_serializes_writers():
     order: list[str] = []
 
     def hold() -> None:
-        with state.locked("n"):
+        with records.locked("n"):
             order.append("a-in")
             time.sleep(0.3)
             order.append("a-out")
@@ -155,7 +156,7 @@ def test_name_lock_serializes_writers():
     thread = threading.Thread(target=hold)
     thread.start()
     time.sleep(0.1)
-    with state.locked("n"):
+    with records.locked("n"):
         order.append("b-in")
     thread.join()
     assert order == ["a-in", "a-out", "b-in"]
@@ -194,7 +195,7 @@ def test_servers_sharing_a_gpu_start_one_at_a_time():
     def take(plan, timeout_s):
         stack = ExitStack()
         for name, exclusive in plan:
-            stack.enter_context(state.file_lock(state.locks_dir() / f"{name}.lock", exclusive, timeout_s))
+            stack.enter_context(records.file_lock(records.locks_dir() / f"{name}.lock", exclusive, timeout_s))
         return stack
 
     first = take(gpu_lock_plan(_record(device="cuda", gpus=["0"])), 1)
@@ -210,7 +211,7 @@ def test_servers_sharing_a_gpu_start_one_at_a_time():
 
 
 def test_status_does_not_import_heavy_modules(fake_env):
-    code = ("import sys; from vllm_launcher.supervise import commands; commands.status_main(as_json=True); "
+    code = ("import sys; from vllm_launcher.commands import servers; servers.status(as_json=True); "
             "heavy = [m for m in ('torch', 'vllm', 'transformers', 'httpx', 'rich') if m in sys.modules]; "
             "assert not heavy, heavy")
     result = subprocess.run([sys.executable, "-c", code], env=fake_env, capture_output=True, text=True, check=False)
@@ -250,21 +251,20 @@ def test_phases_of_a_real_vllm_032_cpu_start():
 def test_port_check_tells_a_foreign_host_from_a_busy_port():
     import socket
 
-    from vllm_launcher.supervise import procs
 
     # 192.0.2.1 (TEST-NET-1) is never an address of this machine: EADDRNOTAVAIL, not an exception.
-    assert procs.port_check("192.0.2.1", 8000) == procs.PORT_NOT_LOCAL
-    assert procs.port_free("192.0.2.1", 8000) is False
-    assert procs.host_is_local("192.0.2.1") is False
-    assert procs.port_check("no-such-host.invalid", 8000) == procs.PORT_NOT_LOCAL
-    assert procs.host_is_local("127.0.0.1") and procs.host_is_local("0.0.0.0")
+    assert system.port_check("192.0.2.1", 8000) == system.PORT_NOT_LOCAL
+    assert system.port_free("192.0.2.1", 8000) is False
+    assert system.host_is_local("192.0.2.1") is False
+    assert system.port_check("no-such-host.invalid", 8000) == system.PORT_NOT_LOCAL
+    assert system.host_is_local("127.0.0.1") and system.host_is_local("0.0.0.0")
     with socket.socket() as holder:
         holder.bind(("127.0.0.1", 0))
         holder.listen()
         busy = holder.getsockname()[1]
-        assert procs.port_check("127.0.0.1", busy) == procs.PORT_IN_USE
-        assert procs.port_free("127.0.0.1", busy) is False
-    assert procs.port_check("127.0.0.1", busy) == procs.PORT_FREE
+        assert system.port_check("127.0.0.1", busy) == system.PORT_IN_USE
+        assert system.port_free("127.0.0.1", busy) is False
+    assert system.port_check("127.0.0.1", busy) == system.PORT_FREE
 
 
 def test_a_zombie_child_counts_as_gone_everywhere():
@@ -283,7 +283,7 @@ def test_a_zombie_child_counts_as_gone_everywhere():
             time.sleep(0.01)
         assert procs.group_alive(child.pid) is False
         assert procs.alive({child.pid: created}) == []
-        assert state.process_matches(child.pid, created) is False
+        assert records.process_matches(child.pid, created) is False
         result = procs.stop_tree(child.pid, {child.pid: created}, timeout_s=30)
         assert result.signals == [] and result.survivors == []
     finally:
@@ -296,16 +296,16 @@ def test_cleanup_does_not_wait_for_a_zombie_supervisor(tmp_path):
     the wait must end (no SIGKILL fallback after the whole timeout)."""
     import psutil
 
-    from vllm_launcher.supervise import launch
+    from vllm_launcher.supervise import stop
 
     daemon = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"], start_new_session=True)
     try:
-        record = state.Record(name="zs", preset="p", model="m", served_model="m", host="127.0.0.1",
+        record = records.Record(name="zs", preset="p", model="m", served_model="m", host="127.0.0.1",
                               port=8000, argv=["python"], log_path=str(tmp_path / "zs.log"),
                               supervisor_pid=daemon.pid,
                               supervisor_create_time=psutil.Process(daemon.pid).create_time())
-        state.write(record)
-        result = launch.cleanup(record, timeout_s=30)
+        records.write(record)
+        result = stop.cleanup(record, timeout_s=30)
         assert result.signals == ["SIGTERM to its supervisor"]
         assert daemon.poll() is not None  # reaped by cleanup: no zombie left behind
     finally:

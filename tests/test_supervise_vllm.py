@@ -103,11 +103,11 @@ def test_foreground_sigint_stops_the_demo(tmp_path):
 def test_the_demo_listener_is_its_api_server_in_our_tree(demo_server):
     """Readiness counted only because the process listening on the port is in the server's own tree: with
     real vLLM that is the API server process itself."""
-    from vllm_launcher.supervise import procs
+    from vllm_launcher import system
 
     record = json.loads((Path(demo_server.env["XDG_STATE_HOME"]) / "vllm-launch" / "servers" /
                          f"{demo_server.name}.json").read_text())
-    listening = procs.listeners(demo_server.port)
+    listening = system.listeners(demo_server.port)
     assert listening == [record["server_pid"]] or set(listening) == {record["server_pid"]}, (listening, record)
     assert record["server_pid"] in [int(pid) for pid, _created in record["tree"]]
 

@@ -7,6 +7,7 @@ import sys
 
 import pytest
 
+from vllm_launcher import system
 from vllm_launcher.doctor import environment
 from vllm_launcher.doctor.rules_preset import expected_parser
 from vllm_launcher.fit import tool_parser_for
@@ -57,7 +58,7 @@ def test_fit_and_doctor_read_the_same_table(model, parser):
 
 
 def test_every_parser_is_registered_in_the_installed_vllm():
-    installed = environment.tool_parsers(environment.vllm_info().package_dir)
+    installed = environment.tool_parsers(system.vllm_info().package_dir)
     assert installed, "could not read the installed vLLM's tool parsers"
     assert {f.parser for f in FAMILIES if f.parser} <= installed
 

@@ -180,7 +180,7 @@ def test_a_preset_name_over_64_characters_is_refused(env):
 def run_in_process(args: list[str], capsys) -> tuple[int, str, str]:
     """`vllm-launch ARGS` in this process: any exception other than SystemExit is a traceback a user would
     have seen."""
-    from vllm_launcher.entry import main
+    from vllm_launcher.cli import main
 
     try:
         main(args)

@@ -21,7 +21,7 @@ import psutil
 import pytest
 from conftest import cli, port_is_free, record_json, status_of, tagged_processes, wait_for, write_preset
 
-from vllm_launcher.supervise import state
+from vllm_launcher import records
 
 
 def servers(tag: str) -> list[psutil.Process]:
@@ -179,33 +179,33 @@ def test_status_never_fails_while_servers_come_and_go(fake_env, tag, port):
 
 
 def test_transitions_are_checked():
-    from vllm_launcher.supervise.state import State
+    from vllm_launcher.records import State
 
-    state.check_transition("starting", State.READY)
-    state.check_transition("ready", State.BACKOFF)
-    state.check_transition("backoff", State.STARTING)
-    state.check_transition("unhealthy", State.UNHEALTHY)  # a new reason while unhealthy
+    records.check_transition("starting", State.READY)
+    records.check_transition("ready", State.BACKOFF)
+    records.check_transition("backoff", State.STARTING)
+    records.check_transition("unhealthy", State.UNHEALTHY)  # a new reason while unhealthy
     for old, new in [("stopped", State.READY), ("failed", State.STARTING), ("starting", State.STOPPED),
                      ("stopping", State.READY), ("backoff", State.READY)]:
-        with pytest.raises(state.InvalidTransition, match=f"from {old} to {new.value}"):
-            state.check_transition(old, new)
+        with pytest.raises(records.InvalidTransition, match=f"from {old} to {new.value}"):
+            records.check_transition(old, new)
 
 
 def test_every_state_is_reachable_and_every_live_state_can_stop():
-    from vllm_launcher.supervise.state import State
+    from vllm_launcher.records import State
 
     reachable = {State.STARTING}
     frontier = [State.STARTING]
     while frontier:
-        for nxt in state.TRANSITIONS[frontier.pop()]:
+        for nxt in records.TRANSITIONS[frontier.pop()]:
             if nxt not in reachable:
                 reachable.add(nxt)
                 frontier.append(nxt)
     assert reachable == set(State)
-    for live in state.LIVE_STATES:
+    for live in records.LIVE_STATES:
         if live != State.STOPPING:
-            assert State.STOPPING in state.TRANSITIONS[live]
-        assert State.FAILED in state.TRANSITIONS[live]
+            assert State.STOPPING in records.TRANSITIONS[live]
+        assert State.FAILED in records.TRANSITIONS[live]
 
 
 def test_a_supervisor_walks_the_table_through_a_crash_and_a_stop(fake_env, tag, port):

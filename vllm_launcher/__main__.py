@@ -1,4 +1,4 @@
-from vllm_launcher.entry import main
+from vllm_launcher.cli import main
 
 if __name__ == "__main__":
     main()

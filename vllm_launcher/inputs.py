@@ -19,6 +19,8 @@ MAX_GPUS = 4096
 MAX_GPU_MEM_GIB = 65536.0
 MAX_RAM_GIB = 1 << 24
 MAX_LOG_LINES = 10_000_000
+# `up --restart`: when the supervisor restarts a server that exited or stopped answering after it was ready.
+RESTART_MODES = ("on-failure", "always", "never")
 
 
 def check_number(option: str, value: float | None, *, low: float, high: float,
@@ -37,7 +39,7 @@ def check_number(option: str, value: float | None, *, low: float, high: float,
 def check_server_name(option: str, name: str) -> str:
     """NAME unchanged when it can name a server (a file name, a unit name): 1-64 of letters, digits, '.',
     '_', '-', starting with a letter or digit, no '..'. Raises ConfigError."""
-    from vllm_launcher.supervise.state import valid_name
+    from vllm_launcher.records import valid_name
 
     if not valid_name(name):
         shown = name if len(name) <= 80 else name[:77] + "..."

@@ -1,13 +1,48 @@
-"""The one place that prints: plain tables, YAML/JSON documents, and one-line errors with exit codes."""
+"""The one place that prints: command results (human text or `--json`), plain tables, and one-line errors.
+
+Command bodies (vllm_launcher.commands) return a `Result`; the CLI hands it to `emit`. Interactive commands
+(`up` while it starts, `logs -f`, `status --watch`) also print as they go, through `out` and `err` here or
+the start-up display (supervise.display).
+"""
 
 from __future__ import annotations
 
 import json
 import sys
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 PROG = "vllm-launch"
+
+
+@dataclass
+class Result:
+    """What a command produced. `text` (stdout) for people, `data` for `--json` (printed instead of `text`
+    when `as_json`), `notes` (stderr, as they are), `errors` (stderr, one `vllm-launch: error:` line each),
+    and the exit code."""
+
+    text: str | None = None
+    data: Any = None
+    as_json: bool = False
+    notes: list[str] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+    code: int = 0
+
+
+def emit(result: Result | int | None) -> int:
+    """Print RESULT; returns its exit code (a bare int or None from an interactive command: as is, or 0)."""
+    if not isinstance(result, Result):
+        return result or 0
+    if result.as_json:
+        print_json(result.data)
+    elif result.text is not None:
+        out(result.text.rstrip("\n"))
+    for note in result.notes:
+        err(note)
+    for message in result.errors:
+        error_line(message)
+    return result.code
 
 
 def out(text: str = "") -> None:

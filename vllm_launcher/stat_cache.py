@@ -1,6 +1,6 @@
 """Results cached on disk and keyed on the stat of the files they were built from (like .pyc files).
 
-Used for validated launch plans (plan_cache) and rendered deployment files (exporters.cache), so that a
+Used for validated launch plans and rendered deployment files (`render`), through `cached`, so that a
 repeated `render` needs neither YAML nor pydantic. An entry's key holds everything the result depends on
 besides files (preset reference, overrides, format, interpreter, working directory, XDG locations); the
 entry stores the stat signature of every file and directory it was built from, and any change to one of
@@ -15,6 +15,7 @@ import json
 import os
 import sys
 from pathlib import Path
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from vllm_launcher import paths
@@ -73,3 +74,16 @@ def preset_deps(ref: str, resolved: ResolvedPreset) -> list[str]:
     if ref.endswith((".yaml", ".yml")) or "/" in ref:
         deps.append(str(Path(ref).parent))
     return deps
+
+
+def cached(kind: str, key_parts: list[Any], build: Callable[[], tuple[Any, list[str]]]) -> Any:
+    """The value of KIND for KEY_PARTS: from the cache when nothing it depends on changed, else BUILD() ->
+    (value, the files and directories it was built from), stored for next time. BUILD raises for bad input;
+    errors are never cached."""
+    entry = entry_path(kind, key_parts)
+    value = load(entry)
+    if value is not None:
+        return value
+    value, deps = build()
+    store(entry, value, deps)
+    return value

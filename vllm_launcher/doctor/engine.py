@@ -7,14 +7,9 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from vllm_launcher.doctor.findings import (
-    Facts,
-    Finding,
-    load_all_rules,
-    make_finding,
-    run_rule,
-    sort_findings,
-)
+from vllm_launcher.doctor import registry
+from vllm_launcher.doctor.findings import Facts, Finding, run_rule, sort_findings
+from vllm_launcher import system
 from vllm_launcher.errors import ConfigError, LaunchError
 
 
@@ -43,11 +38,11 @@ def preset_facts(preset, hardware, *, local: bool = True, managed_running: bool 
             estimate = None
     env = {**os.environ, **preset.env} if local else dict(preset.env)
     if local:
-        info = environment.vllm_info(preset.python)
+        info = system.vllm_info(preset.python, env)
     else:
         vllm = getattr(hardware, "vllm", None)
-        info = environment.VllmInfo(vllm.distribution if vllm else None, vllm.version if vllm else None,
-                                    None, checked=vllm is not None)
+        info = system.VllmInfo(vllm.distribution if vllm else None, vllm.version if vllm else None,
+                               None, checked=vllm is not None)
     parsers = environment.tool_parsers(info.package_dir) if info.package_dir else None
     port_owner = port_error = None
     if local:
@@ -57,6 +52,7 @@ def preset_facts(preset, hardware, *, local: bool = True, managed_running: bool 
             port_error = exc.strerror or str(exc)
     facts = Facts(preset=preset, arch=arch, arch_error=arch_error, hardware=hardware, estimate=estimate, env=env,
                   vllm_distribution=info.distribution, vllm_version=info.version, vllm_checked=info.checked,
+                  vllm_package_dir=info.package_dir, vllm_problem=info.problem,
                   tool_parsers=parsers, cpu_flags=environment.cpu_flags() if local else None, local=local,
                   port_owner=port_owner, port_error=port_error, managed_running=managed_running)
     return facts
@@ -65,9 +61,8 @@ def preset_facts(preset, hardware, *, local: bool = True, managed_running: bool 
 def check_facts(facts: Facts, preset_name: str | None) -> list[Finding]:
     """Run every preset-scope rule on prepared facts (pure: used directly by tests)."""
     findings: list[Finding] = []
-    for registered in load_all_rules().values():
-        if registered.scope == "preset":
-            findings.extend(run_rule(registered, facts, preset_name))
+    for rule in registry.static_rules("preset"):
+        findings.extend(run_rule(rule, facts, preset_name))
     return findings
 
 
@@ -82,9 +77,8 @@ def check_environment(env_facts=None) -> list[Finding]:
 
     env_facts = env_facts if env_facts is not None else gather_environment()
     findings: list[Finding] = []
-    for registered in load_all_rules().values():
-        if registered.scope == "environment":
-            findings.extend(run_rule(registered, env_facts, None))
+    for rule in registry.static_rules("environment"):
+        findings.extend(run_rule(rule, env_facts, None))
     return findings
 
 
@@ -135,7 +129,7 @@ def run_doctor(names: list[str], *, hardware_file: str | None = None, endpoint: 
     elif not only_live:
         for entry in list_presets():
             if entry.preset is None:
-                findings.append(make_finding("VL100", entry.error or "invalid preset",
+                findings.append(registry.PRESET_DOES_NOT_LOAD.finding(entry.error or "invalid preset",
                                              f"fix {entry.source} (vllm-launch show {entry.name})",
                                              preset=entry.name))
             else:

@@ -11,21 +11,31 @@ import re
 import time
 from dataclasses import dataclass
 
-from vllm_launcher.doctor.findings import Finding, make_finding, register
+from vllm_launcher.doctor.findings import Finding, Rule, Severity
 
-register("VL400", "info", "live", "what the server serves")
-register("VL401", "error", "live", "server not reachable")
-register("VL402", "error", "live", "/health does not answer 200")
-register("VL403", "error", "live", "the expected model is not served")
-register("VL404", "warning", "live", "served max_model_len differs from the preset")
-register("VL405", "info", "live", "native tool calls work")
-register("VL406", "error", "live", "tool call came back as text in `content`")
-register("VL407", "error", "live", "HTTP 400: \"auto\" tool choice needs the tool-calling flags")
-register("VL408", "warning", "live", "the response repeats its own content")
-register("VL409", "info", "live", "time to first token (streaming)")
-register("VL410", "error", "live", "HTTP 401: API key missing or wrong")
-register("VL411", "info", "live", "the model answered without calling the tool")
-register("VL412", "warning", "live", "chat request failed")
+# The live checks' codes (doctor.registry lists them with the others).
+LIVE_RULES: tuple[Rule, ...] = (
+    Rule("VL400", "info", "live", "what the server serves"),
+    Rule("VL401", "error", "live", "server not reachable"),
+    Rule("VL402", "error", "live", "/health does not answer 200"),
+    Rule("VL403", "error", "live", "the expected model is not served"),
+    Rule("VL404", "warning", "live", "served max_model_len differs from the preset"),
+    Rule("VL405", "info", "live", "native tool calls work"),
+    Rule("VL406", "error", "live", "tool call came back as text in `content`"),
+    Rule("VL407", "error", "live", "HTTP 400: \"auto\" tool choice needs the tool-calling flags"),
+    Rule("VL408", "warning", "live", "the response repeats its own content"),
+    Rule("VL409", "info", "live", "time to first token (streaming)"),
+    Rule("VL410", "error", "live", "HTTP 401: API key missing or wrong"),
+    Rule("VL411", "info", "live", "the model answered without calling the tool"),
+    Rule("VL412", "warning", "live", "chat request failed"),
+)
+_BY_CODE = {rule.code: rule for rule in LIVE_RULES}
+
+
+def make_finding(code: str, message: str, fix: str = "", *, preset: str | None = None,
+                 severity: Severity | None = None) -> Finding:
+    return _BY_CODE[code].finding(message, fix, preset=preset, severity=severity)
+
 
 PROBE_TOOL = {
     "type": "function",

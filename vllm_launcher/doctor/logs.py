@@ -20,7 +20,7 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from vllm_launcher.doctor.findings import Finding, Severity, make_finding, register
+from vllm_launcher.doctor.findings import Finding, Rule, Severity
 
 Explain = Callable[[re.Match], tuple[str, str]]  # match -> (cause, fix)
 
@@ -30,10 +30,14 @@ class LogPattern:
     code: str
     name: str  # short slug: the supervisor's Diagnosis.code
     severity: Severity
+    title: str
     regexes: tuple[re.Pattern, ...]
     explain: Explain
     recurring: bool = True  # comes back on every restart: report, do not restart
     generic: bool = False  # only reported when nothing more specific matched
+
+    def rule(self) -> Rule:
+        return Rule(self.code, self.severity, "log", self.title)
 
 
 @dataclass(frozen=True)
@@ -52,11 +56,11 @@ PATTERNS: list[LogPattern] = []
 
 def known(code: str, name: str, severity: Severity, title: str, *regexes: str, recurring: bool = True,
           generic: bool = False) -> Callable[[Explain], Explain]:
-    """Register a log pattern: decorate `explain(match) -> (cause, fix)`."""
+    """Add a log pattern to PATTERNS (this module's table; doctor.registry lists its codes): decorate
+    `explain(match) -> (cause, fix)`."""
 
     def decorate(explain: Explain) -> Explain:
-        register(code, severity, "log", title)
-        PATTERNS.append(LogPattern(code, name, severity, tuple(re.compile(r) for r in regexes), explain,
+        PATTERNS.append(LogPattern(code, name, severity, title, tuple(re.compile(r) for r in regexes), explain,
                                    recurring, generic))
         return explain
 
@@ -419,10 +423,10 @@ def first_error(text: str) -> LogHit | None:
 def explain_log(text: str, preset: str | None = None) -> list[Finding]:
     """Every known vLLM message in a log, in the order it first appears, each once, as findings with cause
     (message) and fix."""
-    return [make_finding(h.pattern.code, h.cause, h.fix, preset=preset) for h in scan(text)]
+    return [h.pattern.rule().finding(h.cause, h.fix, preset=preset) for h in scan(text)]
 
 
 def diagnose(text: str) -> Finding | None:
     """`first_error` as a finding (for `doctor --log` and tests)."""
     hit = first_error(text)
-    return make_finding(hit.pattern.code, hit.cause, hit.fix) if hit else None
+    return hit.pattern.rule().finding(hit.cause, hit.fix) if hit else None

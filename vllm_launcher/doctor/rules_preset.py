@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import ipaddress
 
-from vllm_launcher.doctor.findings import Facts, Hit, rule
+from vllm_launcher.doctor.findings import Facts, Hit
 
 GIB = 1024**3
 # The seed guide: a ~6.5K-token client system prompt "needs at least 16K context". We generalise it:
@@ -82,7 +82,6 @@ def _chunked_prefill_off(preset) -> bool:
 # -------------------------------------------------------------------------------------------- rules
 
 
-@rule("VL101", "error", "max_num_batched_tokens below max_model_len (error with chunked prefill off)")
 def batched_below_context(facts: Facts) -> Hit | None:
     p = facts.preset
     length = effective_max_model_len(facts)
@@ -104,7 +103,6 @@ def batched_below_context(facts: Facts) -> Hit | None:
         f"fine as is; for faster long prompts set max_num_batched_tokens: {length}", severity="info")
 
 
-@rule("VL102", "error", "max_num_batched_tokens below max_num_seqs")
 def batched_below_seqs(facts: Facts) -> Hit | None:
     p = facts.preset
     if p.max_num_seqs is None:
@@ -125,7 +123,6 @@ def batched_below_seqs(facts: Facts) -> Hit | None:
                f"set max_num_seqs: {batched} or max_num_batched_tokens: {p.max_num_seqs}")
 
 
-@rule("VL103", "error", "max_model_len above the model's max_position_embeddings")
 def context_above_model_limit(facts: Facts) -> Hit | None:
     p, arch = facts.preset, facts.arch
     if arch is None or p.max_model_len is None or p.max_model_len <= arch.max_position_embeddings:
@@ -150,7 +147,6 @@ def recommended_context(client_prompt_tokens: int) -> int:
     return 1 << (target - 1).bit_length()
 
 
-@rule("VL104", "error", "context too small for the client's prompt (client_prompt_tokens)")
 def context_vs_client_prompt(facts: Facts) -> Hit | None:
     p = facts.preset
     prompt = p.client_prompt_tokens
@@ -171,7 +167,6 @@ def context_vs_client_prompt(facts: Facts) -> Hit | None:
     return None
 
 
-@rule("VL105", "error", "tensor_parallel_size does not divide the attention heads")
 def tp_vs_attention_heads(facts: Facts) -> Hit | None:
     p, arch = facts.preset, facts.arch
     tp = p.tensor_parallel_size or 1
@@ -183,7 +178,6 @@ def tp_vs_attention_heads(facts: Facts) -> Hit | None:
                f"set tensor_parallel_size to one of {', '.join(map(str, good))}")
 
 
-@rule("VL106", "error", "tensor_parallel_size and the KV heads do not divide each other")
 def tp_vs_kv_heads(facts: Facts) -> Hit | None:
     p, arch = facts.preset, facts.arch
     tp = p.tensor_parallel_size or 1
@@ -199,7 +193,6 @@ def tp_vs_kv_heads(facts: Facts) -> Hit | None:
                f"set tensor_parallel_size to one of {', '.join(map(str, good))}")
 
 
-@rule("VL107", "error", "tensor_parallel_size x pipeline_parallel_size exceeds the visible GPUs")
 def parallel_vs_gpus(facts: Facts) -> Hit | None:
     p, hw = facts.preset, facts.hardware
     if p.device != "cuda" or hw is None or not hw.gpus:
@@ -213,7 +206,6 @@ def parallel_vs_gpus(facts: Facts) -> Hit | None:
                f"machine with {world} GPUs (check CUDA_VISIBLE_DEVICES)")
 
 
-@rule("VL108", "warning", "GPU preset on a machine without a GPU")
 def gpu_preset_without_gpu(facts: Facts) -> Hit | None:
     p, hw = facts.preset, facts.hardware
     if p.device != "cuda" or hw is None or hw.gpus:
@@ -228,7 +220,6 @@ def gpu_preset_without_gpu(facts: Facts) -> Hit | None:
                "from `vllm-launch probe --json`), or use a CPU preset (device: cpu)")
 
 
-@rule("VL109", "error", "CPU preset with more workers than NUMA nodes")
 def cpu_parallel_vs_numa(facts: Facts) -> Hit | None:
     p, hw = facts.preset, facts.hardware
     if p.device != "cpu" or world_size(p) <= 1:
@@ -253,7 +244,6 @@ def _effective_dtype(facts: Facts) -> str:
     return getattr(facts.arch, "default_dtype", None) or "auto"
 
 
-@rule("VL110", "error", "bfloat16 on a GPU older than compute capability 8.0")
 def bf16_on_old_gpu(facts: Facts) -> Hit | None:
     p, hw = facts.preset, facts.hardware
     if p.device != "cuda" or hw is None or not hw.gpus or (p.dtype or "auto") != "bfloat16":
@@ -267,7 +257,6 @@ def bf16_on_old_gpu(facts: Facts) -> Hit | None:
                "set dtype: float16 (--dtype half), or dtype: auto (vLLM then falls back to float16)")
 
 
-@rule("VL111", "warning", "half precision on a CPU without native support")
 def cpu_half_precision(facts: Facts) -> Hit | None:
     p = facts.preset
     if p.device != "cpu":
@@ -293,7 +282,6 @@ def cpu_half_precision(facts: Facts) -> Hit | None:
                fix)
 
 
-@rule("VL112", "error", "tool calling enabled without a parser")
 def tool_calling_without_parser(facts: Facts) -> Hit | None:
     tc = facts.preset.tool_calling
     if not tc.enabled or tc.parser:
@@ -305,7 +293,6 @@ def tool_calling_without_parser(facts: Facts) -> Hit | None:
                f"set tool_calling.parser: {value} (--tool-call-parser {value})")
 
 
-@rule("VL113", "warning", "tool-call parser does not match the model family (the guide's table)")
 def parser_vs_family(facts: Facts) -> Hit | None:
     p = facts.preset
     parser = p.tool_calling.parser
@@ -320,7 +307,6 @@ def parser_vs_family(facts: Facts) -> Hit | None:
                f"set tool_calling.parser: {want} (--tool-call-parser {want})")
 
 
-@rule("VL114", "info", "tool-call parser set but tool calling disabled")
 def parser_without_enabled(facts: Facts) -> Hit | None:
     tc = facts.preset.tool_calling
     if tc.enabled or not tc.parser:
@@ -330,7 +316,6 @@ def parser_without_enabled(facts: Facts) -> Hit | None:
                "set tool_calling.enabled: true to render --enable-auto-tool-choice --tool-call-parser")
 
 
-@rule("VL115", "error", "gpu_memory_utilization outside (0, 1]")
 def utilization_range(facts: Facts) -> Hit | None:
     value = facts.preset.gpu_memory_utilization
     if value is None or 0 < value <= 1:
@@ -339,7 +324,6 @@ def utilization_range(facts: Facts) -> Hit | None:
                "set gpu_memory_utilization: 0.9 (a fraction, not a percentage)")
 
 
-@rule("VL116", "warning", "bound to a non-loopback address without an API key")
 def exposed_without_key(facts: Facts) -> Hit | None:
     p = facts.preset
     if is_loopback(p.host) or p.api_key_env:

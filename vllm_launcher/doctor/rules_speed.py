@@ -4,7 +4,7 @@ models (1.5B-3B), reduce max_tokens in requests, use a lower context length.
 
 from __future__ import annotations
 
-from vllm_launcher.doctor.findings import Facts, Hit, rule
+from vllm_launcher.doctor.findings import Facts, Hit
 from vllm_launcher.doctor.rules_preset import effective_max_model_len, recommended_context
 
 # The guide's CPU models are 1.5B and 3B (Qwen2.5-Coder-3B has 3.09B parameters), both run at 16K context.
@@ -12,7 +12,6 @@ CPU_FAST_PARAM_COUNT = 3_500_000_000
 CPU_FAST_CONTEXT_TOKENS = 16384
 
 
-@rule("VL130", "info", "CPU preset with a model above ~3B parameters or a context above 16K: slow inference")
 def slow_cpu_inference(facts: Facts) -> Hit | None:
     p = facts.preset
     if p.device != "cpu":

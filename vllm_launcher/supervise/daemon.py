@@ -11,7 +11,7 @@ import sys
 
 import psutil
 
-from vllm_launcher.supervise import state
+from vllm_launcher import records
 from vllm_launcher.supervise.supervisor import PrintReporter, Supervisor
 
 
@@ -21,7 +21,7 @@ def main(argv: list[str] | None = None) -> int:
         print("usage: python -m vllm_launcher.supervise.daemon NAME", file=sys.stderr)
         return 2
     name = args[0]
-    record = state.read(name)
+    record = records.read(name)
     if record is None:
         print(f"no record for server {name}", file=sys.stderr)
         return 1
@@ -32,8 +32,8 @@ def main(argv: list[str] | None = None) -> int:
     supervisor.report(f"supervising {name}: {' '.join(record.argv)}")
     with supervisor.handling_signals():
         code = supervisor.run(record.timeout_s)
-    if record.state == state.STOPPED:
-        state.delete(name)  # stopped on request: nothing left to show
+    if record.state == records.STOPPED:
+        records.delete(name)  # stopped on request: nothing left to show
     return code
 
 

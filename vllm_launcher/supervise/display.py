@@ -1,23 +1,33 @@
-"""What a person sees while a server starts: a live status line on a terminal (elapsed, ETA, phase, last
-log line) with the log echoed above it, or plain phase lines when stderr is not a terminal. Plain ANSI:
-no rich import on this path.
+"""What a person sees while a server starts and runs in the foreground.
+
+On a terminal: one live status area (rich) at the bottom, with the phase, elapsed time and ETA, the
+memory of the server's process tree and the last meaningful log line; vLLM's warnings and errors are
+printed above it as they come. vLLM's INFO lines (every route, every request) go to the log file only,
+unless `--verbose`. Not a terminal (a pipe, CI): plain lines, one per phase, and the same warnings and
+errors, no escape codes.
 """
 
 from __future__ import annotations
 
 import re
-import shutil
 import sys
 import time
-from typing import TextIO
+from typing import Any, TextIO
 
-from vllm_launcher.supervise.state import Record
+from vllm_launcher.records import Record
 from vllm_launcher.supervise.supervisor import Outcome, Reporter
 
 SPINNER = "|/-\\"
-# The supervisor's own probes in vLLM's access log: not worth echoing.
+# The supervisor's own probes in vLLM's access log: not worth echoing, even with --verbose.
 QUIET_ACCESS = re.compile(r'"GET /(health|metrics|v1/models)[ "]')
-CLEAR_LINE = "\r\033[K"
+# vLLM's log prefix: "(EngineCore pid=2) INFO 11-25 10:14:30 [core.py:133] " (the process tag is optional).
+LOG_PREFIX = re.compile(r"^(?:\((?P<proc>[^)]*)\)\s+)?(?P<level>DEBUG|INFO|WARNING|ERROR|CRITICAL)\s+"
+                        r"\d\d-\d\d \d\d:\d\d:\d\d(?:\.\d+)?\s+(?:\[[^\]]*\]\s+)?(?P<message>.*)$")
+# Lines that are errors without a level: an exception's last line, a traceback.
+EXCEPTION_LINE = re.compile(r"^(?:\([^)]*\)\s+)?(?:Traceback \(most recent call last\)|[\w.]*(?:Error|Exception)"
+                            r"\b:?)")
+# Python's own warnings: "path.py:254: UserWarning: ...".
+PYTHON_WARNING = re.compile(r"^\S*:\d+: \w*Warning: ")
 
 
 def fmt_s(seconds: float) -> str:
@@ -29,6 +39,25 @@ def fmt_s(seconds: float) -> str:
         return f"{minutes}m{sec:02d}s"
     hours, minutes = divmod(minutes, 60)
     return f"{hours}h{minutes:02d}m"
+
+
+def fmt_bytes(value: int | None) -> str:
+    if not value:
+        return ""
+    return f"{value / 1024**3:.1f} GB" if value >= 1024**3 else f"{value / 1024**2:.0f} MB"
+
+
+def classify(line: str) -> tuple[str, str]:
+    """(level, message) of one log line: vLLM's level (or ERROR for an exception line, "" for anything
+    else: progress bars, prints) and the message without vLLM's prefix."""
+    found = LOG_PREFIX.match(line)
+    if found:
+        return found.group("level"), found.group("message").strip()
+    if EXCEPTION_LINE.match(line):
+        return "ERROR", line.strip()
+    if PYTHON_WARNING.match(line):
+        return "WARNING", line.strip()
+    return "", line.strip()
 
 
 def client_snippet(record: Record) -> str:
@@ -66,43 +95,82 @@ def failure_text(record: Record, tail: list[str], diagnosis: dict[str, str] | No
 
 
 class TerminalReporter(Reporter):
-    """Progress on stderr; the server's log echoed on stdout when ECHO (foreground `up`)."""
+    """The start-up and the serving log of a server, for a person. ECHO (foreground `up`): the server's log
+    is shown (warnings and errors; everything with VERBOSE); without it (`up --detach` waiting for ready)
+    only the progress."""
 
-    def __init__(self, name: str, echo: bool, stderr: TextIO | None = None, stdout: TextIO | None = None) -> None:
+    def __init__(self, name: str, echo: bool, verbose: bool = False, stderr: TextIO | None = None,
+                 stdout: TextIO | None = None) -> None:
         self.name = name
         self.echo = echo
+        self.verbose = verbose
         self.follows_log = echo
         self.err = stderr or sys.stderr
         self.out = stdout or sys.stdout
         self.tty = self.err.isatty()
-        self.status_shown = False
         self.started = time.monotonic()
         self.spin = 0
+        self.last_meaningful = ""
+        self._live: Any = None  # rich.live.Live while the status area is shown
 
-    def _clear(self) -> None:
-        if self.status_shown:
-            self.err.write(CLEAR_LINE)
-            self.err.flush()
-            self.status_shown = False
+    # ----------------------------------------------------------------------------- the status area
+
+    def _status_area(self) -> Any:
+        if self._live is None:
+            from rich.console import Console
+            from rich.live import Live
+            from rich.text import Text
+
+            console = Console(file=self.err, highlight=False, soft_wrap=True)
+            self._live = Live(Text(""), console=console, auto_refresh=False, transient=True,
+                              redirect_stdout=False, redirect_stderr=False)
+            self._live.start()
+        return self._live
+
+    def _above(self, text: str, stream: TextIO | None = None) -> None:
+        """A line above the status area (on a terminal), else plain on STREAM (default: stdout)."""
+        if self._live is not None:
+            from rich.text import Text
+
+            self._live.console.print(Text(text), soft_wrap=True)
+            return
+        target = stream or self.out
+        target.write(text + "\n")
+        target.flush()
+
+    def done(self) -> None:
+        if self._live is not None:
+            self._live.stop()
+            self._live = None
+
+    # --------------------------------------------------------------------------------- Reporter
 
     def line(self, text: str) -> None:
-        if not self.echo or QUIET_ACCESS.search(text):
+        if QUIET_ACCESS.search(text):
             return
-        self._clear()
-        self.out.write(text + "\n")
-        self.out.flush()
+        level, message = classify(text)
+        if message and level != "DEBUG":
+            self.last_meaningful = message
+        if not self.echo:
+            return
+        if self.verbose or level in ("WARNING", "ERROR", "CRITICAL"):
+            self._above(text)
 
-    def tick(self, elapsed_s: float, eta_s: float | None, phase: str | None, last_line: str) -> None:
+    def tick(self, elapsed_s: float, eta_s: float | None, phase: str | None, last_line: str,
+             memory_bytes: int | None = None) -> None:
         if not self.tty:
             return
+        from rich.text import Text
+
         self.spin += 1
         eta = f" / ~{fmt_s(eta_s)}" if eta_s else ""
-        head = f"{SPINNER[self.spin % 4]} {self.name}: starting {fmt_s(elapsed_s)}{eta} · {phase or 'launching'}"
-        width = shutil.get_terminal_size((100, 20)).columns - 1
-        tail = "" if self.echo else f" · {last_line.strip()}"
-        self.err.write(CLEAR_LINE + (head + tail)[:width])
-        self.err.flush()
-        self.status_shown = True
+        memory = f" · {fmt_bytes(memory_bytes)}" if memory_bytes else ""
+        head = f"{SPINNER[self.spin % 4]} {self.name}: starting {fmt_s(elapsed_s)}{eta} · {phase or 'launching'}{memory}"
+        last = self.last_meaningful or last_line.strip()
+        status = Text(head, style="bold", no_wrap=True, overflow="ellipsis")
+        if last:
+            status.append("\n  " + last, style="dim")
+        self._status_area().update(status, refresh=True)
 
     def phase(self, name: str) -> None:
         if not self.tty:
@@ -110,20 +178,19 @@ class TerminalReporter(Reporter):
             self.err.flush()
 
     def event(self, text: str) -> None:
-        self._clear()
+        if self._live is not None:
+            self._above(f"vllm-launch: {self.name}: {text}")
+            return
         self.err.write(f"vllm-launch: {self.name}: {text}\n")
         self.err.flush()
 
     def ready(self, record: Record, seconds: float) -> None:
-        self._clear()
+        self.done()
         self.out.write(ready_text(record, seconds) + "\n")
         self.out.flush()
 
     def failed(self, record: Record, outcome: Outcome) -> None:
-        self._clear()
+        self.done()
         diagnosis = outcome.diagnosis.as_dict() if outcome.diagnosis else None
         self.err.write(failure_text(record, outcome.tail, diagnosis, record.reason) + "\n")
         self.err.flush()
-
-    def done(self) -> None:
-        self._clear()

@@ -10,11 +10,9 @@ remembered member that left the group, and unlink the segments the tree had mapp
 from __future__ import annotations
 
 import contextlib
-import errno
 import os
 import re
 import signal
-import socket
 import stat
 import subprocess
 import time
@@ -24,8 +22,7 @@ from pathlib import Path
 
 import psutil
 
-SHM_DIR = Path("/dev/shm")
-
+from vllm_launcher import system
 
 def spawn(argv: list[str], env: Mapping[str, str], log_path: Path, cwd: str | None = None) -> subprocess.Popen:
     """Start ARGV in its own session (so its group can be signalled as one, and a terminal's Ctrl-C
@@ -73,7 +70,7 @@ class Tree:
 
     def refresh_shm(self) -> bool:
         """Add the /dev/shm segments the live members map or hold open; True when one was added."""
-        found = shm_segments_of(alive(self.members))
+        found = system.shm_segments_of(alive(self.members))
         added = found - self.shm_segments
         self.shm_segments |= found
         return bool(added)
@@ -213,58 +210,6 @@ def stop_tree(pgid: int | None, members: dict[int, float], timeout_s: float = 30
     return StopResult(signals=signals, survivors=alive(members), seconds=time.monotonic() - started)
 
 
-# ------------------------------------------------------------------------------------ /dev/shm
-
-
-def shm_segments_of(pids: Iterable[int]) -> set[str]:
-    """Names of /dev/shm files mapped or held open by PIDS (from /proc/PID/maps and /proc/PID/fd)."""
-    found: set[str] = set()
-    for pid in pids:
-        with contextlib.suppress(OSError), open(f"/proc/{pid}/maps", encoding="utf-8", errors="replace") as maps:
-            for line in maps:
-                at = line.find("/dev/shm/")
-                if at >= 0:
-                    found.add(line[at + 9:].strip().removesuffix(" (deleted)").split("/")[0])
-        with contextlib.suppress(OSError):
-            for fd in os.listdir(f"/proc/{pid}/fd"):
-                with contextlib.suppress(OSError):
-                    target = os.readlink(f"/proc/{pid}/fd/{fd}")
-                    if target.startswith("/dev/shm/"):
-                        found.add(target[9:].removesuffix(" (deleted)").split("/")[0])
-    return {name for name in found if name}
-
-
-def shm_snapshot() -> set[str]:
-    with contextlib.suppress(OSError):
-        return set(os.listdir(SHM_DIR))
-    return set()
-
-
-def shm_in_use() -> set[str]:
-    """Every /dev/shm name mapped or open by a live process we can inspect (to never unlink another's)."""
-    return shm_segments_of(p.pid for p in psutil.process_iter())
-
-
-def remove_shm(names: Iterable[str]) -> list[str]:
-    """Unlink the named /dev/shm segments that no live process uses; returns those removed."""
-    names = [n for n in names if n and "/" not in n and (SHM_DIR / n).exists()]
-    if not names:
-        return []
-    busy = shm_in_use()
-    removed = []
-    for name in names:
-        if name in busy:
-            continue
-        try:
-            (SHM_DIR / name).unlink()
-            removed.append(name)
-        except FileNotFoundError:
-            continue
-        except OSError:
-            continue
-    return removed
-
-
 # ------------------------------------------------------------------------ vLLM's gloo file stores
 
 # vLLM 0.32 (vllm.utils.network_utils.get_file_store_init_method) rendezvous through a file
@@ -308,81 +253,6 @@ def remove_dist_stores(log_path: Path, offset: int = 0) -> list[str]:
     return removed
 
 
-# ---------------------------------------------------------------------------------------- ports
-
-
-PORT_FREE = "free"
-PORT_IN_USE = "in-use"  # someone listens there (or we may not bind it: EACCES)
-PORT_NOT_LOCAL = "not-local"  # HOST is not an address of this machine (EADDRNOTAVAIL, or no such name)
-
-
-def port_check(host: str, port: int) -> str:
-    """Whether we could bind HOST:PORT now (what vLLM will try): PORT_FREE, PORT_IN_USE or PORT_NOT_LOCAL."""
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    with socket.socket(family, socket.SOCK_STREAM) as sock:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            sock.bind((host, port))
-        except socket.gaierror:
-            return PORT_NOT_LOCAL  # a name that does not resolve: vLLM cannot bind it either
-        except OSError as exc:
-            if exc.errno == errno.EADDRNOTAVAIL:
-                return PORT_NOT_LOCAL
-            return PORT_IN_USE  # EADDRINUSE, EACCES, and anything else that stops a bind
-        except OverflowError:
-            return PORT_IN_USE  # a port out of range can never be bound
-    return PORT_FREE
-
-
-def port_free(host: str, port: int) -> bool:
-    """True when we could bind HOST:PORT now; False when it is in use or HOST is not ours (`port_check`
-    tells which). Never raises."""
-    return port_check(host, port) == PORT_FREE
-
-
-def host_is_local(host: str) -> bool:
-    """False when HOST is not an address of this machine (any port: we try an ephemeral one)."""
-    return port_check(host, 0) != PORT_NOT_LOCAL
-
-
-def listeners(port: int) -> list[int | None]:
-    """The pids listening on PORT (any address); None for a listener whose process we may not see."""
-    try:
-        conns = psutil.net_connections(kind="inet")
-    except (psutil.AccessDenied, OSError):
-        return []
-    return [conn.pid for conn in conns
-            if conn.status == psutil.CONN_LISTEN and conn.laddr and conn.laddr.port == port]
-
-
-def port_owner(port: int) -> str | None:
-    """`pid 123 (python -m http.server)` for the process listening on PORT, when we may see it."""
-    for pid in listeners(port):
-        if pid:
-            return describe_pid(pid)
-    return None
-
-
-def describe_pid(pid: int) -> str:
-    try:
-        proc = psutil.Process(pid)
-        cmd = " ".join(proc.cmdline()) or proc.name()
-    except psutil.Error:
-        return f"pid {pid}"
-    if len(cmd) > 100:
-        cmd = cmd[:97] + "..."
-    return f"pid {pid} ({cmd})"
-
-
-def wait_port_free(host: str, port: int, timeout_s: float) -> bool:
-    deadline = time.monotonic() + timeout_s
-    while port_check(host, port) == PORT_IN_USE:  # not ours to bind (PORT_NOT_LOCAL): nothing to wait for
-        if time.monotonic() >= deadline:
-            return False
-        time.sleep(0.05)
-    return True
-
-
 def tree_rss_bytes(pids: Iterable[int]) -> int:
     total = 0
     for pid in pids:
@@ -391,29 +261,3 @@ def tree_rss_bytes(pids: Iterable[int]) -> int:
     return total
 
 
-def gpu_pids() -> set[int] | None:
-    """Pids that hold GPU memory (nvidia-smi), or None when there is no nvidia-smi to ask."""
-    import shutil
-
-    smi = shutil.which("nvidia-smi")
-    if smi is None:
-        return None
-    try:
-        out = subprocess.run([smi, "--query-compute-apps=pid", "--format=csv,noheader"],
-                             check=False, capture_output=True, text=True, timeout=10).stdout
-    except (OSError, subprocess.SubprocessError):
-        return None
-    return {int(word) for word in out.split() if word.isdigit()}
-
-
-def wait_gpu_released(pids: Iterable[int], timeout_s: float) -> bool:
-    """Wait until none of PIDS holds GPU memory any more (a restart measures free memory at start-up)."""
-    wanted = set(pids)
-    deadline = time.monotonic() + timeout_s
-    while True:
-        holders = gpu_pids()
-        if holders is None or not (holders & wanted):
-            return True
-        if time.monotonic() >= deadline:
-            return False
-        time.sleep(0.5)

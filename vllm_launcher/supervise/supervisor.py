@@ -13,11 +13,13 @@ import select
 import signal
 import subprocess
 import time
+from pathlib import Path
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
-from vllm_launcher.supervise import diagnose, history, procs, readiness, state
-from vllm_launcher.supervise.state import Record, State
+from vllm_launcher import records, system
+from vllm_launcher.supervise import diagnose, history, procs, readiness
+from vllm_launcher.records import Record, State
 
 READY_POLL_S = 0.025  # readiness is noticed within tens of ms of /health turning 200
 HEALTH_INTERVAL_S = 2.0  # exits are noticed at once (pidfd); this catches a hung server
@@ -61,8 +63,9 @@ class Reporter:
     def line(self, text: str) -> None:
         """A new line of the server's log."""
 
-    def tick(self, elapsed_s: float, eta_s: float | None, phase: str | None, last_line: str) -> None:
-        """About four times a second while starting."""
+    def tick(self, elapsed_s: float, eta_s: float | None, phase: str | None, last_line: str,
+             memory_bytes: int | None = None) -> None:
+        """About four times a second while starting (MEMORY_BYTES: the tree's RSS, when known)."""
 
     def phase(self, name: str) -> None:
         """The start-up entered phase NAME."""
@@ -185,13 +188,13 @@ class Supervisor:
         for key, value in changes.items():
             setattr(self.record, key, value)
         try:
-            with state.locked(self.record.name):
-                state.write(self.record)
+            with records.locked(self.record.name):
+                records.write(self.record)
         except (OSError, TimeoutError) as exc:
             error = f"{type(exc).__name__}: {exc}"
             if error != self._write_error:
                 self._write_error = error
-                self.report(f"warning: cannot write the record {state.record_path(self.record.name)} "
+                self.report(f"warning: cannot write the record {records.record_path(self.record.name)} "
                              f"({error}); still supervising")
             return
         if self._write_error is not None:
@@ -204,16 +207,16 @@ class Supervisor:
             self.reporter.event(text)
 
     def _set_state(self, new_state: State, reason: str = "", **changes: object) -> None:
-        """The one way the state changes: checked against state.TRANSITIONS, then saved with CHANGES."""
-        state.check_transition(self.record.state, new_state)
+        """The one way the state changes: checked against records.TRANSITIONS, then saved with CHANGES."""
+        records.check_transition(self.record.state, new_state)
         if new_state != self.record.state or reason != self.record.reason or changes:
             self._save(state=new_state.value, reason=reason, **changes)
 
     # ------------------------------------------------------------------------------------- start
 
     def _spawn(self) -> None:
-        self._shm_before = procs.shm_snapshot()
-        log_path = state.Path(self.record.log_path)
+        self._shm_before = system.shm_snapshot()
+        log_path = Path(self.record.log_path)
         self._spawn_offset = log_path.stat().st_size if log_path.exists() else 0
         self.proc = procs.spawn(self.record.argv, self.env, log_path)
         self.tree = procs.Tree.of(self.proc.pid)
@@ -235,8 +238,8 @@ class Supervisor:
     def _start_locks(self) -> Iterator[None]:
         with contextlib.ExitStack() as stack:
             for name, exclusive in gpu_lock_plan(self.record):
-                stack.enter_context(state.file_lock(
-                    state.locks_dir() / f"{name}.lock", exclusive=exclusive,
+                stack.enter_context(records.file_lock(
+                    records.locks_dir() / f"{name}.lock", exclusive=exclusive,
                     on_wait=lambda n=name: self.reporter.event(f"waiting for {n}: another server is starting")))
             yield
 
@@ -253,7 +256,7 @@ class Supervisor:
 
     def _wait_ready(self, timeout_s: float | None) -> Outcome:
         assert self.proc is not None and self.tree is not None
-        follower = readiness.LogFollower(state.Path(self.record.log_path))
+        follower = readiness.LogFollower(Path(self.record.log_path))
         follower.offset = self._spawn_offset  # this start's lines only
         self._follower = follower
         started = time.monotonic()
@@ -262,6 +265,7 @@ class Supervisor:
         last_tick = 0.0
         phase: str | None = None
         last_line = ""
+        memory: int | None = None
         lines_seen: list[str] = []
         while True:
             now = time.monotonic()
@@ -306,20 +310,21 @@ class Supervisor:
             if now - last_tree >= TREE_REFRESH_S:
                 last_tree = now
                 self._refresh_tree(shm=True)
+                memory = procs.tree_rss_bytes(procs.alive(self.tree.members))
             if now - last_progress > self.stall_timeout_s:
                 self._stop_server(starting=True)
                 return Outcome("timeout", reason=f"no progress in the log for {self.stall_timeout_s:.0f} s "
                                f"(stalled in phase: {phase or 'start'})",
-                               tail=readiness.tail_lines(state.Path(self.record.log_path), 40),
+                               tail=readiness.tail_lines(Path(self.record.log_path), 40),
                                seconds=now - started)
             if timeout_s is not None and now - started > timeout_s:
                 self._stop_server(starting=True)
                 return Outcome("timeout", reason=f"not ready after --timeout {timeout_s:g} s",
-                               tail=readiness.tail_lines(state.Path(self.record.log_path), 40),
+                               tail=readiness.tail_lines(Path(self.record.log_path), 40),
                                seconds=now - started)
             if now - last_tick >= 0.25:
                 last_tick = now
-                self.reporter.tick(now - started, self.eta_s, phase, last_line)
+                self.reporter.tick(now - started, self.eta_s, phase, last_line, memory)
             self._sleep(READY_POLL_S)
 
     def _foreign_listener(self) -> str | None:
@@ -327,13 +332,13 @@ class Supervisor:
         own); else who listens instead ("pid N (cmdline)"), or "" when no listener is visible yet."""
         self._refresh_tree(shm=False)
         members = set(self.tree.members) if self.tree else set()
-        found = procs.listeners(self.record.port)
+        found = system.listeners(self.record.port)
         if not found:
             return ""
         strangers = [pid for pid in found if pid not in members]
         if not strangers:
             return None
-        return procs.describe_pid(strangers[0]) if strangers[0] else "a process this user may not see"
+        return system.describe_pid(strangers[0]) if strangers[0] else "a process this user may not see"
 
     def _refresh_tree(self, shm: bool) -> None:
         if self.tree is None or self.proc is None:
@@ -369,7 +374,7 @@ class Supervisor:
             next_health = time.monotonic() + HEALTH_INTERVAL_S
             returncode = self.proc.poll()
             if returncode is not None:
-                tail = readiness.tail_lines(state.Path(self.record.log_path), 40)
+                tail = readiness.tail_lines(Path(self.record.log_path), 40)
                 return Outcome("exited", returncode, f"vLLM exited with code {returncode}",
                                diagnose.diagnose(tail), tail)
             status = readiness.health(self.record.host, self.record.port, HEALTH_TIMEOUT_S)
@@ -410,11 +415,11 @@ class Supervisor:
         result = procs.stop_tree(self.tree.pgid, self.tree.members,
                                  procs.STARTING_GRACE_S if starting else timeout_s, reap=self.proc,
                                  hurry=lambda: self.stop_signals > seen, polite=polite)
-        new_psm = {n for n in procs.shm_snapshot() - self._shm_before if n.startswith("psm_")}
-        procs.remove_shm(self.tree.shm_segments | new_psm)
-        procs.remove_dist_stores(state.Path(self.record.log_path), self._spawn_offset)  # this start's only
+        new_psm = {n for n in system.shm_snapshot() - self._shm_before if n.startswith("psm_")}
+        system.remove_shm(self.tree.shm_segments | new_psm)
+        procs.remove_dist_stores(Path(self.record.log_path), self._spawn_offset)  # this start's only
         if self.record.device == "cuda":
-            procs.wait_gpu_released(pids, timeout_s=30.0)
+            system.wait_gpu_released(pids, timeout_s=30.0)
         self._close_pidfd()
         if result.survivors:
             self.report(f"warning: processes survived SIGKILL: {result.survivors}")

@@ -164,6 +164,8 @@ def main() -> None:
     else:
         signal.signal(signal.SIGINT, lambda *_: sys.exit(0))
     log(f"vLLM API server version 0.0.0+fake; args: model={args.model}")
+    print(f"WARNING {time.strftime('%m-%d %H:%M:%S')} [fake_vllm] fake warning: the fake server is not vLLM",
+          flush=True)
     log(f"secret VLLM_API_KEY is {'set' if os.environ.get('VLLM_API_KEY') else 'unset'}")
     engine = subprocess.Popen([sys.executable, "-m", __spec__.name], env={**os.environ, "FAKE_VLLM_ROLE": "engine"})
     log(f"Initializing a V1 LLM engine (v0.0.0+fake) with config: model={args.model!r}")

@@ -1,19 +1,15 @@
-"""`vllm-launch probe`, `estimate` and `fit` (registered on the app from cli.py).
+"""`probe`, `estimate` and `fit`: this machine, the memory a preset needs, and a preset that fits.
 
 Exit codes: `estimate` exits 1 when the preset does not fit, in human and JSON mode alike (the JSON is
 still printed, with "fits": false), so scripts can test it either way; 2 for bad input; 0 when it fits.
-The logic lives in the `*_main` functions (no typer), so a fast path can call them directly.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Annotated, Optional
+from typing import TYPE_CHECKING
 
-import typer
-
-from vllm_launcher import output
-from vllm_launcher.cli import JsonOpt, app, with_overrides
 from vllm_launcher.errors import EXIT_FAILURE, ConfigError, LaunchError
+from vllm_launcher.output import Result, table
 
 if TYPE_CHECKING:
     from vllm_launcher.estimate import Estimate
@@ -23,17 +19,6 @@ if TYPE_CHECKING:
 BAR_WIDTH = 60
 BAR_SYMBOLS = {"weights": "W", "activations": "A", "non-torch": "N", "cuda graphs": "G", "KV cache": "K",
                "runtime": "R", "unused": ".", "free": "."}
-
-DeviceOpt = Annotated[Optional[str], typer.Option(  # noqa: UP045
-    "--device", help="Hypothetical machine: cuda or cpu (with --gpus/--gpu-mem-gib for cuda).")]
-GpusOpt = Annotated[Optional[int], typer.Option("--gpus", help="Hypothetical machine: number of GPUs.")]  # noqa: UP045
-GpuMemOpt = Annotated[Optional[float], typer.Option(  # noqa: UP045
-    "--gpu-mem-gib", help="Hypothetical machine: memory per GPU in GiB (e.g. 79.19 for an H100 80GB).")]
-RamOpt = Annotated[Optional[float], typer.Option(  # noqa: UP045
-    "--ram-gib", help="Hypothetical machine: host RAM in GiB (default: this machine's).")]
-HardwareOpt = Annotated[Optional[str], typer.Option(  # noqa: UP045
-    "--hardware", help="A probe saved with `vllm-launch probe --json > FILE`.")]
-
 
 # ------------------------------------------------------------------------------------------ helpers
 
@@ -131,7 +116,7 @@ def format_estimate(est: Estimate, name: str, hw: Hardware) -> str:
     ]
     if no_gpu:
         # Nothing to size against: say so, and how to check this preset for a GPU machine.
-        lines = [f"{name} on {where}", output.table(["", ""], rows).split("\n", 1)[1], "",
+        lines = [f"{name} on {where}", table(["", ""], rows).split("\n", 1)[1], "",
                  "DOES NOT FIT: no GPU is visible on this machine, and this preset needs one (device: cuda).",
                  "  fix: check it against a GPU machine: --device cuda --gpus N --gpu-mem-gib X",
                  "       (e.g. --gpus 1 --gpu-mem-gib 79.19 for an H100 80GB),",
@@ -148,7 +133,7 @@ def format_estimate(est: Estimate, name: str, hw: Hardware) -> str:
     rows += [["KV cache", f"{est.kv_cache_gib} GiB, {est.kv_cache_tokens:,} tokens (blocks of {est.block_size})"],
              ["max concurrency", f"{est.max_concurrency}x at max_model_len {est.effective_max_model_len}"],
              ["largest max_model_len", est.largest_max_model_len or "none (the KV cache holds no request)"]]
-    lines = [f"{name} on {where}", output.table(["", ""], rows).split("\n", 1)[1], "", format_bar(est.breakdown)]
+    lines = [f"{name} on {where}", table(["", ""], rows).split("\n", 1)[1], "", format_bar(est.breakdown)]
     lines.append("")
     lines.append("fits" if est.fits else "DOES NOT FIT")
     lines += [f"  reason: {r}" for r in est.reasons]
@@ -160,47 +145,43 @@ def format_estimate(est: Estimate, name: str, hw: Hardware) -> str:
 # ----------------------------------------------------------------------------------- command logic
 
 
-def probe_main(as_json: bool) -> int:
-    from vllm_launcher.hardware import probe
+def probe(as_json: bool = False) -> Result:
+    """This machine: GPUs, RAM, cores, NUMA nodes and the installed vLLM."""
+    from vllm_launcher.hardware import probe as run_probe
 
-    hw = probe()
-    if as_json:
-        output.print_json(hw.model_dump(mode="json"))
-        return 0
+    hw = run_probe()
+    lines = []
     rows = [[g.index, g.name, f"{g.total_bytes / (1 << 30):.2f}", f"{g.free_bytes / (1 << 30):.2f}",
              ".".join(map(str, g.compute_capability)) if g.compute_capability else ""] for g in hw.gpus]
     if rows:
-        output.out(output.table(["GPU", "NAME", "TOTAL GiB", "FREE GiB", "CC"], rows))
+        lines.append(table(["GPU", "NAME", "TOTAL GiB", "FREE GiB", "CC"], rows))
     else:
-        output.out("GPUs: none" + ("" if hw.cuda_available else " (CUDA not available)"))
-    output.out(f"RAM: {hw.ram_total_bytes / (1 << 30):.2f} GiB total, "
-               f"{hw.ram_available_bytes / (1 << 30):.2f} GiB available")
-    output.out(f"CPU: {hw.cpu_physical or '?'} physical / {hw.cpu_logical} logical cores")
+        lines.append("GPUs: none" + ("" if hw.cuda_available else " (CUDA not available)"))
+    lines.append(f"RAM: {hw.ram_total_bytes / (1 << 30):.2f} GiB total, "
+                 f"{hw.ram_available_bytes / (1 << 30):.2f} GiB available")
+    lines.append(f"CPU: {hw.cpu_physical or '?'} physical / {hw.cpu_logical} logical cores")
     for node in hw.numa_nodes:
         total = f"{node.total_bytes / (1 << 30):.2f}" if node.total_bytes else "?"
         free = f"{node.free_bytes / (1 << 30):.2f}" if node.free_bytes is not None else "?"
-        output.out(f"NUMA node {node.id}: {free}/{total} GiB available")
-    output.out(f"vLLM: {hw.vllm.distribution} {hw.vllm.version}" if hw.vllm else "vLLM: not installed")
-    output.out(f"torch: {'imported' if hw.torch_available else 'not imported'}; GPUs read via {hw.gpu_source}")
-    for note in hw.notes:
-        output.out(f"note: {note}")
-    return 0
+        lines.append(f"NUMA node {node.id}: {free}/{total} GiB available")
+    lines.append(f"vLLM: {hw.vllm.distribution} {hw.vllm.version}" if hw.vllm else "vLLM: not installed")
+    lines.append(f"torch: {'imported' if hw.torch_available else 'not imported'}; GPUs read via {hw.gpu_source}")
+    lines += [f"note: {note}" for note in hw.notes]
+    return Result(text="\n".join(lines), data=hw.model_dump(mode="json"), as_json=as_json)
 
 
-def estimate_main(ref: str | None, overrides: list[Override], as_json: bool, hardware_file: str | None = None,
-                  device: str | None = None, gpus: int | None = None, gpu_mem_gib: float | None = None,
-                  ram_gib: float | None = None) -> int:
-    from vllm_launcher.estimate import estimate
+def estimate(preset: str | None = None, as_json: bool = False, hardware_file: str | None = None,
+             device: str | None = None, gpus: int | None = None, gpu_mem_gib: float | None = None,
+             ram_gib: float | None = None, overrides: list[Override] | None = None) -> Result:
+    """Memory estimate of a preset (or --model) on this or a hypothetical machine; exit 1 when it does not fit."""
+    from vllm_launcher.estimate import estimate as run_estimate
     from vllm_launcher.models import load_arch
 
-    preset = preset_for(ref, overrides, device)
+    resolved = preset_for(preset, overrides or [], device)
     hw = select_hardware(hardware_file, device, gpus, gpu_mem_gib, ram_gib)
-    est = estimate(preset, load_arch(preset.model), hw)
-    if as_json:
-        output.print_json(estimate_as_dict(est))
-    else:
-        output.out(format_estimate(est, ref or preset.model, hw))
-    return 0 if est.fits else EXIT_FAILURE
+    est = run_estimate(resolved, load_arch(resolved.model), hw)
+    return Result(text=format_estimate(est, preset or resolved.model, hw), data=estimate_as_dict(est), as_json=as_json,
+                  code=0 if est.fits else EXIT_FAILURE)
 
 
 def save_user_preset(preset: Preset, name: str, force: bool) -> str:
@@ -226,17 +207,17 @@ def save_user_preset(preset: Preset, name: str, force: bool) -> str:
     return str(target)
 
 
-def fit_main(model: str, hardware_file: str | None = None, device: str | None = None, gpus: int | None = None,
-             gpu_mem_gib: float | None = None, ram_gib: float | None = None, context: int | None = None,
-             concurrency: int = 1, save: str | None = None, force: bool = False) -> int:
-    from vllm_launcher.fit import check_preset_name, fit
-    from vllm_launcher.presets import preset_as_yaml
+def fit(model: str, context: int | None = None, concurrency: int = 1, save: str | None = None, force: bool = False,
+        hardware_file: str | None = None, device: str | None = None, gpus: int | None = None,
+        gpu_mem_gib: float | None = None, ram_gib: float | None = None) -> Result:
+    """A working preset for MODEL on this (or a hypothetical) machine, as YAML; optionally saved."""
+    from vllm_launcher.fit import check_preset_name
+    from vllm_launcher.fit import fit as propose
+    from vllm_launcher.inputs import check_number
+    from vllm_launcher.presets import MAX_TOKENS, preset_as_yaml
 
     if save is not None:
         check_preset_name(save)
-    from vllm_launcher.inputs import check_number
-    from vllm_launcher.presets import MAX_TOKENS
-
     if concurrency < 1:
         raise ConfigError("must be at least 1", field="--concurrency")
     check_number("--concurrency", concurrency, low=1, high=MAX_TOKENS)
@@ -244,55 +225,6 @@ def fit_main(model: str, hardware_file: str | None = None, device: str | None = 
         raise ConfigError("must be at least 16 tokens", field="--context")
     check_number("--context", context, low=16, high=MAX_TOKENS)
     hw = select_hardware(hardware_file, device, gpus, gpu_mem_gib, ram_gib)
-    preset = fit(model, hw, context=context, concurrency=concurrency, device=device, name=save)
-    output.out(preset_as_yaml(preset).rstrip("\n"))
-    if save:
-        output.err(f"saved {save_user_preset(preset, save, force)}")
-    return 0
-
-
-# ------------------------------------------------------------------------------------------- typer
-
-
-@app.command("probe")
-def probe_command(as_json: JsonOpt = False) -> None:
-    """Show this machine: GPUs, RAM, cores, NUMA nodes and the installed vLLM (save with --json > FILE)."""
-    raise typer.Exit(probe_main(as_json))
-
-
-@app.command("estimate")
-@with_overrides
-def estimate_command(
-    preset: Annotated[Optional[str], typer.Argument(  # noqa: UP045
-        metavar="[PRESET]", help="Preset name or path (or none, with --model).")] = None,
-    as_json: JsonOpt = False,
-    hardware_file: HardwareOpt = None,
-    device: DeviceOpt = None,
-    gpus: GpusOpt = None,
-    gpu_mem_gib: GpuMemOpt = None,
-    ram_gib: RamOpt = None,
-    overrides: list | None = None,
-) -> None:
-    """Memory estimate before launch: weights, KV cache, tokens, and whether it fits (exit 1 if not)."""
-    raise typer.Exit(estimate_main(preset, overrides or [], as_json, hardware_file, device, gpus, gpu_mem_gib,
-                                   ram_gib))
-
-
-@app.command("fit")
-def fit_command(
-    model: Annotated[str, typer.Argument(metavar="MODEL", help="HF model id or local model directory.")],
-    context: Annotated[Optional[int], typer.Option(  # noqa: UP045
-        "--context", help="Context length to fit (default: the largest that fits).")] = None,
-    concurrency: Annotated[int, typer.Option("--concurrency", help="Requests of that length at once.")] = 1,
-    save: Annotated[Optional[str], typer.Option(  # noqa: UP045
-        "--save", metavar="NAME", help="Save as a user preset NAME.")] = None,
-    force: Annotated[bool, typer.Option("--force", help="With --save: replace an existing preset.")] = False,
-    hardware_file: HardwareOpt = None,
-    device: DeviceOpt = None,
-    gpus: GpusOpt = None,
-    gpu_mem_gib: GpuMemOpt = None,
-    ram_gib: RamOpt = None,
-) -> None:
-    """Propose a working preset for MODEL on this (or a hypothetical) machine; print it as YAML."""
-    raise typer.Exit(fit_main(model, hardware_file, device, gpus, gpu_mem_gib, ram_gib, context, concurrency,
-                              save, force))
+    preset = propose(model, hw, context=context, concurrency=concurrency, device=device, name=save)
+    notes = [f"saved {save_user_preset(preset, save, force)}"] if save else []
+    return Result(text=preset_as_yaml(preset).rstrip("\n"), notes=notes)

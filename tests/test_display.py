@@ -1,0 +1,99 @@
+"""The foreground screen: one live status area on a terminal (phase, elapsed, memory, last meaningful line)
+with vLLM's warnings and errors above it; INFO lines stay in the log file unless --verbose; plain lines
+when the output is not a terminal."""
+
+from __future__ import annotations
+
+import io
+import os
+import pty
+import re
+import select
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from conftest import record_json, tagged_processes, wait_for, write_preset
+
+from vllm_launcher.supervise.display import QUIET_ACCESS, TerminalReporter, classify
+
+FIXTURES = Path(__file__).parent / "fixtures" / "vllm_logs"
+
+
+def test_classify_reads_vllms_levels_from_a_real_log():
+    lines = (FIXTURES / "ready_gqa.log").read_text().splitlines()
+    levels = {classify(line)[0] for line in lines}
+    assert {"INFO", "WARNING"} <= levels
+    level, message = classify("(EngineCore pid=2) INFO 11-25 10:14:30 [core.py:133] Initializing a V1 LLM engine")
+    assert (level, message) == ("INFO", "Initializing a V1 LLM engine")
+    assert classify("ValueError: max_num_batched_tokens (8) must be greater")[0] == "ERROR"
+    assert classify("(APIServer pid=1) Traceback (most recent call last):")[0] == "ERROR"
+    assert classify("Loading safetensors checkpoint shards:   0% Completed")[0] == ""
+
+
+def test_plain_output_shows_warnings_and_errors_not_info():
+    out, err = io.StringIO(), io.StringIO()
+    reporter = TerminalReporter("demo", echo=True, stdout=out, stderr=err)
+    lines = (FIXTURES / "ready_gqa.log").read_text().splitlines()
+    for line in lines:
+        reporter.line(line)
+    reporter.phase("loading weights")
+    reporter.tick(3.0, 30.0, "loading weights", "x", 3 * 1024**3)  # not a terminal: no status area
+    shown = out.getvalue().splitlines()
+    assert shown and all(classify(line)[0] in ("WARNING", "ERROR", "CRITICAL") for line in shown)
+    assert len(shown) == sum(1 for line in lines if classify(line)[0] in ("WARNING", "ERROR", "CRITICAL")
+                             and not QUIET_ACCESS.search(line))
+    assert err.getvalue() == "vllm-launch: demo: loading weights (0s)\n"
+    assert "\x1b" not in out.getvalue() + err.getvalue()
+    verbose_out = io.StringIO()
+    verbose = TerminalReporter("demo", echo=True, verbose=True, stdout=verbose_out, stderr=io.StringIO())
+    for line in lines:
+        verbose.line(line)
+    assert len(verbose_out.getvalue().splitlines()) == len([ln for ln in lines if not QUIET_ACCESS.search(ln)])
+
+
+def read_until(fd: int, pattern: str, timeout_s: float) -> str:
+    seen = b""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        ready, _, _ = select.select([fd], [], [], 0.2)
+        if ready:
+            try:
+                chunk = os.read(fd, 65536)
+            except OSError:
+                break
+            if not chunk:
+                break
+            seen += chunk
+            if re.search(pattern, seen.decode("utf-8", "replace")):
+                break
+    return seen.decode("utf-8", "replace")
+
+
+def test_a_terminal_gets_one_live_status_area(fake_env, tag, port):
+    write_preset(fake_env, "screen", port)
+    fake_env.update(FAKE_VLLM_MODE="slow_start", FAKE_VLLM_START_S="3", COLUMNS="120", LINES="40",
+                    TERM="xterm-256color")
+    fake_env.pop("NO_COLOR", None)
+    main_fd, child_fd = pty.openpty()
+    up = subprocess.Popen([sys.executable, "-m", "vllm_launcher", "up", "screen"], env=fake_env,
+                          stdin=child_fd, stdout=child_fd, stderr=child_fd, close_fds=True)
+    os.close(child_fd)
+    try:
+        screen = read_until(main_fd, r"screen is ready", 60)
+        wait_for(lambda: (record_json(fake_env, "screen") or {}).get("state") == "ready", 20)
+        up.send_signal(signal.SIGINT)
+        screen += read_until(main_fd, r"stopped", 30)
+        assert up.wait(timeout=30) == 0
+    finally:
+        up.kill()
+        os.close(main_fd)
+    assert "screen: starting" in screen and "loading weights" in screen  # the status area, redrawn
+    assert re.search(r"\d+ MB", screen)  # the memory of the tree
+    assert "\x1b[" in screen  # drawn with escape codes on a terminal
+    assert "fake warning" in screen  # vLLM's warnings above the status area
+    assert "Application startup complete" not in screen  # INFO lines stay in the log file
+    assert "screen is ready" in screen and "stopped" in screen
+    wait_for(lambda: not tagged_processes(tag), timeout_s=10)

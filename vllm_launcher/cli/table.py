@@ -1,0 +1,89 @@
+"""The command table (pip's lazy `commands_dict`): name -> where its body lives, its help, its parameters.
+
+Only the chosen command's body module is imported. The typer app (cli.app) registers every row the same
+way; `hot` commands are also parsed by the stdlib fast path (cli.fastpath) when well-formed.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from vllm_launcher.cli.options import (
+    ENTRYPOINT,
+    EXPORTS,
+    FORMAT,
+    HARDWARE,
+    JSON,
+    MACHINE,
+    OUTPUT,
+    OVERRIDES,
+    PRESET,
+    UP_PARAMS,
+    Param,
+    argument,
+    flag,
+)
+
+
+@dataclass(frozen=True)
+class Command:
+    name: str
+    body: str  # "module:function" under vllm_launcher.commands
+    help: str
+    params: tuple[Param, ...]
+    hot: bool = False
+
+    def load(self) -> Callable[..., Any]:
+        module, function = self.body.split(":")
+        return getattr(importlib.import_module(f"vllm_launcher.commands.{module}"), function)
+
+
+COMMANDS: tuple[Command, ...] = (
+    Command("presets", "presets:presets", "List the presets: built-in, and your own from "
+            "$XDG_CONFIG_HOME/vllm-launch/presets.", (JSON,), hot=True),
+    Command("show", "presets:show", "Print the resolved preset as YAML (after `extends` and overrides).",
+            (PRESET, *OVERRIDES), hot=True),
+    Command("render", "presets:render", "Print the exact vLLM command for a preset, or its deployment files "
+            "(flag order: see README).", (PRESET, FORMAT, ENTRYPOINT, OUTPUT, *EXPORTS, *OVERRIDES), hot=True),
+    Command("probe", "fit:probe", "Show this machine: GPUs, RAM, cores, NUMA nodes and the installed vLLM (save "
+            "with --json > FILE).", (JSON,)),
+    Command("estimate", "fit:estimate", "Memory estimate before launch: weights, KV cache, tokens, and whether it "
+            "fits (exit 1 if not).",
+            (argument("preset", "[PRESET]", "Preset name or path (or none, with --model).", required=False), JSON,
+             *MACHINE, *OVERRIDES)),
+    Command("fit", "fit:fit", "Propose a working preset for MODEL on this (or a hypothetical) machine; print it "
+            "as YAML.",
+            (argument("model", "MODEL", "HF model id or local model directory."),
+             Param("context", ("--context",), int, "Context length to fit (default: the largest that fits)."),
+             Param("concurrency", ("--concurrency",), int, "Requests of that length at once.", default=1),
+             Param("save", ("--save",), str, "Save as a user preset NAME.", metavar="NAME"),
+             flag("force", ("--force",), "With --save: replace an existing preset."), *MACHINE)),
+    Command("up", "servers:up", "Start a vLLM server from a preset, show it becoming ready, keep it alive "
+            "(Ctrl-C stops it).", UP_PARAMS),
+    Command("status", "servers:status", "Show the servers: state, endpoint, pid, uptime, restarts, memory, "
+            "requests and KV-cache usage.",
+            (argument("name", "[NAME]", "One server (default: all).", required=False), JSON,
+             flag("watch", ("--watch", "-w"), "Refresh every 2 s until Ctrl-C."))),
+    Command("logs", "servers:logs", "Print a server's vLLM log.",
+            (argument("name", "NAME", "Server name."),
+             flag("follow", ("--follow", "-f"), "Keep printing new lines until Ctrl-C."),
+             Param("lines", ("-n", "--lines"), int, "Lines to show first (0 or more).", default=50, metavar="N"))),
+    Command("down", "servers:down", "Stop a server and its whole process tree; confirm nothing is left and the "
+            "port is free.",
+            (argument("name", "[NAME]", "Server name.", required=False),
+             flag("all_servers", ("--all",), "Stop every server."),
+             Param("timeout_s", ("--timeout",), float, "Seconds for a clean stop before SIGKILL.", default=30.0,
+                   metavar="S"))),
+    Command("doctor", "doctor:doctor", "Check presets, the environment, a running server or a vLLM log; say how "
+            "to fix each problem.",
+            (argument("names", "[PRESET]...", "Presets (names or YAML paths); none: every preset plus the "
+                      "environment.", required=False, many=True),
+             HARDWARE,
+             Param("endpoint", ("--endpoint",), str, "Live checks of a running server, e.g. http://127.0.0.1:8000."),
+             Param("log_file", ("--log",), str, "Explain the known vLLM errors in a log file."),
+             flag("list_rules", ("--list",), "List the checks and their codes."), JSON, *OVERRIDES)),
+)
+BY_NAME: dict[str, Command] = {command.name: command for command in COMMANDS}

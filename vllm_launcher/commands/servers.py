@@ -1,0 +1,189 @@
+"""`up`, `status`, `logs`, `down`: start a server and keep it, look at it, stop it.
+
+`up` in the foreground supervises in this process; `up --detach` leaves a background supervisor
+(supervise.detach). Errors are raised as ConfigError (exit 2) or LaunchError (exit 1).
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from vllm_launcher import output, records
+from vllm_launcher.errors import ConfigError, LaunchError
+from vllm_launcher.inputs import MAX_LOG_LINES, MAX_START_TIMEOUT_S, MAX_STOP_TIMEOUT_S, check_number, check_server_name
+from vllm_launcher.output import Result
+
+
+def up(preset: str, name: str | None = None, detach: bool = False, timeout_s: float | None = None,
+       restart: str = "on-failure", gpus: str | None = None, force: bool = False, dry_run: bool = False,
+       hardware_file: str | None = None, verbose: bool = False, overrides: list | None = None) -> Result:
+    """Pre-flight (doctor's findings), claim the name and port, then supervise here or in the background."""
+    from vllm_launcher.plan import build_plan, format_shell
+    from vllm_launcher.presets import resolve
+    from vllm_launcher.supervise import claim, detach as detaching, preflight
+
+    check_number("--timeout", timeout_s, low=0, high=MAX_START_TIMEOUT_S, low_inclusive=False)
+    if name is not None:
+        check_server_name("--name", name)
+    resolved = resolve(preset, overrides)
+    record = claim.make_record(resolved, name=name, gpus=gpus, restart=restart, timeout_s=timeout_s, detach=detach)
+    if not dry_run:
+        claim.check_name_free(record.name)
+        unwritable = preflight.state_dirs_problem()  # before anything is spawned, even with --force
+        if unwritable:
+            raise LaunchError(f"not starting {record.name}: {unwritable}")
+    checked = preflight.preflight(resolved.preset, hardware_file)
+    if dry_run:
+        lines = [format_shell(build_plan(resolved.preset)), f"# server {record.name}: {record.endpoint}, log "
+                 f"{record.log_path}"]
+        lines += [f"# warning: {warning}" for warning in checked.warnings]
+        lines.append("# pre-flight: " + ("ok" if not checked.problems else "would refuse:"))
+        lines += [f"#   - {problem}" for problem in checked.problems]
+        return Result(text="\n".join(lines), code=0 if not checked.problems else 1)
+    if checked.usage:
+        raise ConfigError(checked.usage[0])  # vLLM could never bind it: exit 2 even with --force
+    if checked.problems and not force:
+        raise LaunchError(f"not starting {record.name}: {'; '.join(checked.problems)} (--force starts it anyway)")
+    for warning in checked.warnings:
+        output.err(f"vllm-launch: warning: {warning}")
+    for problem in checked.problems:
+        output.err(f"vllm-launch: warning: {problem} (starting anyway: --force)")
+    preflight.ensure_demo(resolved.preset)
+    claim.claim(record)
+    if not detach:
+        return Result(code=detaching.run_foreground(record, verbose=verbose))
+    return detaching.run_detached(record)
+
+
+# ------------------------------------------------------------------------------------------- status
+
+
+def _fmt_bytes(value: int | None) -> str:
+    if not value:
+        return "-"
+    return f"{value / 1024**3:.1f}G" if value >= 1024**3 else f"{value / 1024**2:.0f}M"
+
+
+def _fmt_uptime(value: float | None) -> str:
+    from vllm_launcher.supervise.display import fmt_s
+
+    return fmt_s(value) if value is not None else "-"
+
+
+def status_table(entries: list[dict[str, Any]]) -> str:
+    rows = []
+    for e in entries:
+        kv = f"{e['kv_cache_usage'] * 100:.0f}%" if e.get("kv_cache_usage") is not None else "-"
+        reqs = (f"{e['running']:.0f}/{e['waiting']:.0f}" if e.get("running") is not None
+                and e.get("waiting") is not None else "-")
+        rows.append([e["name"], e["model"] or "-", e["endpoint"] or "-", e["state"], e["pid"] or "-",
+                     _fmt_uptime(e["uptime_s"]), e["restarts"], _fmt_bytes(e["memory_bytes"]), reqs, kv])
+    text = output.table(["NAME", "MODEL", "ENDPOINT", "STATE", "PID", "UPTIME", "RESTARTS", "MEMORY",
+                         "RUN/WAIT", "KV"], rows)
+    notes = []
+    for e in entries:
+        if e["state"] == records.CORRUPT:
+            notes.append(f"{e['name']}: {e['reason']}; `vllm-launch down {e['name']}` removes it (and stops what "
+                         "it names, if that still runs as recorded)")
+        elif e["state"] == records.STALE:
+            notes.append(f"{e['name']}: its supervisor is gone; `vllm-launch down {e['name']}` cleans up")
+        elif e["state"] in (records.FAILED, records.BACKOFF, records.UNHEALTHY) and e.get("reason"):
+            notes.append(f"{e['name']}: {e['reason']}")
+            if e.get("diagnosis"):
+                notes.append(f"  cause: {e['diagnosis'].get('cause', '')}")
+                notes.append(f"  fix:   {e['diagnosis'].get('fix', '')}")
+    return "\n".join([text, *notes])
+
+
+def status_result(name: str | None = None, as_json: bool = False) -> Result:
+    from vllm_launcher.supervise.status import status_entries
+
+    entries = status_entries(name)
+    text = status_table(entries) if entries else "no servers (start one with `vllm-launch up PRESET`)"
+    return Result(text=text, data=entries, as_json=as_json)
+
+
+def status(name: str | None = None, as_json: bool = False, watch: bool = False, interval_s: float = 2.0) -> Result:
+    """The servers now; with WATCH, redrawn every INTERVAL_S until Ctrl-C."""
+    if not watch:
+        return status_result(name, as_json)
+    while True:
+        result = status_result(name, as_json)
+        if not as_json and sys.stdout.isatty():
+            sys.stdout.write("\033[H\033[J")  # redraw in place
+        output.emit(result)
+        try:
+            time.sleep(interval_s)
+        except KeyboardInterrupt:
+            return Result()
+
+
+# --------------------------------------------------------------------------------------------- logs
+
+
+def logs(name: str, follow: bool = False, lines: int = 50) -> Result:
+    """The last LINES lines of a server's vLLM log; with FOLLOW, new lines until Ctrl-C."""
+    from vllm_launcher.supervise import readiness
+    from vllm_launcher.supervise.claim import unknown_server
+
+    if lines < 0:
+        raise ConfigError(f"-n/--lines takes a number of lines, 0 or more, not {lines}")
+    check_number("-n/--lines", lines, low=0, high=MAX_LOG_LINES)
+    check_server_name("NAME", name)
+    record = records.read_any(name)
+    path = Path(record.log_path) if record is not None and record.log_path else records.log_path_for(name)
+    if record is None and not path.exists():
+        raise unknown_server(name)
+    for line in readiness.tail_lines(path, lines):
+        output.out(line)
+    if not follow:
+        return Result()
+    follower = readiness.LogFollower(path, from_end=True)
+    try:
+        while True:
+            for line in follower.read_lines():
+                output.out(line)
+            sys.stdout.flush()
+            time.sleep(0.2)
+    except KeyboardInterrupt:
+        return Result()
+
+
+# --------------------------------------------------------------------------------------------- down
+
+
+def down(name: str | None = None, all_servers: bool = False, timeout_s: float = 30.0) -> Result:
+    """Stop a server (or all) and its whole tree; confirm that nothing is left and the port is free."""
+    from vllm_launcher.supervise.claim import unknown_server
+    from vllm_launcher.supervise.stop import cleanup
+
+    if (name is None) == (not all_servers):
+        raise ConfigError("give a server NAME or --all (not both)")
+    check_number("--timeout", timeout_s, low=0, high=MAX_STOP_TIMEOUT_S)
+    if all_servers:
+        targets = records.list_any()
+    else:
+        record = records.read_any(check_server_name("NAME", name or ""))
+        if record is None:
+            raise unknown_server(name or "")
+        targets = [record]
+    if not targets:
+        return Result(text="no servers to stop")
+    lines, errors = [], []
+    for record in targets:
+        result = cleanup(record, timeout_s)
+        how = ", ".join(result.signals) or "already stopped"
+        shm = f", removed {len(result.shm_removed)} /dev/shm segment(s)" if result.shm_removed else ""
+        if result.survivors:
+            errors.append(f"{record.name}: processes survived: {result.survivors}")
+        elif not result.port_free:
+            holder = f" (held by {result.port_holder})" if result.port_holder else ""
+            errors.append(f"{record.name}: stopped, but port {record.port} is still in use{holder}")
+        elif isinstance(record, records.CorruptRecord):
+            lines.append(f"removed the damaged record of {record.name} ({how}{shm})")
+        else:
+            lines.append(f"stopped {record.name} ({how}; {result.seconds:.1f} s{shm}); port {record.port} is free")
+    return Result(text="\n".join(lines) if lines else None, errors=errors, code=1 if errors else 0)

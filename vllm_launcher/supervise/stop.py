@@ -1,0 +1,66 @@
+"""Stopping a server from outside its supervisor (`down`, a claim clearing a stale record): the supervisor
+first (it stops its tree cleanly), then whatever of the recorded tree is left, its shared memory, its
+file stores and its record. A pid counts only with its recorded start time.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from vllm_launcher import records, system
+from vllm_launcher.records import AnyRecord
+from vllm_launcher.supervise import procs
+
+
+@dataclass
+class DownResult:
+    name: str
+    signals: list[str]
+    survivors: list[int]
+    port_free: bool
+    port_holder: str | None
+    shm_removed: list[str]
+    seconds: float
+
+
+def cleanup(record: AnyRecord, timeout_s: float = 30.0) -> DownResult:
+    """Stop a server and everything it left: the supervisor first (it stops its tree cleanly), then any
+    process of the recorded tree still alive, its /dev/shm segments, and the record."""
+    started = time.monotonic()
+    signals: list[str] = []
+    if records.supervisor_alive(record) and record.supervisor_pid != os.getpid():
+        pid = int(record.supervisor_pid or 0)
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGTERM)
+        deadline = time.monotonic() + timeout_s + 15
+        while records.supervisor_alive(record) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        signals.append("SIGTERM to its supervisor")
+        if records.supervisor_alive(record):
+            signals.append("SIGKILL to its supervisor")
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+            time.sleep(0.1)
+    members = procs.members_from_list(record.tree)
+    if record.server_pid and record.server_create_time:
+        members.setdefault(int(record.server_pid), float(record.server_create_time))
+    pgid = None
+    if record.pgid and record.started_at > 0 and (records.server_alive(record) or procs.alive(members)):
+        # Processes of the group that appeared after the last refresh (and no older stranger) are ours.
+        for pid, created in procs.group_members(int(record.pgid)).items():
+            if created >= record.started_at - 1:
+                members.setdefault(pid, created)
+        pgid = int(record.pgid) if records.server_alive(record) else None
+    result = procs.stop_tree(pgid, members, timeout_s)
+    signals += result.signals
+    removed = system.remove_shm(record.shm_segments)
+    procs.remove_dist_stores(Path(record.log_path))  # every start of this server's log: all were ours
+    free = system.wait_port_free(record.host, record.port, 5.0) if record.port else True
+    holder = None if free or not record.port else system.port_owner(record.port)
+    records.delete(record.name)
+    return DownResult(record.name, signals, result.survivors, free, holder, removed, time.monotonic() - started)
