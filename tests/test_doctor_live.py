@@ -151,3 +151,23 @@ def codes_from_json(stdout: str) -> dict[str, list]:
     for finding in json.loads(stdout)["findings"]:
         by_code.setdefault(finding["code"], []).append(finding)
     return by_code
+
+
+def test_judging_recorded_exchanges_is_pure():
+    """The verdicts come from recorded answers alone (no server): the same exchanges, the same findings."""
+    from vllm_launcher.doctor.live import Exchange, Exchanges, Expectations, judge
+
+    root = "http://10.0.0.9:8000"
+    expect = Expectations(preset="p", model=QWEN, max_model_len=4096, parser="hermes")
+    assert [f.code for f in judge(Exchanges(root, health=Exchange("GET /health", error="ConnectError: refused")),
+                                  expect)] == ["VL401"]
+    assert [f.code for f in judge(Exchanges(root, health=Exchange("GET /health", 503)), expect)] == ["VL402"]
+    models = Exchange("GET /v1/models", 200, {"data": [{"id": "other", "max_model_len": 2048}]})
+    tool = Exchange("POST /v1/chat/completions", 200, {"choices": [{"message": {
+        "content": '<tool_call>{"name": "get_weather", "arguments": {"city": "Paris"}}</tool_call>'}}]})
+    stream = Exchange("POST /v1/chat/completions (stream)", 200, first_token_s=0.25)
+    found = judge(Exchanges(root, Exchange("GET /health", 200), models, tool, stream, model="other"), expect)
+    assert [f.code for f in found] == ["VL400", "VL403", "VL404", "VL406", "VL409"]  # 2048 served, 4096 expected
+    assert "--tool-call-parser hermes" in found[3].fix and "0.25 s" in found[4].message
+    unauthorized = Exchanges(root, Exchange("GET /health", 200), Exchange("GET /v1/models", 401), api_key_sent=True)
+    assert "the one given was refused" in judge(unauthorized, expect)[0].message

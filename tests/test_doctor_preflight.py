@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from conftest import cli, port_is_free, tagged_processes, wait_for, write_preset
 
-from vllm_launcher.doctor import preflight_errors
+from vllm_launcher.doctor.preflight import preflight_errors
 from vllm_launcher.presets import Preset
 
 # kv_cache_space_gib: a CPU preset without it trips VL205 when this machine's memory is short (vLLM's

@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from vllm_launcher.catalog import CATALOG, catalog_arch
+from vllm_launcher.catalog import CATALOG
+from vllm_launcher.models import catalog_arch
 from vllm_launcher.errors import ConfigError
 from vllm_launcher.models import load_arch
 

@@ -113,16 +113,8 @@ CATALOG: dict[str, dict[str, Any]] = {
 _BY_LOWER = {name.lower(): name for name in CATALOG}
 
 
-def catalog_names() -> list[str]:
-    return list(CATALOG)
-
-
-def catalog_arch(model: str):  # -> ModelArch | None (import kept lazy: models imports this module lazily)
-    """The catalog's architecture for a model id (case-insensitive), or None."""
-    from vllm_launcher.models import arch_from_config
-
+def catalog_entry(model: str) -> dict | None:
+    """The catalog's entry ({"config", "source"}) for a model id, case-insensitive, or None. Plain data: the
+    architecture is built from it by models.catalog_arch."""
     name = _BY_LOWER.get(model.lower())
-    if name is None:
-        return None
-    entry = CATALOG[name]
-    return arch_from_config(entry["config"], source=f"built-in catalog: {entry['source']}")
+    return CATALOG[name] if name is not None else None

@@ -8,11 +8,10 @@ directory. The directory name carries a hash of the builder's source, so a chang
 from __future__ import annotations
 
 import hashlib
-import subprocess
 from functools import lru_cache
 from pathlib import Path
 
-from vllm_launcher import paths, tiny_model
+from vllm_launcher import paths
 from vllm_launcher.errors import LaunchError
 
 DEMO_MODEL_ID = "vllm-launch/tiny-qwen2"
@@ -20,7 +19,8 @@ DEMO_SERVED_NAME = "demo"
 BUILD_TIMEOUT_S = 600.0
 _STDERR_LINES = 8
 
-BUILDER_PATH = Path(tiny_model.__file__).resolve()
+# The builder runs in the preset's interpreter (the one with torch); here it is only hashed and named.
+BUILDER_PATH = (Path(__file__).parent / "tiny_model.py").resolve()
 
 
 def is_demo_model(model: str) -> bool:
@@ -41,6 +41,10 @@ def demo_model_dir() -> Path:
 def ensure_demo_model(python: str, timeout_s: float = BUILD_TIMEOUT_S) -> Path:
     """Build the demo model with `python` (which needs torch, safetensors, tokenizers) unless it is already
     complete; returns its directory. Raises LaunchError with the builder's last stderr lines on failure."""
+    import subprocess
+
+    from vllm_launcher import tiny_model
+
     out = demo_model_dir()
     if tiny_model.is_complete(out):
         return out

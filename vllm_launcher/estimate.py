@@ -17,9 +17,10 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
-from vllm_launcher.hardware import GIB, Hardware
+from vllm_launcher.hardware import Hardware
 from vllm_launcher.models import DTYPE_BYTES, ModelArch
 from vllm_launcher.presets import Preset
+from vllm_launcher.units import GIB
 
 GPU_BLOCK_SIZE = 16
 CPU_BLOCK_SIZE = 128

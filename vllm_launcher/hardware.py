@@ -19,8 +19,8 @@ from typing import Literal
 from pydantic import BaseModel, Field, ValidationError
 
 from vllm_launcher.errors import ConfigError
+from vllm_launcher.units import GIB
 
-GIB = 1 << 30
 MIB = 1 << 20
 
 

@@ -15,10 +15,11 @@ from typing import Any
 
 from pydantic import BaseModel
 
+from vllm_launcher import demo
+from vllm_launcher.catalog import catalog_entry
 from vllm_launcher.errors import ConfigError
 
 DTYPE_BYTES = {"float32": 4, "float": 4, "bfloat16": 2, "float16": 2, "half": 2, "fp8": 1, "float8": 1}
-DEMO_MODEL_ID = "vllm-launch/tiny-qwen2"
 
 
 class ModelArch(BaseModel):
@@ -277,18 +278,10 @@ def find_in_hf_cache(model: str) -> Path | None:
 
 
 def _demo_dir(model: str) -> Path | None:
-    if model != DEMO_MODEL_ID:
+    """The built demo model's directory, when it was built (else the catalog's entry describes it)."""
+    if not demo.is_demo_model(model):
         return None
-    try:
-        from vllm_launcher import demo  # written by another part of the project; optional
-    except ImportError:
-        return None
-    try:
-        if not demo.is_demo_model(model):
-            return None
-        directory = Path(demo.demo_model_dir())
-    except (OSError, ValueError, AttributeError, ImportError):  # the demo model is optional: fall back to the catalog entry
-        return None
+    directory = demo.demo_model_dir()
     return directory if (directory / "config.json").is_file() else None
 
 
@@ -310,8 +303,6 @@ def load_arch(model: str) -> ModelArch:
     snapshot = find_in_hf_cache(model)
     if snapshot is not None:
         return _from_directory(snapshot, source=f"Hugging Face cache {snapshot}/config.json")
-    from vllm_launcher.catalog import catalog_arch
-
     arch = catalog_arch(model)
     if arch is not None:
         return arch
@@ -321,3 +312,11 @@ def load_arch(model: str) -> ModelArch:
         f"directory holding its config.json (e.g. --model /path/to/model), or download it once with "
         f"`hf download {model} config.json` (or `huggingface-cli download`) so the cache has it"
     )
+
+
+def catalog_arch(model: str) -> ModelArch | None:
+    """The built-in catalog's architecture for a model id (case-insensitive), or None."""
+    entry = catalog_entry(model)
+    if entry is None:
+        return None
+    return arch_from_config(entry["config"], source=f"built-in catalog: {entry['source']}")

@@ -19,6 +19,8 @@ from __future__ import annotations
 import json
 import shlex
 import sys
+from vllm_launcher.demo import DEMO_MODEL_ID
+from vllm_launcher.units import GIB
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Literal
 
@@ -26,10 +28,7 @@ if TYPE_CHECKING:  # plans are also formatted from the plan cache, without loadi
     from vllm_launcher.presets import Preset
 
 API_SERVER_MODULE = "vllm.entrypoints.openai.api_server"
-# The built-in demo model: built locally into the cache (demo.py), so its path is ours to fill in.
-DEMO_MODEL_ID = "vllm-launch/tiny-qwen2"
 Entrypoint = Literal["api_server", "serve"]
-GIB = 1024**3
 
 
 @dataclass(frozen=True)
@@ -58,9 +57,9 @@ def model_path(preset: Preset) -> str:
 def plan_deps(preset: Preset) -> list[str]:
     """Files besides the preset's own that the plan depends on (for the plan cache)."""
     if preset.model == DEMO_MODEL_ID:
-        from vllm_launcher import tiny_model
+        from vllm_launcher.demo import BUILDER_PATH
 
-        return [tiny_model.__file__]
+        return [str(BUILDER_PATH)]
     return []
 
 
@@ -139,11 +138,6 @@ def format_json(plan: LaunchPlan) -> str:
     return json.dumps({"argv": plan.argv, "env": _env_for_output(plan)}, indent=2)
 
 
-def _shell_word(word: str) -> str:
-    quoted = shlex.quote(word)
-    return quoted
-
-
 def format_shell(plan: LaunchPlan) -> str:
     """A copy-pasteable command: env assignments, then one flag (with its value) per line."""
     env_words = [f"{name}={shlex.quote(value)}" for name, value in plan.env.items()]
@@ -151,15 +145,15 @@ def format_shell(plan: LaunchPlan) -> str:
     env_words += [f'{name}="${{{source}}}"' for name, source in plan.secret_env.items()]
     argv = plan.argv
     head_len = 3 if len(argv) >= 3 and argv[1] in ("-m", "serve") else 1
-    head = " ".join(env_words + [_shell_word(word) for word in argv[:head_len]])
+    head = " ".join(env_words + [shlex.quote(word) for word in argv[:head_len]])
     lines = [head]
     index = head_len
     while index < len(argv):
         word = argv[index]
         if word.startswith("--") and index + 1 < len(argv) and not argv[index + 1].startswith("--"):
-            lines.append(f"{_shell_word(word)} {_shell_word(argv[index + 1])}")
+            lines.append(f"{shlex.quote(word)} {shlex.quote(argv[index + 1])}")
             index += 2
         else:
-            lines.append(_shell_word(word))
+            lines.append(shlex.quote(word))
             index += 1
     return " \\\n    ".join(lines)

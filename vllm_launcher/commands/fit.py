@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 
 from vllm_launcher.errors import EXIT_FAILURE, ConfigError, LaunchError
 from vllm_launcher.output import Result, table
+from vllm_launcher.units import GIB
 
 if TYPE_CHECKING:
     from vllm_launcher.estimate import Estimate
@@ -111,7 +112,7 @@ def format_estimate(est: Estimate, name: str, hw: Hardware) -> str:
         ["model", (f"{est.model} ({est.model_dtype}, TP {est.tensor_parallel_size}"
                    f"{f', PP {est.pipeline_parallel_size}' if est.pipeline_parallel_size > 1 else ''})")],
         *_wrapped_rows("architecture from", est.arch_source),
-        ["weights", f"{est.weights_gib} GiB total, {est.weights_bytes_per_gpu / (1 << 30):.2f} GiB per worker"],
+        ["weights", f"{est.weights_gib} GiB total, {est.weights_bytes_per_gpu / GIB:.2f} GiB per worker"],
         ["KV bytes per token", f"{est.kv_bytes_per_token:,} ({est.kv_cache_dtype})"],
     ]
     if no_gpu:
@@ -151,18 +152,18 @@ def probe(as_json: bool = False) -> Result:
 
     hw = run_probe()
     lines = []
-    rows = [[g.index, g.name, f"{g.total_bytes / (1 << 30):.2f}", f"{g.free_bytes / (1 << 30):.2f}",
+    rows = [[g.index, g.name, f"{g.total_bytes / GIB:.2f}", f"{g.free_bytes / GIB:.2f}",
              ".".join(map(str, g.compute_capability)) if g.compute_capability else ""] for g in hw.gpus]
     if rows:
         lines.append(table(["GPU", "NAME", "TOTAL GiB", "FREE GiB", "CC"], rows))
     else:
         lines.append("GPUs: none" + ("" if hw.cuda_available else " (CUDA not available)"))
-    lines.append(f"RAM: {hw.ram_total_bytes / (1 << 30):.2f} GiB total, "
-                 f"{hw.ram_available_bytes / (1 << 30):.2f} GiB available")
+    lines.append(f"RAM: {hw.ram_total_bytes / GIB:.2f} GiB total, "
+                 f"{hw.ram_available_bytes / GIB:.2f} GiB available")
     lines.append(f"CPU: {hw.cpu_physical or '?'} physical / {hw.cpu_logical} logical cores")
     for node in hw.numa_nodes:
-        total = f"{node.total_bytes / (1 << 30):.2f}" if node.total_bytes else "?"
-        free = f"{node.free_bytes / (1 << 30):.2f}" if node.free_bytes is not None else "?"
+        total = f"{node.total_bytes / GIB:.2f}" if node.total_bytes else "?"
+        free = f"{node.free_bytes / GIB:.2f}" if node.free_bytes is not None else "?"
         lines.append(f"NUMA node {node.id}: {free}/{total} GiB available")
     lines.append(f"vLLM: {hw.vllm.distribution} {hw.vllm.version}" if hw.vllm else "vLLM: not installed")
     lines.append(f"torch: {'imported' if hw.torch_available else 'not imported'}; GPUs read via {hw.gpu_source}")

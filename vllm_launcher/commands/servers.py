@@ -15,6 +15,7 @@ from vllm_launcher import output, records
 from vllm_launcher.errors import ConfigError, LaunchError
 from vllm_launcher.inputs import MAX_LOG_LINES, MAX_START_TIMEOUT_S, MAX_STOP_TIMEOUT_S, check_number, check_server_name
 from vllm_launcher.output import Result
+from vllm_launcher.units import GIB, MIB
 
 
 def up(preset: str, name: str | None = None, detach: bool = False, timeout_s: float | None = None,
@@ -64,7 +65,7 @@ def up(preset: str, name: str | None = None, detach: bool = False, timeout_s: fl
 def _fmt_bytes(value: int | None) -> str:
     if not value:
         return "-"
-    return f"{value / 1024**3:.1f}G" if value >= 1024**3 else f"{value / 1024**2:.0f}M"
+    return f"{value / GIB:.1f}G" if value >= GIB else f"{value / MIB:.0f}M"
 
 
 def _fmt_uptime(value: float | None) -> str:

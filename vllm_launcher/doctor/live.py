@@ -1,6 +1,7 @@
 """VL4xx: checks of a running OpenAI-compatible server: /health, /v1/models, a tool-calling probe, time to
-first token. `check_endpoint(base_url, ...)` does the HTTP (httpx, imported here only); the classification
-of a tool-call response (`classify_tool_response`, `repeated_span`) is pure and tested on its own.
+first token. Two steps: `fetch` does the HTTP (httpx, imported there only) and records every answer as an
+`Exchange`; `judge` turns recorded exchanges into findings, a pure function (as are
+`classify_tool_response` and `repeated_span`), tested on exchanges written by hand.
 """
 
 from __future__ import annotations
@@ -190,85 +191,207 @@ def _root(base_url: str) -> str:
     return url.removesuffix("/v1")
 
 
+# ------------------------------------------------------------------------------- recorded exchanges
+
+
+@dataclass
+class Exchange:
+    """One request of the live checks and what came back: a status and body, or the transport error.
+    Streaming requests also record the seconds to the first token (None: no token came)."""
+
+    request: str
+    status: int | None = None
+    body: object = None  # parsed JSON when it was JSON, else the text
+    error: str = ""  # "ConnectError: ..." when nothing answered
+    first_token_s: float | None = None
+
+
+@dataclass
+class Exchanges:
+    """Everything the live checks asked a server, in order; the later ones only when the earlier passed."""
+
+    root: str
+    health: Exchange | None = None
+    models: Exchange | None = None
+    tool_probe: Exchange | None = None
+    stream: Exchange | None = None
+    model: str | None = None  # the model the chat requests used
+    api_key_sent: bool = False
+
+
+@dataclass(frozen=True)
+class Expectations:
+    """What the preset (if any) says the server should be."""
+
+    preset: str | None = None
+    model: str | None = None
+    max_model_len: int | None = None
+    parser: str | None = None
+
+
+def served_models(models: Exchange | None) -> dict[str, int | None] | None:
+    """{model id: max_model_len} from a /v1/models answer; None when it is not a model list."""
+    if models is None or models.status != 200 or not isinstance(models.body, dict):
+        return None
+    data = models.body.get("data")
+    if not isinstance(data, list):
+        return None
+    return {str(entry.get("id")): entry.get("max_model_len") for entry in data if isinstance(entry, dict)}
+
+
+def model_to_probe(models: Exchange | None, expected: str | None) -> str | None:
+    """The expected model when it is served, else the first one served (else EXPECTED, to be reported)."""
+    served = served_models(models) or {}
+    return expected if expected in served else next(iter(served), expected)
+
+
+# ------------------------------------------------------------------------------------- fetch (HTTP)
+
+
 def check_endpoint(base_url: str, *, preset: str | None = None, expected_model: str | None = None,
                    expected_max_model_len: int | None = None, api_key: str | None = None,
                    parser: str | None = None, timeout_s: float = 120.0, tool_probe: bool = True) -> list[Finding]:
     """Live checks against a server (http://host:port, with or without /v1). Never raises for HTTP trouble:
-    every problem is a finding."""
+    every problem is a finding. The HTTP is `fetch`; the verdicts are `judge`, a pure function."""
+    expect = Expectations(preset, expected_model, expected_max_model_len, parser)
+    return judge(fetch(base_url, expect, api_key=api_key, timeout_s=timeout_s, tool_probe=tool_probe), expect)
+
+
+def fetch(base_url: str, expect: Expectations, *, api_key: str | None = None, timeout_s: float = 120.0,
+          tool_probe: bool = True) -> Exchanges:
+    """Ask the server what the checks need (httpx, imported here only): /health; if 200, /v1/models; if
+    that lists a model, a tool-calling request and a streaming one. Records every answer; judges nothing."""
     import httpx
 
     root = _root(base_url)
     headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
-    findings: list[Finding] = []
-
-    def add(code: str, message: str, fix: str = "", severity=None) -> None:
-        findings.append(make_finding(code, message, fix, preset=preset, severity=severity))
-
+    found = Exchanges(root, api_key_sent=bool(api_key))
     with httpx.Client(timeout=httpx.Timeout(timeout_s, connect=5.0), headers=headers) as client:
-        try:
-            health = client.get(f"{root}/health")
-        except httpx.HTTPError as exc:
-            add("VL401", f"{root} is not reachable ({type(exc).__name__}: {exc})",
-                "start it (vllm-launch up PRESET) or check host and port; during start-up vLLM refuses "
-                "connections until the model is loaded")
-            return findings
-        if health.status_code != 200:
-            add("VL402", f"GET {root}/health answered {health.status_code}"
-                + (" (the engine has died)" if health.status_code == 503 else ""),
-                "restart the server (vllm-launch restart PRESET) and read its log "
-                "(vllm-launch doctor --log FILE)")
-            return findings
-
-        models = client.get(f"{root}/v1/models")
-        if models.status_code == 401:
-            add("VL410", "GET /v1/models answered 401: the server wants an API key"
-                + (" and the one given was refused" if api_key else " and none was given"),
-                "export the variable named by the preset's api_key_env (or VLLM_API_KEY for --endpoint)")
-            return findings
-        served: dict[str, int | None] = {}
-        try:
-            for entry in models.json().get("data", []):
-                served[str(entry.get("id"))] = entry.get("max_model_len")
-        except (ValueError, AttributeError):
-            add("VL412", f"GET /v1/models answered {models.status_code} without a model list", "")
-            return findings
-        listing = ", ".join(f"{name} (max_model_len {length})" for name, length in served.items()) or "nothing"
-        add("VL400", f"{root} is healthy and serves {listing}")
-        model = expected_model if expected_model in served else next(iter(served), expected_model)
-        if expected_model and expected_model not in served:
-            add("VL403", f"{expected_model!r} is not served; the server lists: {', '.join(served) or 'nothing'}",
-                f"point the client at {next(iter(served), '?')!r}, or restart the server with --model "
-                f"{expected_model} (or set served_model_name)")
-        served_len = served.get(model) if model else None
-        if expected_max_model_len and served_len and served_len != expected_max_model_len:
-            add("VL404", f"{model} is served with max_model_len {served_len}, the preset says "
-                f"{expected_max_model_len}: the running server was started with other settings",
-                "restart it from the preset (vllm-launch restart PRESET)")
-        if not model:
-            return findings
-
+        found.health = _get(client, httpx, f"{root}/health")
+        if found.health.status != 200:
+            return found
+        found.models = _get(client, httpx, f"{root}/v1/models")
+        found.model = model_to_probe(found.models, expect.model)
+        if served_models(found.models) is None or not found.model:
+            return found
         if tool_probe:
-            findings.extend(_tool_probe(client, root, model, preset, parser))
-        findings.extend(_time_to_first_token(client, root, model, preset))
+            payload = {"model": found.model, "messages": PROBE_MESSAGES, "tools": [PROBE_TOOL],
+                       "tool_choice": "auto", "max_tokens": 64, "temperature": 0}
+            found.tool_probe = _post(client, httpx, f"{root}/v1/chat/completions", payload)
+        found.stream = _stream(client, httpx, f"{root}/v1/chat/completions", found.model)
+    return found
+
+
+def _body(response: object) -> object:
+    try:
+        return response.json()  # type: ignore[attr-defined]
+    except ValueError:
+        return response.text  # type: ignore[attr-defined]
+
+
+def _get(client: object, httpx: object, url: str) -> Exchange:
+    try:
+        response = client.get(url)  # type: ignore[attr-defined]
+    except httpx.HTTPError as exc:  # type: ignore[attr-defined]
+        return Exchange(f"GET {url}", error=f"{type(exc).__name__}: {exc}")
+    return Exchange(f"GET {url}", response.status_code, _body(response))
+
+
+def _post(client: object, httpx: object, url: str, payload: dict) -> Exchange:
+    try:
+        response = client.post(url, json=payload)  # type: ignore[attr-defined]
+    except httpx.HTTPError as exc:  # type: ignore[attr-defined]
+        return Exchange(f"POST {url}", error=f"{type(exc).__name__}: {exc}")
+    return Exchange(f"POST {url}", response.status_code, _body(response))
+
+
+def _stream(client: object, httpx: object, url: str, model: str) -> Exchange:
+    payload = {"model": model, "messages": [{"role": "user", "content": "Say hello."}], "max_tokens": 8,
+               "stream": True, "temperature": 0}
+    started = time.perf_counter()
+    exchange = Exchange(f"POST {url} (stream)")
+    try:
+        with client.stream("POST", url, json=payload) as response:  # type: ignore[attr-defined]
+            exchange.status = response.status_code
+            if response.status_code != 200:
+                return exchange
+            for line in response.iter_lines():
+                if not line.startswith("data:") or line.strip() == "data: [DONE]":
+                    continue
+                try:
+                    delta = json.loads(line[5:])["choices"][0].get("delta", {})
+                except (ValueError, KeyError, IndexError, TypeError):
+                    continue
+                if delta.get("content") or delta.get("tool_calls"):
+                    exchange.first_token_s = time.perf_counter() - started
+                    return exchange
+    except httpx.HTTPError as exc:  # type: ignore[attr-defined]
+        exchange.error = f"{type(exc).__name__}: {exc}"
+    return exchange
+
+
+# ------------------------------------------------------------------------------------- judge (pure)
+
+
+def judge(found: Exchanges, expect: Expectations) -> list[Finding]:
+    """The findings of recorded exchanges (pure: tests feed it exchanges written by hand)."""
+    findings: list[Finding] = []
+    preset = expect.preset
+
+    def add(code: str, message: str, fix: str = "") -> None:
+        findings.append(make_finding(code, message, fix, preset=preset))
+
+    root = found.root
+    health = found.health
+    if health is None or health.status is None:
+        error = health.error if health is not None else "not asked"
+        add("VL401", f"{root} is not reachable ({error})",
+            "start it (vllm-launch up PRESET) or check host and port; during start-up vLLM refuses "
+            "connections until the model is loaded")
+        return findings
+    if health.status != 200:
+        add("VL402", f"GET {root}/health answered {health.status}"
+            + (" (the engine has died)" if health.status == 503 else ""),
+            "restart the server (vllm-launch restart PRESET) and read its log (vllm-launch doctor --log FILE)")
+        return findings
+    models = found.models
+    if models is not None and models.status == 401:
+        add("VL410", "GET /v1/models answered 401: the server wants an API key"
+            + (" and the one given was refused" if found.api_key_sent else " and none was given"),
+            "export the variable named by the preset's api_key_env (or VLLM_API_KEY for --endpoint)")
+        return findings
+    served = served_models(models)
+    if served is None:
+        status = models.status if models is not None else None
+        add("VL412", f"GET /v1/models answered {status} without a model list", "")
+        return findings
+    listing = ", ".join(f"{name} (max_model_len {length})" for name, length in served.items()) or "nothing"
+    add("VL400", f"{root} is healthy and serves {listing}")
+    model = found.model
+    if expect.model and expect.model not in served:
+        add("VL403", f"{expect.model!r} is not served; the server lists: {', '.join(served) or 'nothing'}",
+            f"point the client at {next(iter(served), '?')!r}, or restart the server with --model {expect.model} "
+            "(or set served_model_name)")
+    served_len = served.get(model) if model else None
+    if expect.max_model_len and served_len and served_len != expect.max_model_len:
+        add("VL404", f"{model} is served with max_model_len {served_len}, the preset says {expect.max_model_len}: "
+            "the running server was started with other settings", "restart it from the preset (vllm-launch restart PRESET)")
+    if not model:
+        return findings
+    if found.tool_probe is not None:
+        findings.extend(judge_tool_probe(found.tool_probe, model, expect))
+    if found.stream is not None:
+        findings.extend(judge_stream(found.stream, model, preset))
     return findings
 
 
-def _tool_probe(client, root: str, model: str, preset: str | None, parser: str | None) -> list[Finding]:
-    import httpx
-
-    payload = {"model": model, "messages": PROBE_MESSAGES, "tools": [PROBE_TOOL], "tool_choice": "auto",
-               "max_tokens": 64, "temperature": 0}
-    try:
-        response = client.post(f"{root}/v1/chat/completions", json=payload)
-    except httpx.HTTPError as exc:
-        return [make_finding("VL412", f"the tool-calling probe failed ({type(exc).__name__}: {exc})",
-                             "check the server's log", preset=preset)]
-    try:
-        body: object = response.json()
-    except ValueError:
-        body = response.text
-    probe = classify_tool_response(response.status_code, body)
-    parser_name = suggested_parser(model, parser)
+def judge_tool_probe(exchange: Exchange, model: str, expect: Expectations) -> list[Finding]:
+    preset = expect.preset
+    if exchange.status is None:
+        return [make_finding("VL412", f"the tool-calling probe failed ({exchange.error})", "check the server's log",
+                             preset=preset)]
+    probe = classify_tool_response(exchange.status, exchange.body)
+    parser_name = suggested_parser(model, expect.parser)
     restart = (f"restart with --enable-auto-tool-choice --tool-call-parser {parser_name} (preset: "
                f"tool_calling.enabled: true, tool_calling.parser: {parser_name})")
     findings = []
@@ -303,30 +426,15 @@ def _tool_probe(client, root: str, model: str, preset: str | None, parser: str |
     return findings
 
 
-def _time_to_first_token(client, root: str, model: str, preset: str | None) -> list[Finding]:
-    import httpx
-
-    payload = {"model": model, "messages": [{"role": "user", "content": "Say hello."}], "max_tokens": 8,
-               "stream": True, "temperature": 0}
-    started = time.perf_counter()
-    try:
-        with client.stream("POST", f"{root}/v1/chat/completions", json=payload) as response:
-            if response.status_code != 200:
-                return [make_finding("VL412", f"streaming chat request answered HTTP {response.status_code}",
-                                     "check the server's log", preset=preset)]
-            for line in response.iter_lines():
-                if not line.startswith("data:") or line.strip() == "data: [DONE]":
-                    continue
-                try:
-                    delta = json.loads(line[5:])["choices"][0].get("delta", {})
-                except (ValueError, KeyError, IndexError, TypeError):
-                    continue
-                if delta.get("content") or delta.get("tool_calls"):
-                    ttft_s = time.perf_counter() - started
-                    return [make_finding("VL409", f"time to first token: {ttft_s:.2f} s (streaming, {model})",
-                                         preset=preset)]
-    except httpx.HTTPError as exc:
-        return [make_finding("VL412", f"streaming chat request failed ({type(exc).__name__}: {exc})",
+def judge_stream(exchange: Exchange, model: str, preset: str | None) -> list[Finding]:
+    if exchange.error:
+        return [make_finding("VL412", f"streaming chat request failed ({exchange.error})", "check the server's log",
+                             preset=preset)]
+    if exchange.status != 200:
+        return [make_finding("VL412", f"streaming chat request answered HTTP {exchange.status}",
                              "check the server's log", preset=preset)]
-    return [make_finding("VL412", "the streaming response carried no token", "check the server's log",
+    if exchange.first_token_s is None:
+        return [make_finding("VL412", "the streaming response carried no token", "check the server's log",
+                             preset=preset)]
+    return [make_finding("VL409", f"time to first token: {exchange.first_token_s:.2f} s (streaming, {model})",
                          preset=preset)]

@@ -16,8 +16,8 @@ import math
 
 from vllm_launcher.doctor.findings import Facts, Hit
 from vllm_launcher.doctor.rules_preset import effective_max_model_len, world_size
+from vllm_launcher.units import GIB
 
-GIB = 1024**3
 VLLM_DEFAULT_UTILIZATION = 0.92  # vLLM 0.32 config/cache.py (0.9 in older releases)
 # How estimate.py words its reasons and fixes about vLLM's default CPU KV sizing (kv_cache_space_gib unset);
 # VL205 repeats them (tests/test_doctor_rules.py checks that the two agree).

@@ -6,11 +6,14 @@ source (config/scheduler.py, engine/arg_utils.py, config/model.py, platforms/*.p
 
 from __future__ import annotations
 
-import ipaddress
+from typing import TYPE_CHECKING
 
 from vllm_launcher.doctor.findings import Facts, Hit
+from vllm_launcher.system import is_loopback
 
-GIB = 1024**3
+if TYPE_CHECKING:
+    from vllm_launcher.hardware import Hardware
+
 # The seed guide: a ~6.5K-token client system prompt "needs at least 16K context". We generalise it:
 # the context should hold the client's fixed prompt twice over (prompt + as much conversation), rounded
 # up to a power of two as context sizes usually are: 6500 -> 16384.
@@ -41,20 +44,13 @@ def effective_max_model_len(facts: Facts) -> int | None:
     return facts.arch.max_position_embeddings if facts.arch is not None else None
 
 
-def default_batch_limits(device: str, hardware, world: int) -> tuple[int, int]:
-    """vLLM 0.32's OpenAI-server defaults (max_num_batched_tokens, max_num_seqs), from
-    EngineArgs.get_batch_defaults: CPU 2048 x world / 128 x world; GPU >= 160 GiB 16384/1024;
-    GPU >= 70 GiB (not A100) 8192/1024; other GPUs 2048/256."""
-    if device == "cpu":
-        return 2048 * world, 128 * world
-    gpus = list(getattr(hardware, "gpus", None) or [])
-    if gpus:
-        total = gpus[0].total_bytes
-        if total >= 160 * GIB:
-            return 16384, 1024
-        if total >= 70 * GIB and "a100" not in gpus[0].name.lower():
-            return 8192, 1024
-    return 2048, 256
+def default_batch_limits(device: str, hardware: Hardware | None, world: int) -> tuple[int, int]:
+    """vLLM's defaults (max_num_batched_tokens, max_num_seqs) for this machine: the one table in
+    estimate.default_batching."""
+    from vllm_launcher.estimate import default_batching
+
+    gpus = list(hardware.gpus) if hardware is not None else []
+    return default_batching(device, gpus[0].total_bytes if gpus else 0, gpus[0].name if gpus else "", world)
 
 
 def expected_parser(model: str, arch=None) -> tuple[str, str] | None:
@@ -64,15 +60,6 @@ def expected_parser(model: str, arch=None) -> tuple[str, str] | None:
 
     row = lookup(model, arch)
     return (row.parser, row.family) if row and row.parser else None
-
-
-def is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 def _chunked_prefill_off(preset) -> bool:

@@ -17,8 +17,8 @@ from vllm_launcher.exporters.options import ExportOptions
 from vllm_launcher.plan import build_plan, plan_env, vllm_flags
 from vllm_launcher.presets import Preset
 from vllm_launcher.safe_text import LINE_BREAKS, assert_single_line, comment_safe
+from vllm_launcher.units import GIB
 
-GIB = 1024**3
 HF_CACHE_IN_CONTAINER = "/root/.cache/huggingface"  # vLLM's images run as root (vLLM's Docker docs)
 DEFAULT_HOST_HF_CACHE = "~/.cache/huggingface"
 # vLLM's CPU backend without VLLM_CPU_KVCACHE_SPACE sizes the KV cache from a fraction of the NUMA node's
@@ -176,10 +176,8 @@ class Sizing:
 def model_weights_gib(preset: Preset) -> tuple[float | None, str]:
     """(weights GiB of the whole model, where the number came from); (None, why) when unknown.
     Offline only: models.load_arch reads local directories, the HF cache and the built-in catalog."""
-    try:
-        from vllm_launcher import estimate, models
-    except ImportError:  # the catalog/estimate modules are optional for rendering
-        return None, "model size unknown"
+    from vllm_launcher import estimate, models
+
     try:
         arch = models.load_arch(preset.model)
     except LaunchError:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
+from vllm_launcher.demo import DEMO_MODEL_ID
 from vllm_launcher.errors import ConfigError
 from vllm_launcher.exporters import compose, docker, k8s, lws, ray, systemd
 
@@ -30,8 +31,6 @@ SINGLE_NODE_FORMATS = ("docker", "compose", "k8s", "systemd")
 def applicable_formats(preset: Preset) -> tuple[str, ...]:
     """The formats a preset renders in: lws/ray for multi-node presets, the others for single-node; the
     demo model only runs where it was built (systemd on this machine)."""
-    from vllm_launcher.plan import DEMO_MODEL_ID
-
     if preset.model == DEMO_MODEL_ID:
         return ("systemd",)
     return MULTI_NODE_FORMATS if preset.nodes > 1 else SINGLE_NODE_FORMATS
@@ -47,8 +46,6 @@ def render(fmt: str, preset: Preset | ResolvedPreset, options: ExportOptions | N
         raise ConfigError(f"unknown format {fmt!r}; valid formats: {', '.join(FORMATS)}", source="--format")
     source = preset.source if isinstance(preset, ResolvedPreset) else None
     plain = preset.preset if isinstance(preset, ResolvedPreset) else preset
-    from vllm_launcher.plan import DEMO_MODEL_ID
-
     if plain.model == DEMO_MODEL_ID and fmt not in applicable_formats(plain):
         raise ConfigError(
             f"--format {fmt}: the demo model ({DEMO_MODEL_ID}) is built on this machine by `vllm-launch up "

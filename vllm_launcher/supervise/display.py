@@ -15,6 +15,7 @@ import time
 from typing import Any, TextIO
 
 from vllm_launcher.records import Record
+from vllm_launcher.units import GIB, MIB
 from vllm_launcher.supervise.supervisor import Outcome, Reporter
 
 SPINNER = "|/-\\"
@@ -44,7 +45,7 @@ def fmt_s(seconds: float) -> str:
 def fmt_bytes(value: int | None) -> str:
     if not value:
         return ""
-    return f"{value / 1024**3:.1f} GB" if value >= 1024**3 else f"{value / 1024**2:.0f} MB"
+    return f"{value / GIB:.1f} GB" if value >= GIB else f"{value / MIB:.0f} MB"
 
 
 def classify(line: str) -> tuple[str, str]:

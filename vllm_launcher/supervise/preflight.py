@@ -1,6 +1,6 @@
 """Before spawning: can the records and logs be written, and does doctor see a reason the launch is doomed?
 
-`up`'s pre-flight is doctor's pre-flight findings (doctor.preflight_findings: static, memory, port, host,
+`up`'s pre-flight is doctor's pre-flight findings (doctor.preflight.preflight_findings: static, memory, port, host,
 vLLM installed, secrets) plus the one check only a launch needs: the state directory must be writable.
 """
 
@@ -52,9 +52,9 @@ class Preflight:
 
 
 def preflight(preset: Any, hardware_file: str | None = None) -> Preflight:
-    """Doctor's findings for a launch of PRESET here, as lines (doctor.launch_line). Doctor's memory rules are
+    """Doctor's findings for a launch of PRESET here, as lines (doctor.preflight.launch_line). Doctor's memory rules are
     the one source of the fit verdict (they run the same estimate, one finding per cause)."""
-    from vllm_launcher import doctor
+    from vllm_launcher.doctor import preflight as doctor
 
     try:
         errors, warnings = doctor.preflight_findings(preset, hardware_file=hardware_file)
