@@ -1,11 +1,15 @@
-"""Run the real `vllm-launch` CLI in a subprocess with isolated XDG directories."""
+"""Run the real `vllm-launch` CLI with isolated XDG directories: in this process by default (the same entry
+point, stdout and stderr captured, the environment and working directory swapped in and restored), or in
+a subprocess where a process of its own is the point."""
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import subprocess
 import sys
+from contextlib import redirect_stderr, redirect_stdout
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
@@ -22,8 +26,31 @@ def isolated_env(tmp_path: Path, **extra: str) -> dict[str, str]:
     return env
 
 
-def run_cli(args: list[str], env: dict[str, str], cwd: Path | None = None,
-            timeout: float = 120) -> subprocess.CompletedProcess[str]:
+def run_in_process(args: list[str], env: dict[str, str], cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+    """`vllm-launch ARGS` through vllm_launcher.cli.run in this process. An exception that escapes it is a
+    traceback a user would have seen: it fails the calling test."""
+    from vllm_launcher.cli import run
+
+    out, err = io.StringIO(), io.StringIO()
+    saved_env, saved_cwd = dict(os.environ), os.getcwd()
+    os.environ.clear()
+    os.environ.update(env)
+    try:
+        if cwd is not None:
+            os.chdir(cwd)
+        with redirect_stdout(out), redirect_stderr(err):
+            code = run(list(args))
+    finally:
+        os.chdir(saved_cwd)
+        os.environ.clear()
+        os.environ.update(saved_env)
+    return subprocess.CompletedProcess(["vllm-launch", *args], code, out.getvalue(), err.getvalue())
+
+
+def run_cli(args: list[str], env: dict[str, str], cwd: Path | None = None, timeout: float = 120,
+            subprocess_: bool = False) -> subprocess.CompletedProcess[str]:
+    if not subprocess_:
+        return run_in_process(args, env, cwd)
     return subprocess.run([sys.executable, "-m", "vllm_launcher", *args], env=env, cwd=cwd,
                           capture_output=True, text=True, timeout=timeout, check=False)
 

@@ -39,6 +39,13 @@ def xdg_env(root: Path, base: dict[str, str] | None = None) -> dict[str, str]:
     return env
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Every real-vLLM test in one xdist group: one worker runs them all, in order, with one demo server."""
+    for item in items:
+        if item.get_closest_marker("vllm"):
+            item.add_marker(pytest.mark.xdist_group("vllm"))
+
+
 @pytest.fixture(autouse=True)
 def isolated_xdg(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
     """Every test gets its own config/state/cache directories: no user preset or server record leaks in."""

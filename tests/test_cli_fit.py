@@ -1,4 +1,5 @@
-"""The `probe`, `estimate` and `fit` commands, run as a user runs them (a real subprocess)."""
+"""The `probe`, `estimate` and `fit` commands through the real CLI entry point (in this process; `probe`
+also once as a real subprocess)."""
 
 from __future__ import annotations
 
@@ -14,12 +15,14 @@ FIXTURES = Path(__file__).parent / "fixtures"
 
 
 def run(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "vllm_launcher", *args], capture_output=True, text=True, check=False,
-                          env={**os.environ, **(env or {})}, timeout=120)
+    from cli_helpers import run_in_process
+
+    return run_in_process(list(args), {**os.environ, **(env or {})})
 
 
 def test_probe_json_loads_back(tmp_path):
-    done = run("probe", "--json")
+    done = subprocess.run([sys.executable, "-m", "vllm_launcher", "probe", "--json"], capture_output=True, text=True,
+                          check=False, timeout=120)
     assert done.returncode == 0, done.stderr
     data = json.loads(done.stdout)
     assert data["ram_total_bytes"] > 0 and "numa_nodes" in data

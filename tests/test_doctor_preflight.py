@@ -3,7 +3,8 @@ against the fake vLLM (tests/fake_vllm) through the real CLI."""
 
 from __future__ import annotations
 
-from conftest import cli, port_is_free, tagged_processes, wait_for, write_preset
+import pytest
+from conftest import FAKE_VLLM_DIR, cli, port_is_free, tagged_processes, wait_for, write_preset
 
 from vllm_launcher.doctor.preflight import preflight_errors
 from vllm_launcher.presets import Preset
@@ -11,6 +12,19 @@ from vllm_launcher.presets import Preset
 # kv_cache_space_gib: a CPU preset without it trips VL205 when this machine's memory is short (vLLM's
 # default reservation), which is not what these tests are about.
 KV = {"kv_cache_space_gib": 1}
+
+
+@pytest.fixture(autouse=True)
+def importable_vllm(monkeypatch):
+    """The fake vLLM package importable in this process (as the CLI tests have it on PYTHONPATH), so that
+    these checks do not depend on whether the real one is installed (VL302)."""
+    from vllm_launcher import system
+
+    monkeypatch.syspath_prepend(str(FAKE_VLLM_DIR))
+    monkeypatch.setenv("PYTHONPATH", str(FAKE_VLLM_DIR))
+    system._vllm_here_cached.cache_clear()
+    yield
+    system._vllm_here_cached.cache_clear()
 
 
 def test_preflight_errors_are_one_line_each_with_code_and_fix(port):

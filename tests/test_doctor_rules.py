@@ -352,6 +352,7 @@ def test_vl303_vllm_too_old_for_a_flag():
     assert "VL303" not in _codes(_facts(tools, vllm_version="0.32.0"))
 
 
+@pytest.mark.vllm  # reads the installed vLLM
 def test_vl304_parser_not_in_installed_vllm():
     installed = environment.tool_parsers(system.vllm_info().package_dir)
     assert {"hermes", "mistral", "llama3_json", "llama4_json", "deepseek_v3", "qwen3_coder"} <= installed

@@ -25,6 +25,7 @@ from vllm_launcher.hardware import (
 FIXTURES = Path(__file__).parent / "fixtures" / "hardware"
 
 
+@pytest.mark.vllm  # reads the installed vLLM
 def test_probe_reports_this_machine():
     import psutil
 
@@ -47,6 +48,7 @@ def test_probe_does_not_import_torch_without_a_gpu():
         assert imported == "False"
 
 
+@pytest.mark.vllm  # reads the installed vLLM
 def test_installed_vllm_reads_metadata_without_importing_vllm():
     code = "import sys; from vllm_launcher.hardware import installed_vllm as f; v=f(); print(v.version, 'vllm' in sys.modules)"
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)

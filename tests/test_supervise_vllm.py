@@ -138,6 +138,12 @@ def test_down_of_a_starting_demo_takes_seconds_and_leaves_nothing(tmp_path):
         record = wait_for(deep_in_start_up, timeout_s=120, interval_s=0.2)
         assert record["state"] == "starting", record["state"]
         members = tree_of(record["server_pid"])
+        # This server's segments: those its tree maps now, and those the supervisor recorded.
+        from vllm_launcher import system
+
+        ours = system.shm_segments_of(p.pid for p in members) | set(json.loads(record_path.read_text())
+                                                                     ["shm_segments"])
+        assert ours, "the starting server maps no /dev/shm segment yet"
         started = time.monotonic()
         down = cli(["down", "demo-early"], env, timeout=120)
         took = time.monotonic() - started
@@ -146,7 +152,7 @@ def test_down_of_a_starting_demo_takes_seconds_and_leaves_nothing(tmp_path):
         assert took < 5.0, f"down during start-up took {took:.1f} s"
         assert not [p for p in members if p.is_running() and p.status() != psutil.STATUS_ZOMBIE]
         assert port_is_free(port)
-        assert not [n for n in set(os.listdir("/dev/shm")) - shm_before if n.startswith("psm_")]
+        assert not [name for name in ours if os.path.exists(f"/dev/shm/{name}")]
         assert up.wait(timeout=60) == 1  # `up --detach` reports the start as stopped, not ready
     finally:
         if up.poll() is None:

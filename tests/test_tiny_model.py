@@ -21,6 +21,9 @@ TOOLS = [{"type": "function", "function": {
     "name": "get_weather", "description": "Weather in a city",
     "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}}}]
 
+# Builds a real model with torch, safetensors and tokenizers (the demo's builder): the real tier.
+pytestmark = pytest.mark.vllm
+
 
 def run_builder(out: Path, *extra: str) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, str(BUILDER), "--out", str(out), *extra], check=False,

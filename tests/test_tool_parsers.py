@@ -57,6 +57,7 @@ def test_fit_and_doctor_read_the_same_table(model, parser):
     assert (guess[0] if guess else None) == parser
 
 
+@pytest.mark.vllm  # reads the installed vLLM
 def test_every_parser_is_registered_in_the_installed_vllm():
     installed = environment.tool_parsers(system.vllm_info().package_dir)
     assert installed, "could not read the installed vLLM's tool parsers"

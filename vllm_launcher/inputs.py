@@ -8,6 +8,7 @@ range that no real use leaves, else a usage error (exit 2) naming the option.
 from __future__ import annotations
 
 import math
+import re
 
 from vllm_launcher.errors import ConfigError
 
@@ -36,11 +37,18 @@ def check_number(option: str, value: float | None, *, low: float, high: float,
         raise ConfigError(f"must be {bound} {low:g} and at most {high:g}, not {value:g}", source=option)
 
 
+# Server names become file names (records, logs), so: one path component, never `..`, never taken for an
+# option (no leading '-'), at most 64 characters.
+SERVER_NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
+
+
+def valid_name(name: str) -> bool:
+    return bool(SERVER_NAME_RE.fullmatch(name)) and ".." not in name
+
+
 def check_server_name(option: str, name: str) -> str:
     """NAME unchanged when it can name a server (a file name, a unit name): 1-64 of letters, digits, '.',
     '_', '-', starting with a letter or digit, no '..'. Raises ConfigError."""
-    from vllm_launcher.records import valid_name
-
     if not valid_name(name):
         shown = name if len(name) <= 80 else name[:77] + "..."
         raise ConfigError(f"{shown!r} is not a server name: use 1-64 letters, digits, '.', '_' or '-', starting "

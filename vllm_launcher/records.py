@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from vllm_launcher import atomic, paths
+from vllm_launcher.inputs import valid_name
 
 
 class State(str, enum.Enum):
@@ -230,14 +231,6 @@ def locks_dir() -> Path:
     return paths.state_dir() / "locks"
 
 
-# Server names become file names here: one path component, never `..`, never taken for an option.
-NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
-
-
-def valid_name(name: str) -> bool:
-    return bool(NAME_RE.fullmatch(name)) and ".." not in name
-
-
 def _checked(name: str) -> str:
     if not valid_name(name):
         raise ValueError(f"not a server name: {name!r}")
@@ -250,6 +243,31 @@ def record_path(name: str) -> Path:
 
 def log_path_for(name: str) -> Path:
     return logs_dir() / f"{_checked(name)}.log"
+
+
+def stop_request_path(name: str) -> Path:
+    """Where `down --timeout S` leaves S for the supervisor it is about to signal (its polite stop's budget)."""
+    return locks_dir() / f"{_checked(name)}.stop"
+
+
+def request_stop(name: str, timeout_s: float) -> None:
+    """Tell NAME's supervisor how long its polite stop may take (read when it gets SIGTERM). Best effort:
+    without it the supervisor uses its default, and `down` still kills what is left after the timeout."""
+    with contextlib.suppress(OSError, ValueError):
+        atomic_write_json(stop_request_path(name), {"timeout_s": float(timeout_s)})
+
+
+def requested_stop_timeout(name: str, default_s: float) -> float:
+    """The budget `down` asked for (then forgotten), else DEFAULT_S."""
+    path = stop_request_path(name)
+    try:
+        value = float(json.loads(path.read_text(encoding="utf-8"))["timeout_s"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return default_s
+    finally:
+        with contextlib.suppress(OSError):
+            path.unlink()
+    return value if 0 <= value <= default_s * 100 else default_s
 
 
 def supervisor_log_path(name: str) -> Path:

@@ -16,6 +16,7 @@ from vllm_launcher import records, system
 from vllm_launcher.records import AnyRecord
 from vllm_launcher.supervise import procs
 
+SUPERVISOR_KILL_MARGIN_S = 12.0
 
 @dataclass
 class DownResult:
@@ -35,9 +36,12 @@ def cleanup(record: AnyRecord, timeout_s: float = 30.0) -> DownResult:
     signals: list[str] = []
     if records.supervisor_alive(record) and record.supervisor_pid != os.getpid():
         pid = int(record.supervisor_pid or 0)
+        if records.valid_name(record.name):
+            records.request_stop(record.name, timeout_s)
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGTERM)
-        deadline = time.monotonic() + timeout_s + 15
+        # The supervisor's polite stop takes at most TIMEOUT_S, its SIGKILL of the tree ~10 s more.
+        deadline = time.monotonic() + timeout_s + SUPERVISOR_KILL_MARGIN_S
         while records.supervisor_alive(record) and time.monotonic() < deadline:
             time.sleep(0.05)
         signals.append("SIGTERM to its supervisor")

@@ -26,6 +26,7 @@ HEALTH_INTERVAL_S = 2.0  # exits are noticed at once (pidfd); this catches a hun
 HEALTH_TIMEOUT_S = 3.0
 TREE_REFRESH_S = 0.5  # while starting: children appear
 WATCH_TREE_REFRESH_S = 10.0  # while serving: cheap enough to stay ~0% CPU
+STOP_TIMEOUT_S = 30.0  # the polite stop of a serving server, unless `down --timeout` asked otherwise
 
 
 @dataclass
@@ -399,7 +400,7 @@ class Supervisor:
 
     # -------------------------------------------------------------------------------------- stop
 
-    def _stop_server(self, timeout_s: float = 30.0, starting: bool = False) -> procs.StopResult | None:
+    def _stop_server(self, timeout_s: float = STOP_TIMEOUT_S, starting: bool = False) -> procs.StopResult | None:
         """Stop the whole tree, free its /dev/shm segments; on a GPU, wait for its memory to be freed.
         STARTING: not ready yet, so nothing to drain: SIGINT, a grace of procs.STARTING_GRACE_S, SIGKILL."""
         if self.proc is None or self.tree is None:
@@ -449,7 +450,7 @@ class Supervisor:
                 outcome = self.watch()
                 if outcome.kind == "stopped":
                     self._set_state(State.STOPPING, "stopping on request")
-                    self._stop_server()
+                    self._stop_server(records.requested_stop_timeout(self.record.name, STOP_TIMEOUT_S))
                     return self._finish_stopped()
                 self._stop_server()  # exited or unhealthy: kill what is left before anything else
             if not ever_ready:

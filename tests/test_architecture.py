@@ -1,0 +1,148 @@
+"""The house: no import cycle in the package, layers that only look down, and tables that agree.
+
+The import graph is read with the stdlib `ast` from the sources, every import counted (module-level and
+inside functions), so a lazy import cannot hide a cycle.
+"""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+PACKAGE = Path(__file__).resolve().parent.parent / "vllm_launcher"
+
+# Who may import whom: a module of a layer imports only its own layer and those listed for it.
+LAYERS: dict[str, set[str]] = {
+    "base": set(),  # errors, paths, units, safe_text, files, atomic, inputs, output, stat_cache
+    "core": {"base"},  # presets, plan, models, catalog, hardware, estimate, fit, tool_parsers, demo, tiny_model
+    "machine": {"base"},  # system, records
+    "exporters": {"base", "core"},
+    "doctor": {"base", "core", "machine"},
+    "supervise": {"base", "core", "machine", "doctor"},
+    "commands": {"base", "core", "machine", "exporters", "doctor", "supervise"},
+    "cli": {"base", "commands"},
+}
+BASE = {"errors", "paths", "units", "safe_text", "files", "atomic", "inputs", "output", "stat_cache", "__init__",
+        "__main__"}
+CORE = {"presets", "plan", "models", "catalog", "hardware", "estimate", "fit", "tool_parsers", "demo", "tiny_model"}
+MACHINE = {"system", "records"}
+
+
+def layer_of(module: str) -> str:
+    parts = module.split(".")[1:]
+    if not parts:
+        return "base"
+    if parts[0] in ("exporters", "doctor", "supervise", "commands", "cli"):
+        return parts[0]
+    if parts[0] in CORE:
+        return "core"
+    if parts[0] in MACHINE:
+        return "machine"
+    if parts[0] in BASE:
+        return "base"
+    raise AssertionError(f"{module} is in no layer: add it to test_architecture.LAYERS")
+
+
+def modules() -> dict[str, Path]:
+    found = {}
+    for path in PACKAGE.rglob("*.py"):
+        parts = path.relative_to(PACKAGE.parent).with_suffix("").parts
+        name = ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+        found[name] = path
+    return found
+
+
+def import_graph() -> dict[str, set[str]]:
+    known = modules()
+    graph: dict[str, set[str]] = {name: set() for name in known}
+    for name, path in known.items():
+        package = name if path.name == "__init__.py" else name.rsplit(".", 1)[0]
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            targets: list[str] = []
+            if isinstance(node, ast.Import):
+                targets = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom):
+                if node.level:
+                    base = package.split(".")[: len(package.split(".")) - node.level + 1]
+                    source = ".".join([*base, node.module] if node.module else base)
+                else:
+                    source = node.module or ""
+                targets = [source, *(f"{source}.{alias.name}" for alias in node.names)]
+            graph[name] |= {target for target in targets if target in known and target != name}
+    return graph
+
+
+def cycles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """The strongly connected components with more than one module (Tarjan)."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    on_stack: set[str] = set()
+    found: list[list[str]] = []
+
+    def visit(node: str) -> None:
+        index[node] = low[node] = len(index)
+        stack.append(node)
+        on_stack.add(node)
+        for nxt in sorted(graph[node]):
+            if nxt not in index:
+                visit(nxt)
+                low[node] = min(low[node], low[nxt])
+            elif nxt in on_stack:
+                low[node] = min(low[node], index[nxt])
+        if low[node] == index[node]:
+            component = []
+            while True:
+                member = stack.pop()
+                on_stack.discard(member)
+                component.append(member)
+                if member == node:
+                    break
+            if len(component) > 1:
+                found.append(sorted(component))
+
+    for node in sorted(graph):
+        if node not in index:
+            visit(node)
+    return found
+
+
+def test_no_import_cycle_in_the_package():
+    assert cycles(import_graph()) == []
+
+
+def test_the_cycle_finder_finds_one():
+    assert cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
+
+
+def test_layers_only_look_down():
+    wrong = []
+    for module, imported in import_graph().items():
+        mine = layer_of(module)
+        for target in imported:
+            theirs = layer_of(target)
+            if theirs != mine and theirs not in LAYERS[mine] and not target.endswith("vllm_launcher"):
+                wrong.append(f"{module} ({mine}) imports {target} ({theirs})")
+    assert wrong == []
+
+
+def test_the_render_formats_are_the_exporter_registry():
+    from vllm_launcher.cli.options import RENDER_FORMATS
+    from vllm_launcher.commands.presets import EXPORT_FORMATS, PLAN_FORMATS
+    from vllm_launcher.exporters.registry import FORMATS
+
+    assert EXPORT_FORMATS == FORMATS and RENDER_FORMATS == PLAN_FORMATS + FORMATS
+
+
+def test_every_command_body_takes_exactly_its_parameters():
+    import inspect
+
+    from vllm_launcher.cli.table import COMMANDS
+
+    for command in COMMANDS:
+        expected = {p.dest for p in command.params if p.group is None}
+        if any(p.group == "overrides" for p in command.params):
+            expected.add("overrides")
+        if any(p.group == "export" for p in command.params):
+            expected.add("export_values")
+        assert set(inspect.signature(command.load()).parameters) == expected, command.name
