@@ -13,6 +13,7 @@ the logged token count is int(num_blocks / ceil(L / block) × L).
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from typing import Literal
 
 from pydantic import BaseModel, Field
@@ -229,16 +230,7 @@ def _estimate_gpu(preset: Preset, arch: ModelArch, hw: Hardware, common: dict, r
     gpus_here = max(1, world // max(1, preset.nodes))
     util = preset.gpu_memory_utilization or DEFAULT_GPU_UTILIZATION
     used = hw.gpus[:gpus_here]
-    if not hw.gpus:
-        reasons.append("no GPU is visible on this machine and the preset needs one (device: cuda); check it "
-                       "against a GPU machine with --device cuda --gpus N --gpu-mem-gib X, or --hardware FILE")
-    elif len(hw.gpus) < gpus_here:
-        reasons.append(f"the preset needs {gpus_here} GPUs per node (TP {tp} x PP {pp}"
-                       f"{f' over {preset.nodes} nodes' if preset.nodes > 1 else ''}); this machine has "
-                       f"{len(hw.gpus)}")
-        valid = _valid_tp_sizes(arch, len(hw.gpus))
-        if valid:
-            fixes.append(f"use tensor_parallel_size {max(valid)} (divides {arch.num_attention_heads} heads)")
+    _check_gpu_count(preset, arch, hw, gpus_here, reasons, fixes)
     total = min((g.total_bytes for g in used), default=0)
     free = min((g.free_bytes for g in used), default=0)
     name = used[0].name if used else ""
@@ -256,35 +248,9 @@ def _estimate_gpu(preset: Preset, arch: ModelArch, hw: Hardware, common: dict, r
     tokens, concurrency = reported_tokens(num_blocks, max_len, GPU_BLOCK_SIZE)
     kv_fits, largest = _kv_verdict(num_blocks, max_len, GPU_BLOCK_SIZE, arch, long_allowed)
 
-    if used and free < requested:
-        reasons.append(f"GPU free memory {gib(free)} GiB is less than requested {gib(requested)} GiB "
-                       f"({util} x {gib(total)} GiB): vLLM refuses to start while other processes hold it")
-        fixes.append(f"free the GPU, or lower gpu_memory_utilization to {math.floor(free / total * 100) / 100}")
-    if used and common["weights_bytes_per_gpu"] >= requested:
-        reasons.append(f"weights need {gib(common['weights_bytes_per_gpu'])} GiB per GPU, more than the "
-                       f"{gib(requested)} GiB vLLM may use ({util} x {gib(total)} GiB)")
-    elif used and kv_bytes <= 0:
-        reasons.append(f"no memory left for the KV cache: weights {gib(common['weights_bytes_per_gpu'])} + "
-                       f"activations {gib(act)} + other {gib(non_torch + graphs)} GiB >= {gib(requested)} GiB")
-    elif used and not kv_fits:
-        need = (blocks_for(max_len, GPU_BLOCK_SIZE) + 1) * GPU_BLOCK_SIZE * per_token
-        reasons.append(f"the KV cache ({gib(kv_bytes)} GiB, {tokens} tokens) cannot hold one request of "
-                       f"max_model_len {max_len} ({gib(need)} GiB needed)")
-        if largest:
-            fixes.append(f"set max_model_len <= {largest}")
-        util_needed = (non_kv + need) / total if total else 1
-        if util_needed <= 0.98:
-            fixes.append(f"raise gpu_memory_utilization to {math.ceil(util_needed * 100) / 100}")
-    if used and (not kv_fits or common["weights_bytes_per_gpu"] >= requested):
-        for tp_try in _valid_tp_sizes(arch, len(hw.gpus)):
-            if tp_try <= tp:
-                continue
-            trial = estimate(preset.model_copy(update={"tensor_parallel_size": tp_try}), arch, hw)
-            if trial.fits:
-                fixes.append(f"use tensor_parallel_size {tp_try} ({trial.kv_cache_tokens} KV tokens)")
-                break
-        if not preset.kv_cache_dtype or not preset.kv_cache_dtype.startswith("fp8"):
-            fixes.append("use kv_cache_dtype fp8 (halves the KV bytes per token)")
+    if used:
+        _check_gpu_memory(preset, arch, hw, common, reasons, fixes, _GpuBudget(
+            total, free, requested, act, non_torch + graphs, kv_bytes, tokens, kv_fits, largest, util))
 
     breakdown = [("weights", gib(common["weights_bytes_per_gpu"])), ("activations", gib(act)),
                  ("non-torch", gib(non_torch)), ("cuda graphs", gib(graphs)), ("KV cache", gib(kv_bytes)),
@@ -297,6 +263,76 @@ def _estimate_gpu(preset: Preset, arch: ModelArch, hw: Hardware, common: dict, r
         max_num_seqs=seqs, largest_max_model_len=largest, fits=not reasons, reasons=reasons, fixes=fixes,
         warnings=warnings, breakdown=breakdown,
     )
+
+
+def _check_gpu_count(preset: Preset, arch: ModelArch, hw: Hardware, gpus_here: int, reasons: list[str],
+                     fixes: list[str]) -> None:
+    """A GPU preset on a machine with no GPU, or with fewer than one node's share of the world."""
+    tp, pp = preset.tensor_parallel_size or 1, preset.pipeline_parallel_size or 1
+    if not hw.gpus:
+        reasons.append("no GPU is visible on this machine and the preset needs one (device: cuda); check it "
+                       "against a GPU machine with --device cuda --gpus N --gpu-mem-gib X, or --hardware FILE")
+    elif len(hw.gpus) < gpus_here:
+        reasons.append(f"the preset needs {gpus_here} GPUs per node (TP {tp} x PP {pp}"
+                       f"{f' over {preset.nodes} nodes' if preset.nodes > 1 else ''}); this machine has "
+                       f"{len(hw.gpus)}")
+        valid = _valid_tp_sizes(arch, len(hw.gpus))
+        if valid:
+            fixes.append(f"use tensor_parallel_size {max(valid)} (divides {arch.num_attention_heads} heads)")
+
+
+@dataclass(frozen=True)
+class _GpuBudget:
+    """One GPU's memory as vLLM splits it (bytes), and what the KV cache then holds."""
+
+    total: int
+    free: int
+    requested: int
+    activations: int
+    other: int  # non-torch + CUDA graphs
+    kv_bytes: int
+    tokens: int
+    kv_fits: bool
+    largest: int | None
+    util: float
+
+
+def _check_gpu_memory(preset: Preset, arch: ModelArch, hw: Hardware, common: dict, reasons: list[str],
+                      fixes: list[str], b: _GpuBudget) -> None:
+    """Why vLLM would refuse this memory budget (busy GPU, weights too big, no or too small KV cache), and
+    what would fit (max_model_len, utilization, a larger TP, fp8 KV)."""
+    weights = common["weights_bytes_per_gpu"]
+    max_len, per_token, tp = common["effective_max_model_len"], common["kv_bytes_per_token"], common[
+        "tensor_parallel_size"]
+    if b.free < b.requested:
+        reasons.append(f"GPU free memory {gib(b.free)} GiB is less than requested {gib(b.requested)} GiB "
+                       f"({b.util} x {gib(b.total)} GiB): vLLM refuses to start while other processes hold it")
+        fixes.append(f"free the GPU, or lower gpu_memory_utilization to {math.floor(b.free / b.total * 100) / 100}")
+    if weights >= b.requested:
+        reasons.append(f"weights need {gib(weights)} GiB per GPU, more than the {gib(b.requested)} GiB vLLM may "
+                       f"use ({b.util} x {gib(b.total)} GiB)")
+    elif b.kv_bytes <= 0:
+        reasons.append(f"no memory left for the KV cache: weights {gib(weights)} + activations "
+                       f"{gib(b.activations)} + other {gib(b.other)} GiB >= {gib(b.requested)} GiB")
+    elif not b.kv_fits:
+        need = (blocks_for(max_len, GPU_BLOCK_SIZE) + 1) * GPU_BLOCK_SIZE * per_token
+        reasons.append(f"the KV cache ({gib(b.kv_bytes)} GiB, {b.tokens} tokens) cannot hold one request of "
+                       f"max_model_len {max_len} ({gib(need)} GiB needed)")
+        if b.largest:
+            fixes.append(f"set max_model_len <= {b.largest}")
+        util_needed = (weights + b.activations + b.other + need) / b.total if b.total else 1
+        if util_needed <= 0.98:
+            fixes.append(f"raise gpu_memory_utilization to {math.ceil(util_needed * 100) / 100}")
+    if not b.kv_fits or weights >= b.requested:
+        for tp_try in _valid_tp_sizes(arch, len(hw.gpus)):
+            if tp_try <= tp:
+                continue
+            trial = estimate(preset.model_copy(update={"tensor_parallel_size": tp_try}), arch, hw)
+            if trial.fits:
+                fixes.append(f"use tensor_parallel_size {tp_try} ({trial.kv_cache_tokens} KV tokens)")
+                break
+        if not preset.kv_cache_dtype or not preset.kv_cache_dtype.startswith("fp8"):
+            fixes.append("use kv_cache_dtype fp8 (halves the KV bytes per token)")
 
 
 def _estimate_cpu(preset: Preset, arch: ModelArch, hw: Hardware, common: dict, reasons: list[str],
@@ -317,41 +353,8 @@ def _estimate_cpu(preset: Preset, arch: ModelArch, hw: Hardware, common: dict, r
                        f"{max(1, len(hw.numa_nodes))} (vLLM fails: not enough NUMA nodes)")
         fixes.append("use tensor_parallel_size 1 on this machine")
 
-    if preset.kv_cache_space_gib is not None:
-        kv_bytes = preset.kv_cache_space_gib * GIB
-        source = f"kv_cache_space_gib {preset.kv_cache_space_gib} (VLLM_CPU_KVCACHE_SPACE)"
-        if kv_bytes > node_free:
-            reasons.append(f"KV space {preset.kv_cache_space_gib} GiB is more than NUMA node 0 has available "
-                           f"({gib(node_free)}/{gib(node_total)} GiB): vLLM refuses it")
-            fixes.append(f"set kv_cache_space_gib <= {max(1, int(node_free // GIB) - 1)}")
-        elif kv_bytes + weights > node_free:
-            warnings.append(f"KV space + weights ({gib(kv_bytes + weights)} GiB) exceed NUMA node 0's "
-                            f"available {gib(node_free)} GiB; vLLM may refuse the KV allocation")
-    else:
-        requested = math.ceil(node_total * util)
-        source = f"vLLM's default: {util} x NUMA node 0 ({gib(node_total)} GiB) minus the worker's memory"
-        kv_bytes = max(0, requested - weights - int(CPU_WORKER_RUNTIME_GIB * GIB))
-        # vLLM checks the KV size against node 0's available memory after loading (weights and the other
-        # processes already taken): what made the tiny model fail here with the default rule.
-        node_free_after_load = node_free - weights - int(CPU_RUNTIME_GIB * GIB)
-        fix = (f"set kv_cache_space_gib (e.g. {_cpu_kv_suggestion(per_token, max_len, block_size, node_free)}"
-               f"), or lower gpu_memory_utilization")
-        if kv_bytes <= 0:
-            reasons.append(f"kv_cache_space_gib is unset and vLLM's default ({util} x NUMA node 0's "
-                           f"{gib(node_total)} GiB = {gib(requested)} GiB) leaves nothing for the KV cache after "
-                           f"the weights ({gib(weights)} GiB)")
-            fixes.append(fix)
-        elif requested <= node_free and kv_bytes > node_free_after_load:
-            reasons.append(f"kv_cache_space_gib is unset, so vLLM sizes the KV cache at {gib(kv_bytes)} GiB "
-                           f"({util} x NUMA node 0's {gib(node_total)} GiB minus the worker), more than node 0 "
-                           f"has left after loading (~{gib(max(0, node_free_after_load))} GiB): vLLM refuses")
-            fixes.append(fix)
-        if requested > node_free:
-            reasons.append(f"kv_cache_space_gib is unset, so vLLM reserves {util} x NUMA node 0's "
-                           f"{gib(node_total)} GiB = {gib(requested)} GiB, more than its available "
-                           f"{gib(node_free)} GiB: vLLM refuses to start")
-            fixes.append(f"set kv_cache_space_gib (e.g. {_cpu_kv_suggestion(per_token, max_len, block_size, node_free)}"
-                         f"), or lower gpu_memory_utilization to {math.floor(node_free / node_total * 100) / 100}")
+    kv_bytes, source = _cpu_kv_space(preset, common, weights, block_size, node_total, node_free, util, reasons,
+                                     fixes, warnings)
 
     num_blocks = kv_bytes // (block_size * per_token) if per_token else 0
     tokens, concurrency = reported_tokens(num_blocks, max_len, block_size)
@@ -387,6 +390,49 @@ def _estimate_cpu(preset: Preset, arch: ModelArch, hw: Hardware, common: dict, r
         ram_needed_gib=gib(ram_needed), largest_max_model_len=largest, fits=not reasons, reasons=reasons,
         fixes=fixes, warnings=warnings, breakdown=breakdown,
     )
+
+
+def _cpu_kv_space(preset: Preset, common: dict, weights: int, block_size: int, node_total: int, node_free: int,
+                  util: float, reasons: list[str], fixes: list[str], warnings: list[str]) -> tuple[int, str]:
+    """(KV bytes, where the size comes from) on the CPU: the preset's kv_cache_space_gib, else vLLM 0.32's
+    default reservation of NUMA node 0, with why vLLM would refuse either."""
+    per_token, max_len = common["kv_bytes_per_token"], common["effective_max_model_len"]
+    if preset.kv_cache_space_gib is not None:
+        kv_bytes = preset.kv_cache_space_gib * GIB
+        source = f"kv_cache_space_gib {preset.kv_cache_space_gib} (VLLM_CPU_KVCACHE_SPACE)"
+        if kv_bytes > node_free:
+            reasons.append(f"KV space {preset.kv_cache_space_gib} GiB is more than NUMA node 0 has available "
+                           f"({gib(node_free)}/{gib(node_total)} GiB): vLLM refuses it")
+            fixes.append(f"set kv_cache_space_gib <= {max(1, int(node_free // GIB) - 1)}")
+        elif kv_bytes + weights > node_free:
+            warnings.append(f"KV space + weights ({gib(kv_bytes + weights)} GiB) exceed NUMA node 0's "
+                            f"available {gib(node_free)} GiB; vLLM may refuse the KV allocation")
+    else:
+        requested = math.ceil(node_total * util)
+        source = f"vLLM's default: {util} x NUMA node 0 ({gib(node_total)} GiB) minus the worker's memory"
+        kv_bytes = max(0, requested - weights - int(CPU_WORKER_RUNTIME_GIB * GIB))
+        # vLLM checks the KV size against node 0's available memory after loading (weights and the other
+        # processes already taken): what made the tiny model fail here with the default rule.
+        node_free_after_load = node_free - weights - int(CPU_RUNTIME_GIB * GIB)
+        fix = (f"set kv_cache_space_gib (e.g. {_cpu_kv_suggestion(per_token, max_len, block_size, node_free)}"
+               f"), or lower gpu_memory_utilization")
+        if kv_bytes <= 0:
+            reasons.append(f"kv_cache_space_gib is unset and vLLM's default ({util} x NUMA node 0's "
+                           f"{gib(node_total)} GiB = {gib(requested)} GiB) leaves nothing for the KV cache after "
+                           f"the weights ({gib(weights)} GiB)")
+            fixes.append(fix)
+        elif requested <= node_free and kv_bytes > node_free_after_load:
+            reasons.append(f"kv_cache_space_gib is unset, so vLLM sizes the KV cache at {gib(kv_bytes)} GiB "
+                           f"({util} x NUMA node 0's {gib(node_total)} GiB minus the worker), more than node 0 "
+                           f"has left after loading (~{gib(max(0, node_free_after_load))} GiB): vLLM refuses")
+            fixes.append(fix)
+        if requested > node_free:
+            reasons.append(f"kv_cache_space_gib is unset, so vLLM reserves {util} x NUMA node 0's "
+                           f"{gib(node_total)} GiB = {gib(requested)} GiB, more than its available "
+                           f"{gib(node_free)} GiB: vLLM refuses to start")
+            fixes.append(f"set kv_cache_space_gib (e.g. {_cpu_kv_suggestion(per_token, max_len, block_size, node_free)}"
+                         f"), or lower gpu_memory_utilization to {math.floor(node_free / node_total * 100) / 100}")
+    return kv_bytes, source
 
 
 def _cpu_kv_suggestion(per_token: int, max_len: int, block_size: int, node_free: int) -> int:

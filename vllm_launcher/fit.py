@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import re
+from typing import Literal
 
 from vllm_launcher.errors import ConfigError, LaunchError
 from vllm_launcher.estimate import (
@@ -48,7 +49,7 @@ def _slug(model: str) -> str:
     return re.sub(r"[^a-z0-9._-]+", "-", name).strip("-._") or "model"
 
 
-def _base_preset(model: str, arch: ModelArch, device: str, name: str | None) -> Preset:
+def _base_preset(model: str, arch: ModelArch, device: Literal["cuda", "cpu"], name: str | None) -> Preset:
     parser = tool_parser_for(model, arch)
     extra = ["--tokenizer-mode=mistral"] if parser == "mistral" else []
     return Preset(name=name or f"fit-{_slug(model)}", model=model, device=device,
@@ -68,12 +69,14 @@ def fit(model: str, hw: Hardware, context: int | None = None, concurrency: int =
         check_preset_name(name)
     arch = arch or load_arch(model)
     device = device or ("cuda" if hw.gpus else "cpu")
+    if device not in ("cuda", "cpu"):
+        raise ConfigError(f"must be cuda or cpu, not {device!r}", source="--device")
     concurrency = max(1, concurrency)
     if context is not None and context > arch.max_position_embeddings:
         raise ConfigError(f"{context} is above {model}'s limit (max_position_embeddings="
                           f"{arch.max_position_embeddings} tokens); use --context <= {arch.max_position_embeddings} "
                           "(longer needs a RoPE-scaled model and VLLM_ALLOW_LONG_MAX_MODEL_LEN=1)", field="--context")
-    base = _base_preset(model, arch, device, name)
+    base = _base_preset(model, arch, "cuda" if device == "cuda" else "cpu", name)
     if device == "cpu":
         return _fit_cpu(base, arch, hw, context, concurrency)
     return _fit_gpu(base, arch, hw, context, concurrency)
@@ -94,7 +97,7 @@ def _fit_gpu(base: Preset, arch: ModelArch, hw: Hardware, context: int | None, c
                                         "gpu_memory_utilization": DEFAULT_GPU_UTILIZATION,
                                         "max_model_len": target})
         est = last = estimate(trial, arch, hw)
-        if est.num_blocks <= 1 or est.reasons and est.kv_cache_gib <= 0:
+        if est.num_blocks <= 1 or (est.reasons and est.kv_cache_gib <= 0):
             continue
         # vLLM keeps one block back; each request of L tokens takes ceil(L / block) blocks.
         holds = min(arch.max_position_embeddings, (est.num_blocks - 1) // concurrency * est.block_size)
@@ -104,9 +107,10 @@ def _fit_gpu(base: Preset, arch: ModelArch, hw: Hardware, context: int | None, c
             best = (holds, trial)
     floor = min(4096, arch.max_position_embeddings)
     if context is None and best is not None and best[0] >= floor:
-        final = best[1].model_copy(update={"max_model_len": _round_context(best[0])})
+        final_len = _round_context(best[0])
+        final = best[1].model_copy(update={"max_model_len": final_len})
         return final.model_copy(update={"description": _describe(estimate(final, arch, hw), hw, concurrency,
-                                                                 final.max_model_len)})
+                                                                 final_len)})
     detail = f" ({'; '.join(last.reasons)})" if last and last.reasons and best is None else ""
     most = (f"; at most {concurrency} x {best[0]} tokens (TP {best[1].tensor_parallel_size or 1})"
             if best is not None and best[0] > 0 else "")

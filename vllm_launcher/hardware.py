@@ -86,7 +86,7 @@ def _torch_gpus() -> tuple[list[GpuInfo], bool, bool, list[str]]:
     """(gpus, cuda_available, torch_available, notes) through torch."""
     try:
         import torch
-    except Exception as exc:  # noqa: BLE001 - ImportError, or a broken install raising anything at import
+    except Exception as exc:
         return [], False, False, [f"torch not importable ({type(exc).__name__}); GPUs read with nvidia-smi"]
     if not torch.cuda.is_available():
         return [], False, True, ["torch is installed but CUDA is not available to it"]

@@ -72,7 +72,7 @@ def print_json(value: Any) -> None:
     out(json.dumps(value, indent=2, default=str))
 
 
-def table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
+def table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
     """A plain aligned table (no colours: cheap to import, stable to diff and grep)."""
     cells = [[str(h) for h in headers]] + [["" if c is None else printable(str(c)).replace("\n", " ")
                                              for c in row] for row in rows]

@@ -19,10 +19,11 @@ from __future__ import annotations
 import json
 import shlex
 import sys
-from vllm_launcher.demo import DEMO_MODEL_ID
-from vllm_launcher.units import GIB
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Literal
+
+from vllm_launcher.demo import DEMO_MODEL_ID
+from vllm_launcher.units import GIB
 
 if TYPE_CHECKING:  # plans are also formatted from the plan cache, without loading pydantic
     from vllm_launcher.presets import Preset

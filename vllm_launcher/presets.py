@@ -230,14 +230,15 @@ def _check_yaml_shape(text: str, path: Path, loader_cls: type) -> None:
     depth = 0
     try:
         for event in yaml.parse(text, Loader=loader_cls):
+            line = event.start_mark.line + 1 if event.start_mark is not None else None
             if isinstance(event, yaml.AliasEvent):
                 raise ConfigError("YAML aliases (*name) are not allowed in presets; use `extends` to share "
-                                  "settings", source=path, line=event.start_mark.line + 1)
+                                  "settings", source=path, line=line)
             if isinstance(event, (yaml.MappingStartEvent, yaml.SequenceStartEvent)):
                 depth += 1
                 if depth > MAX_YAML_DEPTH:
                     raise ConfigError(f"nested more than {MAX_YAML_DEPTH} levels deep; a preset is a flat "
-                                      "mapping", source=path, line=event.start_mark.line + 1)
+                                      "mapping", source=path, line=line)
             elif isinstance(event, (yaml.MappingEndEvent, yaml.SequenceEndEvent)):
                 depth -= 1
     except yaml.MarkedYAMLError as exc:
@@ -281,7 +282,7 @@ def load_yaml_mapping(path: Path) -> tuple[dict[str, Any], Provenance]:
         raise ConfigError(f"malformed YAML: {' '.join(str(exc).split())}", source=path) from None
     finally:
         loader.dispose()
-    if data is None:
+    if data is None or node is None:
         raise ConfigError("empty preset file; expected a mapping with at least `model:`", source=path)
     if not isinstance(data, dict):
         raise ConfigError(
@@ -387,6 +388,7 @@ def _load_with_parents(path: Path, origin: Origin, seen: list[Path]) -> tuple[di
         raise ConfigError("must be the name of another preset or a path to one",
                           source=path, line=lines[("extends",)][1], field="extends")
     try:
+        parent_origin: Origin
         if _is_path(parent_ref) and not Path(parent_ref).is_absolute():
             parent_path, parent_origin = path.parent / parent_ref, "file"
             if not parent_path.is_file():

@@ -16,7 +16,6 @@ import enum
 import fcntl
 import json
 import os
-import re
 import time
 import types
 import typing

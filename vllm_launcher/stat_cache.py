@@ -14,8 +14,8 @@ import hashlib
 import json
 import os
 import sys
-from pathlib import Path
 from collections.abc import Callable
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from vllm_launcher import paths

@@ -45,13 +45,18 @@ def _root(version: Annotated[Optional[bool], typer.Option(  # noqa: UP045
     """Start and keep a vLLM server: presets, fit estimates, supervision and doctor checks."""
 
 
+def _choices(param: Param) -> Any:
+    """An Enum of PARAM's choices (typer shows and checks them; the body gets the plain value)."""
+    return enum.Enum(f"{param.dest.title()}Choice", {c: c for c in param.choices or ()}, type=str)
+
+
 def _annotation(param: Param) -> Any:
     """The typed, annotated parameter typer reads: Argument or Option, with choices as an Enum."""
     kind: Any = param.kind
     if param.choices:
-        kind = enum.Enum(f"{param.dest.title()}Choice", {c: c for c in param.choices}, type=str)  # type: ignore[misc]
+        kind = _choices(param)
     if param.many:
-        kind = list[kind]  # type: ignore[valid-type]
+        kind = list.__class_getitem__(kind)
     if param.is_argument:
         info = typer.Argument(metavar=param.metavar, help=param.help, show_default=False)
     else:

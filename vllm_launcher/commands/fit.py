@@ -93,7 +93,7 @@ def format_bar(breakdown: list[tuple[str, float]], width: int = BAR_WIDTH) -> st
     return f"[{cells}]\n {legend} (GiB)"
 
 
-def _wrapped_rows(label: str, text: str, width: int = 88) -> list[list[str]]:
+def _wrapped_rows(label: str, text: str, width: int = 88) -> list[list[object]]:
     """One table row per wrapped line (the label on the first): long texts shown whole."""
     import textwrap
 
@@ -108,7 +108,7 @@ def format_estimate(est: Estimate, name: str, hw: Hardware) -> str:
                  else "a machine with no GPU visible")
     else:
         where = f"CPU, {est.ram_available_gib} GiB RAM available"
-    rows = [
+    rows: list[list[object]] = [
         ["model", (f"{est.model} ({est.model_dtype}, TP {est.tensor_parallel_size}"
                    f"{f', PP {est.pipeline_parallel_size}' if est.pipeline_parallel_size > 1 else ''})")],
         *_wrapped_rows("architecture from", est.arch_source),

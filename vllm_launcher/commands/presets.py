@@ -32,7 +32,7 @@ def presets(as_json: bool = False) -> Result:
              **({"model": e.preset.model, "device": e.preset.device, "max_model_len": e.preset.max_model_len,
                  "tensor_parallel_size": e.preset.tensor_parallel_size or 1} if e.preset else {})}
             for e in entries]
-    rows = []
+    rows: list[list[object]] = []
     for e in entries:
         if e.preset is None:
             rows.append([e.name, "(invalid, see below)", "", "", "", e.origin])

@@ -13,7 +13,13 @@ from typing import Any
 
 from vllm_launcher import output, records
 from vllm_launcher.errors import ConfigError, LaunchError
-from vllm_launcher.inputs import MAX_LOG_LINES, MAX_START_TIMEOUT_S, MAX_STOP_TIMEOUT_S, check_number, check_server_name
+from vllm_launcher.inputs import (
+    MAX_LOG_LINES,
+    MAX_START_TIMEOUT_S,
+    MAX_STOP_TIMEOUT_S,
+    check_number,
+    check_server_name,
+)
 from vllm_launcher.output import Result
 from vllm_launcher.units import GIB, MIB
 
@@ -24,7 +30,8 @@ def up(preset: str, name: str | None = None, detach: bool = False, timeout_s: fl
     """Pre-flight (doctor's findings), claim the name and port, then supervise here or in the background."""
     from vllm_launcher.plan import build_plan, format_shell
     from vllm_launcher.presets import resolve
-    from vllm_launcher.supervise import claim, detach as detaching, preflight
+    from vllm_launcher.supervise import claim, preflight
+    from vllm_launcher.supervise import detach as detaching
 
     check_number("--timeout", timeout_s, low=0, high=MAX_START_TIMEOUT_S, low_inclusive=False)
     if name is not None:
@@ -107,8 +114,11 @@ def status_result(name: str | None = None, as_json: bool = False) -> Result:
     return Result(text=text, data=entries, as_json=as_json)
 
 
-def status(name: str | None = None, as_json: bool = False, watch: bool = False, interval_s: float = 2.0) -> Result:
-    """The servers now; with WATCH, redrawn every INTERVAL_S until Ctrl-C."""
+WATCH_INTERVAL_S = 2.0
+
+
+def status(name: str | None = None, as_json: bool = False, watch: bool = False) -> Result:
+    """The servers now; with WATCH, redrawn every WATCH_INTERVAL_S until Ctrl-C."""
     if not watch:
         return status_result(name, as_json)
     while True:
@@ -117,7 +127,7 @@ def status(name: str | None = None, as_json: bool = False, watch: bool = False, 
             sys.stdout.write("\033[H\033[J")  # redraw in place
         output.emit(result)
         try:
-            time.sleep(interval_s)
+            time.sleep(WATCH_INTERVAL_S)
         except KeyboardInterrupt:
             return Result()
 

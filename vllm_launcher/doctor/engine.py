@@ -6,20 +6,29 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
+from vllm_launcher import system
 from vllm_launcher.doctor import registry
 from vllm_launcher.doctor.findings import Facts, Finding, run_rule, sort_findings
-from vllm_launcher import system
 from vllm_launcher.errors import ConfigError, LaunchError
 
+if TYPE_CHECKING:
+    from vllm_launcher.doctor.environment import EnvFacts
+    from vllm_launcher.hardware import Hardware
+    from vllm_launcher.models import ModelArch
+    from vllm_launcher.presets import Preset
+    from vllm_launcher.records import Record
 
-def _arch_for(model: str):
+
+def _arch_for(model: str) -> ModelArch:
     from vllm_launcher.models import load_arch
 
     return load_arch(model)
 
 
-def preset_facts(preset, hardware, *, local: bool = True, managed_running: bool = False) -> Facts:
+def preset_facts(preset: Preset, hardware: Hardware | None, *, local: bool = True,
+                 managed_running: bool = False) -> Facts:
     """Facts for one preset (what could not be looked at is None; arch_error says why for the model)."""
     from vllm_launcher.doctor import environment
 
@@ -66,12 +75,13 @@ def check_facts(facts: Facts, preset_name: str | None) -> list[Finding]:
     return findings
 
 
-def check_preset(preset, hardware, *, local: bool = True, managed_running: bool = False) -> list[Finding]:
+def check_preset(preset: Preset, hardware: Hardware | None, *, local: bool = True,
+                 managed_running: bool = False) -> list[Finding]:
     facts = preset_facts(preset, hardware, local=local, managed_running=managed_running)
     return check_facts(facts, preset.name)
 
 
-def check_environment(env_facts=None) -> list[Finding]:
+def check_environment(env_facts: EnvFacts | None = None) -> list[Finding]:
     """Machine-wide findings (vLLM install, torchvision, the `vllm` script, /dev/shm, stale records)."""
     from vllm_launcher.doctor.environment import gather_environment
 
@@ -82,7 +92,7 @@ def check_environment(env_facts=None) -> list[Finding]:
     return findings
 
 
-def _hardware(hardware_file: str | None):
+def _hardware(hardware_file: str | None) -> tuple[Hardware, bool]:
     from vllm_launcher import hardware
 
     if hardware_file:
@@ -103,58 +113,83 @@ def _read_log(path: str) -> str:
 def run_doctor(names: list[str], *, hardware_file: str | None = None, endpoint: str | None = None,
                log_file: str | None = None, overrides: list | None = None) -> list[Finding]:
     """The whole `vllm-launch doctor` run. No names and no endpoint/log: every preset plus the environment."""
-    from vllm_launcher.doctor import environment
     from vllm_launcher.doctor.logs import explain_log
-    from vllm_launcher.presets import list_presets, resolve
 
     if endpoint:
         from vllm_launcher.doctor.live import check_endpoint_url
 
         check_endpoint_url(endpoint)  # a malformed URL is a usage error (exit 2), not an unreachable server
+    only_live = bool(endpoint or log_file) and not names
     findings: list[Finding] = []
-    only_live = (endpoint or log_file) and not names
-    presets = []
-    records: dict[str, object] = {}
+    servers: dict[str, Record] = {}
     if names:
-        for name in names:
-            record = environment.managed_record(name) if not hardware_file else None
-            if record is not None and not _is_preset(name):
-                name = record.preset_source or record.preset  # NAME is a managed server's name
-            preset = resolve(name, overrides).preset  # a bad name or file: ConfigError, exit 2
-            if record is not None:
-                # `up` may have overridden where it listens: check the server that runs.
-                preset = preset.model_copy(update={"host": record.host, "port": record.port})
-                records[preset.name] = record
-            presets.append(preset)
-    elif not only_live:
-        for entry in list_presets():
-            if entry.preset is None:
-                findings.append(registry.PRESET_DOES_NOT_LOAD.finding(entry.error or "invalid preset",
-                                             f"fix {entry.source} (vllm-launch show {entry.name})",
-                                             preset=entry.name))
-            else:
-                presets.append(entry.preset)
-        if overrides:
-            presets = [resolve(p.name, overrides).preset for p in presets]
-
+        presets = _named_presets(names, overrides, servers, look_for_servers=not hardware_file)
+    elif only_live:
+        presets = []
+    else:
+        presets, findings = _every_preset(overrides)
     if presets:
         hardware, local = _hardware(hardware_file)
         for preset in presets:
-            record = records.get(preset.name)
-            findings.extend(check_preset(preset, hardware, local=local, managed_running=record is not None))
-            if record is not None:
-                findings.extend(_check_managed(preset, record, endpoint))
-                if Path(record.log_path).is_file():
-                    findings.extend(explain_log(_read_log(record.log_path), preset=preset.name))
+            findings.extend(_check_one(preset, hardware, local, servers.get(preset.name), endpoint))
     if not names and not only_live:
         findings.extend(check_environment())
-
+    single = presets[0] if len(presets) == 1 else None
     if endpoint:
-        preset = presets[0] if len(presets) == 1 else None
-        findings.extend(check_live(endpoint, preset))
+        findings.extend(check_live(endpoint, single))
     if log_file:
-        findings.extend(explain_log(_read_log(log_file), preset=presets[0].name if len(presets) == 1 else None))
+        findings.extend(explain_log(_read_log(log_file), preset=single.name if single else None))
     return sort_findings(findings)
+
+
+def _named_presets(names: list[str], overrides: list | None, servers: dict[str, Record], *,
+                   look_for_servers: bool) -> list[Preset]:
+    """The presets NAMES stands for (a preset, a path, or a managed server's name); SERVERS gets the running
+    server of each that has one. Raises ConfigError for a bad name or file (exit 2)."""
+    from vllm_launcher.doctor import environment
+    from vllm_launcher.presets import resolve
+
+    presets = []
+    for name in names:
+        record = environment.managed_record(name) if look_for_servers else None
+        ref = record.preset_source or record.preset if record is not None and not _is_preset(name) else name
+        preset = resolve(ref, overrides).preset
+        if record is not None:
+            # `up` may have overridden where it listens: check the server that runs.
+            preset = preset.model_copy(update={"host": record.host, "port": record.port})
+            servers[preset.name] = record
+        presets.append(preset)
+    return presets
+
+
+def _every_preset(overrides: list | None) -> tuple[list[Preset], list[Finding]]:
+    """Every preset that loads, and a VL100 finding for each that does not."""
+    from vllm_launcher.presets import list_presets, resolve
+
+    presets, broken = [], []
+    for entry in list_presets():
+        if entry.preset is None:
+            broken.append(registry.PRESET_DOES_NOT_LOAD.finding(
+                entry.error or "invalid preset", f"fix {entry.source} (vllm-launch show {entry.name})",
+                preset=entry.name))
+        else:
+            presets.append(entry.preset)
+    if overrides:
+        presets = [resolve(p.name, overrides).preset for p in presets]
+    return presets, broken
+
+
+def _check_one(preset: Preset, hardware: Hardware, local: bool, server: Record | None,
+               endpoint: str | None) -> list[Finding]:
+    """A preset's static findings; for a running managed server also its live checks and its log."""
+    from vllm_launcher.doctor.logs import explain_log
+
+    findings = check_preset(preset, hardware, local=local, managed_running=server is not None)
+    if server is not None:
+        findings.extend(_check_managed(preset, server, endpoint))
+        if Path(server.log_path).is_file():
+            findings.extend(explain_log(_read_log(server.log_path), preset=preset.name))
+    return findings
 
 
 def _is_preset(name: str) -> bool:
@@ -167,7 +202,7 @@ def _is_preset(name: str) -> bool:
     return True
 
 
-def check_live(endpoint: str, preset=None) -> list[Finding]:
+def check_live(endpoint: str, preset: Preset | None = None) -> list[Finding]:
     """Live checks against `endpoint`, with the preset's expectations and API key when one is given."""
     from vllm_launcher.doctor.live import check_endpoint
 
@@ -179,7 +214,7 @@ def check_live(endpoint: str, preset=None) -> list[Finding]:
                           parser=preset.tool_calling.parser)
 
 
-def _check_managed(preset, record, endpoint: str | None) -> list[Finding]:
+def _check_managed(preset: Preset, record: Record, endpoint: str | None) -> list[Finding]:
     if endpoint:
         return []  # the explicit endpoint is checked instead
     return check_live(record.endpoint, preset)

@@ -116,9 +116,9 @@ def classify_tool_response(status: int, body: object) -> ToolProbe:
         if match:
             name = _NAME_KEY.search(match.group(1))
             return ToolProbe(kind, name.group(1) if name else "", content)
-    name = _inline_call(content)
-    if name is not None:
-        return ToolProbe("inline_json", name, content)
+    inline = _inline_call(content)
+    if inline is not None:
+        return ToolProbe("inline_json", inline, content)
     return ToolProbe("no_tool_call", "", content)
 
 

@@ -9,9 +9,17 @@ Scopes: `preset` rules take the `Facts` of one preset, `environment` rules the `
 
 from __future__ import annotations
 
-from vllm_launcher.doctor import logs, rules_env, rules_load, rules_memory, rules_multinode, rules_preset, rules_speed
-from vllm_launcher.doctor.live import LIVE_RULES
+from vllm_launcher.doctor import (
+    logs,
+    rules_env,
+    rules_load,
+    rules_memory,
+    rules_multinode,
+    rules_preset,
+    rules_speed,
+)
 from vllm_launcher.doctor.findings import Rule
+from vllm_launcher.doctor.live import LIVE_RULES
 
 # Made by doctor.engine for each preset file that does not load (there are no facts to run a rule on).
 PRESET_DOES_NOT_LOAD = Rule("VL100", "error", "preset", "the preset does not load (YAML or schema error)")

@@ -20,7 +20,7 @@ def layout_multiplies_out(facts: Facts) -> Hit | None:
         return None
     tp, pp = _tp_pp(p)
     world = tp * pp
-    if p.nodes <= 1:
+    if p.nodes <= 1 and p.gpus_per_node:
         if world <= p.gpus_per_node:
             return None
         return Hit(f"tensor_parallel_size x pipeline_parallel_size = {tp} x {pp} = {world} GPUs, more than "

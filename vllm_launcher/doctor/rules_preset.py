@@ -221,7 +221,7 @@ def cpu_parallel_vs_numa(facts: Facts) -> Hit | None:
 
 
 def _effective_dtype(facts: Facts) -> str:
-    dtype = facts.preset.dtype or "auto"
+    dtype: str = facts.preset.dtype or "auto"
     aliases = {"half": "float16", "float": "float32"}
     dtype = aliases.get(dtype, dtype)
     if dtype != "auto":
@@ -239,7 +239,7 @@ def bf16_on_old_gpu(facts: Facts) -> Hit | None:
     if not old:
         return None
     gpu = old[0]
-    cc = ".".join(map(str, gpu.compute_capability))
+    cc = ".".join(map(str, gpu.compute_capability or ()))
     return Hit(f"dtype bfloat16 needs compute capability >= 8.0; GPU {gpu.index} ({gpu.name}) has {cc}",
                "set dtype: float16 (--dtype half), or dtype: auto (vLLM then falls back to float16)")
 

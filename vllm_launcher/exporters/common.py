@@ -188,6 +188,7 @@ def model_weights_gib(preset: Preset) -> tuple[float | None, str]:
 
 def sizing(preset: Preset, options: ExportOptions) -> Sizing:
     """Weights and the start-up budget (seconds, a whole number of minutes)."""
+    weights: float | None
     if options.weights_gib is not None:
         weights, source = options.weights_gib, "weights from --weights-gib"
     else:
@@ -308,7 +309,7 @@ def dump_yaml(data: Any) -> str:
     def represent_str(dumper: yaml.SafeDumper, value: str) -> yaml.Node:
         # Double quotes (with escapes) for anything a reader could take for a line break or drop: PyYAML
         # writes NEL/U+2028/U+2029 raw in plain and single-quoted scalars, and reads them back as breaks.
-        if any(char in LINE_BREAKS and char != "\n" or not (char.isprintable() or char == "\n") for char in value):
+        if any((char in LINE_BREAKS and char != "\n") or not (char.isprintable() or char == "\n") for char in value):
             style: str | None = '"'
         else:
             style = "|" if "\n" in value else None

@@ -16,6 +16,7 @@ from vllm_launcher.errors import ConfigError, LaunchError
 from vllm_launcher.inputs import RESTART_MODES, check_server_name
 from vllm_launcher.records import AnyRecord, CorruptRecord, Record
 
+
 def make_record(resolved: Any, name: str | None = None, gpus: str | None = None,
                 restart: str = "on-failure", timeout_s: float | None = None, detach: bool = False) -> Record:
     """A resolved preset → the record of a server about to start (argv and env from plan.build_plan)."""

@@ -15,8 +15,8 @@ import time
 from typing import Any, TextIO
 
 from vllm_launcher.records import Record
-from vllm_launcher.units import GIB, MIB
 from vllm_launcher.supervise.supervisor import Outcome, Reporter
+from vllm_launcher.units import GIB, MIB
 
 SPINNER = "|/-\\"
 # The supervisor's own probes in vLLM's access log: not worth echoing, even with --verbose.

@@ -60,7 +60,7 @@ def preflight(preset: Any, hardware_file: str | None = None) -> Preflight:
         errors, warnings = doctor.preflight_findings(preset, hardware_file=hardware_file)
     except ConfigError:
         raise  # a bad --hardware file: exit 2
-    except Exception as exc:  # noqa: BLE001 (a doctor bug must not block a launch; say so and go on)
+    except Exception as exc:
         return Preflight(warnings=[f"the pre-flight checks failed ({type(exc).__name__}: {exc}); "
                                    "`vllm-launch doctor` shows more"])
     usage = [doctor.launch_line(f) for f in errors if f.code in doctor.LAUNCH_USAGE_CODES]

@@ -13,13 +13,13 @@ import select
 import signal
 import subprocess
 import time
-from pathlib import Path
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from vllm_launcher import records, system
-from vllm_launcher.supervise import diagnose, history, procs, readiness
 from vllm_launcher.records import Record, State
+from vllm_launcher.supervise import diagnose, history, procs, readiness
 
 READY_POLL_S = 0.025  # readiness is noticed within tens of ms of /health turning 200
 HEALTH_INTERVAL_S = 2.0  # exits are noticed at once (pidfd); this catches a hung server
@@ -44,6 +44,23 @@ class RestartPolicy:
     def delay_s(self, attempt: int) -> float:
         """Back-off before restart number ATTEMPT (0-based): first_delay, doubling, capped."""
         return min(self.max_delay_s, self.first_delay_s * (2 ** attempt))
+
+
+@dataclass
+class _Startup:
+    """What the wait for readiness keeps track of."""
+
+    started: float
+    last_progress: float = 0.0
+    last_tree: float = 0.0
+    last_tick: float = 0.0
+    phase: str | None = None
+    last_line: str = ""
+    memory: int | None = None
+    lines_seen: list[str] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.last_progress = self.last_tree = self.started
 
 
 @dataclass
@@ -260,73 +277,84 @@ class Supervisor:
         follower = readiness.LogFollower(Path(self.record.log_path))
         follower.offset = self._spawn_offset  # this start's lines only
         self._follower = follower
-        started = time.monotonic()
-        last_progress = started
-        last_tree = started
-        last_tick = 0.0
-        phase: str | None = None
-        last_line = ""
-        memory: int | None = None
-        lines_seen: list[str] = []
+        start = _Startup(started=time.monotonic())
         while True:
             now = time.monotonic()
-            offset_before = follower.offset
-            for line in follower.read_lines():
-                last_line = line
-                lines_seen.append(line)
-                self.reporter.line(line)
-                found = readiness.detect_phase(line)
-                if found and readiness.phase_index(found) > readiness.phase_index(phase):
-                    phase = found
-                    self.reporter.phase(found)
-            if follower.offset != offset_before:
-                last_progress = now  # any output counts, progress bars included
+            self._read_start_log(follower, start, now)
             if self.stop_requested:
                 self._set_state(State.STOPPING, "stopping on request")
                 self._stop_server(starting=True)
-                return Outcome("stopped", seconds=now - started)
+                return Outcome("stopped", seconds=now - start.started)
             returncode = self.proc.poll()
             if returncode is not None:
-                lines_seen += follower.read_lines()
-                if follower.partial:
-                    lines_seen.append(follower.partial)
-                self._stop_server(starting=True)  # the API server is gone; its children may not be
-                tail = lines_seen[-40:]
-                found = diagnose.diagnose(lines_seen[-400:])
-                reason = f"vLLM exited with code {returncode} during start-up"
-                return Outcome("exited", returncode, reason, found, tail, now - started)
-            probe = readiness.probe(self.record.host, self.record.port, self.record.served_model,
-                                    self.api_key, timeout_s=HEALTH_TIMEOUT_S)
-            if probe.ready:
-                foreign = self._foreign_listener()
-                if foreign is None:
-                    return Outcome("ready", seconds=time.monotonic() - started)
-                if foreign:  # "": nobody visible listens yet; ask again at the next poll
-                    self._stop_server(starting=True)
-                    cause = (f"port {self.record.port} taken by {foreign}: /health answered for a process "
-                             "outside this server's tree")
-                    return Outcome("conflict", None, cause,
-                                   diagnose.Diagnosis("port-taken", cause, f"stop {foreign}, or pick another --port"),
-                                   seconds=now - started)
-            if now - last_tree >= TREE_REFRESH_S:
-                last_tree = now
+                return self._exited_while_starting(follower, start, returncode, now)
+            verdict = self._ready_verdict(start, now)
+            if verdict is None:
+                verdict = self._too_slow(start, now, timeout_s)
+            if verdict is not None:
+                return verdict
+            if now - start.last_tree >= TREE_REFRESH_S:
+                start.last_tree = now
                 self._refresh_tree(shm=True)
-                memory = procs.tree_rss_bytes(procs.alive(self.tree.members))
-            if now - last_progress > self.stall_timeout_s:
-                self._stop_server(starting=True)
-                return Outcome("timeout", reason=f"no progress in the log for {self.stall_timeout_s:.0f} s "
-                               f"(stalled in phase: {phase or 'start'})",
-                               tail=readiness.tail_lines(Path(self.record.log_path), 40),
-                               seconds=now - started)
-            if timeout_s is not None and now - started > timeout_s:
-                self._stop_server(starting=True)
-                return Outcome("timeout", reason=f"not ready after --timeout {timeout_s:g} s",
-                               tail=readiness.tail_lines(Path(self.record.log_path), 40),
-                               seconds=now - started)
-            if now - last_tick >= 0.25:
-                last_tick = now
-                self.reporter.tick(now - started, self.eta_s, phase, last_line, memory)
+                start.memory = procs.tree_rss_bytes(procs.alive(self.tree.members))
+            if now - start.last_tick >= 0.25:
+                start.last_tick = now
+                self.reporter.tick(now - start.started, self.eta_s, start.phase, start.last_line, start.memory)
             self._sleep(READY_POLL_S)
+
+    def _read_start_log(self, follower: readiness.LogFollower, start: _Startup, now: float) -> None:
+        """New log lines: shown, kept for the diagnosis, scanned for the next phase; any output is progress."""
+        offset_before = follower.offset
+        for line in follower.read_lines():
+            start.last_line = line
+            start.lines_seen.append(line)
+            self.reporter.line(line)
+            found = readiness.detect_phase(line)
+            if found and readiness.phase_index(found) > readiness.phase_index(start.phase):
+                start.phase = found
+                self.reporter.phase(found)
+        if follower.offset != offset_before:
+            start.last_progress = now  # any output counts, progress bars included
+
+    def _exited_while_starting(self, follower: readiness.LogFollower, start: _Startup, returncode: int,
+                               now: float) -> Outcome:
+        lines = start.lines_seen + follower.read_lines()
+        if follower.partial:
+            lines.append(follower.partial)
+        self._stop_server(starting=True)  # the API server is gone; its children may not be
+        diagnosis = diagnose.diagnose(lines[-400:])
+        return Outcome("exited", returncode, f"vLLM exited with code {returncode} during start-up", diagnosis,
+                       lines[-40:], now - start.started)
+
+    def _ready_verdict(self, start: _Startup, now: float) -> Outcome | None:
+        """Ready (the port answers and its listener is ours), a conflict (it answers for someone else), or
+        None (not yet)."""
+        probe = readiness.probe(self.record.host, self.record.port, self.record.served_model, self.api_key,
+                                timeout_s=HEALTH_TIMEOUT_S)
+        if not probe.ready:
+            return None
+        foreign = self._foreign_listener()
+        if foreign is None:
+            return Outcome("ready", seconds=time.monotonic() - start.started)
+        if not foreign:  # nobody visible listens yet; ask again at the next poll
+            return None
+        self._stop_server(starting=True)
+        cause = f"port {self.record.port} taken by {foreign}: /health answered for a process outside this server's tree"
+        return Outcome("conflict", None, cause,
+                       diagnose.Diagnosis("port-taken", cause, f"stop {foreign}, or pick another --port"),
+                       seconds=now - start.started)
+
+    def _too_slow(self, start: _Startup, now: float, timeout_s: float | None) -> Outcome | None:
+        """A stalled log (no output for the stall timeout) or the --timeout passed: stop it."""
+        if now - start.last_progress > self.stall_timeout_s:
+            reason = f"no progress in the log for {self.stall_timeout_s:.0f} s (stalled in phase: {start.phase or 'start'})"
+        elif timeout_s is not None and now - start.started > timeout_s:
+            reason = f"not ready after --timeout {timeout_s:g} s"
+        else:
+            return None
+        self._stop_server(starting=True)
+        return Outcome("timeout", reason=reason, tail=readiness.tail_lines(Path(self.record.log_path), 40),
+                       seconds=now - start.started)
 
     def _foreign_listener(self) -> str | None:
         """None when the process listening on our port is in our tree (readiness counts only for a server we
@@ -441,44 +469,59 @@ class Supervisor:
                 return self._finish_failed(outcome, "not restarted: the port belongs to another process")
             if outcome.kind == "ready":
                 ever_ready = True
-                self._refresh_tree(shm=True)
-                with contextlib.suppress(OSError, TimeoutError):  # history is a nicety: a full disk loses it
-                    history.record_ready(self.history_key, outcome.seconds)
-                self._set_state(State.READY, "", ready_at=time.time(), diagnosis={})
-                with contextlib.suppress(OSError, ValueError):
-                    self.reporter.ready(self.record, outcome.seconds)
-                outcome = self.watch()
+                outcome = self._serve(outcome)
                 if outcome.kind == "stopped":
-                    self._set_state(State.STOPPING, "stopping on request")
-                    self._stop_server(records.requested_stop_timeout(self.record.name, STOP_TIMEOUT_S))
                     return self._finish_stopped()
-                self._stop_server()  # exited or unhealthy: kill what is left before anything else
-            if not ever_ready:
-                return self._finish_failed(outcome)  # a start-up failure: report it, do not loop
-            if failed_to_start and outcome.diagnosis is not None and outcome.diagnosis.recurring:
-                return self._finish_failed(outcome, "it would fail the same way again")
-            if self.policy.mode == "never" or (self.policy.mode == "on-failure" and outcome.returncode == 0):
-                if outcome.returncode != 0:
-                    return self._finish_failed(outcome)
-                self._set_state(State.STOPPED, "vLLM exited by itself (code 0); not restarted")
-                self.report("stopped")
-                return 0
-            now = time.time()
-            recent = [t for t in self.record.restart_times if now - t < self.policy.window_s]
-            if len(recent) >= self.policy.max_restarts:
-                return self._finish_failed(outcome, f"gave up after {len(recent)} restarts within "
-                                           f"{self.policy.window_s:g} s")
-            delay = self.policy.delay_s(len(recent))
-            reason = f"{outcome.reason}; restarting in {delay:g} s"
-            self._set_state(State.BACKOFF, reason, diagnosis=outcome.diagnosis.as_dict() if outcome.diagnosis else {})
-            self.report(reason)
-            deadline = time.monotonic() + delay
-            while not self.stop_requested and time.monotonic() < deadline:
-                self._sleep(deadline - time.monotonic())
-            if self.stop_requested:
-                return self._finish_stopped()
-            self._set_state(State.STARTING, "", restarts=self.record.restarts + 1,
-                            restart_times=recent + [time.time()])
+            code = self._after_exit(outcome, ever_ready, failed_to_start)
+            if code is not None:
+                return code
+
+    def _serve(self, ready: Outcome) -> Outcome:
+        """Ready: record it, tell the user, watch until the server exits, turns unhealthy or is stopped; the
+        tree is stopped in every case before returning."""
+        self._refresh_tree(shm=True)
+        with contextlib.suppress(OSError, TimeoutError):  # history is a nicety: a full disk loses it
+            history.record_ready(self.history_key, ready.seconds)
+        self._set_state(State.READY, "", ready_at=time.time(), diagnosis={})
+        with contextlib.suppress(OSError, ValueError):
+            self.reporter.ready(self.record, ready.seconds)
+        outcome = self.watch()
+        if outcome.kind == "stopped":
+            self._set_state(State.STOPPING, "stopping on request")
+            self._stop_server(records.requested_stop_timeout(self.record.name, STOP_TIMEOUT_S))
+        else:
+            self._stop_server()  # exited or unhealthy: kill what is left before anything else
+        return outcome
+
+    def _after_exit(self, outcome: Outcome, ever_ready: bool, failed_to_start: bool) -> int | None:
+        """The exit code when the supervisor is done (failed for good, or a clean exit not to restart); else
+        None after the back-off, to start again."""
+        if not ever_ready:
+            return self._finish_failed(outcome)  # a start-up failure: report it, do not loop
+        if failed_to_start and outcome.diagnosis is not None and outcome.diagnosis.recurring:
+            return self._finish_failed(outcome, "it would fail the same way again")
+        if self.policy.mode == "never" or (self.policy.mode == "on-failure" and outcome.returncode == 0):
+            if outcome.returncode != 0:
+                return self._finish_failed(outcome)
+            self._set_state(State.STOPPED, "vLLM exited by itself (code 0); not restarted")
+            self.report("stopped")
+            return 0
+        now = time.time()
+        recent = [t for t in self.record.restart_times if now - t < self.policy.window_s]
+        if len(recent) >= self.policy.max_restarts:
+            return self._finish_failed(outcome, f"gave up after {len(recent)} restarts within "
+                                       f"{self.policy.window_s:g} s")
+        delay = self.policy.delay_s(len(recent))
+        reason = f"{outcome.reason}; restarting in {delay:g} s"
+        self._set_state(State.BACKOFF, reason, diagnosis=outcome.diagnosis.as_dict() if outcome.diagnosis else {})
+        self.report(reason)
+        deadline = time.monotonic() + delay
+        while not self.stop_requested and time.monotonic() < deadline:
+            self._sleep(deadline - time.monotonic())
+        if self.stop_requested:
+            return self._finish_stopped()
+        self._set_state(State.STARTING, "", restarts=self.record.restarts + 1, restart_times=[*recent, time.time()])
+        return None
 
     def _finish_stopped(self) -> int:
         if self.record.state != State.STOPPING:
