@@ -48,7 +48,8 @@ def main() -> None:
         listing = statistics.median(wall_s([*cli, "doctor", "--list"], env) for _ in range(runs))
         heavy = subprocess.run([sys.executable, "-c", IMPORTS], env=env, capture_output=True, text=True,
                                check=False).stderr.strip().splitlines()[-1]
-    print(f"doctor (all presets + environment): {doctor:.3f} s median of {runs}  ({doctor / 1.0:.2f}x the 1 s budget)")
+    print(f"doctor (all presets + environment): {doctor:.3f} s median of {runs}  "
+          f"({doctor / 1.0:.2f}x the 1 s budget)")
     print(f"doctor --list:                      {listing:.3f} s")
     print(f"vllm-launch --help:                 {help_s:.3f} s  (doctor / help = {doctor / help_s:.2f}x)")
     print(f"heavy modules imported by doctor:   {heavy.removeprefix('HEAVY=') or 'none'}")

@@ -22,7 +22,8 @@ HARDWARE = str(Path(__file__).parent.parent / "tests" / "fixtures" / "hardware" 
 COMMANDS = {
     "baseline: import typer, pydantic, yaml": [PY, "-c", "import typer, pydantic, yaml"],
     "estimate cpu-16k --json": [CLI, "estimate", "cpu-16k", "--json"],
-    "estimate gpu-7b (hypothetical H100)": [CLI, "estimate", "gpu-7b", "--gpus", "1", "--gpu-mem-gib", "79.19"],
+    "estimate gpu-7b (hypothetical H100)": [CLI, "estimate", "gpu-7b", "--gpus", "1",
+                                            "--gpu-mem-gib", "79.19"],
     "estimate cpu-test --hardware FILE": [CLI, "estimate", "cpu-test", "--hardware", HARDWARE],
     "probe --json": [CLI, "probe", "--json"],
 }

@@ -39,10 +39,11 @@ def readiness_latency(runs: int, tmp: Path) -> list[float]:
         port = free_port()
         ready_file = tmp / f"ready-{run}"
         os.environ["FAKE_VLLM_READY_FILE"] = str(ready_file)
-        record = records.Record(name=f"bench{run}", preset="bench", model="m", served_model="m", host="127.0.0.1",
-                              port=port, log_path=str(tmp / f"bench{run}.log"), device="cpu",
-                              argv=[sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--model", "m",
-                                    "--port", str(port)])
+        record = records.Record(name=f"bench{run}", preset="bench", model="m", served_model="m",
+                                host="127.0.0.1", port=port, log_path=str(tmp / f"bench{run}.log"),
+                                device="cpu",
+                                argv=[sys.executable, "-m", "vllm.entrypoints.openai.api_server",
+                                      "--model", "m", "--port", str(port)])
         supervisor = Supervisor(record)
         outcome = supervisor.start_once(timeout_s=30)
         noticed = time.time()
@@ -60,8 +61,8 @@ def write_preset(env: dict[str, str], name: str, port: int) -> None:
 
 
 def cli(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "vllm_launcher", *args], env=env, capture_output=True, text=True,
-                          timeout=120, check=False)
+    return subprocess.run([sys.executable, "-m", "vllm_launcher", *args], env=env, capture_output=True,
+                          text=True, timeout=120, check=False)
 
 
 def detached_figures(tmp: Path, idle_s: float) -> dict[str, float]:
@@ -112,9 +113,11 @@ def main() -> None:
     rows = [
         ("readiness noticed after /health 200, median", f"{median_ms:.1f} ms", median_ms / 100),
         ("readiness noticed after /health 200, worst", f"{worst_ms:.1f} ms", worst_ms / 100),
-        ("crash to restart (new server spawned)", f"{figures['restart_s']:.2f} s", figures["restart_s"] / 1.5),
+        ("crash to restart (new server spawned)", f"{figures['restart_s']:.2f} s",
+         figures["restart_s"] / 1.5),
         ("supervisor RSS", f"{figures['supervisor_rss_mb']:.1f} MB", figures["supervisor_rss_mb"] / 60),
-        ("supervisor CPU while idle", f"{figures['idle_cpu_percent']:.2f} %", figures["idle_cpu_percent"] / 1),
+        ("supervisor CPU while idle", f"{figures['idle_cpu_percent']:.2f} %",
+         figures["idle_cpu_percent"] / 1),
     ]
     print(f"{'figure':48} {'value':>12} {'ratio to target':>16}")
     for label, value, ratio in rows:

@@ -17,6 +17,7 @@ configs to tests/fixtures/tiny_configs/. Uses only the standard library (plus th
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import re
@@ -158,27 +159,21 @@ def stop_group(proc: subprocess.Popen, grace_s: float = 30.0) -> str:
     how = "exited"
     if group_alive(pgid):
         how = "sigint"
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.killpg(pgid, signal.SIGINT)
-        except ProcessLookupError:
-            pass
         deadline = time.monotonic() + grace_s
         while time.monotonic() < deadline and group_alive(pgid):
             proc.poll()  # reap our own child so it does not linger as a zombie
             time.sleep(0.2)
         if group_alive(pgid):
             how = "sigkill"
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 os.killpg(pgid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
             while group_alive(pgid):
                 proc.poll()
                 time.sleep(0.1)
-    try:
+    with contextlib.suppress(subprocess.TimeoutExpired):
         proc.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        pass
     return how
 
 

@@ -23,7 +23,8 @@ def reference() -> str:
              "`tests/test_cli_reference.py` fails when it is out of date.", "",
              "```", help_text(None, WIDTH).rstrip(), "```", ""]
     for command in COMMANDS:
-        parts += [f"## vllm-launch {command.name}", "", "```", help_text(command.name, WIDTH).rstrip(), "```", ""]
+        parts += [f"## vllm-launch {command.name}", "", "```", help_text(command.name, WIDTH).rstrip(),
+                  "```", ""]
     return "\n".join(parts)
 
 

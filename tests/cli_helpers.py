@@ -26,7 +26,8 @@ def isolated_env(tmp_path: Path, **extra: str) -> dict[str, str]:
     return env
 
 
-def run_in_process(args: list[str], env: dict[str, str], cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+def run_in_process(args: list[str], env: dict[str, str],
+                   cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
     """`vllm-launch ARGS` through vllm_launcher.cli.run in this process. An exception that escapes it is a
     traceback a user would have seen: it fails the calling test."""
     from vllm_launcher.cli import run

@@ -3,6 +3,7 @@ per test session (`demo_server`) for every test that needs a live vLLM."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import socket
@@ -152,10 +153,8 @@ def port_is_free(port: int) -> bool:
 def kill_tagged(tag: str) -> None:
     """Last-resort cleanup so a failing test never leaves processes behind."""
     for proc in tagged_processes(tag):
-        try:
+        with contextlib.suppress(psutil.Error):
             proc.kill()
-        except psutil.Error:
-            pass
 
 
 # ------------------------------------------------------------------------------ the real demo server
@@ -187,7 +186,8 @@ def demo_server(tmp_path_factory: pytest.TempPathFactory):
                   env, timeout=900)
     if started.returncode != 0:
         cli(["down", name], env, timeout=120)
-        pytest.fail(f"demo server did not start (exit {started.returncode}):\n{started.stdout}\n{started.stderr}")
+        pytest.fail(f"demo server did not start (exit {started.returncode}):\n"
+                    f"{started.stdout}\n{started.stderr}")
     status = json.loads(cli(["status", name, "--json"], env).stdout)[0]
     server = DemoServer(name=name, port=port, base_url=f"http://127.0.0.1:{port}/v1", log_path=status["log"],
                         env=env, model=status["model"], up_output=started.stdout)

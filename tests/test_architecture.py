@@ -14,7 +14,8 @@ PACKAGE = Path(__file__).resolve().parent.parent / "vllm_launcher"
 # Who may import whom: a module of a layer imports only its own layer and those listed for it.
 LAYERS: dict[str, set[str]] = {
     "base": set(),  # errors, paths, units, safe_text, files, atomic, inputs, output, stat_cache
-    "core": {"base"},  # presets, plan, models, catalog, hardware, estimate, fit, tool_parsers, demo, tiny_model
+    "core": {"base"},  # presets, plan, models, catalog, hardware, estimate, fit, tool_parsers, demo,
+                       # tiny_model
     "machine": {"base"},  # system, records
     "exporters": {"base", "core"},
     "doctor": {"base", "core", "machine"},
@@ -22,9 +23,10 @@ LAYERS: dict[str, set[str]] = {
     "commands": {"base", "core", "machine", "exporters", "doctor", "supervise"},
     "cli": {"base", "commands"},
 }
-BASE = {"errors", "paths", "units", "safe_text", "files", "atomic", "inputs", "output", "stat_cache", "__init__",
-        "__main__"}
-CORE = {"presets", "plan", "models", "catalog", "hardware", "estimate", "fit", "tool_parsers", "demo", "tiny_model"}
+BASE = {"errors", "paths", "units", "safe_text", "files", "atomic", "inputs", "output", "stat_cache",
+        "__init__"}
+CORE = {"presets", "plan", "models", "catalog", "hardware", "estimate", "fit", "tool_parsers", "demo",
+        "tiny_model"}
 MACHINE = {"system", "records"}
 
 
@@ -32,6 +34,8 @@ def layer_of(module: str) -> str:
     parts = module.split(".")[1:]
     if not parts:
         return "base"
+    if parts[0] == "__main__":  # `python -m vllm_launcher`: the CLI
+        return "cli"
     if parts[0] in ("exporters", "doctor", "supervise", "commands", "cli"):
         return parts[0]
     if parts[0] in CORE:
@@ -52,12 +56,26 @@ def modules() -> dict[str, Path]:
     return found
 
 
+def runtime_nodes(tree: ast.AST) -> list[ast.AST]:
+    """Every node, except the bodies of `if TYPE_CHECKING:` (imports for type hints only, never run)."""
+    found: list[ast.AST] = []
+    pending: list[ast.AST] = [tree]
+    while pending:
+        node = pending.pop()
+        found.append(node)
+        if isinstance(node, ast.If) and isinstance(node.test, ast.Name) and node.test.id == "TYPE_CHECKING":
+            pending.extend(node.orelse)
+            continue
+        pending.extend(ast.iter_child_nodes(node))
+    return found
+
+
 def import_graph() -> dict[str, set[str]]:
     known = modules()
     graph: dict[str, set[str]] = {name: set() for name in known}
     for name, path in known.items():
         package = name if path.name == "__init__.py" else name.rsplit(".", 1)[0]
-        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        for node in runtime_nodes(ast.parse(path.read_text(encoding="utf-8"))):
             targets: list[str] = []
             if isinstance(node, ast.Import):
                 targets = [alias.name for alias in node.names]

@@ -21,8 +21,8 @@ def run(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
 
 
 def test_probe_json_loads_back(tmp_path):
-    done = subprocess.run([sys.executable, "-m", "vllm_launcher", "probe", "--json"], capture_output=True, text=True,
-                          check=False, timeout=120)
+    done = subprocess.run([sys.executable, "-m", "vllm_launcher", "probe", "--json"], capture_output=True,
+                          text=True, check=False, timeout=120)
     assert done.returncode == 0, done.stderr
     data = json.loads(done.stdout)
     assert data["ram_total_bytes"] > 0 and "numa_nodes" in data
@@ -41,7 +41,8 @@ def test_estimate_json_keys_and_exit_codes():
     assert data["fits"] is False and done.returncode == 1
     ok = run("estimate", "cpu-16k", "--kv-cache", "2", "--json",
              "--hardware", str(FIXTURES / "hardware" / "cpu-2core-24gib.json"))
-    assert ok.returncode == 0 and json.loads(ok.stdout)["kv_cache_tokens"] == 2 * (1 << 30) // 57344 // 128 * 128
+    assert (ok.returncode == 0
+            and json.loads(ok.stdout)["kv_cache_tokens"] == 2 * (1 << 30) // 57344 // 128 * 128)
 
 
 def test_estimate_hypothetical_gpu_human_output_has_a_bar():
@@ -51,8 +52,9 @@ def test_estimate_hypothetical_gpu_human_output_has_a_bar():
 
 
 def test_estimate_model_without_preset():
-    done = run("estimate", "--model", "meta-llama/Llama-3.1-8B-Instruct", "--gpus", "1", "--gpu-mem-gib", "79.19",
-               "--max-model-len", "8192", "--gpu-memory-utilization", "0.95", "--json")
+    done = run("estimate", "--model", "meta-llama/Llama-3.1-8B-Instruct", "--gpus", "1",
+               "--gpu-mem-gib", "79.19", "--max-model-len", "8192",
+               "--gpu-memory-utilization", "0.95", "--json")
     assert done.returncode == 0, done.stderr
     assert abs(json.loads(done.stdout)["kv_cache_tokens"] / 476_016 - 1) < 0.10
 
@@ -61,7 +63,8 @@ def test_estimate_bad_input_is_one_line_exit_2(tmp_path):
     bad = tmp_path / "hw.json"
     bad.write_text("{")
     done = run("estimate", "gpu-7b", "--hardware", str(bad))
-    assert done.returncode == 2 and "Traceback" not in done.stderr and len(done.stderr.strip().splitlines()) == 1
+    assert (done.returncode == 2 and "Traceback" not in done.stderr
+            and len(done.stderr.strip().splitlines()) == 1)
     nothing = run("estimate")
     assert nothing.returncode == 2 and "--model" in nothing.stderr
     unknown = run("estimate", "--model", "nobody/nothing", "--device", "cpu")
@@ -70,7 +73,8 @@ def test_estimate_bad_input_is_one_line_exit_2(tmp_path):
 
 def test_fit_prints_yaml_and_saves_atomically(tmp_path):
     env = {"XDG_CONFIG_HOME": str(tmp_path)}
-    args = ("fit", "Qwen/Qwen2.5-Coder-7B-Instruct", "--gpus", "1", "--gpu-mem-gib", "24", "--concurrency", "2")
+    args = ("fit", "Qwen/Qwen2.5-Coder-7B-Instruct", "--gpus", "1", "--gpu-mem-gib", "24",
+            "--concurrency", "2")
     done = run(*args, "--save", "my-7b", env=env)
     assert done.returncode == 0, done.stderr
     saved = tmp_path / "vllm-launch" / "presets" / "my-7b.yaml"
@@ -92,7 +96,8 @@ def one_line_error(done: subprocess.CompletedProcess) -> str:
 
 
 def test_fit_bad_save_name_is_one_line_exit_2(tmp_path):
-    done = run("fit", "Qwen/Qwen2.5-Coder-1.5B-Instruct", "--save", "../evil", env={"XDG_CONFIG_HOME": str(tmp_path)})
+    done = run("fit", "Qwen/Qwen2.5-Coder-1.5B-Instruct", "--save", "../evil",
+               env={"XDG_CONFIG_HOME": str(tmp_path)})
     assert done.returncode == 2 and "--save" in one_line_error(done) and "letters, digits" in done.stderr
     assert not (tmp_path / "vllm-launch").exists() and not (tmp_path / "evil.yaml").exists()
 
@@ -105,7 +110,8 @@ def test_unknown_model_is_bad_input_exit_2():
 
 
 def test_fit_context_above_the_model_limit_is_exit_2():
-    done = run("fit", "Qwen/Qwen2.5-Coder-7B-Instruct", "--context", "10000000", "--gpus", "1", "--gpu-mem-gib", "80")
+    done = run("fit", "Qwen/Qwen2.5-Coder-7B-Instruct", "--context", "10000000", "--gpus", "1",
+               "--gpu-mem-gib", "80")
     assert done.returncode == 2 and "32768" in one_line_error(done)
     assert "VLLM_ALLOW_LONG_MAX_MODEL_LEN" in done.stderr and "--context" in done.stderr
 
@@ -114,7 +120,8 @@ def test_estimate_shows_the_architecture_source_whole():
     done = run("estimate", "gpu-7b", "--gpus", "1", "--gpu-mem-gib", "79.19")
     assert done.returncode == 0, done.stderr
     text = " ".join(done.stdout.split())  # wrapped lines joined back
-    source = json.loads(run("estimate", "gpu-7b", "--gpus", "1", "--gpu-mem-gib", "79.19", "--json").stdout)["arch_source"]
+    source = json.loads(run("estimate", "gpu-7b", "--gpus", "1", "--gpu-mem-gib", "79.19",
+                            "--json").stdout)["arch_source"]
     assert " ".join(source.split()) in text
 
 
@@ -130,7 +137,8 @@ def test_estimate_cuda_preset_without_a_gpu_says_so():
 
 
 def test_fit_describes_all_gpus_and_the_tp_used():
-    done = run("fit", "meta-llama/Llama-3.3-70B-Instruct", "--device", "cuda", "--gpus", "8", "--gpu-mem-gib", "80")
+    done = run("fit", "meta-llama/Llama-3.3-70B-Instruct", "--device", "cuda", "--gpus", "8",
+               "--gpu-mem-gib", "80")
     assert done.returncode == 0, done.stderr
     data = yaml.safe_load(done.stdout)
     assert data["max_model_len"] == 131072 and data["tensor_parallel_size"] == 4

@@ -26,7 +26,8 @@ def test_classify_reads_vllms_levels_from_a_real_log():
     lines = (FIXTURES / "ready_gqa.log").read_text().splitlines()
     levels = {classify(line)[0] for line in lines}
     assert {"INFO", "WARNING"} <= levels
-    level, message = classify("(EngineCore pid=2) INFO 11-25 10:14:30 [core.py:133] Initializing a V1 LLM engine")
+    level, message = classify("(EngineCore pid=2) INFO 11-25 10:14:30 [core.py:133] "
+                              "Initializing a V1 LLM engine")
     assert (level, message) == ("INFO", "Initializing a V1 LLM engine")
     assert classify("ValueError: max_num_batched_tokens (8) must be greater")[0] == "ERROR"
     assert classify("(APIServer pid=1) Traceback (most recent call last):")[0] == "ERROR"
@@ -51,7 +52,8 @@ def test_plain_output_shows_warnings_and_errors_not_info():
     verbose = TerminalReporter("demo", echo=True, verbose=True, stdout=verbose_out, stderr=io.StringIO())
     for line in lines:
         verbose.line(line)
-    assert len(verbose_out.getvalue().splitlines()) == len([ln for ln in lines if not QUIET_ACCESS.search(ln)])
+    assert (len(verbose_out.getvalue().splitlines())
+            == len([ln for ln in lines if not QUIET_ACCESS.search(ln)]))
 
 
 def read_until(fd: int, pattern: str, timeout_s: float) -> str:

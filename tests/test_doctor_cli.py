@@ -21,7 +21,8 @@ def test_all_presets_against_a_saved_probe(tmp_path):
     found = findings(done.stdout)
     by_preset = {f["preset"] for f in found}
     assert {"cpu-test", "gpu-7b", None} <= by_preset
-    # This probe's NUMA node 0 cannot hold vLLM's default CPU KV reservation after loading (as `estimate` says).
+    # This probe's NUMA node 0 cannot hold vLLM's default CPU KV reservation after loading
+    # (as `estimate` says).
     assert [f["severity"] for f in found if f["code"] == "VL205" and f["preset"] == "cpu-test"] == ["error"]
     assert done.returncode == (1 if any(f["severity"] == "error" for f in found) else 0)
     for f in found:
@@ -71,7 +72,8 @@ def test_a_broken_user_preset_is_a_finding_not_a_crash(tmp_path):
 
 def test_usage_errors_exit_2_without_traceback(tmp_path):
     env = isolated_env(tmp_path)
-    for args in (["doctor", "no-such-preset"], ["doctor", "cpu-test", "--hardware", str(tmp_path / "nope.json")]):
+    for args in (["doctor", "no-such-preset"],
+                 ["doctor", "cpu-test", "--hardware", str(tmp_path / "nope.json")]):
         done = run_cli(args, env)
         assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr
 
@@ -110,8 +112,8 @@ def test_list_names_every_code_the_package_can_emit(tmp_path):
     emitted = set()
     for path in (REPO / "vllm_launcher").rglob("*.py"):
         emitted |= set(re.findall(r'"(VL\d{3})"', path.read_text(encoding="utf-8")))
-    listed = {r["code"] for r in json.loads(run_cli(["doctor", "--list", "--json"], isolated_env(tmp_path)).stdout)
-              ["rules"]}
+    listed = {r["code"] for r in
+              json.loads(run_cli(["doctor", "--list", "--json"], isolated_env(tmp_path)).stdout)["rules"]}
     assert {"VL100", "VL190", "VL205", "VL412"} <= emitted
     assert emitted - listed == set()
 
@@ -130,7 +132,7 @@ print("HEAVY=" + ",".join(heavy), file=sys.stderr)
 
 def test_doctor_on_this_machine_imports_no_torch_vllm_or_transformers(tmp_path):
     env = isolated_env(tmp_path)
-    done = subprocess.run([sys.executable, "-c", WRAPPER], env=env, capture_output=True, text=True, timeout=120,
-                          check=False)
+    done = subprocess.run([sys.executable, "-c", WRAPPER], env=env, capture_output=True, text=True,
+                          timeout=120, check=False)
     assert "HEAVY=\n" in done.stderr, done.stderr
     assert findings(done.stdout)  # it did run over the presets and the environment

@@ -3,8 +3,6 @@ mappings, supervisor state records in an isolated XDG_STATE_HOME."""
 
 from __future__ import annotations
 
-import pytest
-
 import mmap
 import os
 import subprocess
@@ -13,9 +11,11 @@ import time
 import uuid
 from pathlib import Path
 
+import pytest
+
+from vllm_launcher import system
 from vllm_launcher.doctor import environment
 from vllm_launcher.doctor.engine import check_environment
-from vllm_launcher import system
 from vllm_launcher.doctor.environment import EnvFacts
 from vllm_launcher.system import VllmInfo
 

@@ -33,8 +33,10 @@ def test_native_tool_calls_pass():
     assert probe["tool_choice"] == "auto" and probe["tools"][0]["function"]["name"] == "get_weather"
 
 
-@pytest.mark.parametrize("mode, label", [("json_block", "```json block"), ("tool_output", "<TOOL_OUTPUT> tags"),
-                                         ("tool_call", "<tool_call> tags"), ("inline_json", "bare inline JSON")])
+@pytest.mark.parametrize("mode, label", [("json_block", "```json block"),
+                                         ("tool_output", "<TOOL_OUTPUT> tags"),
+                                         ("tool_call", "<tool_call> tags"),
+                                         ("inline_json", "bare inline JSON")])
 def test_tool_call_written_as_text(mode, label):
     with FakeOpenAI(mode, model=QWEN) as server:
         found = codes(check_endpoint(server.root, expected_model=QWEN))
@@ -115,7 +117,8 @@ def test_cli_endpoint_exit_codes_and_preset_api_key(tmp_path):
 
 def test_classification_is_pure():
     assert classify_tool_response(500, "boom").kind == "http_error"
-    assert classify_tool_response(200, {"choices": [{"message": {"content": "{\"a\": 1}"}}]}).kind == "no_tool_call"
+    assert classify_tool_response(
+        200, {"choices": [{"message": {"content": "{\"a\": 1}"}}]}).kind == "no_tool_call"
     unclosed = {"choices": [{"message": {"content": '<tool_call>{"name": "get_weather", "arguments": [[['}}]}
     assert classify_tool_response(200, unclosed).kind == "tool_call_tags"  # what the random demo model writes
     assert repeated_span("short") is None
@@ -125,7 +128,8 @@ def test_classification_is_pure():
 
 @pytest.mark.vllm
 def test_live_checks_against_real_vllm(demo_server):
-    """The real demo server (hermes tool calling): healthy, lists its model, no HTTP 400 on tool_choice auto."""
+    """The real demo server (hermes tool calling): healthy, lists its model, no HTTP 400 on
+    tool_choice auto."""
     assert_live_checks_on_real_vllm(demo_server.base_url, demo_server.model, tool_flags=True)
     done = run_cli(["doctor", demo_server.name, "--json"], demo_server.env, timeout=300)
     found = codes_from_json(done.stdout)
@@ -159,15 +163,17 @@ def test_judging_recorded_exchanges_is_pure():
 
     root = "http://10.0.0.9:8000"
     expect = Expectations(preset="p", model=QWEN, max_model_len=4096, parser="hermes")
-    assert [f.code for f in judge(Exchanges(root, health=Exchange("GET /health", error="ConnectError: refused")),
-                                  expect)] == ["VL401"]
+    assert [f.code for f in judge(
+        Exchanges(root, health=Exchange("GET /health", error="ConnectError: refused")), expect)] == ["VL401"]
     assert [f.code for f in judge(Exchanges(root, health=Exchange("GET /health", 503)), expect)] == ["VL402"]
     models = Exchange("GET /v1/models", 200, {"data": [{"id": "other", "max_model_len": 2048}]})
     tool = Exchange("POST /v1/chat/completions", 200, {"choices": [{"message": {
         "content": '<tool_call>{"name": "get_weather", "arguments": {"city": "Paris"}}</tool_call>'}}]})
     stream = Exchange("POST /v1/chat/completions (stream)", 200, first_token_s=0.25)
     found = judge(Exchanges(root, Exchange("GET /health", 200), models, tool, stream, model="other"), expect)
-    assert [f.code for f in found] == ["VL400", "VL403", "VL404", "VL406", "VL409"]  # 2048 served, 4096 expected
+    # 2048 served, 4096 expected
+    assert [f.code for f in found] == ["VL400", "VL403", "VL404", "VL406", "VL409"]
     assert "--tool-call-parser hermes" in found[3].fix and "0.25 s" in found[4].message
-    unauthorized = Exchanges(root, Exchange("GET /health", 200), Exchange("GET /v1/models", 401), api_key_sent=True)
+    unauthorized = Exchanges(root, Exchange("GET /health", 200), Exchange("GET /v1/models", 401),
+                             api_key_sent=True)
     assert "the one given was refused" in judge(unauthorized, expect)[0].message

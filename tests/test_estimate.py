@@ -59,14 +59,16 @@ def test_gpu_kv_tokens_within_ten_percent_of_vllm_logs(model, tp, logged_tokens,
 
 
 def test_gpu_activation_and_non_torch_near_observed():
-    qwen = estimate(gpu_preset("Qwen2.5-7B-Instruct"), load_arch(str(CONFIGS / "Qwen2.5-7B-Instruct")), h100())
+    qwen = estimate(gpu_preset("Qwen2.5-7B-Instruct"), load_arch(str(CONFIGS / "Qwen2.5-7B-Instruct")),
+                    h100())
     llama = estimate(gpu_preset("Llama-3.1-8B-Instruct"), load_arch(str(CONFIGS / "Llama-3.1-8B-Instruct")),
                      h100())
     assert qwen.max_num_batched_tokens == 8192  # vLLM's default on an H100
     assert qwen.activation_gib == pytest.approx(2.21, rel=0.05)
     assert llama.activation_gib == pytest.approx(1.89, rel=0.05)
     assert qwen.non_torch_gib == pytest.approx(0.25, abs=0.02)
-    tp2 = estimate(gpu_preset("Qwen2.5-7B-Instruct", 2), load_arch(str(CONFIGS / "Qwen2.5-7B-Instruct")), h100(2))
+    tp2 = estimate(gpu_preset("Qwen2.5-7B-Instruct", 2), load_arch(str(CONFIGS / "Qwen2.5-7B-Instruct")),
+                   h100(2))
     assert tp2.non_torch_gib == pytest.approx(2.1, abs=0.05)
 
 

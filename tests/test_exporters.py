@@ -283,7 +283,8 @@ def check_systemd(preset: Preset, files: dict[str, str], tmp_path: Path) -> None
     assert service["KillSignal"] == ["SIGINT"]
     assert int(service["TimeoutStartSec"][0]) == common.sizing(preset, ExportOptions()).startup_s
     assert service["EnvironmentFile"][0].lstrip("-") == f"/etc/vllm-launch/{preset.name}.env"
-    assert shlex.split(service["ExecStart"][0])[:3] == [preset.python, "-m", "vllm.entrypoints.openai.api_server"]
+    assert (shlex.split(service["ExecStart"][0])[:3]
+            == [preset.python, "-m", "vllm.entrypoints.openai.api_server"])
     assert "/health" in service["ExecStartPost"][0]
     if preset.device == "cpu" and preset.kv_cache_space_gib:
         assert f'"VLLM_CPU_KVCACHE_SPACE={preset.kv_cache_space_gib}"' in service["Environment"]
@@ -291,7 +292,8 @@ def check_systemd(preset: Preset, files: dict[str, str], tmp_path: Path) -> None
     if tool:  # where the tool is installed, the unit must pass it
         path = tmp_path / name
         path.write_text(unit)
-        result = subprocess.run([tool, "verify", str(path)], check=False, capture_output=True, text=True, timeout=60)
+        result = subprocess.run([tool, "verify", str(path)], check=False, capture_output=True, text=True,
+                                timeout=60)
         problems = [line for line in result.stderr.splitlines()
                     if line and "RestartSteps" not in line and "RestartMaxDelaySec" not in line]
         assert result.returncode == 0 and not problems, result.stderr
@@ -338,7 +340,8 @@ GOLDEN_CASES = [
 
 
 @pytest.mark.parametrize(("name", "fmt", "options"), GOLDEN_CASES,
-                         ids=[f"{n}-{f}{'-' + '-'.join(o.values()) if o else ''}" for n, f, o in GOLDEN_CASES])
+                         ids=[f"{n}-{f}{'-' + '-'.join(o.values()) if o else ''}"
+                              for n, f, o in GOLDEN_CASES])
 def test_golden(name, fmt, options):
     preset = resolve(name).preset
     if fmt == "systemd":
@@ -392,7 +395,8 @@ def test_gpu_count_is_tp_times_pp_everywhere(tmp_path):
     words = docker_words(render("docker", preset)["run.sh"])
     assert option_value(words, "--gpus") == "4"
     compose = yaml.safe_load(render("compose", preset)["compose.yaml"])
-    assert compose["services"]["gpu-32b-tp2"]["deploy"]["resources"]["reservations"]["devices"][0]["count"] == 4
+    assert (compose["services"]["gpu-32b-tp2"]["deploy"]["resources"]["reservations"]["devices"][0]["count"]
+            == 4)
     deployment = k8s_docs(render("k8s", preset)["deployment.yaml"])[0]
     assert pod_container(deployment["spec"]["template"])["resources"]["limits"] == {"nvidia.com/gpu": 4}
 
@@ -446,8 +450,8 @@ def test_startup_budget_derives_from_weights_and_can_be_overridden():
     preset = resolve("gpu-7b").preset
 
     def startup(options: ExportOptions) -> dict:
-        return pod_container(k8s_docs(render("k8s", preset, options)["deployment.yaml"])[0]["spec"]["template"])[
-            "startupProbe"]
+        return pod_container(k8s_docs(render("k8s", preset, options)["deployment.yaml"])[0]["spec"]
+                             ["template"])["startupProbe"]
 
     probe = startup(ExportOptions(weights_gib=50))
     expected_s = 60 * math.ceil((common.STARTUP_BASE_S + common.STARTUP_PER_WEIGHT_GIB_S * 50) / 60)
@@ -547,16 +551,18 @@ def test_docker_script_passes_secrets_by_environment_only(tmp_path):
     bin_dir = fake_docker(tmp_path)
     env = {"PATH": f"{bin_dir}:{os.environ['PATH']}", "HOME": str(tmp_path),
            "MY_API_KEY": SENTINEL_KEY, "MY_HF": SENTINEL_TOKEN}
-    result = subprocess.run([str(written[0])], env=env, check=False, capture_output=True, text=True, timeout=60)
+    result = subprocess.run([str(written[0])], env=env, check=False, capture_output=True, text=True,
+                            timeout=60)
     assert result.returncode == 0, result.stderr
     call = json.loads((tmp_path / "docker-call.json").read_text())
     assert SENTINEL_KEY not in " ".join(call["argv"]) and SENTINEL_TOKEN not in " ".join(call["argv"])
     assert call["env"]["VLLM_API_KEY"] == SENTINEL_KEY and call["env"]["HF_TOKEN"] == SENTINEL_TOKEN
-    assert ["-e", "VLLM_API_KEY"] == call["argv"][call["argv"].index("VLLM_API_KEY") - 1:][:2]
+    assert call["argv"][call["argv"].index("VLLM_API_KEY") - 1:][:2] == ["-e", "VLLM_API_KEY"]
     assert f"{tmp_path}/.cache/huggingface:/root/.cache/huggingface" in call["argv"]  # ~ expanded
 
     missing = {k: v for k, v in env.items() if k != "MY_API_KEY"}
-    refused = subprocess.run([str(written[0])], env=missing, check=False, capture_output=True, text=True, timeout=60)
+    refused = subprocess.run([str(written[0])], env=missing, check=False, capture_output=True, text=True,
+                             timeout=60)
     assert refused.returncode != 0 and "set MY_API_KEY" in refused.stderr
 
 
@@ -581,12 +587,14 @@ def test_as_text_separates_several_files_and_keeps_one_as_is():
 
 
 def test_rendering_imports_nothing_heavy():
-    code = ("import sys\nfrom vllm_launcher.presets import resolve\nfrom vllm_launcher.exporters import render\n"
+    code = ("import sys\nfrom vllm_launcher.presets import resolve\n"
+            "from vllm_launcher.exporters import render\n"
             "for fmt in ('docker', 'compose', 'k8s', 'systemd'): render(fmt, resolve('gpu-7b'))\n"
             "for fmt in ('lws', 'ray'): render(fmt, resolve('llama-70b-2x8'))\n"
             "print(sorted(m for m in ('rich', 'httpx', 'torch', 'vllm', 'typer', 'transformers') "
             "if m in sys.modules))\n")
-    result = subprocess.run([sys.executable, "-c", code], check=False, capture_output=True, text=True, timeout=120)
+    result = subprocess.run([sys.executable, "-c", code], check=False, capture_output=True, text=True,
+                            timeout=120)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "[]"
 
@@ -616,8 +624,10 @@ def test_doctor_multinode_rules():
     assert multinode_hits(llama) == {}
     assert multinode_hits(resolve("gpu-7b").preset) == {}
     wrong = multinode_hits(llama.model_copy(update={"gpus_per_node": 4}))
-    assert wrong.keys() == {"VL120"} and "8 x 2 = 16 must equal nodes x gpus_per_node = 2 x 4 = 8" in wrong["VL120"]
-    spanning = multinode_hits(llama.model_copy(update={"tensor_parallel_size": 16, "pipeline_parallel_size": 1}))
+    assert (wrong.keys() == {"VL120"}
+            and "8 x 2 = 16 must equal nodes x gpus_per_node = 2 x 4 = 8" in wrong["VL120"])
+    spanning = multinode_hits(llama.model_copy(update={"tensor_parallel_size": 16,
+                                                       "pipeline_parallel_size": 1}))
     assert spanning.keys() == {"VL122"}
     cpu = multinode_hits(resolve("cpu-test").preset.model_copy(update={"nodes": 2}))
     assert "VL121" in cpu
@@ -651,7 +661,8 @@ def test_render_cache_hit_loads_neither_pydantic_nor_yaml(tmp_path):
             "files = cached_render('gpu-7b', [], 'compose', {})\n"
             "assert files['compose.yaml'].startswith('# vllm-launch render gpu-7b')\n"
             "print(sorted(m for m in ('pydantic', 'yaml') if m in sys.modules))\n")
-    env = {**os.environ, "XDG_CACHE_HOME": str(tmp_path / "cache"), "XDG_CONFIG_HOME": str(tmp_path / "config")}
+    env = {**os.environ, "XDG_CACHE_HOME": str(tmp_path / "cache"),
+           "XDG_CONFIG_HOME": str(tmp_path / "config")}
     runs = [subprocess.run([sys.executable, "-c", code], env=env, check=False, capture_output=True, text=True,
                            timeout=120) for _ in range(2)]
     assert all(run.returncode == 0 for run in runs), runs[-1].stderr

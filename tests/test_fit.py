@@ -79,12 +79,12 @@ def test_gpu_fit_shrinks_the_context_only_when_no_tp_reaches_it():
     preset = fit("meta-llama/Llama-3.3-70B-Instruct", hw)
     assert preset.tensor_parallel_size == 2 and 4096 <= preset.max_model_len < 131072
     assert estimate(preset, load_arch(preset.model), hw).fits
-    with pytest.raises(LaunchError, match="does not fit.*at most"):
+    with pytest.raises(LaunchError, match=r"does not fit.*at most"):
         fit("meta-llama/Llama-3.3-70B-Instruct", hw, context=131072)
 
 
 def test_fit_context_above_the_model_limit_is_bad_input():
-    with pytest.raises(ConfigError, match="32768.*VLLM_ALLOW_LONG_MAX_MODEL_LEN"):
+    with pytest.raises(ConfigError, match=r"32768.*VLLM_ALLOW_LONG_MAX_MODEL_LEN"):
         fit("Qwen/Qwen2.5-Coder-7B-Instruct", hypothetical("cuda", 1, 80, ram_gib=64), context=10**7)
 
 

@@ -50,7 +50,8 @@ def test_probe_does_not_import_torch_without_a_gpu():
 
 @pytest.mark.vllm  # reads the installed vLLM
 def test_installed_vllm_reads_metadata_without_importing_vllm():
-    code = "import sys; from vllm_launcher.hardware import installed_vllm as f; v=f(); print(v.version, 'vllm' in sys.modules)"
+    code = ("import sys; from vllm_launcher.hardware import installed_vllm as f; v=f(); "
+            "print(v.version, 'vllm' in sys.modules)")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     version, imported = done.stdout.split()
     assert version == installed_vllm().version

@@ -46,25 +46,29 @@ FORBIDDEN_CATEGORIES = {"Cc", "Cf", "Cs", "Zl", "Zp"}
 K8S_VERSION = kubernetes_validate.latest_version()
 PWNED = "PWNED"
 HOSTILE_PIECES = [
-    "\n", "\r", "\r\n", "'", '"', "$(", ")", "`", "%", "%n", "%%", "\\", "\\\n", ";", "&", "|", " ", "\t", "$",
-    "${HOME}", "$HOME", "$$", "#", ":", "{", "}", "[", "]", "*", "&a", "*a", "!", "?", "<", ">", "=", ",", "-",
-    "--x", "\0", "\x1b[31m", "\u2028", "\u2029", "\x85", "\u202e", "\u200b", "é", "日本", "\U0001F600",
+    "\n", "\r", "\r\n", "'", '"', "$(", ")", "`", "%", "%n", "%%", "\\", "\\\n", ";", "&", "|", " ", "\t",
+    "$", "${HOME}", "$HOME", "$$", "#", ":", "{", "}", "[", "]", "*", "&a", "*a", "!", "?", "<", ">", "=",
+    ",", "-", "--x", "\0", "\x1b[31m", "\u2028", "\u2029", "\x85", "\u202e", "\u200b", "é", "日本",
+    "\U0001F600",
     f"$(touch {PWNED})", f"`touch {PWNED}`", f"';touch {PWNED};'", f'";touch {PWNED};"',
     "\n---\napiVersion: v1\nkind: Pod\nmetadata: {name: pwn}\n", "\nExecStartPre=/bin/touch PWNED\n",
     "\n[Service]\nUser=root\n", "model", "Qwen/Qwen2.5-7B", "/models/x y", "--api-key=sk", "${IFS}", "\\x41",
 ]
 # Pieces that some format must quote but every format can carry: most examples use only these, so that
 # most presets are accepted and rendered; the rest mix in what validation must refuse.
-QUOTABLE_PIECES = [p for p in HOSTILE_PIECES if not any(c in p for c in "\n\r\t\0\x1b\u2028\u2029\x85\u202e\u200b")
+QUOTABLE_PIECES = [p for p in HOSTILE_PIECES
+                   if not any(c in p for c in "\n\r\t\0\x1b\u2028\u2029\x85\u202e\u200b")
                    and not p.startswith("-")]
 quotable_text = st.lists(st.sampled_from(QUOTABLE_PIECES) | st.text(st.characters(codec="utf-8",
                          categories=("L", "N", "P", "S", "Zs")), min_size=1, max_size=3),
                          min_size=1, max_size=5).map(lambda pieces: "".join(pieces).lstrip("-") or "x")
-any_text = st.lists(st.sampled_from(HOSTILE_PIECES) | st.text(max_size=3), min_size=1, max_size=5).map("".join)
+any_text = st.lists(st.sampled_from(HOSTILE_PIECES) | st.text(max_size=3), min_size=1,
+                    max_size=5).map("".join)
 # Env values may hold anything but NUL (a newline is a legitimate, if rare, value): every format quotes it.
 env_text = any_text.map(lambda text: text.replace("\0", ""))
-SETTINGS = settings(max_examples=int(os.environ.get("HOSTILE_EXAMPLES", "40")), deadline=None, derandomize=True,
-                    database=None, phases=(Phase.explicit, Phase.generate, Phase.shrink), suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+SETTINGS = settings(max_examples=int(os.environ.get("HOSTILE_EXAMPLES", "40")), deadline=None,
+                    derandomize=True, database=None, phases=(Phase.explicit, Phase.generate, Phase.shrink),
+                    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
 STUBS = {
     # Every stub records its own argv (NUL-separated) and environment, then succeeds.
     "record": '#!/bin/sh\nprintf "%s\\0" "$0" "$@" > "$STUB_OUT/$(basename "$0").argv"\n'
@@ -123,12 +127,13 @@ def run_script(sandbox: Path, shell: str, script: str, extra_env: dict[str, str]
     path = sandbox / "script.sh"
     path.write_text(script)
     shell = shutil.which(shell) or shell  # the real one: the stubs' PATH has a `bash` that only records
-    checked = subprocess.run([shell, "-n", str(path)], capture_output=True, text=True, timeout=30, check=False)
+    checked = subprocess.run([shell, "-n", str(path)], capture_output=True, text=True, timeout=30,
+                             check=False)
     assert checked.returncode == 0, (shell, checked.stderr, script)
     env = {"PATH": f"{sandbox / 'bin'}:/usr/bin:/bin", "HOME": str(sandbox), "STUB_OUT": str(sandbox / "out"),
            **(extra_env or {})}
-    done = subprocess.run([shell, str(path)], cwd=sandbox, env=env, capture_output=True, text=True, timeout=30,
-                          check=False)
+    done = subprocess.run([shell, str(path)], cwd=sandbox, env=env, capture_output=True, text=True,
+                          timeout=30, check=False)
     assert done.returncode == 0, (done.stderr, script)
     assert not (sandbox / PWNED).exists(), f"injected code ran:\n{script}"
 
@@ -187,8 +192,8 @@ def compose_unescape(text: str) -> str:
     return "".join(out)
 
 
-C_ESCAPES = {"a": "\a", "b": "\b", "f": "\f", "n": "\n", "r": "\r", "t": "\t", "v": "\v", "\\": "\\", '"': '"',
-             "'": "'", "s": " "}
+C_ESCAPES = {"a": "\a", "b": "\b", "f": "\f", "n": "\n", "r": "\r", "t": "\t", "v": "\v", "\\": "\\",
+             '"': '"', "'": "'", "s": " "}
 
 
 def systemd_words(value: str) -> list[str]:
@@ -312,7 +317,8 @@ def check_lws(preset: Preset, sandbox: Path) -> None:
     serve = ["serve", preset.model, *vllm_flags(container_preset(preset))]
     lws_env = {"LWS_LEADER_ADDRESS": "10.0.0.1", "LWS_GROUP_SIZE": "2", "LWS_WORKER_INDEX": "1"}
     for mode in ("ray", "native"):
-        docs = [d for d in yaml.safe_load_all(as_text(render("lws", preset, ExportOptions(lws_mode=mode)))) if d]
+        docs = [d for d in yaml.safe_load_all(as_text(render("lws", preset, ExportOptions(lws_mode=mode))))
+                if d]
         assert [d["kind"] for d in docs] == ["LeaderWorkerSet", "Service"]
         template = docs[0]["spec"]["leaderWorkerTemplate"]
         leader = template["leaderTemplate"]["spec"]["containers"]
@@ -348,9 +354,10 @@ def check_ray(preset: Preset, sandbox: Path) -> None:
 SYSTEMD_KEYS = [
     ("Unit", "Description"), ("Unit", "After"), ("Unit", "Wants"), ("Unit", "StartLimitIntervalSec"),
     ("Unit", "StartLimitBurst"), ("Service", "Type"), "ENVIRONMENT", ("Service", "EnvironmentFile"),
-    ("Service", "ExecStart"), ("Service", "ExecStartPost"), ("Service", "TimeoutStartSec"), ("Service", "Restart"),
-    ("Service", "RestartSec"), ("Service", "RestartSteps"), ("Service", "RestartMaxDelaySec"),
-    ("Service", "KillMode"), ("Service", "KillSignal"), ("Service", "TimeoutStopSec"), ("Install", "WantedBy"),
+    ("Service", "ExecStart"), ("Service", "ExecStartPost"), ("Service", "TimeoutStartSec"),
+    ("Service", "Restart"), ("Service", "RestartSec"), ("Service", "RestartSteps"),
+    ("Service", "RestartMaxDelaySec"), ("Service", "KillMode"), ("Service", "KillSignal"),
+    ("Service", "TimeoutStopSec"), ("Install", "WantedBy"),
 ]
 
 
@@ -368,8 +375,8 @@ def check_systemd(preset: Preset, sandbox: Path) -> None:
     unit = render("systemd", preset)["vllm-hostile.service"]
     path = sandbox / "vllm-hostile.service"
     path.write_text(unit)
-    verify = subprocess.run(["systemd-analyze", "verify", str(path)], capture_output=True, text=True, timeout=60,
-                            check=False, env={**os.environ, "SYSTEMD_LOG_LEVEL": "warning"})
+    verify = subprocess.run(["systemd-analyze", "verify", str(path)], capture_output=True, text=True,
+                            timeout=60, check=False, env={**os.environ, "SYSTEMD_LOG_LEVEL": "warning"})
     # systemd 252 (here) predates RestartSteps=/RestartMaxDelaySec= (254); the unit says so. Nothing else.
     complaints = [line for line in verify.stderr.splitlines()
                   if line.strip() and not re.search(r"Unknown key '(RestartSteps|RestartMaxDelaySec)'", line)]
@@ -406,8 +413,8 @@ def test_validation_refuses_exactly_what_cannot_be_quoted(model, served, parser,
     except ValidationError as exc:
         event("refused at validation")
         assert refused, f"refused a preset every format can carry: {exc}"
-        assert {str(e["loc"][0]) for e in exc.errors()} <= {"model", "served_model_name", "tool_calling", "env",
-                                                             "extra_args"}
+        assert {str(e["loc"][0]) for e in exc.errors()} <= {"model", "served_model_name", "tool_calling",
+                                                             "env", "extra_args"}
         return
     event("accepted")
     assert not refused, f"accepted a preset with unquotable text: {data!r}"
@@ -420,8 +427,8 @@ def test_validation_refuses_exactly_what_cannot_be_quoted(model, served, parser,
          env_b=f"$(touch {PWNED})`touch {PWNED}`%n$$", extra=f"';touch {PWNED};'", device="cuda")
 @example(model=f"m$(touch {PWNED})", served="a;b", parser="%h%n", env_a="\u2028x\x85\r", env_b="50%",
          extra="\\", device="cpu")
-@example(model="/models/x y", served=";", parser="${HOME}", env_a="\n---\nkind: Pod\n", env_b="\\", extra="$$",
-         device="cuda")
+@example(model="/models/x y", served=";", parser="${HOME}", env_a="\n---\nkind: Pod\n", env_b="\\",
+         extra="$$", device="cuda")
 def test_single_node_formats_carry_hostile_text_exactly(model, served, parser, env_a, env_b, extra, device,
                                                         sandbox):
     data, refused = hostile_preset(model, served, parser, env_a, env_b, extra, device, nodes=1)
@@ -476,17 +483,18 @@ def test_comment_headers_carry_no_raw_preset_text():
         for text in render(fmt, preset).values():
             comments = [line for line in text.splitlines() if line.startswith("#")]
             assert comments and all("x#'\"\\%$`" not in line for line in comments), (fmt, comments)
-        assert any('"org/m x#\'\\"\\\\%$`"' in line for line in as_text(render(fmt, preset)).splitlines()), fmt
+        assert any('"org/m x#\'\\"\\\\%$`"' in line
+                   for line in as_text(render(fmt, preset)).splitlines()), fmt
 
 
 def test_export_options_refuse_what_their_formats_cannot_quote():
     from vllm_launcher.errors import ConfigError
     from vllm_launcher.exporters.options import make_options
 
-    for option, value in [("hf_cache_path", "/data:/etc"), ("hf_cache_path", "/a\nb"), ("env_file", "/etc/x y"),
-                          ("env_file", "/etc/x\nExecStartPre=/bin/sh"), ("image", "img\x00"), ("image", "a b"),
-                          ("weights_gib", float("inf")), ("weights_gib", float("nan")), ("replicas", 10**9),
-                          ("startup_timeout_s", 10**12)]:
+    for option, value in [("hf_cache_path", "/data:/etc"), ("hf_cache_path", "/a\nb"),
+                          ("env_file", "/etc/x y"), ("env_file", "/etc/x\nExecStartPre=/bin/sh"),
+                          ("image", "img\x00"), ("image", "a b"), ("weights_gib", float("inf")),
+                          ("weights_gib", float("nan")), ("replicas", 10**9), ("startup_timeout_s", 10**12)]:
         with pytest.raises(ConfigError):
             make_options(**{option: value})
 
@@ -497,5 +505,6 @@ def test_unit_decoder_rejects_what_systemd_rejects(tmp_path):
         systemd_words('"a\\qb"')
     unit = tmp_path / "t.service"
     unit.write_text(f'[Service]\nType=exec\nExecStart={shlex.quote(sys.executable)} "a\\qb"\n')
-    verify = subprocess.run(["systemd-analyze", "verify", str(unit)], capture_output=True, text=True, check=False)
+    verify = subprocess.run(["systemd-analyze", "verify", str(unit)], capture_output=True, text=True,
+                            check=False)
     assert verify.returncode != 0 or verify.stderr.strip()

@@ -9,9 +9,8 @@ from pathlib import Path
 import pytest
 
 from vllm_launcher.catalog import CATALOG
-from vllm_launcher.models import catalog_arch
 from vllm_launcher.errors import ConfigError
-from vllm_launcher.models import load_arch
+from vllm_launcher.models import catalog_arch, load_arch
 
 CONFIGS = Path(__file__).parent / "fixtures" / "configs"
 PRESETS = Path(__file__).parent.parent / "presets"
@@ -119,7 +118,7 @@ def test_unknown_model_says_how_to_supply_the_config():
 
 
 def test_directory_without_config(tmp_path):
-    with pytest.raises(ConfigError, match="no config.json"):
+    with pytest.raises(ConfigError, match=r"no config.json"):
         load_arch(str(tmp_path))
     (tmp_path / "config.json").write_text("[1, 2]")
     with pytest.raises(ConfigError, match="not a JSON object"):

@@ -33,9 +33,10 @@ def test_presets_lists_every_builtin_with_columns(env: dict[str, str]) -> None:
     header, *rows = result.stdout.splitlines()
     assert header.split() == ["NAME", "MODEL", "DEVICE", "CONTEXT", "TP", "FROM"]
     names = {row.split()[0] for row in rows}
-    assert BUILTINS <= names
+    assert names >= BUILTINS
     tp2 = next(row for row in rows if row.startswith("gpu-32b-tp2"))
-    assert tp2.split()[1:5] == ["Qwen/Qwen2.5-Coder-32B-Instruct", "cuda", "model", "max"] or "2" in tp2.split()
+    assert (tp2.split()[1:5] == ["Qwen/Qwen2.5-Coder-32B-Instruct", "cuda", "model", "max"]
+            or "2" in tp2.split())
 
 
 def test_builtin_descriptions_carry_the_guide_notes(env: dict[str, str]) -> None:
@@ -69,7 +70,8 @@ def test_user_preset_overrides_builtin_and_can_extend_it(env: dict[str, str]) ->
 
 def test_preset_given_as_a_path(env: dict[str, str], tmp_path: Path) -> None:
     mine = tmp_path / "my.yaml"
-    mine.write_text("extends: cpu-test\nmodel: /models/x\nkv_cache_space_gib: 2\nenv:\n  OMP_NUM_THREADS: 2\n")
+    mine.write_text("extends: cpu-test\nmodel: /models/x\nkv_cache_space_gib: 2\nenv:\n"
+                    "  OMP_NUM_THREADS: 2\n")
     plan = render_json([str(mine)], env)
     assert flags(plan)["--model"] == "/models/x"
     assert plan["env"] == {"VLLM_CPU_KVCACHE_SPACE": "2", "OMP_NUM_THREADS": "2"}
@@ -86,13 +88,15 @@ def test_every_override_option_reaches_its_flag(env: dict[str, str]) -> None:
     f = flags(plan)
     assert (f["--model"], f["--host"], f["--port"]) == ("m/x", "0.0.0.0", "9000")
     assert (f["--max-model-len"], f["--max-num-batched-tokens"]) == ("4096", "8192")
-    assert (f["--gpu-memory-utilization"], f["--tensor-parallel-size"], f["--dtype"]) == ("0.5", "1", "bfloat16")
+    assert ((f["--gpu-memory-utilization"], f["--tensor-parallel-size"], f["--dtype"])
+            == ("0.5", "1", "bfloat16"))
     assert f["--tool-call-parser"] == "qwen3_coder" and "--no-enable-chunked-prefill" in f
     assert plan["env"]["VLLM_CPU_KVCACHE_SPACE"] == "3"
 
 
 def test_kv_cache_on_gpu_renders_memory_bytes(env: dict[str, str]) -> None:
-    assert flags(render_json(["gpu-7b", "--kv-cache", "20"], env))["--kv-cache-memory-bytes"] == str(20 * 2**30)
+    assert (flags(render_json(["gpu-7b", "--kv-cache", "20"], env))["--kv-cache-memory-bytes"]
+            == str(20 * 2**30))
 
 
 def test_api_key_is_passed_by_reference_never_by_value(env: dict[str, str]) -> None:
@@ -101,7 +105,8 @@ def test_api_key_is_passed_by_reference_never_by_value(env: dict[str, str]) -> N
     assert plan["env"] == {"VLLM_API_KEY": "${MY_VLLM_KEY}"}
     shell = run_cli(["render", "gpu-7b", "--set", "api_key_env=MY_VLLM_KEY"], env).stdout
     assert 'VLLM_API_KEY="${MY_VLLM_KEY}"' in shell
-    for out in (str(plan), shell, run_cli(["show", "gpu-7b", "--set", "api_key_env=MY_VLLM_KEY"], env).stdout):
+    for out in (str(plan), shell,
+                run_cli(["show", "gpu-7b", "--set", "api_key_env=MY_VLLM_KEY"], env).stdout):
         assert "sk-secret-value" not in out
         assert "--api-key" not in out
 
@@ -126,15 +131,21 @@ def test_serve_entrypoint(env: dict[str, str]) -> None:
 
 BAD_FILES = {
     "malformed": ("model: [unclosed\nport: 1\n", r"bad\.yaml:\d+: malformed YAML"),
-    "unknown_key": ("model: m\nmax_modle_len: 5\n", r"bad\.yaml:2: max_modle_len: unknown key \(did you mean max_model_len\?\)"),
+    "unknown_key": ("model: m\nmax_modle_len: 5\n",
+                    r"bad\.yaml:2: max_modle_len: unknown key \(did you mean max_model_len\?\)"),
     "wrong_type": ("model: m\nport: eighty\n", r"bad\.yaml:2: port: .*integer"),
     "port_zero": ("model: m\nport: 0\n", r"bad\.yaml:2: port: .*greater than or equal to 1"),
     "port_high": ("model: m\nport: 70000\n", r"bad\.yaml:2: port: .*less than or equal to 65535"),
-    "util": ("model: m\ngpu_memory_utilization: 1.5\n", r"bad\.yaml:2: gpu_memory_utilization: .*less than or equal to 1"),
-    "tp_zero": ("model: m\ntensor_parallel_size: 0\n", r"bad\.yaml:2: tensor_parallel_size: .*greater than or equal to 1"),
-    "neg_context": ("model: m\nmax_model_len: -5\n", r"bad\.yaml:2: max_model_len: .*greater than or equal to 1"),
-    "nested": ("model: m\ntool_calling:\n  enabled: true\n  parsr: hermes\n", r"bad\.yaml:4: tool_calling\.parsr: unknown key"),
-    "extra_arg": ("model: m\nextra_args:\n  - seed=1\n", r"bad\.yaml:3: extra_args\.0: .*must start with '--'"),
+    "util": ("model: m\ngpu_memory_utilization: 1.5\n",
+             r"bad\.yaml:2: gpu_memory_utilization: .*less than or equal to 1"),
+    "tp_zero": ("model: m\ntensor_parallel_size: 0\n",
+                r"bad\.yaml:2: tensor_parallel_size: .*greater than or equal to 1"),
+    "neg_context": ("model: m\nmax_model_len: -5\n",
+                    r"bad\.yaml:2: max_model_len: .*greater than or equal to 1"),
+    "nested": ("model: m\ntool_calling:\n  enabled: true\n  parsr: hermes\n",
+               r"bad\.yaml:4: tool_calling\.parsr: unknown key"),
+    "extra_arg": ("model: m\nextra_args:\n  - seed=1\n",
+                  r"bad\.yaml:3: extra_args\.0: .*must start with '--'"),
     "secret": ("model: m\nenv:\n  HF_TOKEN: hf_abc\n", r"bad\.yaml:3: env.HF_TOKEN: HF_TOKEN is a secret"),
     "missing_model": ("port: 8000\n", r"bad\.yaml: model: required"),
     "not_mapping": ("- a\n- b\n", r"bad\.yaml:1: a preset must be a mapping"),
@@ -142,8 +153,10 @@ BAD_FILES = {
     "device": ("model: m\ndevice: tpu\n", r"bad\.yaml:2: device: .*'cuda' or 'cpu'"),
     "duplicate": ("model: a\nport: 1\nmodel: b\n", r"bad\.yaml:3: model: duplicate key \(first on line 1\)"),
     "secret_flag": ("model: m\nextra_args: ['--seed=1', '--api-key=sk-x']\n",
-                    r"bad\.yaml:2: extra_args\.1: --api-key would put a secret on the command line; set api_key_env"),
-    "field_flag": ("model: m\nextra_args:\n  - --port=9\n", r"bad\.yaml:3: extra_args\.0: --port is the preset field `port`"),
+                    r"bad\.yaml:2: extra_args\.1: --api-key would put a secret on the command line; "
+                    r"set api_key_env"),
+    "field_flag": ("model: m\nextra_args:\n  - --port=9\n",
+                   r"bad\.yaml:3: extra_args\.0: --port is the preset field `port`"),
 }
 
 
@@ -188,13 +201,15 @@ def test_unknown_preset_suggests_close_names(env: dict[str, str]) -> None:
 
 
 def test_unreadable_file(env: dict[str, str], tmp_path: Path) -> None:
-    assert run_cli(["render", str(tmp_path / "absent.yaml")], env).stderr.strip().endswith("absent.yaml: no such file")
+    assert run_cli(["render", str(tmp_path / "absent.yaml")], env).stderr.strip().endswith(
+        "absent.yaml: no such file")
     locked = tmp_path / "locked.yaml"
     locked.write_text("model: m\n")
     locked.chmod(0)
     result = run_cli(["render", str(locked)], env)
     # root can read anything; then it renders, otherwise it is a one-line "cannot read" error.
-    assert (result.returncode, "cannot read") in ((0, "cannot read"), (2, "cannot read")) or "cannot read" in result.stderr
+    assert ((result.returncode, "cannot read") in ((0, "cannot read"), (2, "cannot read"))
+            or "cannot read" in result.stderr)
     directory = tmp_path / "dir.yaml"
     directory.mkdir()
     assert "is a directory" in run_cli(["render", str(directory)], env).stderr
@@ -224,7 +239,8 @@ def test_render_output_dir_that_is_a_file(env: dict[str, str], tmp_path: Path) -
     afile.write_text("keep me")
     for fmt in ("json", "k8s"):
         result = run_cli(["render", "gpu-7b", "-f", fmt, "--output", str(afile)], env)
-        assert result.returncode == 2 and "--output: " in result.stderr and "is a file, not a directory" in result.stderr
+        assert (result.returncode == 2 and "--output: " in result.stderr
+                and "is a file, not a directory" in result.stderr)
         assert afile.read_text() == "keep me"
 
 

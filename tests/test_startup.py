@@ -15,7 +15,8 @@ from cli_helpers import isolated_env, user_presets_dir
 HEAVY = ("torch", "vllm", "transformers")
 PROBE = (
     "import sys, atexit\n"
-    f"atexit.register(lambda: sys.stderr.write('\\nHEAVY:' + ','.join(m for m in {HEAVY!r} if m in sys.modules)))\n"
+    "atexit.register(lambda: sys.stderr.write('\\nHEAVY:' + "
+    f"','.join(m for m in {HEAVY!r} if m in sys.modules)))\n"
     "from vllm_launcher.cli import main\n"
     "main(sys.argv[1:])\n"
 )
@@ -52,7 +53,8 @@ def _run_in_process(fn, *args) -> tuple[str, str, int]:
     ["render", "gpu-7b", "-f", "k8s", "--name", "coder", "--namespace", "ai", "--startup-timeout", "1200"],
     ["render", "cpu-16k", "-f", "docker", "--image-tag", "v0.32.0"], ["render", "llama-70b-2x8", "-f", "ray"],
     ["render", "llama-70b-2x8", "-f", "lws", "--lws-mode", "native"], ["render", "gpu-7b", "-f", "lws"],
-    ["render", "gpu-7b", "-f", "systemd", "--user", "svc"], ["render", "gpu-7b", "-f", "k8s", "--name", "vllm"],
+    ["render", "gpu-7b", "-f", "systemd", "--user", "svc"],
+    ["render", "gpu-7b", "-f", "k8s", "--name", "vllm"],
 ])
 def test_fast_path_matches_typer(args: list[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("PYDANTIC_DISABLE_PLUGINS", "__all__")  # the fast path sets it; restore after

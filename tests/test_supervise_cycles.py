@@ -24,7 +24,8 @@ def test_hundred_start_stop_cycles_leave_nothing(port, monkeypatch):
     monkeypatch.setenv("FAKE_VLLM_DIST_STORE", "1")  # each start leaves /tmp/vllm_dist_<hex> unless removed
     record = records.Record(
         name="cycle", preset="cycle", model="m", served_model="m", host="127.0.0.1", port=port,
-        argv=[sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--model", "m", "--port", str(port)],
+        argv=[sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--model", "m",
+              "--port", str(port)],
         log_path=str(records.log_path_for("cycle")), device="cpu")
     supervisor = Supervisor(record)
     fds_before = len(os.listdir("/proc/self/fd"))
@@ -38,7 +39,8 @@ def test_hundred_start_stop_cycles_leave_nothing(port, monkeypatch):
             assert result.survivors == [], cycle
             assert port_is_free(port), cycle
         assert tagged_processes(tag) == []
-        assert [n for n in os.listdir("/dev/shm") if any(n.startswith(f"psm_fake{p}") for p in all_pids)] == []
+        assert [n for n in os.listdir("/dev/shm")
+                if any(n.startswith(f"psm_fake{p}") for p in all_pids)] == []
         assert len(all_pids) >= 2 * CYCLES  # server and engine each time
         with open(record.log_path, encoding="utf-8") as log:
             stores = procs.dist_store_paths(log)

@@ -73,7 +73,8 @@ def test_slow_start_shows_phases_and_becomes_ready(fake_env, tag, port):
     fake_env.update(FAKE_VLLM_MODE="slow_start", FAKE_VLLM_START_S="3")
     up = cli(["up", "slow", "--detach"], fake_env)
     assert up.returncode == 0, up.stderr
-    phases = [line.split(": ", 2)[2] for line in up.stderr.splitlines() if line.startswith("vllm-launch: slow:")]
+    phases = [line.split(": ", 2)[2] for line in up.stderr.splitlines()
+              if line.startswith("vllm-launch: slow:")]
     assert [p.rsplit(" (", 1)[0] for p in phases] == [
         "starting engine", "loading weights", "memory profiling", "KV cache allocation",
         "CUDA graphs / warm-up", "API server starting"]
@@ -122,7 +123,8 @@ def test_crash_after_ready_is_restarted_with_growing_backoff_then_gives_up(fake_
     monkeypatch.setenv("FAKE_VLLM_CRASH_AFTER_S", "0.3")
     record = records.Record(
         name="crashy", preset="crashy", model="m", served_model="m", host="127.0.0.1", port=port,
-        argv=[sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--model", "m", "--port", str(port)],
+        argv=[sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--model", "m",
+              "--port", str(port)],
         log_path=str(records.log_path_for("crashy")), device="cpu")
     policy = RestartPolicy(first_delay_s=0.2, max_delay_s=0.8, max_restarts=4, window_s=60)
     events: list[str] = []
@@ -326,7 +328,8 @@ def test_two_servers_side_by_side_and_down_all(fake_env, tag, port):
     other_port = free_port()
     write_preset(fake_env, "twin", port)
     assert cli(["up", "twin", "--detach", "--name", "twin-a"], fake_env).returncode == 0
-    assert cli(["up", "twin", "--detach", "--name", "twin-b", "--port", str(other_port)], fake_env).returncode == 0
+    assert cli(["up", "twin", "--detach", "--name", "twin-b", "--port", str(other_port)],
+               fake_env).returncode == 0
     again = cli(["up", "twin", "--detach", "--name", "twin-a"], fake_env)
     assert again.returncode == 2 and "already ready" in again.stderr  # a usage error naming the holder
     assert "server twin-a (ready on port" in again.stderr

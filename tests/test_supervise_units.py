@@ -17,9 +17,9 @@ from vllm_launcher.supervise.supervisor import RestartPolicy, gpu_lock_plan
 
 # vLLM 0.32's texts (VLLM-NOTES.md "Errors vLLM raises at start-up" and what was seen on this machine).
 ERROR_TEXTS = [
-    (("ValueError: max_num_batched_tokens (2048) is smaller than max_model_len (8192). This effectively limits "
-     "the maximum sequence length to max_num_batched_tokens and makes vLLM reject longer sequences. Please "
-     "increase max_num_batched_tokens or decrease max_model_len."),
+    (("ValueError: max_num_batched_tokens (2048) is smaller than max_model_len (8192). This effectively "
+     "limits the maximum sequence length to max_num_batched_tokens and makes vLLM reject longer sequences. "
+     "Please increase max_num_batched_tokens or decrease max_model_len."),
      "batched-below-len", "--max-num-batched-tokens 8192"),
     ("ValueError: max_num_batched_tokens (8) must be greater than or equal to max_num_seqs (256).",
      "batched-below-seqs", "--max-num-batched-tokens 256"),
@@ -43,10 +43,12 @@ ERROR_TEXTS = [
      "tool_calling.parser=hermes"),
     ("KeyError: 'invalid tool call parser: hermez (chose from { hermes, mistral, llama3_json })'",
      "tool-parser-unknown", "hermes, mistral, llama3_json"),
-    ("OSError: [Errno 98] error while attempting to bind on address ('127.0.0.1', 8000): address already in use",
+    (("OSError: [Errno 98] error while attempting to bind on address ('127.0.0.1', 8000): address already "
+      "in use"),
      "port-in-use", "another --port"),
     ("api_server.py: error: unrecognized arguments: --no-such-flag 3", "unknown-flag", "extra_args"),
-    ("RuntimeError: operator torchvision::nms does not exist", "torchvision-broken", "pip uninstall -y torchvision"),
+    ("RuntimeError: operator torchvision::nms does not exist", "torchvision-broken",
+     "pip uninstall -y torchvision"),
     ("torch.OutOfMemoryError: CUDA out of memory. Tried to allocate 2.00 GiB.", "out-of-memory",
      "--max-model-len"),
     (("ValueError: No available memory for the cache blocks. Try increasing `gpu_memory_utilization` when "
@@ -214,7 +216,8 @@ def test_status_does_not_import_heavy_modules(fake_env):
     code = ("import sys; from vllm_launcher.commands import servers; servers.status(as_json=True); "
             "heavy = [m for m in ('torch', 'vllm', 'transformers', 'httpx', 'rich') if m in sys.modules]; "
             "assert not heavy, heavy")
-    result = subprocess.run([sys.executable, "-c", code], env=fake_env, capture_output=True, text=True, check=False)
+    result = subprocess.run([sys.executable, "-c", code], env=fake_env, capture_output=True, text=True,
+                            check=False)
     assert result.returncode == 0, result.stderr
     daemon = ("import sys, vllm_launcher.supervise.daemon; "
               "heavy = [m for m in ('typer', 'pydantic', 'httpx', 'rich', 'yaml') if m in sys.modules]; "
@@ -228,15 +231,17 @@ def test_phases_of_a_real_vllm_032_cpu_start():
     """Lines from a real start of the tiny model on this machine, in order (eager mode: no warm-up)."""
     log = [
         "(APIServer pid=1) INFO 11-25 10:14:17 [api_utils.py:286] non-default args: {'host': '127.0.0.1'}",
-        ("(APIServer pid=1) WARNING 11-25 10:14:24 [vllm.py:1703] Enforce eager set, disabling torch.compile, "
-        "CUDAGraphs, and JIT kernel warmup."),
-        "(EngineCore pid=2) INFO 11-25 10:14:30 [core.py:133] Initializing a V1 LLM engine (v0.32.0) with config",
+        ("(APIServer pid=1) WARNING 11-25 10:14:24 [vllm.py:1703] Enforce eager set, disabling "
+        "torch.compile, CUDAGraphs, and JIT kernel warmup."),
+        ("(EngineCore pid=2) INFO 11-25 10:14:30 [core.py:133] Initializing a V1 LLM engine (v0.32.0) "
+        "with config"),
         "(Worker pid=3) INFO 11-25 10:14:38 [cpu_model_runner.py:68] Starting to load model /tmp/tiny...",
         "Loading safetensors checkpoint shards:   0% Completed | 0/1 [00:00<?, ?it/s]",
         "(Worker pid=3) INFO 11-25 10:14:38 [default_loader.py:501] Loading weights took 0.01 seconds",
-        "(Worker pid=3) INFO 11-25 10:14:39 [cpu_worker.py:260] Explicitly set (1.0/8.21) GiB for KV cache on node 0.",
-        ("(EngineCore pid=2) INFO 11-25 10:14:42 [core.py:402] init engine (profile, create kv cache, warmup model) "
-        "took 2.99 s"),
+        ("(Worker pid=3) INFO 11-25 10:14:39 [cpu_worker.py:260] Explicitly set (1.0/8.21) GiB for KV cache "
+        "on node 0."),
+        ("(EngineCore pid=2) INFO 11-25 10:14:42 [core.py:402] init engine (profile, create kv cache, "
+        "warmup model) took 2.99 s"),
         "(APIServer pid=1) INFO 11-25 10:14:43 [entry.py:140] Starting vLLM server on http://127.0.0.1:18555",
         "INFO:     Application startup complete.",
     ]

@@ -72,8 +72,8 @@ def test_foreground_sigint_stops_the_demo(tmp_path):
     env = xdg_env(tmp_path / "fg")
     port = free_port()
     up = subprocess.Popen([sys.executable, "-m", "vllm_launcher", "up", "demo", "--name", "demo-fg", "--port",
-                           str(port), "--timeout", "600"], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                          text=True)
+                           str(port), "--timeout", "600"], env=env, stdout=subprocess.PIPE,
+                          stderr=subprocess.PIPE, text=True)
     record_path = tmp_path / "fg/xdg_state_home/vllm-launch/servers/demo-fg.json"
     try:
         def ready() -> dict | None:
@@ -108,7 +108,8 @@ def test_the_demo_listener_is_its_api_server_in_our_tree(demo_server):
     record = json.loads((Path(demo_server.env["XDG_STATE_HOME"]) / "vllm-launch" / "servers" /
                          f"{demo_server.name}.json").read_text())
     listening = system.listeners(demo_server.port)
-    assert listening == [record["server_pid"]] or set(listening) == {record["server_pid"]}, (listening, record)
+    assert (listening == [record["server_pid"]]
+            or set(listening) == {record["server_pid"]}), (listening, record)
     assert record["server_pid"] in [int(pid) for pid, _created in record["tree"]]
 
 
@@ -118,9 +119,9 @@ def test_down_of_a_starting_demo_takes_seconds_and_leaves_nothing(tmp_path):
     env = xdg_env(tmp_path / "early")
     port = free_port()
     shm_before = set(os.listdir("/dev/shm"))
-    up = subprocess.Popen([sys.executable, "-m", "vllm_launcher", "up", "demo", "--detach", "--name", "demo-early",
-                           "--port", str(port), "--timeout", "600"], env=env, stdout=subprocess.PIPE,
-                          stderr=subprocess.PIPE, text=True)
+    up = subprocess.Popen([sys.executable, "-m", "vllm_launcher", "up", "demo", "--detach", "--name",
+                           "demo-early", "--port", str(port), "--timeout", "600"], env=env,
+                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     record_path = tmp_path / "early/xdg_state_home/vllm-launch/servers/demo-early.json"
     try:
         def deep_in_start_up() -> dict | None:

@@ -1,4 +1,5 @@
-"""The one tool-call parser table (the seed guide's plus vLLM's documented families), used by fit and doctor."""
+"""The one tool-call parser table (the seed guide's plus vLLM's documented families), used by fit and
+doctor."""
 
 from __future__ import annotations
 
@@ -79,6 +80,7 @@ def test_family_names():
 
 
 def test_import_is_cheap():
-    code = "import sys, vllm_launcher.tool_parsers; print(sorted(m for m in sys.modules if m.startswith(('pydantic', 'yaml', 'torch', 'vllm.'))))"
+    code = ("import sys, vllm_launcher.tool_parsers; print(sorted(m for m in sys.modules "
+            "if m.startswith(('pydantic', 'yaml', 'torch', 'vllm.'))))")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert done.stdout.strip() == "[]"

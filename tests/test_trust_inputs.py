@@ -96,7 +96,8 @@ def test_a_missing_key_is_reported_after_an_unknown_one(env, tmp_path):
     ("--api-ke=sk-1", "--api-ke (vLLM reads it as --api-key) would put a secret"),
     ("--hf_token=hf_1", "--hf_token (vLLM reads it as --hf-token) would put a secret"),
     ("--api-key.x=sk", "--api-key.x (vLLM reads it as --api-key) would put a secret"),
-    ("--max_model_len=5", "--max_model_len (vLLM reads it as --max-model-len) is the preset field `max_model_len`"),
+    ("--max_model_len=5",
+     "--max_model_len (vLLM reads it as --max-model-len) is the preset field `max_model_len`"),
     ("--max-model=5", "is the preset field `max_model_len`"),
     ("--device-memory-utilization=0.5", "is the preset field `gpu_memory_utilization`"),
     ("--no-enforce-eager", "is the preset field `enforce_eager`"),
@@ -111,8 +112,8 @@ def test_extra_args_are_checked_as_vllm_reads_them(env, tmp_path, arg, expected)
 
 def test_legitimate_extra_args_pass(env, tmp_path):
     good = tmp_path / "ok.yaml"
-    good.write_text('model: m\nextra_args: ["--seed=1", "--model-impl=vllm", "--max-num-partial-prefills", "2", '
-                    '"--ssl-keyfile=/k.pem"]\n'.replace('"2", ', ""))
+    good.write_text('model: m\nextra_args: ["--seed=1", "--model-impl=vllm", "--max-num-partial-prefills", '
+                    '"2", "--ssl-keyfile=/k.pem"]\n'.replace('"2", ', ""))
     result = run_cli(["render", str(good), "--format", "json"], env)
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout)["argv"][-3:] == ["--model-impl=vllm", "--max-num-partial-prefills",
@@ -141,7 +142,8 @@ BAD_VALUES = [
     (["estimate", "gpu-7b", "--device", "cuda", "--gpu-mem-gib", "nan"], "finite"),
     (["estimate", "gpu-7b", "--device", "cuda", "--gpu-mem-gib", "-inf"], "finite"),
     (["estimate", "cpu-test", "--ram-gib", "0"], "--ram-gib"),
-    (["fit", "Qwen/Qwen2.5-Coder-7B-Instruct", "--device", "cuda", "--gpu-mem-gib", "24", "--gpus", "-3"], "--gpus"),
+    (["fit", "Qwen/Qwen2.5-Coder-7B-Instruct", "--device", "cuda", "--gpu-mem-gib", "24", "--gpus", "-3"],
+     "--gpus"),
     (["fit", "Qwen/Qwen2.5-Coder-7B-Instruct", "--context", "99999999999999"], "--context"),
     (["up", "cpu-test", "--timeout", "nan", "--dry-run"], "finite"),
     (["up", "cpu-test", "--timeout", "-5", "--dry-run"], "--timeout"),
@@ -199,8 +201,9 @@ def test_no_command_shows_a_traceback_for_hostile_arguments(env, tmp_path, capsy
     hostile = ["\x1b[31mred", "$(id)", "a\nb", "%n", "-", "\u202e", str(fifo), "/dev/null", str(tmp_path)]
     commands = [["render"], ["show"], ["estimate"], ["doctor"], ["up", "--dry-run"], ["status"], ["logs"],
                 ["down"], ["doctor", "--log"], ["doctor", "--hardware"], ["estimate", "gpu-7b", "--hardware"],
-                ["doctor", "--endpoint"], ["fit"], ["render", "gpu-7b", "--format"], ["render", "gpu-7b", "--set"],
-                ["render", "gpu-7b", "--format", "k8s", "--hf-cache-path"], ["up", "cpu-test", "--dry-run", "--name"]]
+                ["doctor", "--endpoint"], ["fit"], ["render", "gpu-7b", "--format"],
+                ["render", "gpu-7b", "--set"], ["render", "gpu-7b", "--format", "k8s", "--hf-cache-path"],
+                ["up", "cpu-test", "--dry-run", "--name"]]
     for command in commands:
         for value in hostile:
             code, _out, err = run_in_process([*command, value], capsys)

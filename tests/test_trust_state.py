@@ -64,8 +64,8 @@ def tmpfs():
     def mount(path: Path, size: str = "1m", ro: bool = False) -> Path:
         path.mkdir(parents=True, exist_ok=True)
         options = f"size={size}" + (",ro" if ro else "")
-        done = subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(path)], capture_output=True,
-                              text=True, check=False)
+        done = subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(path)],
+                              capture_output=True, text=True, check=False)
         if done.returncode != 0:
             pytest.fail(f"cannot mount a tmpfs over {path} (the disk tests need root or CAP_SYS_ADMIN): "
                         f"{done.stderr.strip()}")
@@ -340,7 +340,8 @@ def test_down_stops_what_a_damaged_record_names_when_pid_and_start_time_match(fa
 
 
 def test_a_pid_without_start_time_never_authorises_a_kill(fake_env):
-    bystander = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"], start_new_session=True)
+    bystander = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"],
+                                 start_new_session=True)
     try:
         path = records_dir(fake_env) / "liar.json"
         for data in ({"name": "liar", "server_pid": bystander.pid, "supervisor_pid": bystander.pid,
@@ -416,7 +417,8 @@ def test_a_supervisor_that_cannot_write_its_record_keeps_supervising(fake_env, t
         log = Path(status_log(fake_env, "nospace"))
         wait_for(lambda: "cannot write the record" in log.read_text(), timeout_s=10)
         assert "still supervising" in log.read_text()
-        assert record_json(fake_env, "nospace")["server_pid"] == first  # the last record that could be written
+        # the last record that could be written
+        assert record_json(fake_env, "nospace")["server_pid"] == first
     finally:
         filler.unlink()
     down = cli(["down", "nospace"], fake_env)
@@ -439,8 +441,8 @@ def test_render_output_onto_a_full_disk_leaves_nothing_half_written(tmp_path, tm
 def test_fit_save_onto_a_full_disk_is_one_line(tmp_path, tmpfs, isolated_xdg):
     presets = tmpfs(Path(isolated_xdg["XDG_CONFIG_HOME"]) / "vllm-launch" / "presets", size="64k")
     fill(presets)
-    result = cli(["fit", "Qwen/Qwen2.5-Coder-7B-Instruct", "--device", "cuda", "--gpus", "1", "--gpu-mem-gib", "24",
-                  "--save", "coder"], isolated_xdg)
+    result = cli(["fit", "Qwen/Qwen2.5-Coder-7B-Instruct", "--device", "cuda", "--gpus", "1",
+                  "--gpu-mem-gib", "24", "--save", "coder"], isolated_xdg)
     assert result.returncode == 1, result.stderr
     assert result.stderr.strip().splitlines()[-1].startswith("vllm-launch: error: cannot save")
     assert sorted(p.name for p in presets.iterdir()) == ["filler"]

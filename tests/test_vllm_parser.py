@@ -42,7 +42,8 @@ print(json.dumps(verdicts))
 def vllm_parse(argvs: dict[str, list[str]]) -> dict[str, dict]:
     result = subprocess.run([sys.executable, "-c", CHECK], input=json.dumps(argvs), capture_output=True,
                             text=True, timeout=300, check=False)
-    assert result.returncode == 0, f"vLLM is not usable here (install the cpu extra):\n{result.stderr[-3000:]}"
+    assert result.returncode == 0, ("vLLM is not usable here (install the cpu extra):\n"
+                                    f"{result.stderr[-3000:]}")
     return json.loads(result.stdout.strip().splitlines()[-1])
 
 
@@ -54,8 +55,8 @@ def test_every_builtin_preset_parses_with_vllm(tmp_path: Path) -> None:
     # Overrides and optional flags the built-ins do not use must parse too.
     argvs["cpu-16k+extras"] = render_json([
         "cpu-16k", "--kv-cache", "8", "--set", "max_num_seqs=8", "--set", "enable_chunked_prefill=false",
-        "--set", "kv_cache_dtype=fp8", "--set", "served_model_name=coder", "--set", "pipeline_parallel_size=1",
-        "--gpu-memory-utilization", "0.8"], env)["argv"][3:]
+        "--set", "kv_cache_dtype=fp8", "--set", "served_model_name=coder",
+        "--set", "pipeline_parallel_size=1", "--gpu-memory-utilization", "0.8"], env)["argv"][3:]
     argvs["gpu-7b+kv-bytes"] = render_json(["gpu-7b", "--kv-cache", "20"], env)["argv"][3:]
     verdicts = vllm_parse(argvs)
     failed = {name: v["error"] for name, v in verdicts.items() if not v["ok"]}
@@ -85,10 +86,11 @@ from vllm.utils.argparse_utils import FlexibleArgumentParser
 from vllm.entrypoints.launchers.cli_args import make_arg_parser
 from vllm_launcher.presets import _check_flag
 
-PROTECTED = {"model", "served_model_name", "host", "port", "enable_auto_tool_choice", "tool_call_parser", "dtype",
-             "enforce_eager", "max_model_len", "max_num_batched_tokens", "max_num_seqs", "enable_chunked_prefill",
-             "gpu_memory_utilization", "tensor_parallel_size", "pipeline_parallel_size", "kv_cache_dtype",
-             "kv_cache_memory_bytes", "api_key", "hf_token", "config"}
+PROTECTED = {"model", "served_model_name", "host", "port", "enable_auto_tool_choice", "tool_call_parser",
+             "dtype", "enforce_eager", "max_model_len", "max_num_batched_tokens", "max_num_seqs",
+             "enable_chunked_prefill", "gpu_memory_utilization", "tensor_parallel_size",
+             "pipeline_parallel_size", "kv_cache_dtype", "kv_cache_memory_bytes", "api_key", "hf_token",
+             "config"}
 parser = make_arg_parser(FlexibleArgumentParser())
 options = sorted(s for s in parser._option_string_actions if s.startswith("--"))
 
@@ -128,8 +130,8 @@ print(json.dumps({"checked": checked, "leaks": leaks, "refused_protected": refus
 
 
 def test_extra_args_that_we_accept_never_reach_a_field_or_secret_in_vllms_parser() -> None:
-    result = subprocess.run([sys.executable, "-c", FLAG_SPELLINGS], capture_output=True, text=True, timeout=600,
-                            check=False, cwd=REPO)
+    result = subprocess.run([sys.executable, "-c", FLAG_SPELLINGS], capture_output=True, text=True,
+                            timeout=600, check=False, cwd=REPO)
     assert result.returncode == 0, result.stderr[-3000:]
     verdict = json.loads(result.stdout.strip().splitlines()[-1])
     assert verdict["options"] > 300 and verdict["checked"] > 1000, verdict

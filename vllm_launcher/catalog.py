@@ -82,24 +82,25 @@ CATALOG: dict[str, dict[str, Any]] = {
     "mistralai/Codestral-22B-v0.1": {
         "source": "huggingface.co/mistralai/Codestral-22B-v0.1 config.json (card: 22.2B params); "
                   "not independently confirmed (only the 32K context was found in public copies)",
-        "config": {"architectures": ["MistralForCausalLM"], "model_type": "mistral", "torch_dtype": "bfloat16",
-                   "hidden_size": 6144, "intermediate_size": 16384, "num_hidden_layers": 56,
-                   "num_attention_heads": 48, "num_key_value_heads": 8, "head_dim": 128, "vocab_size": 32768,
-                   "max_position_embeddings": 32768, "sliding_window": None, "tie_word_embeddings": False},
+        "config": {"architectures": ["MistralForCausalLM"], "model_type": "mistral",
+                   "torch_dtype": "bfloat16", "hidden_size": 6144, "intermediate_size": 16384,
+                   "num_hidden_layers": 56, "num_attention_heads": 48, "num_key_value_heads": 8,
+                   "head_dim": 128, "vocab_size": 32768, "max_position_embeddings": 32768,
+                   "sliding_window": None, "tie_word_embeddings": False},
     },
     "meta-llama/Llama-3.1-8B-Instruct": {
         "source": "huggingface.co/meta-llama/Llama-3.1-8B-Instruct config.json (card: 8.03B params); "
                   "confirmed: public Llama 3.1 8B tables (vocab 128256, hidden 4096, MLP 14336, 32 layers, "
                   "32 Q / 8 KV heads, untied, 131072 positions) and vLLM 0.19's H100 log (weights 14.99 GiB)",
-        "config": {**_LLAMA31_COMMON, "hidden_size": 4096, "intermediate_size": 14336, "num_hidden_layers": 32,
-                   "num_attention_heads": 32, "num_key_value_heads": 8},
+        "config": {**_LLAMA31_COMMON, "hidden_size": 4096, "intermediate_size": 14336,
+                   "num_hidden_layers": 32, "num_attention_heads": 32, "num_key_value_heads": 8},
     },
     "meta-llama/Llama-3.3-70B-Instruct": {
         "source": "huggingface.co/meta-llama/Llama-3.3-70B-Instruct config.json (card: 70.6B params); "
                   "confirmed: public Llama 3.3 70B table and a config.json copy (hidden 8192, MLP 28672, "
                   "80 layers, 64 Q / 8 KV heads, vocab 128256, 131072 positions)",
-        "config": {**_LLAMA31_COMMON, "hidden_size": 8192, "intermediate_size": 28672, "num_hidden_layers": 80,
-                   "num_attention_heads": 64, "num_key_value_heads": 8},
+        "config": {**_LLAMA31_COMMON, "hidden_size": 8192, "intermediate_size": 28672,
+                   "num_hidden_layers": 80, "num_attention_heads": 64, "num_key_value_heads": 8},
     },
     "vllm-launch/tiny-qwen2": {
         "source": "vllm-launch's demo model (vllm_launcher/tiny_model.py DEFAULT_ARCH); random weights",

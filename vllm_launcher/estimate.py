@@ -136,7 +136,8 @@ def activation_bytes(arch: ModelArch, batched_tokens: int, max_num_seqs: int, dt
     """Peak activation memory of vLLM's profiling run (see ACTIVATION_* above)."""
     dtype_bytes = DTYPE_BYTES.get(dtype, 2)
     if arch.is_moe:
-        intermediate = (arch.moe_intermediate_size or arch.intermediate_size) * (arch.num_experts_per_tok or 1)
+        intermediate = ((arch.moe_intermediate_size or arch.intermediate_size)
+                        * (arch.num_experts_per_tok or 1))
     else:
         intermediate = arch.intermediate_size
     per_token = 2 * intermediate / tp + ACTIVATION_HIDDEN_BUFFERS * arch.hidden_size
@@ -196,8 +197,8 @@ def estimate(preset: Preset, arch: ModelArch, hw: Hardware) -> Estimate:
                      "VLLM_ALLOW_LONG_MAX_MODEL_LEN=1 with a RoPE-scaled model)")
     if arch.num_attention_heads % tp:
         valid = _valid_tp_sizes(arch, 64)
-        reasons.append(f"{arch.num_attention_heads} attention heads are not divisible by tensor_parallel_size "
-                       f"{tp}")
+        reasons.append(f"{arch.num_attention_heads} attention heads are not divisible by "
+                       f"tensor_parallel_size {tp}")
         fixes.append(f"use a tensor_parallel_size that divides {arch.num_attention_heads}: "
                      f"{', '.join(map(str, valid))}")
 
@@ -224,7 +225,8 @@ def _kv_verdict(num_blocks: int, max_len: int, block_size: int, arch: ModelArch,
 def _estimate_gpu(preset: Preset, arch: ModelArch, hw: Hardware, common: dict, reasons: list[str],
                   fixes: list[str], warnings: list[str]) -> Estimate:
     tp, pp = common["tensor_parallel_size"], common["pipeline_parallel_size"]
-    dtype, per_token, max_len = common["model_dtype"], common["kv_bytes_per_token"], common["effective_max_model_len"]
+    dtype, per_token, max_len = (common["model_dtype"], common["kv_bytes_per_token"],
+                                 common["effective_max_model_len"])
     long_allowed = preset.env.get("VLLM_ALLOW_LONG_MAX_MODEL_LEN", "") in ("1", "true", "True")
     world = tp * pp
     gpus_here = max(1, world // max(1, preset.nodes))
@@ -271,7 +273,8 @@ def _check_gpu_count(preset: Preset, arch: ModelArch, hw: Hardware, gpus_here: i
     tp, pp = preset.tensor_parallel_size or 1, preset.pipeline_parallel_size or 1
     if not hw.gpus:
         reasons.append("no GPU is visible on this machine and the preset needs one (device: cuda); check it "
-                       "against a GPU machine with --device cuda --gpus N --gpu-mem-gib X, or --hardware FILE")
+                       "against a GPU machine with --device cuda --gpus N --gpu-mem-gib X, or "
+                       "--hardware FILE")
     elif len(hw.gpus) < gpus_here:
         reasons.append(f"the preset needs {gpus_here} GPUs per node (TP {tp} x PP {pp}"
                        f"{f' over {preset.nodes} nodes' if preset.nodes > 1 else ''}); this machine has "
@@ -306,11 +309,13 @@ def _check_gpu_memory(preset: Preset, arch: ModelArch, hw: Hardware, common: dic
         "tensor_parallel_size"]
     if b.free < b.requested:
         reasons.append(f"GPU free memory {gib(b.free)} GiB is less than requested {gib(b.requested)} GiB "
-                       f"({b.util} x {gib(b.total)} GiB): vLLM refuses to start while other processes hold it")
-        fixes.append(f"free the GPU, or lower gpu_memory_utilization to {math.floor(b.free / b.total * 100) / 100}")
+                       f"({b.util} x {gib(b.total)} GiB): vLLM refuses to start while other processes "
+                       "hold it")
+        fixes.append(f"free the GPU, or lower gpu_memory_utilization to "
+                     f"{math.floor(b.free / b.total * 100) / 100}")
     if weights >= b.requested:
-        reasons.append(f"weights need {gib(weights)} GiB per GPU, more than the {gib(b.requested)} GiB vLLM may "
-                       f"use ({b.util} x {gib(b.total)} GiB)")
+        reasons.append(f"weights need {gib(weights)} GiB per GPU, more than the {gib(b.requested)} GiB vLLM "
+                       f"may use ({b.util} x {gib(b.total)} GiB)")
     elif b.kv_bytes <= 0:
         reasons.append(f"no memory left for the KV cache: weights {gib(weights)} + activations "
                        f"{gib(b.activations)} + other {gib(b.other)} GiB >= {gib(b.requested)} GiB")
@@ -353,8 +358,8 @@ def _estimate_cpu(preset: Preset, arch: ModelArch, hw: Hardware, common: dict, r
                        f"{max(1, len(hw.numa_nodes))} (vLLM fails: not enough NUMA nodes)")
         fixes.append("use tensor_parallel_size 1 on this machine")
 
-    kv_bytes, source = _cpu_kv_space(preset, common, weights, block_size, node_total, node_free, util, reasons,
-                                     fixes, warnings)
+    kv_bytes, source = _cpu_kv_space(preset, common, weights, block_size, node_total, node_free, util,
+                                     reasons, fixes, warnings)
 
     num_blocks = kv_bytes // (block_size * per_token) if per_token else 0
     tokens, concurrency = reported_tokens(num_blocks, max_len, block_size)
@@ -371,8 +376,8 @@ def _estimate_cpu(preset: Preset, arch: ModelArch, hw: Hardware, common: dict, r
     ram_needed = weights + kv_bytes + runtime
     if ram_needed > hw.ram_available_bytes:
         reasons.append(f"host RAM: weights {gib(weights)} ({common['model_dtype']}) + KV {gib(kv_bytes)} + "
-                       f"runtime {gib(runtime)} = {gib(ram_needed)} GiB, more than the {gib(hw.ram_available_bytes)}"
-                       f" GiB available")
+                       f"runtime {gib(runtime)} = {gib(ram_needed)} GiB, more than the "
+                       f"{gib(hw.ram_available_bytes)} GiB available")
         spare = hw.ram_available_bytes - weights - runtime
         if spare >= GIB:
             fixes.append(f"lower kv_cache_space_gib to {int(spare // GIB)}")
@@ -392,8 +397,9 @@ def _estimate_cpu(preset: Preset, arch: ModelArch, hw: Hardware, common: dict, r
     )
 
 
-def _cpu_kv_space(preset: Preset, common: dict, weights: int, block_size: int, node_total: int, node_free: int,
-                  util: float, reasons: list[str], fixes: list[str], warnings: list[str]) -> tuple[int, str]:
+def _cpu_kv_space(preset: Preset, common: dict, weights: int, block_size: int, node_total: int,
+                  node_free: int, util: float, reasons: list[str], fixes: list[str],
+                  warnings: list[str]) -> tuple[int, str]:
     """(KV bytes, where the size comes from) on the CPU: the preset's kv_cache_space_gib, else vLLM 0.32's
     default reservation of NUMA node 0, with why vLLM would refuse either."""
     per_token, max_len = common["kv_bytes_per_token"], common["effective_max_model_len"]
@@ -418,20 +424,22 @@ def _cpu_kv_space(preset: Preset, common: dict, weights: int, block_size: int, n
                f"), or lower gpu_memory_utilization")
         if kv_bytes <= 0:
             reasons.append(f"kv_cache_space_gib is unset and vLLM's default ({util} x NUMA node 0's "
-                           f"{gib(node_total)} GiB = {gib(requested)} GiB) leaves nothing for the KV cache after "
-                           f"the weights ({gib(weights)} GiB)")
+                           f"{gib(node_total)} GiB = {gib(requested)} GiB) leaves nothing for the KV cache "
+                           f"after the weights ({gib(weights)} GiB)")
             fixes.append(fix)
         elif requested <= node_free and kv_bytes > node_free_after_load:
             reasons.append(f"kv_cache_space_gib is unset, so vLLM sizes the KV cache at {gib(kv_bytes)} GiB "
-                           f"({util} x NUMA node 0's {gib(node_total)} GiB minus the worker), more than node 0 "
-                           f"has left after loading (~{gib(max(0, node_free_after_load))} GiB): vLLM refuses")
+                           f"({util} x NUMA node 0's {gib(node_total)} GiB minus the worker), more than "
+                           f"node 0 has left after loading (~{gib(max(0, node_free_after_load))} GiB): "
+                           "vLLM refuses")
             fixes.append(fix)
         if requested > node_free:
             reasons.append(f"kv_cache_space_gib is unset, so vLLM reserves {util} x NUMA node 0's "
                            f"{gib(node_total)} GiB = {gib(requested)} GiB, more than its available "
                            f"{gib(node_free)} GiB: vLLM refuses to start")
-            fixes.append(f"set kv_cache_space_gib (e.g. {_cpu_kv_suggestion(per_token, max_len, block_size, node_free)}"
-                         f"), or lower gpu_memory_utilization to {math.floor(node_free / node_total * 100) / 100}")
+            fixes.append(f"set kv_cache_space_gib (e.g. "
+                         f"{_cpu_kv_suggestion(per_token, max_len, block_size, node_free)}), or lower "
+                         f"gpu_memory_utilization to {math.floor(node_free / node_total * 100) / 100}")
     return kv_bytes, source
 
 

@@ -46,7 +46,8 @@ def _open_regular(path: str | Path, prefix: str, missing: str) -> int:
         raise ConfigError(missing or f"{prefix}no such file", source=path) from None
     except OSError as exc:
         if exc.errno == errno.ELOOP:
-            raise ConfigError(f"{prefix}symlink loop (too many levels of symbolic links)", source=path) from None
+            raise ConfigError(f"{prefix}symlink loop (too many levels of symbolic links)",
+                              source=path) from None
         raise ConfigError(f"{prefix}cannot read: {exc.strerror or exc}", source=path) from None
     mode = os.fstat(fd).st_mode
     if stat.S_ISREG(mode):

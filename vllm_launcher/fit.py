@@ -39,8 +39,8 @@ PRESET_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")  # as presets.Preset.n
 def check_preset_name(name: str, field: str = "--save") -> str:
     """`name` if it can name a preset (and a file in the presets directory), else ConfigError."""
     if not PRESET_NAME.match(name):
-        raise ConfigError(f"{name!r} is not a preset name: use letters, digits, '.', '_' and '-', starting with "
-                          "a letter or digit", field=field)
+        raise ConfigError(f"{name!r} is not a preset name: use letters, digits, '.', '_' and '-', starting "
+                          "with a letter or digit", field=field)
     return name
 
 
@@ -74,8 +74,9 @@ def fit(model: str, hw: Hardware, context: int | None = None, concurrency: int =
     concurrency = max(1, concurrency)
     if context is not None and context > arch.max_position_embeddings:
         raise ConfigError(f"{context} is above {model}'s limit (max_position_embeddings="
-                          f"{arch.max_position_embeddings} tokens); use --context <= {arch.max_position_embeddings} "
-                          "(longer needs a RoPE-scaled model and VLLM_ALLOW_LONG_MAX_MODEL_LEN=1)", field="--context")
+                          f"{arch.max_position_embeddings} tokens); use --context <= "
+                          f"{arch.max_position_embeddings} (longer needs a RoPE-scaled model and "
+                          "VLLM_ALLOW_LONG_MAX_MODEL_LEN=1)", field="--context")
     base = _base_preset(model, arch, "cuda" if device == "cuda" else "cpu", name)
     if device == "cpu":
         return _fit_cpu(base, arch, hw, context, concurrency)
@@ -153,16 +154,17 @@ def _fit_cpu(base: Preset, arch: ModelArch, hw: Hardware, context: int | None, c
         if est.fits:
             return preset.model_copy(update={"description": _describe(est, hw, concurrency, best)})
     raise LaunchError(f"{base.model} does not fit in this machine's RAM "
-                      f"({hw.ram_available_bytes / GIB:.1f} GiB available, NUMA node 0 {node_free / GIB:.1f} GiB) "
-                      f"with {concurrency} request(s) of {context or 2048} tokens")
+                      f"({hw.ram_available_bytes / GIB:.1f} GiB available, NUMA node 0 "
+                      f"{node_free / GIB:.1f} GiB) with {concurrency} request(s) of {context or 2048} tokens")
 
 
 def _describe(est, hw: Hardware, concurrency: int, context: int) -> str:
     if est.device == "cuda":
         used = est.tensor_parallel_size * est.pipeline_parallel_size
-        where = (f"{len(hw.gpus)} x {hw.gpus[0].total_bytes / GIB:.1f} GiB GPU available, TP {est.tensor_parallel_size}"
-                 f" ({used} GPU{'s' if used > 1 else ''} used)")
+        where = (f"{len(hw.gpus)} x {hw.gpus[0].total_bytes / GIB:.1f} GiB GPU available, "
+                 f"TP {est.tensor_parallel_size} ({used} GPU{'s' if used > 1 else ''} used)")
     else:
         where = f"CPU, {est.ram_available_gib} GiB RAM available"
     return (f"Proposed by `vllm-launch fit` for {where}: {concurrency} request(s) of {context} tokens; "
-            f"estimate {est.kv_cache_tokens} KV tokens ({est.max_concurrency}x), weights {est.weights_gib} GiB.")
+            f"estimate {est.kv_cache_tokens} KV tokens ({est.max_concurrency}x), "
+            f"weights {est.weights_gib} GiB.")

@@ -103,7 +103,8 @@ def _torch_gpus() -> tuple[list[GpuInfo], bool, bool, list[str]]:
 
 
 def parse_nvidia_smi(text: str) -> list[GpuInfo]:
-    """`nvidia-smi --query-gpu=index,name,memory.total,memory.free,compute_cap --format=csv,noheader,nounits`."""
+    """`nvidia-smi --query-gpu=index,name,memory.total,memory.free,compute_cap
+    --format=csv,noheader,nounits`."""
     gpus = []
     for line in text.strip().splitlines():
         parts = [p.strip() for p in line.split(",")]

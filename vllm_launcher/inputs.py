@@ -51,6 +51,6 @@ def check_server_name(option: str, name: str) -> str:
     '_', '-', starting with a letter or digit, no '..'. Raises ConfigError."""
     if not valid_name(name):
         shown = name if len(name) <= 80 else name[:77] + "..."
-        raise ConfigError(f"{shown!r} is not a server name: use 1-64 letters, digits, '.', '_' or '-', starting "
-                          "with a letter or digit", source=option)
+        raise ConfigError(f"{shown!r} is not a server name: use 1-64 letters, digits, '.', '_' or '-', "
+                          "starting with a letter or digit", source=option)
     return name

@@ -162,7 +162,8 @@ def arch_from_config(config: dict, source: str, param_count: int | None = None) 
         heads = int(_get(config, "num_attention_heads", "n_head"))
     except (TypeError, ValueError):
         raise ValueError("config.json lacks hidden_size / num_hidden_layers / num_attention_heads") from None
-    kv_heads = int(_get(config, "num_key_value_heads", "num_kv_heads", "multi_query_group_num", default=heads))
+    kv_heads = int(_get(config, "num_key_value_heads", "num_kv_heads", "multi_query_group_num",
+                        default=heads))
     head_dim = int(_get(config, "head_dim", default=hidden // heads))
     window = _get(config, "sliding_window")
     window = int(window) if isinstance(window, int) else None
@@ -256,7 +257,8 @@ def hf_cache_dirs() -> list[Path]:
 
 
 def find_in_hf_cache(model: str) -> Path | None:
-    """The snapshot directory of `ORG/NAME` holding a config.json: the one `refs/main` names, else the newest."""
+    """The snapshot directory of `ORG/NAME` holding a config.json: the one `refs/main` names, else the
+    newest."""
     if model.count("/") != 1:
         return None
     folder = "models--" + model.replace("/", "--")

@@ -122,7 +122,8 @@ def build_plan(preset: Preset, entrypoint: Entrypoint = "api_server") -> LaunchP
     if entrypoint == "serve":
         argv = ["vllm", "serve", model_path(preset), *vllm_flags(preset)]
     else:
-        argv = [interpreter(preset), "-m", API_SERVER_MODULE, "--model", model_path(preset), *vllm_flags(preset)]
+        argv = [interpreter(preset), "-m", API_SERVER_MODULE, "--model", model_path(preset),
+                *vllm_flags(preset)]
     return LaunchPlan(argv=argv, env=plan_env(preset), secret_env=plan_secret_env(preset))
 
 

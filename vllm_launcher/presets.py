@@ -65,7 +65,8 @@ FIELD_FLAGS = {
     "--enable-auto-tool-choice": "tool_calling.enabled", "--tool-call-parser": "tool_calling.parser",
     "--dtype": "dtype", "--enforce-eager": "enforce_eager", "--max-model-len": "max_model_len",
     "--max-num-batched-tokens": "max_num_batched_tokens", "--max-num-seqs": "max_num_seqs",
-    "--enable-chunked-prefill": "enable_chunked_prefill", "--no-enable-chunked-prefill": "enable_chunked_prefill",
+    "--enable-chunked-prefill": "enable_chunked_prefill",
+    "--no-enable-chunked-prefill": "enable_chunked_prefill",
     "--gpu-memory-utilization": "gpu_memory_utilization", "--tensor-parallel-size": "tensor_parallel_size",
     "--pipeline-parallel-size": "pipeline_parallel_size", "--kv-cache-dtype": "kv_cache_dtype",
     "--kv-cache-memory-bytes": "kv_cache_space_gib",
@@ -108,8 +109,8 @@ def _check_flag(arg: str) -> str:
     secret = _abbreviates(flag, SECRET_FLAGS)
     if secret:
         same = "" if secret == written else f" (vLLM reads it as {secret})"
-        raise ValueError(f"{written}{same} would put a secret on the command line; set {SECRET_FLAGS[secret]} "
-                         "to the name of an environment variable that holds it")
+        raise ValueError(f"{written}{same} would put a secret on the command line; set "
+                         f"{SECRET_FLAGS[secret]} to the name of an environment variable that holds it")
     field_flag = _abbreviates(flag, FIELD_FLAGS)
     if field_flag:
         same = "" if field_flag == written else f" (vLLM reads it as {field_flag})"

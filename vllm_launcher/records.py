@@ -173,7 +173,8 @@ def _is_type(value: object, hint: object) -> bool:
         return isinstance(value, list) and all(_is_type(v, item) for v in value)
     if origin is dict:
         key, item = typing.get_args(hint)
-        return isinstance(value, dict) and all(_is_type(k, key) and _is_type(v, item) for k, v in value.items())
+        return isinstance(value, dict) and all(_is_type(k, key) and _is_type(v, item)
+                                               for k, v in value.items())
     return isinstance(value, hint)  # type: ignore[arg-type]
 
 
@@ -245,7 +246,8 @@ def log_path_for(name: str) -> Path:
 
 
 def stop_request_path(name: str) -> Path:
-    """Where `down --timeout S` leaves S for the supervisor it is about to signal (its polite stop's budget)."""
+    """Where `down --timeout S` leaves S for the supervisor it is about to signal (its polite stop's
+    budget)."""
     return locks_dir() / f"{_checked(name)}.stop"
 
 

@@ -39,7 +39,8 @@ def entry_path(kind: str, key_parts: list[Any]) -> Path:
     from vllm_launcher import __version__
 
     key = json.dumps([FORMAT_VERSION, __version__, *key_parts, sys.executable, os.getcwd(),
-                      str(paths.builtin_presets_dir()), str(paths.user_presets_dir()), str(paths.cache_dir())],
+                      str(paths.builtin_presets_dir()), str(paths.user_presets_dir()),
+                      str(paths.cache_dir())],
                      default=str)
     return paths.cache_dir() / kind / (hashlib.sha256(key.encode()).hexdigest()[:32] + ".json")
 

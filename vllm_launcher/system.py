@@ -120,7 +120,8 @@ def shm_segments_of(pids: Iterable[int]) -> set[str]:
     """Names of /dev/shm files mapped or held open by PIDS (from /proc/PID/maps and /proc/PID/fd)."""
     found: set[str] = set()
     for pid in pids:
-        with contextlib.suppress(OSError), open(f"/proc/{pid}/maps", encoding="utf-8", errors="replace") as maps:
+        with contextlib.suppress(OSError), open(f"/proc/{pid}/maps", encoding="utf-8",
+                                                errors="replace") as maps:
             for line in maps:
                 at = line.find("/dev/shm/")
                 if at >= 0:
@@ -167,7 +168,8 @@ def remove_shm(names: Iterable[str]) -> list[str]:
 
 def shm_orphans(now: float | None = None) -> list[tuple[str, int]]:
     """`psm_*` segments in /dev/shm (Python shared memory, used by vLLM's engine) that are ours, older than a
-    minute, and mapped or held open by no live process (`supervise.procs.shm_in_use`): left by a killed vLLM."""
+    minute, and mapped or held open by no live process (`supervise.procs.shm_in_use`): left by a killed
+    vLLM."""
     root = SHM_DIR
     try:
         candidates = [p for p in root.glob("psm_*") if p.is_file()]
@@ -264,7 +266,8 @@ def _vllm_here_cached() -> VllmInfo:
 @functools.lru_cache(maxsize=8)
 def _vllm_asked(python: str, import_env: tuple[str | None, ...]) -> VllmInfo:
     env = {k: v for k, v in os.environ.items() if k not in _IMPORT_ENV}
-    env.update({name: value for name, value in zip(_IMPORT_ENV, import_env) if value is not None})
+    env.update({name: value for name, value in zip(_IMPORT_ENV, import_env, strict=True)
+                if value is not None})
     try:
         done = subprocess.run([python, "-c", _PROBE_SCRIPT], env=env, capture_output=True, text=True,
                               timeout=30, check=False)

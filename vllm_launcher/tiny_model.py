@@ -72,28 +72,34 @@ DEFAULT_ARCH: dict[str, Any] = {
 
 # Qwen2.5's chat template (tools in the system prompt inside <tools></tools>; calls as
 # <tool_call>{"name": ..., "arguments": ...}</tool_call>; results inside <tool_response>).
-CHAT_TEMPLATE = r"""{%- if tools %}
+# Lines too long for the source are split into adjacent raw strings (the template is one string).
+CHAT_TEMPLATE = (r"""{%- if tools %}
     {{- '<|im_start|>system\n' }}
     {%- if messages[0]['role'] == 'system' %}
         {{- messages[0]['content'] }}
     {%- else %}
         {{- 'You are a tiny random model built by vllm-launch. Your answers are gibberish.' }}
     {%- endif %}
-    {{- "\n\n# Tools\n\nYou may call one or more functions to assist with the user query.\n\nYou are provided with function signatures within <tools></tools> XML tags:\n<tools>" }}
+    {{- "\n\n# Tools\n\nYou may call one or more functions to assist with the user query.\n\n"""
+                 r"""You are provided with function signatures within <tools></tools> XML tags:\n<tools>" }}
     {%- for tool in tools %}
         {{- "\n" }}
         {{- tool | tojson }}
     {%- endfor %}
-    {{- "\n</tools>\n\nFor each function call, return a json object with function name and arguments within <tool_call></tool_call> XML tags:\n<tool_call>\n{\"name\": <function-name>, \"arguments\": <args-json-object>}\n</tool_call><|im_end|>\n" }}
+    {{- "\n</tools>\n\nFor each function call, return a json object with function name and arguments """
+                 r"""within <tool_call></tool_call> XML tags:\n<tool_call>\n{\"name\": <function-name>, """
+                 r"""\"arguments\": <args-json-object>}\n</tool_call><|im_end|>\n" }}
 {%- else %}
     {%- if messages[0]['role'] == 'system' %}
         {{- '<|im_start|>system\n' + messages[0]['content'] + '<|im_end|>\n' }}
     {%- else %}
-        {{- '<|im_start|>system\nYou are a tiny random model built by vllm-launch. Your answers are gibberish.<|im_end|>\n' }}
+        {{- '<|im_start|>system\nYou are a tiny random model built by vllm-launch. """
+                 r"""Your answers are gibberish.<|im_end|>\n' }}
     {%- endif %}
 {%- endif %}
 {%- for message in messages %}
-    {%- if (message.role == "user") or (message.role == "system" and not loop.first) or (message.role == "assistant" and not message.tool_calls) %}
+    {%- if (message.role == "user") or (message.role == "system" and not loop.first) or """
+                 r"""(message.role == "assistant" and not message.tool_calls) %}
         {{- '<|im_start|>' + message.role + '\n' + message.content + '<|im_end|>' + '\n' }}
     {%- elif message.role == "assistant" %}
         {{- '<|im_start|>' + message.role }}
@@ -130,7 +136,7 @@ CHAT_TEMPLATE = r"""{%- if tools %}
 {%- if add_generation_prompt %}
     {{- '<|im_start|>assistant\n' }}
 {%- endif %}
-"""
+""")
 
 _SEED_TEXT = """\
 The quick brown fox jumps over the lazy dog. A language model reads tokens and predicts the next one.

@@ -22,7 +22,8 @@ class ParserFamily:
 FAMILIES: tuple[ParserFamily, ...] = (
     ParserFamily(r"qwen3.*coder", "qwen3_coder", "Qwen3-Coder"),
     ParserFamily(r"xlam", "xlam", "xLAM"),  # before llama: Salesforce/Llama-xLAM-*
-    ParserFamily(r"hermes", "hermes", "Hermes"),  # before llama/mistral: Hermes-3-Llama-3.1, Hermes-2-Pro-Mistral
+    ParserFamily(r"hermes", "hermes", "Hermes"),  # before llama/mistral: Hermes-3-Llama-3.1,
+                                                  # Hermes-2-Pro-Mistral
     ParserFamily(r"qwen|qwq", "hermes", "Qwen"),
     ParserFamily(r"llama-?4", "llama4_json", "Llama 4"),
     ParserFamily(r"llama-?3[._]?[1-9]", "llama3_json", "Llama 3.1+"),

@@ -28,7 +28,8 @@ CONTENT = {
     "tool_output": "<TOOL_OUTPUT>" + json.dumps(CALL) + "</TOOL_OUTPUT>",
     "tool_call": "<tool_call>\n" + json.dumps(CALL) + "\n</tool_call>",
     "inline_json": "Calling the tool now: " + json.dumps(CALL) + " and waiting.",
-    "duplicate": "The weather in Paris is sunny and mild today. The weather in Paris is sunny and mild today.",
+    "duplicate": ("The weather in Paris is sunny and mild today. "
+                  "The weather in Paris is sunny and mild today."),
     "plain": "It is sunny in Paris.",
     "rambling": "\n" * 300 + "It is sunny in Paris,\n\n\t and " + "quite warm " * 40,
 }
@@ -48,7 +49,7 @@ class FakeOpenAI:
         self.base_url = f"{self.root}/v1"
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
 
-    def __enter__(self) -> FakeOpenAI:  # noqa: PYI034
+    def __enter__(self) -> FakeOpenAI:
         self._thread.start()
         return self
 
@@ -57,77 +58,81 @@ class FakeOpenAI:
         self._server.server_close()
         self._thread.join(timeout=5)
 
-    def _handler(self):
-        fake = self
+    def _handler(self) -> type[BaseHTTPRequestHandler]:
+        return type("Handler", (_Handler,), {"fake": self})
 
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args: object) -> None:  # keep test output clean
-                pass
 
-            def _send(self, status: int, body: object) -> None:
-                data = json.dumps(body).encode()
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
+class _Handler(BaseHTTPRequestHandler):
+    fake: FakeOpenAI  # set by FakeOpenAI._handler on a subclass
 
-            def _authorized(self) -> bool:
-                if fake.api_key is None:
-                    return True
-                if self.headers.get("Authorization") == f"Bearer {fake.api_key}":
-                    return True
-                self._send(401, {"error": "Unauthorized"})
-                return False
+    def log_message(self, *args: object) -> None:  # keep test output clean
+        pass
 
-            def do_GET(self) -> None:
-                if self.path == "/health":
-                    self._send(503 if fake.mode == "unhealthy" else 200, {})
-                elif self.path == "/v1/models":
-                    if self._authorized():
-                        self._send(200, {"object": "list", "data": [
-                            {"id": fake.model, "object": "model", "max_model_len": fake.max_model_len}]})
-                else:
-                    self._send(404, {"error": "not found"})
+    def _send(self, status: int, body: object) -> None:
+        data = json.dumps(body).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
 
-            def do_POST(self) -> None:
-                length = int(self.headers.get("Content-Length", 0))
-                request = json.loads(self.rfile.read(length) or b"{}")
-                fake.requests.append(request)
-                if self.path != "/v1/chat/completions":
-                    self._send(404, {"error": "not found"})
-                    return
-                if not self._authorized():
-                    return
-                if fake.mode == "chat_500":
-                    self._send(500, {"object": "error", "message": "EngineCore encountered an issue",
-                                     "type": "InternalServerError", "code": 500})
-                    return
-                if request.get("stream"):
-                    self._stream()
-                    return
-                if fake.mode == "auto_400" and request.get("tool_choice") == "auto":
-                    self._send(400, {"object": "error", "message": AUTO_400, "type": "BadRequestError",
-                                     "code": 400})
-                    return
-                message: dict = {"role": "assistant", "content": CONTENT.get(fake.mode, "")}
-                if fake.mode == "native":
-                    message = {"role": "assistant", "content": None, "tool_calls": [
-                        {"id": "call_1", "type": "function",
-                         "function": {"name": "get_weather", "arguments": json.dumps(CALL["arguments"])}}]}
-                self._send(200, {"id": "x", "object": "chat.completion", "model": fake.model, "choices": [
-                    {"index": 0, "message": message,
-                     "finish_reason": "tool_calls" if fake.mode == "native" else "stop"}]})
+    def _authorized(self) -> bool:
+        fake = self.fake
+        if fake.api_key is None:
+            return True
+        if self.headers.get("Authorization") == f"Bearer {fake.api_key}":
+            return True
+        self._send(401, {"error": "Unauthorized"})
+        return False
 
-            def _stream(self) -> None:
-                self.send_response(200)
-                self.send_header("Content-Type", "text/event-stream")
-                self.end_headers()
-                for piece in ("Hel", "lo"):
-                    chunk = {"choices": [{"index": 0, "delta": {"content": piece}}]}
-                    self.wfile.write(f"data: {json.dumps(chunk)}\n\n".encode())
-                    self.wfile.flush()
-                self.wfile.write(b"data: [DONE]\n\n")
-                self.wfile.flush()
+    def do_GET(self) -> None:
+        fake = self.fake
+        if self.path == "/health":
+            self._send(503 if fake.mode == "unhealthy" else 200, {})
+        elif self.path == "/v1/models":
+            if self._authorized():
+                self._send(200, {"object": "list", "data": [
+                    {"id": fake.model, "object": "model", "max_model_len": fake.max_model_len}]})
+        else:
+            self._send(404, {"error": "not found"})
 
-        return Handler
+    def do_POST(self) -> None:
+        fake = self.fake
+        length = int(self.headers.get("Content-Length", 0))
+        request = json.loads(self.rfile.read(length) or b"{}")
+        fake.requests.append(request)
+        if self.path != "/v1/chat/completions":
+            self._send(404, {"error": "not found"})
+            return
+        if not self._authorized():
+            return
+        if fake.mode == "chat_500":
+            self._send(500, {"object": "error", "message": "EngineCore encountered an issue",
+                             "type": "InternalServerError", "code": 500})
+            return
+        if request.get("stream"):
+            self._stream()
+            return
+        if fake.mode == "auto_400" and request.get("tool_choice") == "auto":
+            self._send(400, {"object": "error", "message": AUTO_400, "type": "BadRequestError",
+                             "code": 400})
+            return
+        message: dict = {"role": "assistant", "content": CONTENT.get(fake.mode, "")}
+        if fake.mode == "native":
+            message = {"role": "assistant", "content": None, "tool_calls": [
+                {"id": "call_1", "type": "function",
+                 "function": {"name": "get_weather", "arguments": json.dumps(CALL["arguments"])}}]}
+        self._send(200, {"id": "x", "object": "chat.completion", "model": fake.model, "choices": [
+            {"index": 0, "message": message,
+             "finish_reason": "tool_calls" if fake.mode == "native" else "stop"}]})
+
+    def _stream(self) -> None:
+        self.send_response(200)
+        self.send_header("Content-Type", "text/event-stream")
+        self.end_headers()
+        for piece in ("Hel", "lo"):
+            chunk = {"choices": [{"index": 0, "delta": {"content": piece}}]}
+            self.wfile.write(f"data: {json.dumps(chunk)}\n\n".encode())
+            self.wfile.flush()
+        self.wfile.write(b"data: [DONE]\n\n")
+        self.wfile.flush()

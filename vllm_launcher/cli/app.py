@@ -72,7 +72,8 @@ def _signature(command: Command) -> inspect.Signature:
     parameters = []
     for param in [*arguments, *options]:
         default = inspect.Parameter.empty if param.is_argument and param.required else param.default
-        parameters.append(inspect.Parameter(param.dest, inspect.Parameter.POSITIONAL_OR_KEYWORD if param.is_argument
+        parameters.append(inspect.Parameter(param.dest,
+                                            inspect.Parameter.POSITIONAL_OR_KEYWORD if param.is_argument
                                             else inspect.Parameter.KEYWORD_ONLY, default=default,
                                             annotation=_annotation(param)))
     return inspect.Signature(parameters)
@@ -120,7 +121,8 @@ def main(argv: list[str]) -> int:
 
 
 def help_text(command: str | None = None, width: int = 100) -> str:
-    """The real `--help` of the app or one command, as the terminal shows it at WIDTH columns (docs/cli.md)."""
+    """The real `--help` of the app or one command, as the terminal shows it at WIDTH columns
+    (docs/cli.md)."""
     import io
     import os
     from contextlib import redirect_stdout

@@ -57,8 +57,8 @@ def flag(dest: str, flags: tuple[str, ...], help: str) -> Param:
 
 PRESET = argument("preset", "PRESET", "Preset name or path to a preset YAML file.")
 JSON = flag("as_json", ("--json",), "Machine-readable JSON output.")
-HARDWARE = Param("hardware_file", ("--hardware",), str, "A probe saved with `vllm-launch probe --json > FILE`.",
-                 metavar="FILE")
+HARDWARE = Param("hardware_file", ("--hardware",), str,
+                 "A probe saved with `vllm-launch probe --json > FILE`.", metavar="FILE")
 
 # (option, preset field, type, help): accepted by every command that takes a preset.
 _OVERRIDE_TABLE: list[tuple[str, str, type, str]] = [
@@ -98,24 +98,30 @@ _EXPORT_TABLE: list[tuple[str, str, type, str]] = [
     ("--env-file", "env_file", str, "systemd EnvironmentFile holding the secrets."),
     ("--user", "user", str, "systemd User=."),
 ]
-EXPORTS: tuple[Param, ...] = tuple(Param(f"ex_{field}", (option,), kind, help, panel=EXPORT_PANEL, group="export")
+EXPORTS: tuple[Param, ...] = tuple(Param(f"ex_{field}", (option,), kind, help, panel=EXPORT_PANEL,
+                                         group="export")
                                    for option, field, kind, help in _EXPORT_TABLE)
 
 # --------------------------------------------------------------------------------------- render
 
-FORMAT = Param("fmt", ("--format", "-f"), str, "shell/json: the vLLM command; docker, compose, k8s, systemd: one "
-               "machine; lws, ray: multi-node presets.", default="shell", choices=RENDER_FORMATS)
-ENTRYPOINT = Param("entrypoint", ("--entrypoint",), str, "api_server: python -m vllm.entrypoints.openai.api_server; "
-                   "serve: vllm serve.", default="api_server", choices=ENTRYPOINTS)
-OUTPUT = Param("output_dir", ("--output", "-o"), str, "Write the files into this directory instead of printing them.")
+FORMAT = Param("fmt", ("--format", "-f"), str,
+               "shell/json: the vLLM command; docker, compose, k8s, systemd: one machine; lws, ray: "
+               "multi-node presets.", default="shell", choices=RENDER_FORMATS)
+ENTRYPOINT = Param("entrypoint", ("--entrypoint",), str,
+                   "api_server: python -m vllm.entrypoints.openai.api_server; serve: vllm serve.",
+                   default="api_server", choices=ENTRYPOINTS)
+OUTPUT = Param("output_dir", ("--output", "-o"), str,
+               "Write the files into this directory instead of printing them.")
 
 # ------------------------------------------------------------------------------------ probe, fit
 
-DEVICE = Param("device", ("--device",), str, "Hypothetical machine: cuda or cpu (with --gpus/--gpu-mem-gib for cuda).")
+DEVICE = Param("device", ("--device",), str,
+               "Hypothetical machine: cuda or cpu (with --gpus/--gpu-mem-gib for cuda).")
 GPUS = Param("gpus", ("--gpus",), int, "Hypothetical machine: number of GPUs.")
 GPU_MEM = Param("gpu_mem_gib", ("--gpu-mem-gib",), float,
                 "Hypothetical machine: memory per GPU in GiB (e.g. 79.19 for an H100 80GB).")
-RAM = Param("ram_gib", ("--ram-gib",), float, "Hypothetical machine: host RAM in GiB (default: this machine's).")
+RAM = Param("ram_gib", ("--ram-gib",), float,
+            "Hypothetical machine: host RAM in GiB (default: this machine's).")
 MACHINE = (HARDWARE, DEVICE, GPUS, GPU_MEM, RAM)
 
 # --------------------------------------------------------------------------------------- servers
@@ -124,18 +130,21 @@ SERVER_NAME = Param("name", ("--name",), str,
                     "Server name (default: the preset's name); several servers can run side by side.")
 UP_PARAMS: tuple[Param, ...] = (
     PRESET, SERVER_NAME,
-    flag("detach", ("--detach", "-d"), "Return once ready, leaving a background supervisor that owns the server."),
-    Param("timeout_s", ("--timeout",), float, "Give up when not ready after S seconds (default: no overall limit; "
-          "a stall timeout sized from past starts still applies).", metavar="S"),
+    flag("detach", ("--detach", "-d"),
+         "Return once ready, leaving a background supervisor that owns the server."),
+    Param("timeout_s", ("--timeout",), float, "Give up when not ready after S seconds (default: no overall "
+          "limit; a stall timeout sized from past starts still applies).", metavar="S"),
     Param("restart", ("--restart",), str, "Restart after ready when vLLM exits or /health fails (exponential "
           "back-off, gives up).", default="on-failure", metavar="|".join(RESTART_MODES)),
-    Param("gpus", ("--gpus",), str, "GPUs to use (CUDA_VISIBLE_DEVICES), distinct indices; starts sharing a GPU are "
-          "serialized.", metavar="0,1"),
+    Param("gpus", ("--gpus",), str, "GPUs to use (CUDA_VISIBLE_DEVICES), distinct indices; starts sharing a "
+          "GPU are serialized.", metavar="0,1"),
     flag("force", ("--force",), "Start even when the pre-flight checks refuse."),
     flag("dry_run", ("--dry-run",), "Print the command and the pre-flight results; start nothing."),
-    Param("hardware_file", ("--hardware",), str, "Check the fit against a saved probe (`vllm-launch probe --json`) "
-          "instead of this machine: for --dry-run and for a real start's pre-flight alike.", metavar="FILE"),
-    flag("verbose", ("--verbose", "-v"), "Echo vLLM's INFO lines too (by default they go to the log file only)."),
+    Param("hardware_file", ("--hardware",), str, "Check the fit against a saved probe "
+          "(`vllm-launch probe --json`) instead of this machine: for --dry-run and for a real start's "
+          "pre-flight alike.", metavar="FILE"),
+    flag("verbose", ("--verbose", "-v"),
+         "Echo vLLM's INFO lines too (by default they go to the log file only)."),
     *OVERRIDES,
 )
 

@@ -47,15 +47,16 @@ COMMANDS: tuple[Command, ...] = (
     Command("show", "presets:show", "Print the resolved preset as YAML (after `extends` and overrides).",
             (PRESET, *OVERRIDES), hot=True),
     Command("render", "presets:render", "Print the exact vLLM command for a preset, or its deployment files "
-            "(flag order: see README).", (PRESET, FORMAT, ENTRYPOINT, OUTPUT, *EXPORTS, *OVERRIDES), hot=True),
-    Command("probe", "fit:probe", "Show this machine: GPUs, RAM, cores, NUMA nodes and the installed vLLM (save "
-            "with --json > FILE).", (JSON,)),
-    Command("estimate", "fit:estimate", "Memory estimate before launch: weights, KV cache, tokens, and whether it "
-            "fits (exit 1 if not).",
-            (argument("preset", "[PRESET]", "Preset name or path (or none, with --model).", required=False), JSON,
-             *MACHINE, *OVERRIDES)),
-    Command("fit", "fit:fit", "Propose a working preset for MODEL on this (or a hypothetical) machine; print it "
-            "as YAML.",
+            "(flag order: see README).", (PRESET, FORMAT, ENTRYPOINT, OUTPUT, *EXPORTS, *OVERRIDES),
+            hot=True),
+    Command("probe", "fit:probe", "Show this machine: GPUs, RAM, cores, NUMA nodes and the installed vLLM "
+            "(save with --json > FILE).", (JSON,)),
+    Command("estimate", "fit:estimate", "Memory estimate before launch: weights, KV cache, tokens, and "
+            "whether it fits (exit 1 if not).",
+            (argument("preset", "[PRESET]", "Preset name or path (or none, with --model).", required=False),
+             JSON, *MACHINE, *OVERRIDES)),
+    Command("fit", "fit:fit", "Propose a working preset for MODEL on this (or a hypothetical) machine; print "
+            "it as YAML.",
             (argument("model", "MODEL", "HF model id or local model directory."),
              Param("context", ("--context",), int, "Context length to fit (default: the largest that fits)."),
              Param("concurrency", ("--concurrency",), int, "Requests of that length at once.", default=1),
@@ -70,15 +71,16 @@ COMMANDS: tuple[Command, ...] = (
     Command("logs", "servers:logs", "Print a server's vLLM log.",
             (argument("name", "NAME", "Server name."),
              flag("follow", ("--follow", "-f"), "Keep printing new lines until Ctrl-C."),
-             Param("lines", ("-n", "--lines"), int, "Lines to show first (0 or more).", default=50, metavar="N"))),
-    Command("down", "servers:down", "Stop a server and its whole process tree; confirm nothing is left and the "
-            "port is free.",
+             Param("lines", ("-n", "--lines"), int, "Lines to show first (0 or more).", default=50,
+                   metavar="N"))),
+    Command("down", "servers:down", "Stop a server and its whole process tree; confirm nothing is left and "
+            "the port is free.",
             (argument("name", "[NAME]", "Server name.", required=False),
              flag("all_servers", ("--all",), "Stop every server."),
-             Param("timeout_s", ("--timeout",), float, "Seconds for a clean stop before SIGKILL.", default=30.0,
-                   metavar="S"))),
-    Command("doctor", "doctor:doctor", "Check presets, the environment, a running server or a vLLM log; say how "
-            "to fix each problem.",
+             Param("timeout_s", ("--timeout",), float, "Seconds for a clean stop before SIGKILL.",
+                   default=30.0, metavar="S"))),
+    Command("doctor", "doctor:doctor", "Check presets, the environment, a running server or a vLLM log; say "
+            "how to fix each problem.",
             (argument("names", "[PRESET]...", "Presets (names or YAML paths); none: every preset plus the "
                       "environment.", required=False, many=True),
              HARDWARE,

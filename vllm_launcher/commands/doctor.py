@@ -14,7 +14,8 @@ SEVERITY_LABEL = {"error": "ERROR", "warning": "WARN ", "info": "info "}
 
 
 def group_label(finding, *, log_file: str | None = None, endpoint: str | None = None) -> str:
-    """The heading a finding is listed under: its preset, else what was checked (the machine, a log, a URL)."""
+    """The heading a finding is listed under: its preset, else what was checked (the machine, a log,
+    a URL)."""
     if finding.preset:
         return finding.preset
     from vllm_launcher.doctor.registry import rule_for

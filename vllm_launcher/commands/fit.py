@@ -68,11 +68,12 @@ def preset_for(ref: str | None, overrides: list[Override], device: str | None) -
 
 
 def looks_like_model_id(ref: str) -> bool:
-    """`ORG/NAME` that is no file: a Hugging Face model id (`estimate Qwen/Qwen2.5-7B-Instruct`), not a preset."""
+    """`ORG/NAME` that is no file: a Hugging Face model id (`estimate Qwen/Qwen2.5-7B-Instruct`), not
+    a preset."""
     import os
 
-    return (ref.count("/") == 1 and not ref.startswith((".", "/", "~")) and not ref.endswith((".yaml", ".yml"))
-            and not os.path.exists(ref))
+    return (ref.count("/") == 1 and not ref.startswith((".", "/", "~"))
+            and not ref.endswith((".yaml", ".yml")) and not os.path.exists(ref))
 
 
 def estimate_as_dict(est: Estimate) -> dict:
@@ -125,13 +126,15 @@ def format_estimate(est: Estimate, name: str, hw: Hardware) -> str:
         lines += [f"  warning: {w}" for w in est.warnings]
         return "\n".join(lines)
     if est.device == "cuda":
-        rows += [["requested", f"{est.requested_gib} GiB ({est.gpu_memory_utilization} x {est.gpu_total_gib})"],
+        rows += [["requested",
+                  f"{est.requested_gib} GiB ({est.gpu_memory_utilization} x {est.gpu_total_gib})"],
                  ["activations", f"{est.activation_gib} GiB at {est.max_num_batched_tokens} batched tokens"],
                  ["non-torch + graphs", f"{est.non_torch_gib} + {est.cuda_graph_gib} GiB"]]
     else:
         rows += [*_wrapped_rows("KV space from", est.kv_space_source),
                  ["host RAM needed", f"{est.ram_needed_gib} GiB of {est.ram_available_gib} available"]]
-    rows += [["KV cache", f"{est.kv_cache_gib} GiB, {est.kv_cache_tokens:,} tokens (blocks of {est.block_size})"],
+    rows += [["KV cache",
+              f"{est.kv_cache_gib} GiB, {est.kv_cache_tokens:,} tokens (blocks of {est.block_size})"],
              ["max concurrency", f"{est.max_concurrency}x at max_model_len {est.effective_max_model_len}"],
              ["largest max_model_len", est.largest_max_model_len or "none (the KV cache holds no request)"]]
     lines = [f"{name} on {where}", table(["", ""], rows).split("\n", 1)[1], "", format_bar(est.breakdown)]
@@ -166,7 +169,8 @@ def probe(as_json: bool = False) -> Result:
         free = f"{node.free_bytes / GIB:.2f}" if node.free_bytes is not None else "?"
         lines.append(f"NUMA node {node.id}: {free}/{total} GiB available")
     lines.append(f"vLLM: {hw.vllm.distribution} {hw.vllm.version}" if hw.vllm else "vLLM: not installed")
-    lines.append(f"torch: {'imported' if hw.torch_available else 'not imported'}; GPUs read via {hw.gpu_source}")
+    lines.append(f"torch: {'imported' if hw.torch_available else 'not imported'}; "
+                 f"GPUs read via {hw.gpu_source}")
     lines += [f"note: {note}" for note in hw.notes]
     return Result(text="\n".join(lines), data=hw.model_dump(mode="json"), as_json=as_json)
 
@@ -174,15 +178,16 @@ def probe(as_json: bool = False) -> Result:
 def estimate(preset: str | None = None, as_json: bool = False, hardware_file: str | None = None,
              device: str | None = None, gpus: int | None = None, gpu_mem_gib: float | None = None,
              ram_gib: float | None = None, overrides: list[Override] | None = None) -> Result:
-    """Memory estimate of a preset (or --model) on this or a hypothetical machine; exit 1 when it does not fit."""
+    """Memory estimate of a preset (or --model) on this or a hypothetical machine; exit 1 when it does not
+    fit."""
     from vllm_launcher.estimate import estimate as run_estimate
     from vllm_launcher.models import load_arch
 
     resolved = preset_for(preset, overrides or [], device)
     hw = select_hardware(hardware_file, device, gpus, gpu_mem_gib, ram_gib)
     est = run_estimate(resolved, load_arch(resolved.model), hw)
-    return Result(text=format_estimate(est, preset or resolved.model, hw), data=estimate_as_dict(est), as_json=as_json,
-                  code=0 if est.fits else EXIT_FAILURE)
+    return Result(text=format_estimate(est, preset or resolved.model, hw), data=estimate_as_dict(est),
+                  as_json=as_json, code=0 if est.fits else EXIT_FAILURE)
 
 
 def save_user_preset(preset: Preset, name: str, force: bool) -> str:
@@ -208,9 +213,9 @@ def save_user_preset(preset: Preset, name: str, force: bool) -> str:
     return str(target)
 
 
-def fit(model: str, context: int | None = None, concurrency: int = 1, save: str | None = None, force: bool = False,
-        hardware_file: str | None = None, device: str | None = None, gpus: int | None = None,
-        gpu_mem_gib: float | None = None, ram_gib: float | None = None) -> Result:
+def fit(model: str, context: int | None = None, concurrency: int = 1, save: str | None = None,
+        force: bool = False, hardware_file: str | None = None, device: str | None = None,
+        gpus: int | None = None, gpu_mem_gib: float | None = None, ram_gib: float | None = None) -> Result:
     """A working preset for MODEL on this (or a hypothetical) machine, as YAML; optionally saved."""
     from vllm_launcher.fit import check_preset_name
     from vllm_launcher.fit import fit as propose

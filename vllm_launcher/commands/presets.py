@@ -56,7 +56,8 @@ def show(preset: str, overrides: list[Override] | None = None) -> Result:
 
 def render(preset: str, fmt: str = "shell", entrypoint: str = "api_server", output_dir: str | None = None,
            export_values: dict[str, Any] | None = None, overrides: list[Override] | None = None) -> Result:
-    """A preset rendered as a command (shell, json) or as deployment files, printed or (OUTPUT_DIR) written."""
+    """A preset rendered as a command (shell, json) or as deployment files, printed or (OUTPUT_DIR)
+    written."""
     overrides = overrides or []
     if fmt in EXPORT_FORMATS:
         from vllm_launcher.exporters import as_text
@@ -106,7 +107,8 @@ def model_deps(model: str) -> list[str]:
     return deps
 
 
-def rendered_files(ref: str, overrides: list[Override], fmt: str, option_values: dict[str, Any]) -> dict[str, str]:
+def rendered_files(ref: str, overrides: list[Override], fmt: str,
+                   option_values: dict[str, Any]) -> dict[str, str]:
     """{filename: text} of a preset in a deployment format with CLI option values (None: default); rendered in
     full on a cache miss (ConfigError for bad input)."""
     values = {k: v for k, v in option_values.items() if v is not None}

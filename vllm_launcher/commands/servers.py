@@ -37,7 +37,8 @@ def up(preset: str, name: str | None = None, detach: bool = False, timeout_s: fl
     if name is not None:
         check_server_name("--name", name)
     resolved = resolve(preset, overrides)
-    record = claim.make_record(resolved, name=name, gpus=gpus, restart=restart, timeout_s=timeout_s, detach=detach)
+    record = claim.make_record(resolved, name=name, gpus=gpus, restart=restart, timeout_s=timeout_s,
+                               detach=detach)
     if not dry_run:
         claim.check_name_free(record.name)
         unwritable = preflight.state_dirs_problem()  # before anything is spawned, even with --force
@@ -54,7 +55,8 @@ def up(preset: str, name: str | None = None, detach: bool = False, timeout_s: fl
     if checked.usage:
         raise ConfigError(checked.usage[0])  # vLLM could never bind it: exit 2 even with --force
     if checked.problems and not force:
-        raise LaunchError(f"not starting {record.name}: {'; '.join(checked.problems)} (--force starts it anyway)")
+        raise LaunchError(f"not starting {record.name}: {'; '.join(checked.problems)} "
+                          "(--force starts it anyway)")
     for warning in checked.warnings:
         output.err(f"vllm-launch: warning: {warning}")
     for problem in checked.problems:
@@ -94,8 +96,8 @@ def status_table(entries: list[dict[str, Any]]) -> str:
     notes = []
     for e in entries:
         if e["state"] == records.CORRUPT:
-            notes.append(f"{e['name']}: {e['reason']}; `vllm-launch down {e['name']}` removes it (and stops what "
-                         "it names, if that still runs as recorded)")
+            notes.append(f"{e['name']}: {e['reason']}; `vllm-launch down {e['name']}` removes it (and stops "
+                         "what it names, if that still runs as recorded)")
         elif e["state"] == records.STALE:
             notes.append(f"{e['name']}: its supervisor is gone; `vllm-launch down {e['name']}` cleans up")
         elif e["state"] in (records.FAILED, records.BACKOFF, records.UNHEALTHY) and e.get("reason"):
@@ -196,5 +198,6 @@ def down(name: str | None = None, all_servers: bool = False, timeout_s: float = 
         elif isinstance(record, records.CorruptRecord):
             lines.append(f"removed the damaged record of {record.name} ({how}{shm})")
         else:
-            lines.append(f"stopped {record.name} ({how}; {result.seconds:.1f} s{shm}); port {record.port} is free")
+            lines.append(f"stopped {record.name} ({how}; {result.seconds:.1f} s{shm}); "
+                         f"port {record.port} is free")
     return Result(text="\n".join(lines) if lines else None, errors=errors, code=1 if errors else 0)

@@ -59,9 +59,9 @@ def preset_facts(preset: Preset, hardware: Hardware | None, *, local: bool = Tru
             port_owner = environment.port_owner(preset.host, preset.port)
         except OSError as exc:  # the host is not an address of this machine (VL309), not a crash
             port_error = exc.strerror or str(exc)
-    facts = Facts(preset=preset, arch=arch, arch_error=arch_error, hardware=hardware, estimate=estimate, env=env,
-                  vllm_distribution=info.distribution, vllm_version=info.version, vllm_checked=info.checked,
-                  vllm_package_dir=info.package_dir, vllm_problem=info.problem,
+    facts = Facts(preset=preset, arch=arch, arch_error=arch_error, hardware=hardware, estimate=estimate,
+                  env=env, vllm_distribution=info.distribution, vllm_version=info.version,
+                  vllm_checked=info.checked, vllm_package_dir=info.package_dir, vllm_problem=info.problem,
                   tool_parsers=parsers, cpu_flags=environment.cpu_flags() if local else None, local=local,
                   port_owner=port_owner, port_error=port_error, managed_running=managed_running)
     return facts
@@ -107,7 +107,8 @@ MAX_LOG_BYTES = 64 << 20
 def _read_log(path: str) -> str:
     from vllm_launcher.files import read_user_file
 
-    return read_user_file(path, max_bytes=MAX_LOG_BYTES, tail=True, what="cannot read log", missing="no such log file")
+    return read_user_file(path, max_bytes=MAX_LOG_BYTES, tail=True, what="cannot read log",
+                          missing="no such log file")
 
 
 def run_doctor(names: list[str], *, hardware_file: str | None = None, endpoint: str | None = None,
@@ -209,7 +210,8 @@ def check_live(endpoint: str, preset: Preset | None = None) -> list[Finding]:
     if preset is None:
         return check_endpoint(endpoint, api_key=os.environ.get("VLLM_API_KEY") or None)
     api_key = os.environ.get(preset.api_key_env) if preset.api_key_env else None
-    return check_endpoint(endpoint, preset=preset.name, expected_model=preset.served_model_name or preset.model,
+    return check_endpoint(endpoint, preset=preset.name,
+                          expected_model=preset.served_model_name or preset.model,
                           expected_max_model_len=preset.max_model_len, api_key=api_key,
                           parser=preset.tool_calling.parser)
 

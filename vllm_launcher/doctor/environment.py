@@ -120,7 +120,8 @@ def stale_records() -> list[tuple[str, str]]:
 
 def corrupt_records() -> list[tuple[str, str]]:
     """(server name, what is wrong) for every file in the records directory that is not a valid record."""
-    return [(r.name, f"{r.path}: {r.error}") for r in records.list_any() if isinstance(r, records.CorruptRecord)]
+    return [(r.name, f"{r.path}: {r.error}") for r in records.list_any()
+            if isinstance(r, records.CorruptRecord)]
 
 
 def managed_record(name: str):
@@ -152,4 +153,5 @@ def gather_environment() -> EnvFacts:
     script = Path(sys.executable).parent / "vllm"
     return EnvFacts(vllm=info, torchvision_version=torchvision,
                     vllm_script=str(script) if script.exists() else None, vllm_dist_metadata=has_vllm_dist,
-                    shm_orphans=system.shm_orphans(), stale_records=stale_records(), corrupt_records=corrupt_records())
+                    shm_orphans=system.shm_orphans(), stale_records=stale_records(),
+                    corrupt_records=corrupt_records())

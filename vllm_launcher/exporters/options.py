@@ -42,7 +42,8 @@ class ExportOptions(BaseModel):
     # existing PersistentVolumeClaim (k8s/lws). Neither: docker/compose mount ~/.cache/huggingface, k8s
     # renders a PVC, lws uses an emptyDir per pod (a ReadWriteOnce claim cannot span nodes).
     # No ':' (docker -v and compose volumes split on it) and nothing a shell, YAML or unit file must unquote.
-    hf_cache_path: str | None = Field(default=None, pattern=r"^[A-Za-z0-9_.~/@+=,-][A-Za-z0-9_.~/@+=, -]{0,4095}$")
+    hf_cache_path: str | None = Field(default=None,
+                                      pattern=r"^[A-Za-z0-9_.~/@+=,-][A-Za-z0-9_.~/@+=, -]{0,4095}$")
     pvc: str | None = Field(default=None, pattern=r"^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$")
     # Kubernetes Secret holding the keys VLLM_API_KEY and HF_TOKEN (default: NAME-secrets).
     secret_name: str | None = Field(default=None, pattern=r"^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$")

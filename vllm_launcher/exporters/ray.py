@@ -1,6 +1,7 @@
 """`--format ray`: scripts for bare machines, following vLLM's distributed serving docs: `ray start --head`
-on one node, `ray start --address=HEAD:PORT` on the others, then `vllm serve ... --distributed-executor-backend
-ray` on the head (TP = GPUs per node, PP = nodes is vLLM's recommended layout)."""
+on one node, `ray start --address=HEAD:PORT` on the others, then `vllm serve ...
+--distributed-executor-backend ray` on the head (TP = GPUs per node, PP = nodes is vLLM's recommended
+layout)."""
 
 from __future__ import annotations
 
@@ -43,7 +44,8 @@ def render(preset: Preset, options: ExportOptions) -> dict[str, str]:
         f"# Wait up to 300 s until all {nodes} nodes have joined.\n"
         "waited=0\n"
         f"until [ \"$(python3 -c '{COUNT_NODES}' 2>/dev/null || echo 0)\" -ge {nodes} ]; do\n"
-        f"    if [ \"$waited\" -ge 300 ]; then echo \"Ray cluster has fewer than {nodes} nodes\" >&2; exit 1; fi\n"
+        f"    if [ \"$waited\" -ge 300 ]; then echo \"Ray cluster has fewer than {nodes} nodes\" >&2; "
+        "exit 1; fi\n"
         "    sleep 5; waited=$((waited + 5))\n"
         "done\n"
     )

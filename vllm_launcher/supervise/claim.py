@@ -42,7 +42,8 @@ def make_record(resolved: Any, name: str | None = None, gpus: str | None = None,
         name=server_name, preset=preset.name, preset_source=str(resolved.source), model=preset.model,
         served_model=preset.served_model_name or preset.model, host=preset.host, port=preset.port,
         argv=list(plan.argv), env=env, secret_env=dict(plan.secret_env), device=preset.device,
-        gpus=gpu_ids, restart_policy=restart, timeout_s=timeout_s, mode="detached" if detach else "foreground",
+        gpus=gpu_ids, restart_policy=restart, timeout_s=timeout_s,
+        mode="detached" if detach else "foreground",
         log_path=str(records.log_path_for(server_name)), created_at=time.time(),
     )
 
@@ -92,9 +93,10 @@ def claim(record: Record) -> None:
             for other in records.list_any():
                 if other.name == record.name or other.port != record.port:
                     continue
-                if records.effective_state(other) in records.LIVE_STATES or records.holds_live_processes(other):
-                    raise ConfigError(f"port {record.port} is already claimed by {_holder(other)}: pick another "
-                                      f"--port, or `vllm-launch down {other.name}`")
+                if (records.effective_state(other) in records.LIVE_STATES
+                        or records.holds_live_processes(other)):
+                    raise ConfigError(f"port {record.port} is already claimed by {_holder(other)}: pick "
+                                      f"another --port, or `vllm-launch down {other.name}`")
             if existing is not None:
                 from vllm_launcher.supervise.stop import cleanup
 
@@ -116,7 +118,8 @@ def unknown_server(name: str) -> ConfigError:
     check_server_name("NAME", name)
     known = sorted(r.name for r in records.list_any())
     if not known:
-        return ConfigError(f"no server named {name}: no servers are known (start one with `vllm-launch up PRESET`)")
+        return ConfigError(f"no server named {name}: no servers are known "
+                           "(start one with `vllm-launch up PRESET`)")
     close = difflib.get_close_matches(name, known, n=1)
     hint = f" (did you mean {close[0]}?)" if close else ""
     return ConfigError(f"no server named {name}{hint}; known: {', '.join(known)}")

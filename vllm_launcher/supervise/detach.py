@@ -58,8 +58,8 @@ def run_detached(record: Record) -> Result:
     reporter.done()
     if result.ok:
         return Result(text=ready_text(result.record, result.seconds))
-    return Result(notes=[failure_text(result.record, result.tail, result.record.diagnosis, result.record.reason)],
-                  code=1)
+    return Result(notes=[failure_text(result.record, result.tail, result.record.diagnosis,
+                                      result.record.reason)], code=1)
 
 
 def start_detached(record: Record) -> subprocess.Popen:
@@ -112,7 +112,8 @@ def wait_detached(name: str, daemon: subprocess.Popen, reporter: Any) -> DetachR
             # The supervisor died without a verdict: its own log says why.
             tail = readiness.tail_lines(records.supervisor_log_path(name), 20)
             if record is None:
-                raise LaunchError(f"the supervisor of {name} exited ({daemon.returncode}): {' | '.join(tail)}")
+                raise LaunchError(f"the supervisor of {name} exited ({daemon.returncode}): "
+                                  f"{' | '.join(tail)}")
             record.reason = record.reason or f"the supervisor exited with code {daemon.returncode}"
             return DetachResult(record, False, time.monotonic() - started, tail)
         memory = procs.tree_rss_bytes(procs.alive(procs.members_from_list(record.tree))) if record else None

@@ -32,7 +32,8 @@ def diagnose(lines: list[str]) -> Diagnosis | None:
     hit = first_error("\n".join(lines))
     if hit is None:
         return None
-    return Diagnosis(hit.pattern.name, hit.cause, hit.fix, hit.pattern.recurring, hit.line[:500], hit.pattern.code)
+    return Diagnosis(hit.pattern.name, hit.cause, hit.fix, hit.pattern.recurring, hit.line[:500],
+                     hit.pattern.code)
 
 
 def last_error_line(lines: list[str]) -> str:

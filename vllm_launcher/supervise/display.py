@@ -25,8 +25,8 @@ QUIET_ACCESS = re.compile(r'"GET /(health|metrics|v1/models)[ "]')
 LOG_PREFIX = re.compile(r"^(?:\((?P<proc>[^)]*)\)\s+)?(?P<level>DEBUG|INFO|WARNING|ERROR|CRITICAL)\s+"
                         r"\d\d-\d\d \d\d:\d\d:\d\d(?:\.\d+)?\s+(?:\[[^\]]*\]\s+)?(?P<message>.*)$")
 # Lines that are errors without a level: an exception's last line, a traceback.
-EXCEPTION_LINE = re.compile(r"^(?:\([^)]*\)\s+)?(?:Traceback \(most recent call last\)|[\w.]*(?:Error|Exception)"
-                            r"\b:?)")
+EXCEPTION_LINE = re.compile(r"^(?:\([^)]*\)\s+)?(?:Traceback \(most recent call last\)|"
+                            r"[\w.]*(?:Error|Exception)\b:?)")
 # Python's own warnings: "path.py:254: UserWarning: ...".
 PYTHON_WARNING = re.compile(r"^\S*:\d+: \w*Warning: ")
 
@@ -166,7 +166,8 @@ class TerminalReporter(Reporter):
         self.spin += 1
         eta = f" / ~{fmt_s(eta_s)}" if eta_s else ""
         memory = f" · {fmt_bytes(memory_bytes)}" if memory_bytes else ""
-        head = f"{SPINNER[self.spin % 4]} {self.name}: starting {fmt_s(elapsed_s)}{eta} · {phase or 'launching'}{memory}"
+        head = (f"{SPINNER[self.spin % 4]} {self.name}: starting {fmt_s(elapsed_s)}{eta} · "
+                f"{phase or 'launching'}{memory}")
         last = self.last_meaningful or last_line.strip()
         status = Text(head, style="bold", no_wrap=True, overflow="ellipsis")
         if last:

@@ -38,7 +38,7 @@ def record_ready(key: str, seconds: float) -> None:
     path = history_path()
     with file_lock(path.with_suffix(".lock"), timeout_s=5.0):
         data = _load()
-        times = [float(t) for t in data.get(key, [])][-(KEEP - 1):] + [round(seconds, 3)]
+        times = [*[float(t) for t in data.get(key, [])][-(KEEP - 1):], round(seconds, 3)]
         data[key] = times
         atomic_write_json(path, data)
 

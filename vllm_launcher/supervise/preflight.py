@@ -1,7 +1,8 @@
 """Before spawning: can the records and logs be written, and does doctor see a reason the launch is doomed?
 
-`up`'s pre-flight is doctor's pre-flight findings (doctor.preflight.preflight_findings: static, memory, port, host,
-vLLM installed, secrets) plus the one check only a launch needs: the state directory must be writable.
+`up`'s pre-flight is doctor's pre-flight findings (doctor.preflight.preflight_findings: static, memory, port,
+host, vLLM installed, secrets) plus the one check only a launch needs: the state directory must be
+writable.
 """
 
 from __future__ import annotations
@@ -28,8 +29,8 @@ def state_dirs_problem() -> str | None:
             free = stats.f_bavail * stats.f_frsize
             if free < MIN_FREE_BYTES:
                 return (f"{directory} has only {free / 1024:.0f} KiB free; vllm-launch needs "
-                        f"{MIN_FREE_BYTES >> 20} MiB for the server's log and record (free some space, or set "
-                        "XDG_STATE_HOME)")
+                        f"{MIN_FREE_BYTES >> 20} MiB for the server's log and record (free some space, or "
+                        "set XDG_STATE_HOME)")
             probe = directory / f".write-test-{os.getpid()}"
             try:
                 with open(probe, "wb") as handle:
@@ -39,8 +40,8 @@ def state_dirs_problem() -> str | None:
             finally:
                 probe.unlink(missing_ok=True)
         except OSError as exc:
-            return (f"cannot write in {directory}: {exc.strerror or exc} (vllm-launch keeps the server's record "
-                    "and log there; fix the directory or set XDG_STATE_HOME)")
+            return (f"cannot write in {directory}: {exc.strerror or exc} (vllm-launch keeps the server's "
+                    "record and log there; fix the directory or set XDG_STATE_HOME)")
     return None
 
 
@@ -52,8 +53,9 @@ class Preflight:
 
 
 def preflight(preset: Any, hardware_file: str | None = None) -> Preflight:
-    """Doctor's findings for a launch of PRESET here, as lines (doctor.preflight.launch_line). Doctor's memory rules are
-    the one source of the fit verdict (they run the same estimate, one finding per cause)."""
+    """Doctor's findings for a launch of PRESET here, as lines (doctor.preflight.launch_line). Doctor's
+    memory rules are the one source of the fit verdict (they run the same estimate, one finding per
+    cause)."""
     from vllm_launcher.doctor import preflight as doctor
 
     try:
@@ -64,8 +66,8 @@ def preflight(preset: Any, hardware_file: str | None = None) -> Preflight:
         return Preflight(warnings=[f"the pre-flight checks failed ({type(exc).__name__}: {exc}); "
                                    "`vllm-launch doctor` shows more"])
     usage = [doctor.launch_line(f) for f in errors if f.code in doctor.LAUNCH_USAGE_CODES]
-    return Preflight(problems=[doctor.launch_line(f) for f in errors], warnings=[doctor.launch_line(f) for f in warnings],
-                     usage=usage)
+    return Preflight(problems=[doctor.launch_line(f) for f in errors],
+                     warnings=[doctor.launch_line(f) for f in warnings], usage=usage)
 
 
 def ensure_demo(preset: Any) -> None:

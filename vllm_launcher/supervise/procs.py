@@ -25,7 +25,8 @@ import psutil
 from vllm_launcher import system
 
 
-def spawn(argv: list[str], env: Mapping[str, str], log_path: Path, cwd: str | None = None) -> subprocess.Popen:
+def spawn(argv: list[str], env: Mapping[str, str], log_path: Path,
+          cwd: str | None = None) -> subprocess.Popen:
     """Start ARGV in its own session (so its group can be signalled as one, and a terminal's Ctrl-C
     reaches only us), stdout+stderr appended to LOG_PATH, stdin closed."""
     log_path.parent.mkdir(parents=True, exist_ok=True)

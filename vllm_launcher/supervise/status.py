@@ -18,12 +18,13 @@ def status_entry(record: AnyRecord, with_metrics: bool = True) -> dict[str, Any]
     """One server as `status` shows it (and `--json` prints it); a damaged record as state `corrupt`."""
     if isinstance(record, CorruptRecord):
         server_up = records.server_alive(record)
-        return {"name": record.name, "state": records.CORRUPT, "pid": record.server_pid if server_up else None,
-                "port": record.port, "model": None, "endpoint": None, "base_url": None, "preset": None,
+        return {"name": record.name, "state": records.CORRUPT,
+                "pid": record.server_pid if server_up else None, "port": record.port,
+                "model": None, "endpoint": None, "base_url": None, "preset": None,
                 "supervisor_pid": record.supervisor_pid, "mode": None, "restarts": 0,
-                "reason": f"damaged record {record.path}: {record.error}", "path": record.path, "uptime_s": None,
-                "started_at": record.started_at, "memory_bytes": 0, "processes": 0, "log": record.log_path or None,
-                "running": None, "waiting": None, "kv_cache_usage": None}
+                "reason": f"damaged record {record.path}: {record.error}", "path": record.path,
+                "uptime_s": None, "started_at": record.started_at, "memory_bytes": 0, "processes": 0,
+                "log": record.log_path or None, "running": None, "waiting": None, "kv_cache_usage": None}
     current = records.effective_state(record)
     server_up = records.server_alive(record)
     now = time.time()

@@ -67,4 +67,5 @@ def cleanup(record: AnyRecord, timeout_s: float = 30.0) -> DownResult:
     free = system.wait_port_free(record.host, record.port, 5.0) if record.port else True
     holder = None if free or not record.port else system.port_owner(record.port)
     records.delete(record.name)
-    return DownResult(record.name, signals, result.survivors, free, holder, removed, time.monotonic() - started)
+    return DownResult(record.name, signals, result.survivors, free, holder, removed,
+                      time.monotonic() - started)

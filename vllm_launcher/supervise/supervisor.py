@@ -258,7 +258,8 @@ class Supervisor:
             for name, exclusive in gpu_lock_plan(self.record):
                 stack.enter_context(records.file_lock(
                     records.locks_dir() / f"{name}.lock", exclusive=exclusive,
-                    on_wait=lambda n=name: self.reporter.event(f"waiting for {n}: another server is starting")))
+                    on_wait=lambda n=name: self.reporter.event(f"waiting for {n}: another server "
+                                                               "is starting")))
             yield
 
     def start_once(self, timeout_s: float | None = None) -> Outcome:
@@ -299,11 +300,13 @@ class Supervisor:
                 start.memory = procs.tree_rss_bytes(procs.alive(self.tree.members))
             if now - start.last_tick >= 0.25:
                 start.last_tick = now
-                self.reporter.tick(now - start.started, self.eta_s, start.phase, start.last_line, start.memory)
+                self.reporter.tick(now - start.started, self.eta_s, start.phase, start.last_line,
+                                   start.memory)
             self._sleep(READY_POLL_S)
 
     def _read_start_log(self, follower: readiness.LogFollower, start: _Startup, now: float) -> None:
-        """New log lines: shown, kept for the diagnosis, scanned for the next phase; any output is progress."""
+        """New log lines: shown, kept for the diagnosis, scanned for the next phase; any output is
+        progress."""
         offset_before = follower.offset
         for line in follower.read_lines():
             start.last_line = line
@@ -339,7 +342,8 @@ class Supervisor:
         if not foreign:  # nobody visible listens yet; ask again at the next poll
             return None
         self._stop_server(starting=True)
-        cause = f"port {self.record.port} taken by {foreign}: /health answered for a process outside this server's tree"
+        cause = (f"port {self.record.port} taken by {foreign}: /health answered for a process outside "
+                 "this server's tree")
         return Outcome("conflict", None, cause,
                        diagnose.Diagnosis("port-taken", cause, f"stop {foreign}, or pick another --port"),
                        seconds=now - start.started)
@@ -347,7 +351,8 @@ class Supervisor:
     def _too_slow(self, start: _Startup, now: float, timeout_s: float | None) -> Outcome | None:
         """A stalled log (no output for the stall timeout) or the --timeout passed: stop it."""
         if now - start.last_progress > self.stall_timeout_s:
-            reason = f"no progress in the log for {self.stall_timeout_s:.0f} s (stalled in phase: {start.phase or 'start'})"
+            reason = (f"no progress in the log for {self.stall_timeout_s:.0f} s "
+                      f"(stalled in phase: {start.phase or 'start'})")
         elif timeout_s is not None and now - start.started > timeout_s:
             reason = f"not ready after --timeout {timeout_s:g} s"
         else:
@@ -428,7 +433,8 @@ class Supervisor:
 
     # -------------------------------------------------------------------------------------- stop
 
-    def _stop_server(self, timeout_s: float = STOP_TIMEOUT_S, starting: bool = False) -> procs.StopResult | None:
+    def _stop_server(self, timeout_s: float = STOP_TIMEOUT_S,
+                     starting: bool = False) -> procs.StopResult | None:
         """Stop the whole tree, free its /dev/shm segments; on a GPU, wait for its memory to be freed.
         STARTING: not ready yet, so nothing to drain: SIGINT, a grace of procs.STARTING_GRACE_S, SIGKILL."""
         if self.proc is None or self.tree is None:
@@ -513,14 +519,16 @@ class Supervisor:
                                        f"{self.policy.window_s:g} s")
         delay = self.policy.delay_s(len(recent))
         reason = f"{outcome.reason}; restarting in {delay:g} s"
-        self._set_state(State.BACKOFF, reason, diagnosis=outcome.diagnosis.as_dict() if outcome.diagnosis else {})
+        self._set_state(State.BACKOFF, reason,
+                        diagnosis=outcome.diagnosis.as_dict() if outcome.diagnosis else {})
         self.report(reason)
         deadline = time.monotonic() + delay
         while not self.stop_requested and time.monotonic() < deadline:
             self._sleep(deadline - time.monotonic())
         if self.stop_requested:
             return self._finish_stopped()
-        self._set_state(State.STARTING, "", restarts=self.record.restarts + 1, restart_times=[*recent, time.time()])
+        self._set_state(State.STARTING, "", restarts=self.record.restarts + 1,
+                        restart_times=[*recent, time.time()])
         return None
 
     def _finish_stopped(self) -> int:
@@ -532,7 +540,8 @@ class Supervisor:
 
     def _finish_failed(self, outcome: Outcome, why: str = "") -> int:
         reason = outcome.reason + (f"; {why}" if why else "")
-        self._set_state(State.FAILED, reason, diagnosis=outcome.diagnosis.as_dict() if outcome.diagnosis else {})
+        self._set_state(State.FAILED, reason,
+                        diagnosis=outcome.diagnosis.as_dict() if outcome.diagnosis else {})
         with contextlib.suppress(OSError, ValueError):
             self.reporter.failed(self.record, outcome)
         return 1

@@ -71,8 +71,8 @@ def engine_main() -> None:
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
         if os.environ.get("FAKE_VLLM_ROLE") == "engine":
             # A grandchild that leaves the process group, as a daemonized helper would.
-            subprocess.Popen([sys.executable, "-m", __spec__.name], env={**os.environ, "FAKE_VLLM_ROLE": "stray"},
-                             start_new_session=True)
+            subprocess.Popen([sys.executable, "-m", __spec__.name],
+                             env={**os.environ, "FAKE_VLLM_ROLE": "stray"}, start_new_session=True)
     else:
         signal.signal(signal.SIGINT, stop)
         signal.signal(signal.SIGTERM, stop)
@@ -145,6 +145,25 @@ class Handler(BaseHTTPRequestHandler):
                          "usage": {"prompt_tokens": 3, "completion_tokens": 4, "total_tokens": 7}})
 
 
+def set_signal_handlers() -> None:
+    if "ignore_sigterm" in MODES or "ignore_signals" in MODES:
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    if "ignore_signals" in MODES:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+    else:
+        signal.signal(signal.SIGINT, lambda *_: sys.exit(0))
+
+
+def make_dist_store(worker_pid: int) -> None:
+    # vllm.utils.network_utils.get_file_store_init_method(); vLLM never removes the file.
+    store = f"{tempfile.gettempdir()}/vllm_dist_{uuid.uuid4().hex}"
+    with open(store, "wb") as handle:
+        handle.write(b"\0" * 2048)
+    print(f"(Worker pid={worker_pid}) INFO {time.strftime('%m-%d %H:%M:%S')} [parallel_state.py:1906] "
+          f"world_size=1 rank=0 local_rank=0 distributed_init_method=file://{store} backend=gloo",
+          flush=True)
+
+
 def main() -> None:
     role = os.environ.get("FAKE_VLLM_ROLE")
     if role in ("engine", "stray"):
@@ -157,25 +176,16 @@ def main() -> None:
     parser.add_argument("--port", type=int, default=8000)
     args, _unknown = parser.parse_known_args()
     State.served = args.served_model_name or args.model
-    if "ignore_sigterm" in MODES or "ignore_signals" in MODES:
-        signal.signal(signal.SIGTERM, signal.SIG_IGN)
-    if "ignore_signals" in MODES:
-        signal.signal(signal.SIGINT, signal.SIG_IGN)
-    else:
-        signal.signal(signal.SIGINT, lambda *_: sys.exit(0))
+    set_signal_handlers()
     log(f"vLLM API server version 0.0.0+fake; args: model={args.model}")
     print(f"WARNING {time.strftime('%m-%d %H:%M:%S')} [fake_vllm] fake warning: the fake server is not vLLM",
           flush=True)
     log(f"secret VLLM_API_KEY is {'set' if os.environ.get('VLLM_API_KEY') else 'unset'}")
-    engine = subprocess.Popen([sys.executable, "-m", __spec__.name], env={**os.environ, "FAKE_VLLM_ROLE": "engine"})
+    engine = subprocess.Popen([sys.executable, "-m", __spec__.name],
+                              env={**os.environ, "FAKE_VLLM_ROLE": "engine"})
     log(f"Initializing a V1 LLM engine (v0.0.0+fake) with config: model={args.model!r}")
     if os.environ.get("FAKE_VLLM_DIST_STORE") == "1":
-        # vllm.utils.network_utils.get_file_store_init_method(); vLLM never removes the file.
-        store = f"{tempfile.gettempdir()}/vllm_dist_{uuid.uuid4().hex}"
-        with open(store, "wb") as handle:
-            handle.write(b"\0" * 2048)
-        print(f"(Worker pid={engine.pid}) INFO {time.strftime('%m-%d %H:%M:%S')} [parallel_state.py:1906] "
-              f"world_size=1 rank=0 local_rank=0 distributed_init_method=file://{store} backend=gloo", flush=True)
+        make_dist_store(engine.pid)
     if "exit_during_start" in MODES:
         time.sleep(0.1)
         print(os.environ.get("FAKE_VLLM_ERROR", DEFAULT_ERROR), flush=True)
@@ -184,7 +194,8 @@ def main() -> None:
     start_s = float(os.environ.get("FAKE_VLLM_START_S", "0.2"))
     phases = [f"Starting to load model {args.model}...", "Loading weights took 0.01 seconds",
               "Model loading took 0.0 GiB memory and 0.01 seconds",
-              "CPU KV cache size: 1,048,576 tokens, Maximum concurrency for 2,048 tokens per request: 512.00x",
+              ("CPU KV cache size: 1,048,576 tokens, Maximum concurrency for 2,048 tokens per request: "
+               "512.00x"),
               "Warming up model for the compilation...",
               "init engine (profile, create kv cache, warmup model) took 0.10 s"]
     for line in phases:
