@@ -11,18 +11,7 @@ from pathlib import Path
 def write_text(path: Path, text: str, *, mode: int = 0o644, durable: bool = True) -> None:
     """Write TEXT to PATH through a temporary file in the same directory and a rename. `durable`: fsync
     before the rename (state records, presets); caches skip it. The directory must exist."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-            if durable:
-                handle.flush()
-                os.fsync(handle.fileno())
-        os.chmod(tmp, mode)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_all({path: (text, mode)}, durable=durable)
 
 
 def write_all(files: dict[Path, tuple[str, int]], *, durable: bool = False) -> None:

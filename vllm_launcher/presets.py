@@ -242,12 +242,17 @@ def _check_yaml_shape(text: str, path: Path, loader_cls: type) -> None:
                                       "mapping", source=path, line=line)
             elif isinstance(event, (yaml.MappingEndEvent, yaml.SequenceEndEvent)):
                 depth -= 1
-    except yaml.MarkedYAMLError as exc:
+    except yaml.YAMLError as exc:
+        raise _yaml_error(exc, path) from None
+
+
+def _yaml_error(exc: yaml.YAMLError, path: Path) -> ConfigError:
+    """A YAML error as one line naming the file and, when the parser marked it, the line."""
+    if isinstance(exc, yaml.MarkedYAMLError):
         mark = exc.problem_mark or exc.context_mark
         line = mark.line + 1 if mark else None
-        raise ConfigError(f"malformed YAML: {exc.problem or exc.context}", source=path, line=line) from None
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"malformed YAML: {' '.join(str(exc).split())}", source=path) from None
+        return ConfigError(f"malformed YAML: {exc.problem or exc.context}", source=path, line=line)
+    return ConfigError(f"malformed YAML: {' '.join(str(exc).split())}", source=path)
 
 
 def _record_lines(node: yaml.Node, prefix: tuple[str, ...], source: str, out: Provenance) -> None:
@@ -275,12 +280,8 @@ def load_yaml_mapping(path: Path) -> tuple[dict[str, Any], Provenance]:
     try:
         node = loader.get_single_node()
         data = loader.construct_document(node) if node is not None else None
-    except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
-        line = mark.line + 1 if mark else None
-        raise ConfigError(f"malformed YAML: {exc.problem or exc.context}", source=path, line=line) from None
     except yaml.YAMLError as exc:
-        raise ConfigError(f"malformed YAML: {' '.join(str(exc).split())}", source=path) from None
+        raise _yaml_error(exc, path) from None
     finally:
         loader.dispose()
     if data is None or node is None:
