@@ -25,8 +25,8 @@ LAYERS: dict[str, set[str]] = {
 }
 BASE = {"errors", "paths", "units", "safe_text", "files", "atomic", "inputs", "output", "stat_cache",
         "__init__"}
-CORE = {"presets", "plan", "models", "catalog", "hardware", "estimate", "fit", "tool_parsers", "demo",
-        "tiny_model"}
+CORE = {"presets", "preset_yaml", "plan", "models", "catalog", "hardware", "estimate", "fit", "tool_parsers",
+        "demo", "tiny_model"}
 MACHINE = {"system", "records"}
 
 

@@ -115,7 +115,8 @@ def test_exit_during_start_detached(fake_env, tag, port):
 
 def test_crash_after_ready_is_restarted_with_growing_backoff_then_gives_up(fake_env, tag, port, monkeypatch):
     from vllm_launcher import records
-    from vllm_launcher.supervise.supervisor import RestartPolicy, Supervisor
+    from vllm_launcher.supervise.lifecycle import RestartPolicy
+    from vllm_launcher.supervise.supervisor import Supervisor
 
     for key, value in fake_env.items():
         monkeypatch.setenv(key, value)
@@ -129,7 +130,7 @@ def test_crash_after_ready_is_restarted_with_growing_backoff_then_gives_up(fake_
     policy = RestartPolicy(first_delay_s=0.2, max_delay_s=0.8, max_restarts=4, window_s=60)
     events: list[str] = []
 
-    from vllm_launcher.supervise.supervisor import Reporter
+    from vllm_launcher.supervise.lifecycle import Reporter
 
     class Recorder(Reporter):
         def event(self, text: str) -> None:

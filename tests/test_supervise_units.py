@@ -13,7 +13,7 @@ import pytest
 
 from vllm_launcher import records, system
 from vllm_launcher.supervise import diagnose, history, readiness
-from vllm_launcher.supervise.supervisor import RestartPolicy, gpu_lock_plan
+from vllm_launcher.supervise.lifecycle import RestartPolicy, gpu_lock_plan
 
 # vLLM 0.32's texts (VLLM-NOTES.md "Errors vLLM raises at start-up" and what was seen on this machine).
 ERROR_TEXTS = [

@@ -12,7 +12,8 @@ import sys
 import psutil
 
 from vllm_launcher import records
-from vllm_launcher.supervise.supervisor import PrintReporter, Supervisor
+from vllm_launcher.supervise.lifecycle import PrintReporter
+from vllm_launcher.supervise.supervisor import Supervisor
 
 
 def main(argv: list[str] | None = None) -> int:

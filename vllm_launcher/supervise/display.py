@@ -15,7 +15,7 @@ import time
 from typing import Any, TextIO
 
 from vllm_launcher.records import Record
-from vllm_launcher.supervise.supervisor import Outcome, Reporter
+from vllm_launcher.supervise.lifecycle import Outcome, Reporter
 from vllm_launcher.units import GIB, MIB
 
 SPINNER = "|/-\\"
