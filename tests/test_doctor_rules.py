@@ -205,6 +205,19 @@ def test_vl116_exposed_without_api_key():
     assert "VL116" not in run(host="127.0.0.1")
 
 
+def test_vl117_a_sleeping_preset_must_bind_loopback():
+    found = run(sleep_when_idle=True, host="0.0.0.0", api_key_env="MY_KEY")["VL117"][0]
+    assert found.severity == "error" and "/sleep" in found.message and "127.0.0.1" in found.fix
+    assert "VL117" not in run(sleep_when_idle=True, host="127.0.0.1")
+    assert "VL117" not in run(host="0.0.0.0")
+
+
+def test_vl118_sleep_mode_is_cuda_only():
+    found = run(sleep_when_idle=True, device="cpu", kv_cache_space_gib=4)["VL118"][0]
+    assert found.severity == "warning" and "sleep_when_idle: false" in found.fix
+    assert "VL118" not in run(sleep_when_idle=True)
+
+
 def test_vl190_shows_the_whole_reason_the_model_is_unknown():
     from vllm_launcher.errors import LaunchError
 

@@ -24,6 +24,28 @@ MAX_LOG_LINES = 10_000_000
 RESTART_MODES = ("on-failure", "always", "never")
 
 
+_DURATION = re.compile(r"(?:(\d+(?:\.\d+)?)h)?(?:(\d+(?:\.\d+)?)m)?(?:(\d+(?:\.\d+)?)s?)?")
+
+
+def parse_duration(value: object, what: str = "duration") -> float:
+    """Seconds from 90, "90", "90s", "10m", "2h" or "1h30m"; ValueError for anything else (NaN, negative,
+    more than a week)."""
+    if isinstance(value, bool):
+        raise ValueError(f"{what} must be a duration such as 90s, 10m or 2h, not {value!r}")
+    if isinstance(value, (int, float)):
+        seconds = float(value)
+    else:
+        text = str(value).strip().lower()
+        found = _DURATION.fullmatch(text) if text else None
+        if found is None or not any(found.groups()):
+            raise ValueError(f"{what} must be a duration such as 90s, 10m or 2h, not {value!r}")
+        hours, minutes, secs = (float(g) if g else 0.0 for g in found.groups())
+        seconds = hours * 3600 + minutes * 60 + secs
+    if not math.isfinite(seconds) or seconds < 0 or seconds > MAX_START_TIMEOUT_S:
+        raise ValueError(f"{what} must be between 0 and {MAX_START_TIMEOUT_S // 86400} days, not {value!r}")
+    return seconds
+
+
 def check_number(option: str, value: float | None, *, low: float, high: float,
                  low_inclusive: bool = True) -> None:
     """Raise ConfigError unless VALUE (None: not given) is finite and within [LOW, HIGH] (or (LOW, HIGH])."""

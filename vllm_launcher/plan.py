@@ -7,9 +7,10 @@ Flag order is fixed so that rendered commands diff cleanly, and follows the seed
     --dtype, --enforce-eager, --max-model-len, --max-num-batched-tokens, --max-num-seqs,
     --enable-chunked-prefill / --no-enable-chunked-prefill,
     --gpu-memory-utilization, --tensor-parallel-size, --pipeline-parallel-size,
-    --kv-cache-dtype, --kv-cache-memory-bytes (GPU only), then `extra_args` as written.
+    --kv-cache-dtype, --enable-sleep-mode, --kv-cache-memory-bytes (GPU only), then `extra_args` as written.
 
-Env: `VLLM_CPU_KVCACHE_SPACE` (CPU, from kv_cache_space_gib), then the preset's `env` in its order.
+Env: `VLLM_CPU_KVCACHE_SPACE` (CPU, from kv_cache_space_gib), `VLLM_SERVER_DEV_MODE=1` (sleep_when_idle),
+then the preset's `env` in its order.
 Secrets are never values in a plan: `secret_env` maps the variable vLLM reads (`VLLM_API_KEY`,
 `HF_TOKEN`) to the name of the user's variable that holds it, resolved only when the process is spawned.
 """
@@ -64,6 +65,11 @@ def plan_deps(preset: Preset) -> list[str]:
     return []
 
 
+def served_model_name(preset: Preset) -> str:
+    """The model name the server answers to (`/v1/models`, the requests' `model`)."""
+    return preset.served_model_name or (DEMO_MODEL_ID if preset.model == DEMO_MODEL_ID else preset.model)
+
+
 def vllm_flags(preset: Preset) -> list[str]:
     """The vLLM flags of a preset, without the model (which `vllm serve` takes as its argument)."""
     flags: list[str] = []
@@ -72,8 +78,8 @@ def vllm_flags(preset: Preset) -> list[str]:
         if value is not None:
             flags.extend([flag, str(value)])
 
-    served = preset.served_model_name or (DEMO_MODEL_ID if preset.model == DEMO_MODEL_ID else None)
-    add("--served-model-name", served)
+    add("--served-model-name", preset.served_model_name or (DEMO_MODEL_ID if preset.model == DEMO_MODEL_ID
+                                                            else None))
     add("--host", preset.host)
     add("--port", preset.port)
     if preset.tool_calling.enabled:
@@ -92,6 +98,8 @@ def vllm_flags(preset: Preset) -> list[str]:
     add("--tensor-parallel-size", preset.tensor_parallel_size)
     add("--pipeline-parallel-size", preset.pipeline_parallel_size)
     add("--kv-cache-dtype", preset.kv_cache_dtype)
+    if preset.sleep_when_idle:
+        flags.append("--enable-sleep-mode")  # so that the gateway can put it to sleep when idle (CUDA only)
     if preset.device == "cuda" and preset.kv_cache_space_gib is not None:
         # On GPU a fixed KV size replaces the utilization-based sizing (vLLM's --kv-cache-memory-bytes).
         add("--kv-cache-memory-bytes", preset.kv_cache_space_gib * GIB)
@@ -103,6 +111,10 @@ def plan_env(preset: Preset) -> dict[str, str]:
     env: dict[str, str] = {}
     if preset.device == "cpu" and preset.kv_cache_space_gib is not None:
         env["VLLM_CPU_KVCACHE_SPACE"] = str(preset.kv_cache_space_gib)
+    if preset.sleep_when_idle:
+        # vLLM serves /sleep, /wake_up and /is_sleeping only in dev mode; the doctor keeps such a server on
+        # loopback (VL117): those endpoints take no API key.
+        env["VLLM_SERVER_DEV_MODE"] = "1"
     env.update(preset.env)
     return env
 

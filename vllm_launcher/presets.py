@@ -14,7 +14,15 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+)
 
 from vllm_launcher import paths
 from vllm_launcher.errors import ConfigError
@@ -69,6 +77,7 @@ FIELD_FLAGS = {
     # Aliases and negations vLLM 0.32's parser accepts for the same settings.
     "--no-enable-auto-tool-choice": "tool_calling.enabled", "--no-enforce-eager": "enforce_eager",
     "--device-memory-utilization": "gpu_memory_utilization",
+    "--enable-sleep-mode": "sleep_when_idle",
 }
 # Secrets on argv are visible to every user of the machine (ps, /proc): they come from the environment.
 SECRET_FLAGS = {"--api-key": "api_key_env", "--hf-token": "hf_token_env"}
@@ -125,6 +134,16 @@ ArgText = Annotated[str, AfterValidator(check_plain), AfterValidator(check_not_o
 Host = Annotated[str, AfterValidator(check_host)]
 
 
+def _duration(value: object) -> int:
+    from vllm_launcher.inputs import parse_duration
+
+    return round(parse_duration(value))
+
+
+# Seconds, written as 90, "90s", "10m" or "2h" (inputs.parse_duration).
+Duration = Annotated[int, BeforeValidator(_duration)]
+
+
 class ToolCalling(BaseModel):
     """`--enable-auto-tool-choice --tool-call-parser PARSER`."""
 
@@ -170,6 +189,23 @@ class Preset(BaseModel):
     gpus_per_node: int | None = Field(default=None, ge=1, le=MAX_GPUS)
     # Size of the client's fixed prompt (system prompt + tool schemas), for doctor's context check.
     client_prompt_tokens: int | None = Field(default=None, ge=0, le=MAX_TOKENS)
+    # The gateway (`vllm-launch gateway`): other names clients may ask for, never evict it (keep_loaded),
+    # stop (or, on GPU with sleep_when_idle, sleep) after idle_timeout without requests (None: the
+    # gateway's --idle; 0: never), requests allowed to wait for a cold start, and the GPUs it may use.
+    aliases: list[Annotated[ArgText, Field(min_length=1, max_length=256)]] = Field(default_factory=list)
+    keep_loaded: bool = False
+    idle_timeout: Duration | None = None
+    sleep_when_idle: bool = False
+    max_waiting: int = Field(default=64, ge=0, le=100_000)
+    gpus: list[Annotated[int, Field(ge=0, le=MAX_GPUS)]] | None = None
+
+    @field_validator("aliases", "gpus")
+    @classmethod
+    def _distinct(cls, value: list | None) -> list | None:
+        repeated = sorted({str(v) for v in value or [] if (value or []).count(v) > 1})
+        if repeated:
+            raise ValueError(f"names {', '.join(repeated)} more than once")
+        return value
 
     @field_validator("env", mode="before")
     @classmethod

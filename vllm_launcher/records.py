@@ -118,6 +118,8 @@ class Record:
     restarts: int = 0
     restart_times: list[float] = field(default_factory=list)
     updated_at: float = 0.0
+    kind: str = "server"  # or "gateway": `vllm-launch gateway`, whose servers name it in managed_by
+    managed_by: str = ""  # the gateway that started this server (it stops it when idle and on `down`)
 
     @property
     def endpoint(self) -> str:

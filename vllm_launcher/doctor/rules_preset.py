@@ -319,3 +319,22 @@ def exposed_without_key(facts: Facts) -> Hit | None:
     return Hit(f"host {p.host} serves on the network with no API key (api_key_env unset): anyone who can "
                f"reach port {p.port} can use the model; /health and /metrics are never protected",
                "set api_key_env: NAME_OF_A_VARIABLE_HOLDING_THE_KEY, or host: 127.0.0.1")
+
+
+def sleep_mode_exposed(facts: Facts) -> Hit | None:
+    p = facts.preset
+    if not p.sleep_when_idle or is_loopback(p.host):
+        return None
+    return Hit(f"sleep_when_idle serves vLLM's dev endpoints (/sleep, /wake_up: VLLM_SERVER_DEV_MODE=1), "
+               f"which take no API key, on {p.host}: anyone who reaches port {p.port} can put it to sleep",
+               "keep host: 127.0.0.1 for a preset that sleeps (the gateway talks to it on loopback)")
+
+
+def sleep_mode_on_cpu(facts: Facts) -> Hit | None:
+    p = facts.preset
+    if not p.sleep_when_idle or p.device != "cpu":
+        return None
+    return Hit("sleep_when_idle on a CPU preset: vLLM's sleep mode offloads GPU memory and exists only on "
+               "CUDA; vLLM CPU may refuse --enable-sleep-mode, and the gateway stops an idle CPU server "
+               "instead",
+               "set sleep_when_idle: false (the gateway stops it when idle)")
