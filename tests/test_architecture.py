@@ -20,7 +20,8 @@ LAYERS: dict[str, set[str]] = {
     "exporters": {"base", "core"},
     "doctor": {"base", "core", "machine"},
     "supervise": {"base", "core", "machine", "doctor"},
-    "commands": {"base", "core", "machine", "exporters", "doctor", "supervise"},
+    "gateway": {"base", "core", "machine", "doctor", "supervise", "exporters"},
+    "commands": {"base", "core", "machine", "exporters", "doctor", "supervise", "gateway"},
     "cli": {"base", "commands"},
 }
 BASE = {"errors", "paths", "units", "safe_text", "files", "atomic", "inputs", "output", "stat_cache",
@@ -36,7 +37,7 @@ def layer_of(module: str) -> str:
         return "base"
     if parts[0] == "__main__":  # `python -m vllm_launcher`: the CLI
         return "cli"
-    if parts[0] in ("exporters", "doctor", "supervise", "commands", "cli"):
+    if parts[0] in ("exporters", "doctor", "supervise", "gateway", "commands", "cli"):
         return parts[0]
     if parts[0] in CORE:
         return "core"

@@ -12,7 +12,8 @@ from pathlib import Path
 import pytest
 from cli_helpers import isolated_env, user_presets_dir
 
-HEAVY = ("torch", "vllm", "transformers")
+# The gateway's server stack is loaded only by `gateway` itself.
+HEAVY = ("torch", "vllm", "transformers", "aiohttp", "prometheus_client", "uvloop")
 PROBE = (
     "import sys, atexit\n"
     "atexit.register(lambda: sys.stderr.write('\\nHEAVY:' + "
@@ -26,6 +27,7 @@ PROBE = (
     ["--help"], ["render", "--help"], ["render", "gpu-7b"], ["render", "cpu-16k", "-f", "json"],
     ["render", "gpu-7b", "--entrypoint", "serve"], ["show", "cpu-3b"], ["presets"], ["presets", "--json"],
     ["render", "nope"], ["render", "gpu-7b", "-f", "k8s"], ["render", "cpu-16k", "-f", "compose"],
+    ["gateway", "--help"], ["gateway", "cpu-test", "--render", "systemd"], ["status"],
 ])
 def test_no_heavy_imports(args: list[str], tmp_path: Path) -> None:
     result = subprocess.run([sys.executable, "-c", PROBE, *args], env=isolated_env(tmp_path),

@@ -61,7 +61,7 @@ def _annotation(param: Param) -> Any:
         info = typer.Argument(metavar=param.metavar, help=param.help, show_default=False)
     else:
         info = typer.Option(*param.flags, help=param.help, metavar=param.metavar, rich_help_panel=param.panel,
-                            show_default=param.default not in (None, False))
+                            show_default=param.default not in (None, False), hidden=param.hidden)
     optional = param.kind is not bool and (param.default is None or param.many)
     return Annotated[Optional[kind] if optional else kind, info]  # noqa: UP045
 

@@ -39,6 +39,7 @@ class Param:
     required: bool = False  # arguments only
     panel: str | None = None
     group: str | None = None  # "overrides" | "export"
+    hidden: bool = False  # used by vllm-launch itself (the detached gateway), not shown in --help
 
     @property
     def is_argument(self) -> bool:
@@ -146,6 +147,36 @@ UP_PARAMS: tuple[Param, ...] = (
     flag("verbose", ("--verbose", "-v"),
          "Echo vLLM's INFO lines too (by default they go to the log file only)."),
     *OVERRIDES,
+)
+
+
+# --------------------------------------------------------------------------------------- gateway
+
+GATEWAY_PARAMS: tuple[Param, ...] = (
+    argument("presets", "[PRESET]...", "Presets to serve (names or YAML paths); none: every preset that fits "
+             "this machine.", required=False, many=True),
+    Param("name", ("--name",), str, "The gateway's name (status, logs, down).", default="gateway"),
+    Param("host", ("--host",), str, "Address to bind (default 127.0.0.1).", default="127.0.0.1"),
+    Param("port", ("--port",), int, "Port of the one endpoint.", default=8080),
+    Param("idle", ("--idle",), str, "Stop (or put to sleep) a server after this long without requests, "
+          "unless its preset sets idle_timeout; 0: never.", default="10m", metavar="DURATION"),
+    flag("detach", ("--detach", "-d"), "Return once it listens, leaving the gateway in the background."),
+    Param("api_key_env", ("--api-key-env",), str, "Require this variable's value as the clients' API key.",
+          metavar="NAME"),
+    Param("upstream", ("--upstream",), str, "Also route NAME to a server that runs already (never started or "
+          "stopped by the gateway); repeatable.", metavar="NAME=URL", many=True),
+    Param("hardware_file", ("--hardware",), str,
+          "Schedule against a saved probe (`vllm-launch probe --json`).", metavar="FILE"),
+    Param("memory_gib", ("--memory-gib",), float, "Host RAM the servers may use together (default: what is "
+          "available).", metavar="GIB"),
+    Param("gpu_memory_gib", ("--gpu-memory-gib",), float, "Memory per GPU the servers may use together "
+          "(default: each GPU's total).", metavar="GIB"),
+    Param("start_timeout", ("--start-timeout",), str, "Give up on a cold start after this long.",
+          default="30m", metavar="DURATION"),
+    Param("render", ("--render",), str, "Print a unit file for this gateway instead of running it.",
+          choices=("systemd",)),
+    Param("output_dir", ("--output", "-o"), str, "With --render: write the file into this directory."),
+    Param("log_file", ("--log-file",), str, "Where a detached gateway logs.", hidden=True),
 )
 
 

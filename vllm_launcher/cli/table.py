@@ -15,6 +15,7 @@ from vllm_launcher.cli.options import (
     ENTRYPOINT,
     EXPORTS,
     FORMAT,
+    GATEWAY_PARAMS,
     HARDWARE,
     JSON,
     MACHINE,
@@ -79,6 +80,9 @@ COMMANDS: tuple[Command, ...] = (
              flag("all_servers", ("--all",), "Stop every server."),
              Param("timeout_s", ("--timeout",), float, "Seconds for a clean stop before SIGKILL.",
                    default=30.0, metavar="S"))),
+    Command("gateway", "gateway:gateway", "One OpenAI endpoint for your presets: start a model's server on "
+            "its first request, make room by the memory estimate, stop or sleep it when idle.",
+            GATEWAY_PARAMS),
     Command("doctor", "doctor:doctor", "Check presets, the environment, a running server or a vLLM log; say "
             "how to fix each problem.",
             (argument("names", "[PRESET]...", "Presets (names or YAML paths); none: every preset plus the "

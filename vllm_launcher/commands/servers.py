@@ -89,7 +89,12 @@ def status_table(entries: list[dict[str, Any]]) -> str:
         kv = f"{e['kv_cache_usage'] * 100:.0f}%" if e.get("kv_cache_usage") is not None else "-"
         reqs = (f"{e['running']:.0f}/{e['waiting']:.0f}" if e.get("running") is not None
                 and e.get("waiting") is not None else "-")
-        rows.append([e["name"], e["model"] or "-", e["endpoint"] or "-", e["state"], e["pid"] or "-",
+        model = e["model"] or "-"
+        if e.get("kind") == "gateway":
+            model = f"gateway for {model}"
+        elif e.get("managed_by"):
+            model = f"{model} (via {e['managed_by']})"
+        rows.append([e["name"], model, e["endpoint"] or "-", e["state"], e["pid"] or "-",
                      _fmt_uptime(e["uptime_s"]), e["restarts"], _fmt_bytes(e["memory_bytes"]), reqs, kv])
     text = output.table(["NAME", "MODEL", "ENDPOINT", "STATE", "PID", "UPTIME", "RESTARTS", "MEMORY",
                          "RUN/WAIT", "KV"], rows)
@@ -168,10 +173,35 @@ def logs(name: str, follow: bool = False, lines: int = 50) -> Result:
 # --------------------------------------------------------------------------------------------- down
 
 
+def _servers_of_gateways(targets: list[records.AnyRecord]) -> list[records.AnyRecord]:
+    """The servers a gateway among TARGETS started and left behind (a gateway stops its own when it is asked
+    to; these are what remains when it could not, e.g. after it was killed)."""
+    gateways = {r.name for r in targets if isinstance(r, records.Record) and r.kind == "gateway"}
+    return [r for r in records.list_records() if r.managed_by in gateways]
+
+
+def _stop_one(record: records.AnyRecord, gateway: bool, timeout_s: float, lines: list[str],
+              errors: list[str]) -> None:
+    from vllm_launcher.supervise.stop import cleanup
+
+    result = cleanup(record, timeout_s)
+    how = ", ".join(result.signals) or "already stopped"
+    shm = f", removed {len(result.shm_removed)} /dev/shm segment(s)" if result.shm_removed else ""
+    if result.survivors:
+        errors.append(f"{record.name}: processes survived: {result.survivors}")
+    elif not result.port_free:
+        holder = f" (held by {result.port_holder})" if result.port_holder else ""
+        errors.append(f"{record.name}: stopped, but port {record.port} is still in use{holder}")
+    elif isinstance(record, records.CorruptRecord):
+        lines.append(f"removed the damaged record of {record.name} ({how}{shm})")
+    else:
+        what = f"gateway {record.name}" if gateway else record.name
+        lines.append(f"stopped {what} ({how}; {result.seconds:.1f} s{shm}); port {record.port} is free")
+
+
 def down(name: str | None = None, all_servers: bool = False, timeout_s: float = 30.0) -> Result:
     """Stop a server (or all) and its whole tree; confirm that nothing is left and the port is free."""
     from vllm_launcher.supervise.claim import unknown_server
-    from vllm_launcher.supervise.stop import cleanup
 
     if (name is None) == (not all_servers):
         raise ConfigError("give a server NAME or --all (not both)")
@@ -185,19 +215,18 @@ def down(name: str | None = None, all_servers: bool = False, timeout_s: float = 
         targets = [record]
     if not targets:
         return Result(text="no servers to stop")
-    lines, errors = [], []
-    for record in targets:
-        result = cleanup(record, timeout_s)
-        how = ", ".join(result.signals) or "already stopped"
-        shm = f", removed {len(result.shm_removed)} /dev/shm segment(s)" if result.shm_removed else ""
-        if result.survivors:
-            errors.append(f"{record.name}: processes survived: {result.survivors}")
-        elif not result.port_free:
-            holder = f" (held by {result.port_holder})" if result.port_holder else ""
-            errors.append(f"{record.name}: stopped, but port {record.port} is still in use{holder}")
-        elif isinstance(record, records.CorruptRecord):
-            lines.append(f"removed the damaged record of {record.name} ({how}{shm})")
-        else:
-            lines.append(f"stopped {record.name} ({how}; {result.seconds:.1f} s{shm}); "
-                         f"port {record.port} is free")
+    lines: list[str] = []
+    errors: list[str] = []
+    # A gateway first (it stops the servers it started), then the servers named, then what a gateway that
+    # could not stop its servers (killed) left behind.
+    gateways: list[records.AnyRecord] = [r for r in targets
+                                         if isinstance(r, records.Record) and r.kind == "gateway"]
+    named = [r for r in targets if r not in gateways]
+    left = [r for r in _servers_of_gateways(gateways) if r.name not in {n.name for n in named}]
+    for record in [*gateways, *named, *left]:
+        if record not in gateways and records.read_any(record.name) is None:
+            if isinstance(record, records.Record) and record.managed_by:
+                lines.append(f"stopped {record.name} (by its gateway {record.managed_by})")
+            continue
+        _stop_one(record, record in gateways, timeout_s, lines, errors)
     return Result(text="\n".join(lines) if lines else None, errors=errors, code=1 if errors else 0)

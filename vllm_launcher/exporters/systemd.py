@@ -125,3 +125,40 @@ def render(preset: Preset, options: ExportOptions) -> dict[str, str]:
         "WantedBy=multi-user.target",
     ]
     return {unit_name: "\n".join(lines) + "\n"}
+
+
+def gateway_unit(name: str, argv: list[str], env_file: str | None, user: str | None,
+                 needs_key: bool) -> dict[str, str]:
+    """A unit for the gateway alone (`vllm-launch gateway ... --render systemd`): it starts the servers it
+    routes to itself, on demand. KillMode=mixed: SIGTERM to the gateway only, so that it stops its servers
+    cleanly; whatever is left after TimeoutStopSec is killed with the whole control group."""
+    unit_name = f"vllm-launch-{name}.service"
+    env_path = env_file or f"/etc/vllm-launch/{name}.env"
+    lines = [
+        *common.header([f"vllm-launch gateway {name}: one OpenAI endpoint in front of its presets.",
+                        f"Install: copy to /etc/systemd/system/{unit_name}, then",
+                        f"  systemctl daemon-reload && systemctl enable --now {unit_name}"]).splitlines(),
+        "[Unit]",
+        f"Description=vllm-launch gateway {name}",
+        "After=network-online.target",
+        "Wants=network-online.target",
+        "",
+        "[Service]",
+        "Type=exec",
+    ]
+    if user:
+        lines.append(f"User={user}")
+    lines.append("Environment=PYTHONUNBUFFERED=1")
+    lines.append(f"EnvironmentFile={'' if needs_key else '-'}{unit_text(env_path)}")
+    lines += [
+        f"ExecStart={exec_line(argv)}",
+        "Restart=on-failure",
+        f"RestartSec={RESTART_SEC_S}",
+        "KillMode=mixed",
+        "KillSignal=SIGTERM",
+        "TimeoutStopSec=120",
+        "",
+        "[Install]",
+        "WantedBy=multi-user.target",
+    ]
+    return {unit_name: "\n".join(lines) + "\n"}

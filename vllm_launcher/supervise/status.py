@@ -41,10 +41,12 @@ def status_entry(record: AnyRecord, with_metrics: bool = True) -> dict[str, Any]
         "uptime_s": round(now - record.ready_at, 1) if record.ready_at and current == records.READY else None,
         "started_at": record.started_at, "memory_bytes": rss, "processes": len(live), "log": record.log_path,
         "running": None, "waiting": None, "kv_cache_usage": None,
+        "kind": record.kind, "managed_by": record.managed_by or None,
     }
     if record.diagnosis:
         entry["diagnosis"] = record.diagnosis
-    if with_metrics and server_up and current in (records.READY, records.UNHEALTHY):
+    serving = server_up and current in (records.READY, records.UNHEALTHY)
+    if with_metrics and record.kind == "server" and serving:
         entry.update(readiness.metrics(record.host, record.port, timeout_s=0.5))
     return entry
 

@@ -9,7 +9,12 @@ The tests drive it with environment variables:
   FAKE_VLLM_MODE         comma-separated: slow_start, exit_during_start, crash_after_ready, never_ready,
                          ignore_sigterm (like vLLM while starting), ignore_signals (SIGINT and SIGTERM),
                          orphan_children (children ignore signals; one leaves the process group),
-                         flapping_health (503 bursts after ready), unhealthy (503 for good after ready)
+                         flapping_health (503 bursts after ready), unhealthy (503 for good after ready),
+                         crash_mid_stream (exit after two streamed chunks), crash_mid_response (exit after
+                         half a JSON body)
+  FAKE_VLLM_STREAM_DELAY_S / FAKE_VLLM_STREAM_TOKENS  "stream": true answers: seconds between chunks, chunks
+  VLLM_SERVER_DEV_MODE=1 /sleep, /wake_up, /is_sleeping as vLLM's dev endpoints (requests fail while asleep;
+                         /sleep fails without --enable-sleep-mode)
   FAKE_VLLM_START_S      seconds from start to ready (default 0.2)
   FAKE_VLLM_ERROR        the error line printed by exit_during_start
   FAKE_VLLM_CRASH_AFTER_S  crash_after_ready: seconds of service before exiting 1 (default 0.5)
@@ -83,6 +88,8 @@ def engine_main() -> None:
 class State:
     ready_at = 0.0
     served = "fake"
+    sleeping = False
+    sleep_mode = False  # --enable-sleep-mode
 
 
 def health_status() -> int:
@@ -97,14 +104,21 @@ def health_status() -> int:
 
 
 class Handler(BaseHTTPRequestHandler):
+    # As uvicorn: keep-alive, and streams in chunked encoding (a server that dies mid-stream is then an
+    # incomplete body, not an ordinary end).
+    protocol_version = "HTTP/1.1"
+
     def log_message(self, fmt: str, *args: object) -> None:
         log(f'"{self.command} {self.path}" {args[1] if len(args) > 1 else ""}')
 
-    def _send(self, status: int, body: object, content_type: str = "application/json") -> None:
+    def _send(self, status: int, body: object, content_type: str = "application/json",
+              extra_headers: dict[str, str] | None = None) -> None:
         data = body.encode() if isinstance(body, str) else json.dumps(body).encode()
         self.send_response(status)
         self.send_header("Content-Type", content_type)
         self.send_header("Content-Length", str(len(data)))
+        for key, value in (extra_headers or {}).items():
+            self.send_header(key, value)
         self.end_headers()
         self.wfile.write(data)
 
@@ -121,6 +135,8 @@ class Handler(BaseHTTPRequestHandler):
                 return
             self._send(200, {"object": "list", "data": [
                 {"id": State.served, "object": "model", "owned_by": "vllm", "max_model_len": 2048}]})
+        elif self.path == "/is_sleeping" and os.environ.get("VLLM_SERVER_DEV_MODE") == "1":
+            self._send(200, {"is_sleeping": State.sleeping})
         elif self.path == "/metrics":
             self._send(200, "# HELP vllm:num_requests_running x\n"
                             f'vllm:num_requests_running{{engine="0",model_name="{State.served}"}} 1.0\n'
@@ -133,16 +149,96 @@ class Handler(BaseHTTPRequestHandler):
     def do_POST(self) -> None:
         length = int(self.headers.get("Content-Length") or 0)
         request = json.loads(self.rfile.read(length) or b"{}")
-        if self.path != "/v1/chat/completions":
+        path = self.path.split("?", 1)[0]
+        if path in ("/sleep", "/wake_up") and os.environ.get("VLLM_SERVER_DEV_MODE") == "1":
+            if not State.sleep_mode:  # vLLM: the engine was not built for sleeping
+                self._send(500, {"error": {"message": "Sleep mode is not enabled",
+                                           "type": "InternalServerError"}})
+                return
+            State.sleeping = path == "/sleep"
+            log(f"dev endpoint {self.path}: sleeping={State.sleeping}")
+            self._send(200, "")
+            return
+        if path not in ANSWERS:
             self._send(404, {"detail": "Not Found"})
             return
         if not self._authorized():
             self._send(401, {"error": "Unauthorized"})
             return
-        self._send(200, {"id": "chatcmpl-fake", "object": "chat.completion", "model": request.get("model"),
-                         "choices": [{"index": 0, "finish_reason": "stop",
-                                      "message": {"role": "assistant", "content": "hello from fake vllm"}}],
-                         "usage": {"prompt_tokens": 3, "completion_tokens": 4, "total_tokens": 7}})
+        if State.sleeping:
+            self._send(500, {"error": {"message": "the engine is asleep", "type": "InternalServerError"}})
+            return
+        if request.get("model") != State.served and path.startswith("/v1"):
+            self._send(404, {"error": {"message": f"The model `{request.get('model')}` does not exist.",
+                                       "type": "NotFoundError", "param": None, "code": 404}})
+            return
+        if request.get("max_tokens") == -1:
+            self._send(400, {"error": {"message": "max_tokens must be at least 1, got -1.",
+                                       "type": "BadRequestError", "param": None, "code": 400}},
+                       extra_headers={"X-Fake-Upstream": "kept"})
+            return
+        if request.get("stream"):
+            self._stream(request)
+            return
+        if "crash_mid_response" in MODES:
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", "1000")
+            self.end_headers()
+            self.wfile.write(b'{"id": "chatcmpl-fake", "choi')
+            self.wfile.flush()
+            os._exit(1)
+        self._send(200, ANSWERS[path](request), extra_headers={"X-Fake-Upstream": "kept"})
+
+    def _stream(self, request: dict) -> None:
+        """Server-sent events, one token per FAKE_VLLM_STREAM_DELAY_S, as vLLM streams them."""
+        delay = float(os.environ.get("FAKE_VLLM_STREAM_DELAY_S", "0.05"))
+        count = int(os.environ.get("FAKE_VLLM_STREAM_TOKENS", "10"))
+        self.send_response(200)
+        self.send_header("Content-Type", "text/event-stream; charset=utf-8")
+        self.send_header("Transfer-Encoding", "chunked")
+        self.end_headers()
+
+        def send(data: bytes) -> None:
+            self.wfile.write(b"%x\r\n%s\r\n" % (len(data), data))
+            self.wfile.flush()
+
+        try:
+            for index in range(count):
+                if "crash_mid_stream" in MODES and index == 2:
+                    os._exit(1)
+                chunk = {"id": "chatcmpl-fake", "object": "chat.completion.chunk",
+                         "model": request.get("model"),
+                         "choices": [{"index": 0, "delta": {"content": f"tok{index} "}}],
+                         "sent_at": time.time()}
+                send(f"data: {json.dumps(chunk)}\n\n".encode())
+                time.sleep(delay)
+            send(b"data: [DONE]\n\n")
+            send(b"")
+            log(f"stream finished: {count} chunks")
+        except (BrokenPipeError, ConnectionResetError):
+            log("stream cancelled: the client went away")
+
+
+def _chat(request: dict) -> dict:
+    return {"id": "chatcmpl-fake", "object": "chat.completion", "model": request.get("model"),
+            "choices": [{"index": 0, "finish_reason": "stop",
+                         "message": {"role": "assistant", "content": "hello from fake vllm"}}],
+            "usage": {"prompt_tokens": 3, "completion_tokens": 4, "total_tokens": 7}}
+
+
+ANSWERS = {
+    "/v1/chat/completions": _chat,
+    "/v1/completions": lambda r: {"id": "cmpl-fake", "object": "text_completion", "model": r.get("model"),
+                                  "choices": [{"index": 0, "text": "fake", "finish_reason": "stop"}]},
+    "/v1/embeddings": lambda r: {"object": "list", "model": r.get("model"),
+                                 "data": [{"object": "embedding", "index": 0, "embedding": [0.1, 0.2]}]},
+    "/v1/responses": lambda r: {"id": "resp-fake", "object": "response", "model": r.get("model"),
+                                "output": [{"type": "message",
+                                            "content": [{"type": "output_text", "text": "fake"}]}]},
+    "/tokenize": lambda r: {"tokens": [1, 2, 3], "count": 3, "max_model_len": 2048},
+    "/detokenize": lambda r: {"prompt": "fake text"},
+}
 
 
 def set_signal_handlers() -> None:
@@ -174,8 +270,10 @@ def main() -> None:
     parser.add_argument("--served-model-name")
     parser.add_argument("--host", default="0.0.0.0")
     parser.add_argument("--port", type=int, default=8000)
+    parser.add_argument("--enable-sleep-mode", action="store_true")
     args, _unknown = parser.parse_known_args()
     State.served = args.served_model_name or args.model
+    State.sleep_mode = args.enable_sleep_mode
     set_signal_handlers()
     log(f"vLLM API server version 0.0.0+fake; args: model={args.model}")
     print(f"WARNING {time.strftime('%m-%d %H:%M:%S')} [fake_vllm] fake warning: the fake server is not vLLM",

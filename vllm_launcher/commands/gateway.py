@@ -1,0 +1,76 @@
+"""`gateway`: one OpenAI-compatible endpoint in front of presets (vllm_launcher.gateway)."""
+
+from __future__ import annotations
+
+import sys
+from typing import TYPE_CHECKING
+
+from vllm_launcher.errors import ConfigError
+from vllm_launcher.inputs import check_number, check_server_name, parse_duration
+from vllm_launcher.output import Result
+
+if TYPE_CHECKING:
+    from vllm_launcher.gateway.service import GatewayConfig
+
+
+def gateway(presets: list[str] | None = None, name: str = "gateway", host: str = "127.0.0.1",
+            port: int = 8080, idle: str = "10m", detach: bool = False, api_key_env: str | None = None,
+            upstream: list[str] | None = None, hardware_file: str | None = None,
+            memory_gib: float | None = None,
+            gpu_memory_gib: float | None = None, start_timeout: str = "30m", render: str | None = None,
+            output_dir: str | None = None, log_file: str | None = None) -> Result:
+    """Serve PRESETS (default: every preset that fits this machine) behind one endpoint."""
+    from vllm_launcher.gateway.service import GatewayConfig, run, start_detached
+    from vllm_launcher.safe_text import check_host
+
+    check_server_name("--name", name)
+    check_number("--port", port, low=1, high=65535)
+    check_number("--memory-gib", memory_gib, low=0, high=1 << 24, low_inclusive=False)
+    check_number("--gpu-memory-gib", gpu_memory_gib, low=0, high=1 << 16, low_inclusive=False)
+    try:
+        check_host(host)
+        idle_s = parse_duration(idle, "--idle")
+        start_s = parse_duration(start_timeout, "--start-timeout")
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
+    if api_key_env is not None and not api_key_env.replace("_", "a").isalnum():
+        raise ConfigError(f"{api_key_env!r} is not an environment variable name", source="--api-key-env")
+    argv = _argv(presets or [], name, host, port, idle, api_key_env, upstream or [], hardware_file,
+                 memory_gib, gpu_memory_gib, start_timeout)
+    config = GatewayConfig(name=name, presets=list(presets or []), upstreams=list(upstream or []), host=host,
+                           port=port, idle_s=idle_s, api_key_env=api_key_env, hardware_file=hardware_file,
+                           memory_gib=memory_gib, gpu_memory_gib=gpu_memory_gib, start_timeout_s=start_s,
+                           argv=[sys.executable, "-m", "vllm_launcher", *argv])
+    if render is not None:
+        return _render(render, config, output_dir)
+    if detach:
+        return start_detached(config, argv)
+    return Result(code=run(config, log_path=log_file or ""))
+
+
+def _argv(presets: list[str], name: str, host: str, port: int, idle: str, api_key_env: str | None,
+          upstream: list[str], hardware_file: str | None, memory_gib: float | None,
+          gpu_memory_gib: float | None,
+          start_timeout: str) -> list[str]:
+    """The `gateway` command line that runs this gateway (the detached daemon's and the unit's)."""
+    argv = ["gateway", *presets, "--name", name, "--host", host, "--port", str(port), "--idle", str(idle),
+            "--start-timeout", str(start_timeout)]
+    for flag, value in (("--api-key-env", api_key_env), ("--hardware", hardware_file),
+                        ("--memory-gib", memory_gib), ("--gpu-memory-gib", gpu_memory_gib)):
+        if value is not None:
+            argv += [flag, str(value)]
+    for spec in upstream:
+        argv += ["--upstream", spec]
+    return argv
+
+
+def _render(fmt: str, config: GatewayConfig, output_dir: str | None) -> Result:
+    from vllm_launcher.exporters import as_text, write_files
+    from vllm_launcher.exporters.systemd import gateway_unit
+
+    if fmt != "systemd":
+        raise ConfigError(f"the gateway renders only as systemd, not {fmt!r}", source="--render")
+    files = gateway_unit(config.name, config.argv, None, None, bool(config.api_key_env))
+    if output_dir:
+        return Result(text="\n".join(f"wrote {path}" for path in write_files(files, output_dir)))
+    return Result(text=as_text(files).rstrip("\n"))
