@@ -229,6 +229,18 @@ def test_a_start_failure_is_503_with_the_diagnosis_and_is_not_retried(gateways, 
     assert gateway.state("broken") == "failed"
 
 
+def test_a_port_taken_between_pick_and_bind_is_retried_on_another(gateways, fake_env, tmp_path):
+    marker = tmp_path / "port-taken-once"
+    preset(fake_env, "racy", env={"FAKE_VLLM_PORT_TAKEN_ONCE": str(marker)})
+    gateway = gateways("racy", "--idle", "0")
+    answer = gateway.chat("racy")
+    assert answer.status_code == 200, answer.text
+    assert marker.exists()  # the first server did fail to bind
+    log = gateway.log()
+    assert "was taken before vLLM bound it; trying another (attempt 2 of 3)" in log
+    assert log.count("cold start racy: ready in") == 1 and status(fake_env)["racy"]["state"] == "ready"
+
+
 # ------------------------------------------------------------------------------------- scheduling
 
 

@@ -92,6 +92,10 @@ class FleetOptions:
     stop_timeout_s: float = 30.0
 
 
+PORT_ATTEMPTS = 3
+PORT_IN_USE = "VL514"  # vllm_launcher.doctor.logs: the port is already taken
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -254,8 +258,14 @@ class Fleet:
         started = time.monotonic()
         self.log(f"cold start {name}: starting its server")
         try:
-            record, daemon = await asyncio.to_thread(self._start_blocking, backend)
-            final = await self._wait_ready(record, daemon)
+            for attempt in range(1, PORT_ATTEMPTS + 1):
+                record, daemon = await asyncio.to_thread(self._start_blocking, backend)
+                final = await self._wait_ready(record, daemon)
+                # The free port we picked can be taken by anyone before vLLM binds it: pick another.
+                if final.diagnosis.get("rule") != PORT_IN_USE or attempt == PORT_ATTEMPTS or self.closing:
+                    break
+                self.log(f"cold start {name}: port {record.port} was taken before vLLM bound it; "
+                         f"trying another (attempt {attempt + 1} of {PORT_ATTEMPTS})")
             if final.state == records.READY:
                 backend.state, backend.base_url = RUNNING, final.endpoint
                 backend.last_used = time.monotonic()

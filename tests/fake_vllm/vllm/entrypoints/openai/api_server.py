@@ -20,6 +20,8 @@ The tests drive it with environment variables:
   FAKE_VLLM_CRASH_AFTER_S  crash_after_ready: seconds of service before exiting 1 (default 0.5)
   FAKE_VLLM_FLAP_OK_S / FAKE_VLLM_FLAP_BAD_S  flapping_health: seconds healthy / seconds 503
   FAKE_VLLM_READY_FILE   write the epoch time at which /health started answering 200
+  FAKE_VLLM_PORT_TAKEN_ONCE  a path: the first start (no file there yet) creates it and fails to bind
+                         as if someone took the port after it was picked
   FAKE_VLLM_DIST_STORE   "1": like vLLM 0.32's worker, create the gloo file store $TMPDIR/vllm_dist_<hex>
                          (~2 KB, left behind on exit) and log `distributed_init_method=file://...`
 """
@@ -304,6 +306,10 @@ def main() -> None:
             log("still loading...")
             time.sleep(0.2)
     try:
+        taken_once = os.environ.get("FAKE_VLLM_PORT_TAKEN_ONCE")
+        if taken_once and not os.path.exists(taken_once):
+            open(taken_once, "w").close()
+            raise OSError(98, "Address already in use")
         server = ThreadingHTTPServer((args.host, args.port), Handler)
     except OSError as exc:
         print(f"OSError: [Errno {exc.errno}] error while attempting to bind on address "
