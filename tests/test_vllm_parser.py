@@ -58,11 +58,24 @@ def test_every_builtin_preset_parses_with_vllm(tmp_path: Path) -> None:
         "--set", "kv_cache_dtype=fp8", "--set", "served_model_name=coder",
         "--set", "pipeline_parallel_size=1", "--gpu-memory-utilization", "0.8"], env)["argv"][3:]
     argvs["gpu-7b+kv-bytes"] = render_json(["gpu-7b", "--kv-cache", "20"], env)["argv"][3:]
+    argvs["gpu-7b+fp8+dp"] = render_json(["gpu-7b", "--quantization", "fp8", "--dp", "2"], env)["argv"][3:]
     verdicts = vllm_parse(argvs)
     failed = {name: v["error"] for name, v in verdicts.items() if not v["ok"]}
     assert not failed, failed
     assert verdicts["gpu-7b"]["model"] == "Qwen/Qwen2.5-Coder-7B-Instruct"
     assert verdicts["gpu-7b"]["host"] == "127.0.0.1" and verdicts["gpu-7b"]["port"] == 8000
+
+
+def test_quantization_choices_are_the_installed_vllms() -> None:
+    """The preset's `quantization` choices are exactly what the installed vLLM's --quantization accepts."""
+    from vllm_launcher.presets import QUANTIZATION_METHODS
+
+    result = subprocess.run(
+        [sys.executable, "-c", "import json; from vllm.model_executor.layers.quantization import "
+         "QUANTIZATION_METHODS as q; print(json.dumps(list(q)))"],
+        capture_output=True, text=True, timeout=300, check=False)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert list(QUANTIZATION_METHODS) == json.loads(result.stdout.strip().splitlines()[-1])
 
 
 def test_vllm_parser_rejects_what_it_should(tmp_path: Path) -> None:
@@ -90,7 +103,7 @@ PROTECTED = {"model", "served_model_name", "host", "port", "enable_auto_tool_cho
              "dtype", "enforce_eager", "max_model_len", "max_num_batched_tokens", "max_num_seqs",
              "enable_chunked_prefill", "gpu_memory_utilization", "tensor_parallel_size",
              "pipeline_parallel_size", "kv_cache_dtype", "kv_cache_memory_bytes", "api_key", "hf_token",
-             "config"}
+             "config", "quantization", "data_parallel_size"}
 parser = make_arg_parser(FlexibleArgumentParser())
 options = sorted(s for s in parser._option_string_actions if s.startswith("--"))
 

@@ -97,6 +97,8 @@ def vllm_flags(preset: Preset) -> list[str]:
     add("--gpu-memory-utilization", preset.gpu_memory_utilization)
     add("--tensor-parallel-size", preset.tensor_parallel_size)
     add("--pipeline-parallel-size", preset.pipeline_parallel_size)
+    add("--data-parallel-size", preset.data_parallel_size)
+    add("--quantization", preset.quantization)
     add("--kv-cache-dtype", preset.kv_cache_dtype)
     if preset.sleep_when_idle:
         flags.append("--enable-sleep-mode")  # so that the gateway can put it to sleep when idle (CUDA only)

@@ -62,6 +62,17 @@ def _check_env_value(value: str) -> str:
     return value
 
 
+# vLLM 0.32's `--quantization` choices (vllm/model_executor/layers/quantization/__init__.py,
+# QuantizationMethods; tests/test_vllm_parser.py compares them with the installed vLLM's). bitsandbytes and
+# gguf are gone from this list in 0.32: vLLM reads those from the checkpoint's own quantization_config.
+QUANTIZATION_METHODS = (
+    "awq", "auto_awq", "fp8", "fbgemm_fp8", "fp_quant", "modelopt", "modelopt_fp4", "modelopt_mxfp8",
+    "modelopt_mixed", "auto_gptq", "gptq", "gptq_marlin", "awq_marlin", "humming", "compressed-tensors",
+    "experts_int8", "quark", "moe_wna16", "torchao", "inc", "mxfp4", "gpt_oss_mxfp4", "deepseek_v4_fp8",
+    "online", "fp8_per_tensor", "fp8_per_block", "fp8_per_channel", "int8_per_channel_weight_only",
+    "nvfp4_per_token", "mxfp8",
+)
+
 # vLLM flags that preset fields render: in extra_args they would repeat or contradict the field (and the
 # checks that read the field, e.g. the port), so they are refused with the field to set instead.
 FIELD_FLAGS = {
@@ -73,7 +84,8 @@ FIELD_FLAGS = {
     "--no-enable-chunked-prefill": "enable_chunked_prefill",
     "--gpu-memory-utilization": "gpu_memory_utilization", "--tensor-parallel-size": "tensor_parallel_size",
     "--pipeline-parallel-size": "pipeline_parallel_size", "--kv-cache-dtype": "kv_cache_dtype",
-    "--kv-cache-memory-bytes": "kv_cache_space_gib",
+    "--kv-cache-memory-bytes": "kv_cache_space_gib", "--quantization": "quantization",
+    "--data-parallel-size": "data_parallel_size",
     # Aliases and negations vLLM 0.32's parser accepts for the same settings.
     "--no-enable-auto-tool-choice": "tool_calling.enabled", "--no-enforce-eager": "enforce_eager",
     "--device-memory-utilization": "gpu_memory_utilization",
@@ -168,6 +180,10 @@ class Preset(BaseModel):
     dtype: Literal["auto", "half", "float16", "bfloat16", "float", "float32"] | None = None
     tensor_parallel_size: int | None = Field(default=None, ge=1, le=MAX_GPUS)
     pipeline_parallel_size: int | None = Field(default=None, ge=1, le=MAX_GPUS)
+    # Replicas of the whole TP x PP engine behind one API server (`--data-parallel-size`).
+    data_parallel_size: int | None = Field(default=None, ge=1, le=MAX_GPUS)
+    # vLLM's `--quantization`: how the weights are stored or quantized on load (online fp8 halves bf16).
+    quantization: Literal[QUANTIZATION_METHODS] | None = None  # type: ignore[valid-type]
     gpu_memory_utilization: float | None = Field(default=None, gt=0, le=1)
     max_model_len: int | None = Field(default=None, ge=1, le=MAX_TOKENS)
     max_num_batched_tokens: int | None = Field(default=None, ge=1, le=MAX_TOKENS)
@@ -198,6 +214,16 @@ class Preset(BaseModel):
     sleep_when_idle: bool = False
     max_waiting: int = Field(default=64, ge=0, le=100_000)
     gpus: list[Annotated[int, Field(ge=0, le=MAX_GPUS)]] | None = None
+
+    @property
+    def engine_gpus(self) -> int:
+        """GPUs (or CPU workers) one engine uses: TP x PP."""
+        return (self.tensor_parallel_size or 1) * (self.pipeline_parallel_size or 1)
+
+    @property
+    def gpus_needed(self) -> int:
+        """GPUs (or CPU workers) the whole launch uses: DP x TP x PP."""
+        return (self.data_parallel_size or 1) * self.engine_gpus
 
     @field_validator("aliases", "gpus")
     @classmethod

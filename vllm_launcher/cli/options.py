@@ -70,6 +70,8 @@ _OVERRIDE_TABLE: list[tuple[str, str, type, str]] = [
     ("--max-num-batched-tokens", "max_num_batched_tokens", int, "Tokens per scheduler step."),
     ("--gpu-memory-utilization", "gpu_memory_utilization", float, "Fraction of GPU memory vLLM may use."),
     ("--tp", "tensor_parallel_size", int, "Tensor parallel size."),
+    ("--dp", "data_parallel_size", int, "Data parallel size (engine replicas, each TP x PP GPUs)."),
+    ("--quantization", "quantization", str, "vLLM --quantization (fp8, awq, gptq, mxfp4, ...)."),
     ("--dtype", "dtype", str, "Model dtype (auto, float16, bfloat16, float32, ...)."),
     ("--kv-cache", "kv_cache_space_gib", int, "KV cache space in whole GiB (CPU: VLLM_CPU_KVCACHE_SPACE)."),
 ]

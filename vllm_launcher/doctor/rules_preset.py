@@ -34,7 +34,16 @@ COMPATIBLE_PARSERS: dict[str, set[str]] = {
 
 
 def world_size(preset) -> int:
-    return (preset.tensor_parallel_size or 1) * (preset.pipeline_parallel_size or 1)
+    return int(preset.gpus_needed)
+
+
+def layout_text(preset) -> str:
+    """How the GPU count comes about, in the preset's field names."""
+    if (preset.data_parallel_size or 1) > 1:
+        return (f"data_parallel_size x tensor_parallel_size x pipeline_parallel_size = "
+                f"{preset.data_parallel_size} x {preset.tensor_parallel_size or 1} x "
+                f"{preset.pipeline_parallel_size or 1} = {world_size(preset)}")
+    return f"tensor_parallel_size x pipeline_parallel_size = {world_size(preset)}"
 
 
 def effective_max_model_len(facts: Facts) -> int | None:
@@ -188,7 +197,7 @@ def parallel_vs_gpus(facts: Facts) -> Hit | None:
     world = world_size(p) // max(p.nodes, 1)
     if world <= len(hw.gpus):
         return None
-    return Hit(f"tensor_parallel_size x pipeline_parallel_size = {world} GPUs per node, but only "
+    return Hit(f"{layout_text(p)} GPUs per node, but only "
                f"{len(hw.gpus)} GPU(s) are visible",
                f"set tensor_parallel_size: {len(hw.gpus)} (and pipeline_parallel_size: 1), or run on a "
                f"machine with {world} GPUs (check CUDA_VISIBLE_DEVICES)")
@@ -215,7 +224,7 @@ def cpu_parallel_vs_numa(facts: Facts) -> Hit | None:
     nodes = len(hw.numa_nodes) if hw is not None and hw.numa_nodes else 1
     if world_size(p) <= nodes:
         return None
-    return Hit(f"device cpu with tensor_parallel_size x pipeline_parallel_size = {world_size(p)} needs one "
+    return Hit(f"device cpu with {layout_text(p)} needs one "
                f"NUMA node per worker; this machine has {nodes}: vLLM fails with \"Not enough allowed NUMA "
                "nodes to bind threads\"",
                f"set tensor_parallel_size: {nodes} and pipeline_parallel_size: 1")

@@ -42,8 +42,8 @@ DEFAULT_GPU_MEMORY_GIB = 16
 
 
 def gpu_count(preset: Preset) -> int:
-    """GPUs one vLLM instance uses: TP × PP (whole GPUs; vLLM cannot use a fraction)."""
-    return (preset.tensor_parallel_size or 1) * (preset.pipeline_parallel_size or 1)
+    """GPUs one vLLM instance uses: DP × TP × PP (whole GPUs; vLLM cannot use a fraction)."""
+    return preset.gpus_needed
 
 
 def require_single_node(preset: Preset, fmt: str) -> None:
@@ -54,7 +54,8 @@ def require_single_node(preset: Preset, fmt: str) -> None:
             "use --format lws (Kubernetes LeaderWorkerSet) or --format ray (bare machines)", field="nodes")
     if preset.device == "cuda" and preset.gpus_per_node and gpu_count(preset) > preset.gpus_per_node:
         raise ConfigError(
-            f"tensor_parallel_size × pipeline_parallel_size = {gpu_count(preset)} GPUs, more than "
+            f"data_parallel_size × tensor_parallel_size × pipeline_parallel_size = {gpu_count(preset)} GPUs, "
+            f"more than "
             f"gpus_per_node ({preset.gpus_per_node}) on the one node; lower TP/PP or set nodes",
             field="gpus_per_node")
 
@@ -70,6 +71,12 @@ def multinode_layout(preset: Preset, fmt: str) -> tuple[int, int]:
     if preset.device != "cuda":
         raise ConfigError(f"--format {fmt} needs GPUs (device: cuda); vLLM's CPU backend runs on one machine",
                           field="device")
+    if (preset.data_parallel_size or 1) > 1:
+        raise ConfigError(
+            f"--format {fmt} spreads one TP × PP engine over the nodes; data_parallel_size "
+            f"{preset.data_parallel_size} across nodes needs vLLM's own DP launch (--data-parallel-address, "
+            "one command per node): set data_parallel_size: 1 here, or use --replicas for more copies",
+            field="data_parallel_size")
     tp, pp, world = preset.tensor_parallel_size or 1, preset.pipeline_parallel_size or 1, gpu_count(preset)
     per_node = preset.gpus_per_node
     if per_node is None:

@@ -116,7 +116,7 @@ def estimate_need(preset: Preset, hardware: Hardware) -> tuple[Need, int, int | 
     weights = int(est.weights_gib * GIB)
     if preset.device == "cpu":
         return Need({}, int((est.ram_needed_gib or 0) * GIB)), weights, est.effective_max_model_len
-    world = (preset.tensor_parallel_size or 1) * (preset.pipeline_parallel_size or 1)
+    world = preset.gpus_needed
     if preset.kv_cache_space_gib is not None:
         per_gpu = int(est.weights_bytes_per_gpu + (est.activation_gib + est.non_torch_gib + est.cuda_graph_gib
                                                      + est.kv_cache_gib) * GIB)
