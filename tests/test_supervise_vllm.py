@@ -154,7 +154,10 @@ def test_down_of_a_starting_demo_takes_seconds_and_leaves_nothing(tmp_path):
         took = time.monotonic() - started
         assert down.returncode == 0, down.stderr
         print(f"down during start-up: {took:.2f} s, {len(members)} processes")
-        assert took < 5.0, f"down during start-up took {took:.1f} s"
+        # SIGINT, 2.5 s of grace, then SIGKILL: ~3 s alone (bench/ has the figure). The bound is structural,
+        # not a timing: far below the 30 s stop timeout and vLLM's own start-up it must not wait for, with
+        # room for a loaded 2-core machine where other tests start vLLM at the same time.
+        assert took < 15.0, f"down during start-up took {took:.1f} s"
         assert not [p for p in members if p.is_running() and p.status() != psutil.STATUS_ZOMBIE]
         assert port_is_free(port)
         assert not [name for name in ours if os.path.exists(f"/dev/shm/{name}")]
