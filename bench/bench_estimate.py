@@ -1,49 +1,45 @@
-"""Time `vllm-launch estimate` on presets against a bare `import typer, pydantic, yaml` (medians, ratios).
+"""How long `estimate` takes from a cold interpreter (imports included) and warm, for the largest fixture
+(gpt-oss-120b: MoE, MXFP4, sliding window) and a dense model. Prints seconds measured in this run.
 
-    /work/venv-probe/bin/python bench/bench_estimate.py [RUNS]
-
-Prints the median wall time of each command over RUNS runs (default 15) and its ratio to the bare imports,
-which is the floor any typer CLI pays. No assertions: timings vary by machine.
+    python bench/bench_estimate.py
 """
 
 from __future__ import annotations
 
-import shutil
-import statistics
 import subprocess
 import sys
 import time
 from pathlib import Path
 
-PY = sys.executable
-CLI = shutil.which("vllm-launch", path=str(Path(PY).parent)) or "vllm-launch"
-HARDWARE = str(Path(__file__).parent.parent / "tests" / "fixtures" / "hardware" / "cpu-2core-24gib.json")
-
-COMMANDS = {
-    "baseline: import typer, pydantic, yaml": [PY, "-c", "import typer, pydantic, yaml"],
-    "estimate cpu-16k --json": [CLI, "estimate", "cpu-16k", "--json"],
-    "estimate gpu-7b (hypothetical H100)": [CLI, "estimate", "gpu-7b", "--gpus", "1",
-                                            "--gpu-mem-gib", "79.19"],
-    "estimate cpu-test --hardware FILE": [CLI, "estimate", "cpu-test", "--hardware", HARDWARE],
-    "probe --json": [CLI, "probe", "--json"],
-}
-
-
-def median_s(argv: list[str], runs: int) -> float:
-    times = []
-    for _ in range(runs):
-        start = time.perf_counter()
-        subprocess.run(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=False)
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+REPO = Path(__file__).resolve().parent.parent
+CONFIGS = REPO / "tests" / "fixtures" / "configs"
+COLD = ("import time; t = time.perf_counter();"
+        "from vllm_launcher.estimate import estimate; from vllm_launcher.models import load_arch;"
+        "from vllm_launcher.presets import Preset; from vllm_launcher.hardware import hypothetical;"
+        "a = load_arch({model!r});"
+        "estimate(Preset(name='t', model='m', max_model_len=32768), a, hypothetical('cuda', 8, 79.19));"
+        "print(time.perf_counter() - t)")
 
 
 def main() -> None:
-    runs = int(sys.argv[1]) if len(sys.argv) > 1 else 15
-    results = {name: median_s(argv, runs) for name, argv in COMMANDS.items()}
-    base = next(iter(results.values()))
-    for name, seconds in results.items():
-        print(f"{name:45s} {seconds * 1000:7.1f} ms  x{seconds / base:.2f}")
+    from vllm_launcher.estimate import estimate
+    from vllm_launcher.hardware import hypothetical
+    from vllm_launcher.models import load_arch
+    from vllm_launcher.presets import Preset
+
+    for name in ("gpt-oss-120b", "Qwen2.5-7B-Instruct", "DeepSeek-Coder-V2-Lite-Instruct"):
+        path = str(CONFIGS / name)
+        argv = [sys.executable, "-c", COLD.format(model=path)]
+        cold = sorted(float(subprocess.run(argv, capture_output=True, text=True, check=True, cwd=REPO).stdout)
+                      for _ in range(5))
+        arch = load_arch(path)
+        hw = hypothetical("cuda", 8, 79.19)
+        started = time.perf_counter()
+        for _ in range(100):
+            estimate(Preset(name="t", model="m", max_model_len=32768), arch, hw)
+        warm = (time.perf_counter() - started) / 100
+        print(f"{name}: cold (imports + config + estimate) median {cold[2] * 1000:.0f} ms, "
+              f"warm estimate {warm * 1000:.2f} ms (budget 500 ms: {cold[2] / 0.5:.0%} of it)")
 
 
 if __name__ == "__main__":

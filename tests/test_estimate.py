@@ -16,6 +16,7 @@ from vllm_launcher.estimate import (
 from vllm_launcher.hardware import GIB, Hardware, NumaNode, hypothetical
 from vllm_launcher.models import load_arch
 from vllm_launcher.presets import Preset
+from vllm_launcher.weights import Quant
 
 CONFIGS = Path(__file__).parent / "fixtures" / "configs"
 H100_GIB = 79.19  # what vLLM 0.19 reports for an H100 80GB
@@ -90,8 +91,12 @@ def test_weights_bytes_dtype_tp_and_quantized():
     assert weights_bytes(llama, "bfloat16") == llama.param_count * 2
     assert weights_bytes(llama, "float32") == llama.param_count * 4
     assert weights_bytes(llama, "bfloat16", tp=2) == pytest.approx(llama.param_count, abs=1)
-    awq = llama.model_copy(update={"quant_bits": 4})
-    assert weights_bytes(awq, "float16") == llama.param_count // 2
+    # 4-bit with no group scales (a bare bit count): the projections shrink to a quarter of fp16;
+    # embeddings, LM head and norms stay fp16.
+    awq = llama.model_copy(update={"quant": Quant(method="awq", bits=4)})
+    embed_head = 2 * llama.vocab_size * llama.hidden_size
+    expected = (llama.param_count - embed_head) // 2 + embed_head * 2
+    assert weights_bytes(awq, "float16") == pytest.approx(expected, rel=1e-4)
 
 
 def test_weights_from_safetensors_size_rescaled_to_run_dtype():

@@ -13,23 +13,30 @@ the logged token count is int(num_blocks / ceil(L / block) × L).
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass
 from typing import Literal
 
 from pydantic import BaseModel, Field
 
+from vllm_launcher import kvcache
 from vllm_launcher.hardware import Hardware
 from vllm_launcher.models import DTYPE_BYTES, ModelArch
 from vllm_launcher.presets import Preset
 from vllm_launcher.units import GIB
+from vllm_launcher.weights import effective_quant, model_weights
 
-GPU_BLOCK_SIZE = 16
-CPU_BLOCK_SIZE = 128
-CPU_MLA_BLOCK_SIZE = 16
+GPU_BLOCK_SIZE, CPU_BLOCK_SIZE, CPU_MLA_BLOCK_SIZE = (kvcache.GPU_BLOCK_SIZE, kvcache.CPU_BLOCK_SIZE,
+                                                      kvcache.CPU_MLA_BLOCK_SIZE)
 DEFAULT_GPU_UTILIZATION = 0.92  # vLLM 0.32's default (0.9 in releases up to about 0.2x)
 # Observed on H100 with vLLM 0.19 (VLLM-NOTES.md): memory outside torch's allocator per GPU.
 NON_TORCH_TP1_GIB = 0.25
 NON_TORCH_MULTI_GPU_GIB = 2.1
+NON_TORCH_PCIE_MULTI_GPU_GIB = 0.3
+# GPUs without NVSwitch, where NCCL keeps little outside torch at TP > 1 (any other name, a hypothetical GPU
+# included, gets the larger NVSwitch figure: the estimate errs towards less KV, not an OOM).
+PCIE_GPUS = re.compile(r"\b(L40S?|L4|L20|A10G?|A40|A16|A2|T4|V100|P100|P40)\b|PCIE|\bNVL\b|RTX|GEFORCE"
+                       r"|QUADRO|TITAN", re.IGNORECASE)
 # CUDA graphs (unless --enforce-eager): about half a GiB per GPU for 7-8B models in public logs.
 CUDA_GRAPH_GIB = 0.5
 # Activation model, fitted to vLLM 0.19's H100 profiles (Qwen2.5-7B 2.21 GiB, Llama-3.1-8B 1.89 GiB at
@@ -51,6 +58,10 @@ class Estimate(BaseModel):
     kv_cache_dtype: str
     tensor_parallel_size: int
     pipeline_parallel_size: int
+    data_parallel_size: int = 1  # engines; each one's figures are below (GPUs: DP x TP x PP)
+    quantization: str | None = None  # what vLLM runs: "fp8 (preset)", "gptq (checkpoint)", ...
+    arch_defaults: list[str] = Field(default_factory=list)  # config.json gaps filled from ARCH_DEFAULTS
+    kv_groups: list[str] = Field(default_factory=list)  # KV cache groups (full, sliding, mla)
     weights_gib: float  # the whole model in model_dtype
     weights_bytes_per_gpu: int  # per worker (per GPU; on CPU the whole model)
     kv_bytes_per_token: int  # per worker
@@ -62,7 +73,8 @@ class Estimate(BaseModel):
     gpu_total_gib: float | None = None
     gpu_memory_utilization: float | None = None
     requested_gib: float | None = None  # GPU: total × utilization
-    activation_gib: float = 0.0
+    activation_gib: float = 0.0  # the profile's peak, sampler warm-up included
+    sampler_gib: float = 0.0  # the sampler's warm-up: max_num_seqs rows of float32 logits, ~2.4 copies
     non_torch_gib: float = 0.0
     cuda_graph_gib: float = 0.0
     max_num_batched_tokens: int
@@ -95,45 +107,30 @@ def resolve_model_dtype(preset_dtype: str | None, arch: ModelArch) -> str:
     return "bfloat16" if checkpoint in ("float32", "float") else checkpoint
 
 
-def _kv_dtype_bytes(kv_dtype: str | None, model_dtype: str) -> int:
-    if kv_dtype and kv_dtype.startswith("fp8"):
-        return 1
-    if kv_dtype and kv_dtype not in ("auto",):
-        return DTYPE_BYTES.get(kv_dtype, 2)
-    return DTYPE_BYTES.get(model_dtype, 2)
-
-
 def kv_bytes_per_token(arch: ModelArch, tp: int = 1, kv_dtype: str | None = None,
                        model_dtype: str = "bfloat16", pp: int = 1) -> int:
-    """KV-cache bytes one token takes on one worker. Full attention: 2 × layers × KV heads per TP rank
-    (at least 1) × head_dim × bytes; MLA: layers × (kv_lora_rank + qk_rope_head_dim) × bytes, not split
-    by TP. Pipeline parallelism splits the layers."""
-    dtype_bytes = _kv_dtype_bytes(kv_dtype, model_dtype)
-    layers = math.ceil(arch.num_layers / pp)
-    if arch.is_mla:
-        return layers * ((arch.kv_lora_rank or 0) + (arch.qk_rope_head_dim or 0)) * dtype_bytes
-    heads_per_rank = max(1, arch.num_kv_heads // tp)
-    return 2 * layers * heads_per_rank * arch.head_dim * dtype_bytes
+    """KV-cache bytes one token takes on the worker with the most layers (vllm_launcher.kvcache): full
+    attention 2 x KV heads per TP rank (at least 1) x head_dim x bytes per layer; MLA one latent
+    (kv_lora_rank + qk_rope_head_dim) per layer, not split by TP."""
+    return kvcache.layout(arch, "cuda", tp, pp, kv_dtype, model_dtype).bytes_per_token
 
 
-def weights_bytes(arch: ModelArch, dtype: str = "bfloat16", tp: int = 1, pp: int = 1) -> int:
-    """Weights bytes per worker: the safetensors size when known (rescaled if run in another dtype),
-    else parameters × bytes (quantized checkpoints: × bits / 8), split evenly over TP × PP."""
-    run_bytes = DTYPE_BYTES.get(dtype, 2)
-    if arch.weights_bytes:
-        total = arch.weights_bytes
-        checkpoint_bytes = DTYPE_BYTES.get(arch.default_dtype)
-        if not arch.quant_bits and checkpoint_bytes and checkpoint_bytes != run_bytes:
-            total = total * run_bytes // checkpoint_bytes
-    elif arch.quant_bits:
-        total = arch.param_count * arch.quant_bits // 8
-    else:
-        total = arch.param_count * run_bytes
-    return math.ceil(total / (tp * pp))
+def weights_bytes(arch: ModelArch, dtype: str = "bfloat16", tp: int = 1, pp: int = 1,
+                  quantization: str | None = None) -> int:
+    """Weights bytes of the largest worker (the whole model at TP 1, PP 1): vllm_launcher.weights."""
+    return model_weights(arch, dtype, tp, pp, quantization).per_worker
 
 
-def activation_bytes(arch: ModelArch, batched_tokens: int, max_num_seqs: int, dtype: str, tp: int) -> int:
-    """Peak activation memory of vLLM's profiling run (see ACTIVATION_* above)."""
+def sampler_bytes(arch: ModelArch, batched_tokens: int, max_num_seqs: int) -> int:
+    """The sampler's warm-up in the profile and again after the KV cache is sized (gpu_worker.py
+    compile_or_warm_up_model): float32 logits for min(max_num_seqs, batched) dummy requests, ~2.4 copies."""
+    return int(min(max_num_seqs, batched_tokens) * arch.vocab_size * 4 * SAMPLER_LOGIT_COPIES)
+
+
+def activation_bytes(arch: ModelArch, batched_tokens: int, max_num_seqs: int, dtype: str, tp: int,
+                     sampler: bool = True) -> int:
+    """Peak activation memory of vLLM's profiling run (see ACTIVATION_* above), with the sampler's unless
+    SAMPLER is false."""
     dtype_bytes = DTYPE_BYTES.get(dtype, 2)
     if arch.is_moe:
         intermediate = ((arch.moe_intermediate_size or arch.intermediate_size)
@@ -141,9 +138,8 @@ def activation_bytes(arch: ModelArch, batched_tokens: int, max_num_seqs: int, dt
     else:
         intermediate = arch.intermediate_size
     per_token = 2 * intermediate / tp + ACTIVATION_HIDDEN_BUFFERS * arch.hidden_size
-    sampler_rows = min(max_num_seqs, batched_tokens)
     return int(batched_tokens * dtype_bytes * per_token
-               + sampler_rows * arch.vocab_size * 4 * SAMPLER_LOGIT_COPIES)
+               + (sampler_bytes(arch, batched_tokens, max_num_seqs) if sampler else 0))
 
 
 def default_batching(device: str, gpu_total_bytes: int, gpu_name: str, world_size: int) -> tuple[int, int]:
@@ -181,9 +177,8 @@ def estimate(preset: Preset, arch: ModelArch, hw: Hardware) -> Estimate:
     pp = preset.pipeline_parallel_size or 1
     dtype = resolve_model_dtype(preset.dtype, arch)
     kv_dtype = preset.kv_cache_dtype or "auto"
-    per_token = kv_bytes_per_token(arch, tp, kv_dtype, dtype, pp)
-    weights_total = weights_bytes(arch, dtype)
-    weights_per_worker = weights_bytes(arch, dtype, tp, pp)
+    weights = model_weights(arch, dtype, tp, pp, preset.quantization)
+    kv = kvcache.layout(arch, preset.device, tp, pp, kv_dtype, dtype)
     reasons: list[str] = []
     fixes: list[str] = []
     warnings: list[str] = []
@@ -195,41 +190,79 @@ def estimate(preset: Preset, arch: ModelArch, hw: Hardware) -> Estimate:
                        f"(max_position_embeddings={arch.max_position_embeddings}); vLLM refuses it")
         fixes.append(f"set max_model_len <= {arch.max_position_embeddings} (or env "
                      "VLLM_ALLOW_LONG_MAX_MODEL_LEN=1 with a RoPE-scaled model)")
+    _shape_refusals(preset, arch, tp, reasons, fixes)
+    quant, refusal = effective_quant(arch, preset.quantization)
+    if refusal:
+        reasons.append(refusal)
+        fixes.append(f"remove quantization (vLLM reads the checkpoint's {arch.quant.method})" if arch.quant
+                     else "use quantization: fp8 (online) or a checkpoint quantized with that method")
+
+    common = {"model": preset.model, "arch_source": arch.source, "model_dtype": dtype,
+              "kv_cache_dtype": kv_dtype, "tensor_parallel_size": tp, "pipeline_parallel_size": pp,
+              "data_parallel_size": preset.data_parallel_size or 1,
+              "quantization": f"{quant.method} ({quant.source})" if quant else None,
+              "weights_gib": gib(weights.total), "weights_bytes_per_gpu": weights.per_worker,
+              "kv_bytes_per_token": kv.bytes_per_token, "ram_available_gib": gib(hw.ram_available_bytes),
+              "effective_max_model_len": max_len, "arch_defaults": arch.defaults_applied,
+              "kv_groups": [g.kind for g in kv.groups]}
+    if preset.device == "cpu":
+        return _estimate_cpu(preset, arch, hw, common, kv, weights.total, reasons, fixes, warnings)
+    return _estimate_gpu(preset, arch, hw, common, weights.stages, reasons, fixes, warnings)
+
+
+def _shape_refusals(preset: Preset, arch: ModelArch, tp: int, reasons: list[str], fixes: list[str]) -> None:
+    """What vLLM refuses about splitting this model over TP ranks (config/model.py
+    verify_with_parallel_config; QKVParallelLinear and MergedColumnParallelLinear `divide`)."""
     if arch.num_attention_heads % tp:
         valid = _valid_tp_sizes(arch, 64)
         reasons.append(f"{arch.num_attention_heads} attention heads are not divisible by "
                        f"tensor_parallel_size {tp}")
         fixes.append(f"use a tensor_parallel_size that divides {arch.num_attention_heads}: "
                      f"{', '.join(map(str, valid))}")
+        return
+    kv_heads = arch.num_kv_heads
+    if not arch.is_mla and ((tp <= kv_heads and kv_heads % tp) or (tp > kv_heads and tp % kv_heads)):
+        valid = [t for t in _valid_tp_sizes(arch, 64) if (t <= kv_heads and kv_heads % t == 0)
+                 or (t > kv_heads and t % kv_heads == 0)]
+        reasons.append(f"{kv_heads} KV heads cannot be split or replicated evenly over tensor_parallel_size "
+                       f"{tp} (vLLM: {max(tp, kv_heads)} is not divisible by {min(tp, kv_heads)})")
+        fixes.append(f"use tensor_parallel_size {', '.join(map(str, valid))}")
+    sizes = {"intermediate_size": arch.intermediate_size if arch.moe_layers < arch.num_layers else None,
+             "moe_intermediate_size": (arch.moe_intermediate_size or arch.intermediate_size)
+             if arch.moe_layers else None}
+    for name, size in sizes.items():
+        if size and size % tp:
+            reasons.append(f"{name} {size} is not divisible by tensor_parallel_size {tp}: vLLM cannot split "
+                           "the MLP evenly")
+            fixes.append(f"use a tensor_parallel_size that divides {size}")
 
-    common = {"model": preset.model, "arch_source": arch.source, "model_dtype": dtype,
-              "kv_cache_dtype": kv_dtype, "tensor_parallel_size": tp, "pipeline_parallel_size": pp,
-              "weights_gib": gib(weights_total), "weights_bytes_per_gpu": weights_per_worker,
-              "kv_bytes_per_token": per_token, "ram_available_gib": gib(hw.ram_available_bytes),
-              "effective_max_model_len": max_len}
-    if preset.device == "cpu":
-        return _estimate_cpu(preset, arch, hw, common, reasons, fixes, warnings)
-    return _estimate_gpu(preset, arch, hw, common, reasons, fixes, warnings)
 
-
-def _kv_verdict(num_blocks: int, max_len: int, block_size: int, arch: ModelArch,
+def _kv_verdict(kv: kvcache.KvLayout, num_blocks: int, max_len: int, in_flight: int, arch: ModelArch,
                 long_allowed: bool) -> tuple[bool, int | None]:
     """(one request of max_len fits, the largest max_model_len that fits)."""
-    fits = num_blocks - 1 >= blocks_for(max_len, block_size)
-    largest = max(0, (num_blocks - 1) * block_size)
-    if not long_allowed:
-        largest = min(largest, arch.max_position_embeddings)
-    return fits, (largest or None)
+    limit = max(max_len, (num_blocks + 1) * kv.block_size) if long_allowed else arch.max_position_embeddings
+    largest = kv.longest(num_blocks, in_flight, limit)
+    return kv.fits_one(num_blocks, max_len, in_flight), (largest or None)
 
 
-def _estimate_gpu(preset: Preset, arch: ModelArch, hw: Hardware, common: dict, reasons: list[str],
-                  fixes: list[str], warnings: list[str]) -> Estimate:
-    tp, pp = common["tensor_parallel_size"], common["pipeline_parallel_size"]
-    dtype, per_token, max_len = (common["model_dtype"], common["kv_bytes_per_token"],
-                                 common["effective_max_model_len"])
+def non_torch_bytes(gpu_name: str, world: int) -> int:
+    """Memory outside torch's allocator per GPU: the CUDA context and, at TP/PP > 1, NCCL. On NVSwitch
+    systems (H100/H200/B200 SXM) NCCL's NVLink SHARP buffers take ~2 GiB per GPU (vLLM 0.19 H100 TP 2);
+    on PCIe GPUs it stays small (0.30 GiB at TP 2 on L40S, vLLM issue 15815; 0.21 GiB at TP 8)."""
+    if world <= 1:
+        return int(NON_TORCH_TP1_GIB * GIB)
+    pcie = PCIE_GPUS.search(gpu_name) is not None
+    return int((NON_TORCH_PCIE_MULTI_GPU_GIB if pcie else NON_TORCH_MULTI_GPU_GIB) * GIB)
+
+
+def _estimate_gpu(preset: Preset, arch: ModelArch, hw: Hardware, common: dict, stages: list[int],
+                  reasons: list[str], fixes: list[str], warnings: list[str]) -> Estimate:
+    tp, pp, dp = (common["tensor_parallel_size"], common["pipeline_parallel_size"],
+                  common["data_parallel_size"])
+    dtype, max_len = common["model_dtype"], common["effective_max_model_len"]
     long_allowed = preset.env.get("VLLM_ALLOW_LONG_MAX_MODEL_LEN", "") in ("1", "true", "True")
     world = tp * pp
-    gpus_here = max(1, world // max(1, preset.nodes))
+    gpus_here = max(1, world * dp // max(1, preset.nodes))
     util = preset.gpu_memory_utilization or DEFAULT_GPU_UTILIZATION
     used = hw.gpus[:gpus_here]
     _check_gpu_count(preset, arch, hw, gpus_here, reasons, fixes)
@@ -240,30 +273,41 @@ def _estimate_gpu(preset: Preset, arch: ModelArch, hw: Hardware, common: dict, r
     batched = preset.max_num_batched_tokens or (
         max(max_len, default_tokens) if preset.enable_chunked_prefill is False else default_tokens)
     seqs = preset.max_num_seqs or default_seqs
+    in_flight = kvcache.in_flight_tokens("cuda", batched, pp)
     requested = int(total * util)
-    act = activation_bytes(arch, batched, seqs, dtype, tp)
-    non_torch = int((NON_TORCH_MULTI_GPU_GIB if world > 1 else NON_TORCH_TP1_GIB) * GIB)
+    act = activation_bytes(arch, batched, seqs, dtype, tp, sampler=False)
+    sampler = sampler_bytes(arch, batched, seqs)
+    non_torch = non_torch_bytes(name, world)
     graphs = 0 if preset.enforce_eager else int(CUDA_GRAPH_GIB * GIB)
-    non_kv = common["weights_bytes_per_gpu"] + act + non_torch + graphs
-    kv_bytes = max(0, requested - non_kv)
-    num_blocks = kv_bytes // (GPU_BLOCK_SIZE * per_token) if per_token else 0
-    tokens, concurrency = reported_tokens(num_blocks, max_len, GPU_BLOCK_SIZE)
-    kv_fits, largest = _kv_verdict(num_blocks, max_len, GPU_BLOCK_SIZE, arch, long_allowed)
+    # Every pipeline stage sizes its own cache; vLLM keeps the smallest block count (the last stage also
+    # runs the sampler).
+    layouts = [kvcache.layout(arch, "cuda", tp, pp, common["kv_cache_dtype"], dtype, stage=i)
+               for i in range(pp)]
+    budgets = [requested - math.ceil(stage / tp) - act - non_torch - graphs - (sampler if i == pp - 1 else 0)
+               for i, stage in enumerate(stages)]
+    blocks = [lay.num_blocks(b) for lay, b in zip(layouts, budgets, strict=True)]
+    worst = min(range(pp), key=lambda i: blocks[i])
+    kv, kv_bytes, num_blocks = layouts[worst], max(0, budgets[worst]), blocks[worst]
+    tokens, concurrency = kv.reported(num_blocks, max_len, in_flight)
+    kv_fits, largest = _kv_verdict(kv, num_blocks, max_len, in_flight, arch, long_allowed)
 
     if used:
         _check_gpu_memory(preset, arch, hw, common, reasons, fixes, _GpuBudget(
-            total, free, requested, act, non_torch + graphs, kv_bytes, tokens, kv_fits, largest, util))
+            total, free, requested, act, sampler, non_torch + graphs, kv_bytes, tokens, kv_fits, largest,
+            util, kv.bytes_for_one(max_len, in_flight), seqs))
 
-    breakdown = [("weights", gib(common["weights_bytes_per_gpu"])), ("activations", gib(act)),
+    weights_here = common["weights_bytes_per_gpu"]
+    non_kv = weights_here + act + sampler + non_torch + graphs
+    breakdown = [("weights", gib(weights_here)), ("activations", gib(act)), ("sampler", gib(sampler)),
                  ("non-torch", gib(non_torch)), ("cuda graphs", gib(graphs)), ("KV cache", gib(kv_bytes)),
                  ("unused", gib(max(0, total - max(requested, non_kv))))]
     return Estimate(
         device="cuda", **common, kv_cache_gib=gib(kv_bytes), kv_cache_tokens=tokens, num_blocks=num_blocks,
-        block_size=GPU_BLOCK_SIZE, max_concurrency=round(concurrency, 2), gpu_total_gib=gib(total),
-        gpu_memory_utilization=util, requested_gib=gib(requested), activation_gib=gib(act),
-        non_torch_gib=gib(non_torch), cuda_graph_gib=gib(graphs), max_num_batched_tokens=batched,
-        max_num_seqs=seqs, largest_max_model_len=largest, fits=not reasons, reasons=reasons, fixes=fixes,
-        warnings=warnings, breakdown=breakdown,
+        block_size=kv.block_size, max_concurrency=round(concurrency, 2), gpu_total_gib=gib(total),
+        gpu_memory_utilization=util, requested_gib=gib(requested), activation_gib=gib(act + sampler),
+        sampler_gib=gib(sampler), non_torch_gib=gib(non_torch), cuda_graph_gib=gib(graphs),
+        max_num_batched_tokens=batched, max_num_seqs=seqs, largest_max_model_len=largest, fits=not reasons,
+        reasons=reasons, fixes=fixes, warnings=warnings, breakdown=breakdown,
     )
 
 
@@ -291,13 +335,28 @@ class _GpuBudget:
     total: int
     free: int
     requested: int
-    activations: int
+    activations: int  # without the sampler
+    sampler: int
     other: int  # non-torch + CUDA graphs
     kv_bytes: int
     tokens: int
     kv_fits: bool
     largest: int | None
     util: float
+    one_request: int  # KV bytes one request of max_model_len needs (null block included)
+    seqs: int
+
+
+def _sampler_fix(arch: ModelArch, weights: int, b: _GpuBudget) -> list[str]:
+    """The sampler's warm-up holds max_num_seqs rows of logits: how many sequences leave room for one
+    request's KV cache."""
+    per_seq = b.sampler / max(1, b.seqs)
+    spare = b.requested - weights - b.activations - b.other - b.one_request
+    seqs_fit = int(spare // per_seq) if per_seq else 0
+    if 1 <= seqs_fit < b.seqs:
+        return [f"lower max_num_seqs to {seqs_fit} (the sampler's warm-up takes {gib(b.sampler)} GiB for "
+                f"{b.seqs} sequences x {arch.vocab_size} vocab)"]
+    return []
 
 
 def _check_gpu_memory(preset: Preset, arch: ModelArch, hw: Hardware, common: dict, reasons: list[str],
@@ -305,8 +364,7 @@ def _check_gpu_memory(preset: Preset, arch: ModelArch, hw: Hardware, common: dic
     """Why vLLM would refuse this memory budget (busy GPU, weights too big, no or too small KV cache), and
     what would fit (max_model_len, utilization, a larger TP, fp8 KV)."""
     weights = common["weights_bytes_per_gpu"]
-    max_len, per_token, tp = common["effective_max_model_len"], common["kv_bytes_per_token"], common[
-        "tensor_parallel_size"]
+    max_len, tp = common["effective_max_model_len"], common["tensor_parallel_size"]
     if b.free < b.requested:
         reasons.append(f"GPU free memory {gib(b.free)} GiB is less than requested {gib(b.requested)} GiB "
                        f"({b.util} x {gib(b.total)} GiB): vLLM refuses to start while other processes "
@@ -318,54 +376,67 @@ def _check_gpu_memory(preset: Preset, arch: ModelArch, hw: Hardware, common: dic
                        f"may use ({b.util} x {gib(b.total)} GiB)")
     elif b.kv_bytes <= 0:
         reasons.append(f"no memory left for the KV cache: weights {gib(weights)} + activations "
-                       f"{gib(b.activations)} + other {gib(b.other)} GiB >= {gib(b.requested)} GiB")
+                       f"{gib(b.activations)} + sampler {gib(b.sampler)} + other {gib(b.other)} GiB >= "
+                       f"{gib(b.requested)} GiB")
     elif not b.kv_fits:
-        need = (blocks_for(max_len, GPU_BLOCK_SIZE) + 1) * GPU_BLOCK_SIZE * per_token
         reasons.append(f"the KV cache ({gib(b.kv_bytes)} GiB, {b.tokens} tokens) cannot hold one request of "
-                       f"max_model_len {max_len} ({gib(need)} GiB needed)")
+                       f"max_model_len {max_len} ({gib(b.one_request)} GiB needed)")
         if b.largest:
             fixes.append(f"set max_model_len <= {b.largest}")
-        util_needed = (weights + b.activations + b.other + need) / b.total if b.total else 1
+        non_kv = weights + b.activations + b.sampler + b.other
+        util_needed = (non_kv + b.one_request) / b.total if b.total else 1
         if util_needed <= 0.98:
             fixes.append(f"raise gpu_memory_utilization to {math.ceil(util_needed * 100) / 100}")
+    if weights < b.requested and not b.kv_fits:
+        fixes.extend(_sampler_fix(arch, weights, b))
     if not b.kv_fits or weights >= b.requested:
-        for tp_try in _valid_tp_sizes(arch, len(hw.gpus)):
-            if tp_try <= tp:
-                continue
-            trial = estimate(preset.model_copy(update={"tensor_parallel_size": tp_try}), arch, hw)
-            if trial.fits:
-                fixes.append(f"use tensor_parallel_size {tp_try} ({trial.kv_cache_tokens} KV tokens)")
-                break
-        if not preset.kv_cache_dtype or not preset.kv_cache_dtype.startswith("fp8"):
-            fixes.append("use kv_cache_dtype fp8 (halves the KV bytes per token)")
+        fixes.extend(_larger_fixes(preset, arch, hw, tp))
 
 
-def _estimate_cpu(preset: Preset, arch: ModelArch, hw: Hardware, common: dict, reasons: list[str],
-                  fixes: list[str], warnings: list[str]) -> Estimate:
-    tp, pp = common["tensor_parallel_size"], common["pipeline_parallel_size"]
-    per_token, max_len = common["kv_bytes_per_token"], common["effective_max_model_len"]
+def _larger_fixes(preset: Preset, arch: ModelArch, hw: Hardware, tp: int) -> list[str]:
+    """A larger TP that fits on this machine, and fp8 KV."""
+    found = []
+    for tp_try in _valid_tp_sizes(arch, len(hw.gpus)):
+        if tp_try <= tp:
+            continue
+        trial = estimate(preset.model_copy(update={"tensor_parallel_size": tp_try}), arch, hw)
+        if trial.fits:
+            found.append(f"use tensor_parallel_size {tp_try} ({trial.kv_cache_tokens} KV tokens)")
+            break
+    if not preset.kv_cache_dtype or not preset.kv_cache_dtype.startswith("fp8"):
+        found.append("use kv_cache_dtype fp8 (halves the KV bytes per token)")
+    return found
+
+
+def _estimate_cpu(preset: Preset, arch: ModelArch, hw: Hardware, common: dict, kv: kvcache.KvLayout,
+                  weights_total: int, reasons: list[str], fixes: list[str], warnings: list[str]) -> Estimate:
+    tp, pp, dp = (common["tensor_parallel_size"], common["pipeline_parallel_size"],
+                  common["data_parallel_size"])
+    max_len = common["effective_max_model_len"]
     long_allowed = preset.env.get("VLLM_ALLOW_LONG_MAX_MODEL_LEN", "") in ("1", "true", "True")
-    block_size = CPU_MLA_BLOCK_SIZE if arch.is_mla else CPU_BLOCK_SIZE
-    world = tp * pp
-    weights = common["weights_bytes_per_gpu"] * world  # all workers live in this machine's RAM
+    block_size = kv.block_size
+    world = tp * pp * dp
+    weights = weights_total * dp  # all workers (every engine's) live in this machine's RAM
     node = hw.numa_nodes[0] if hw.numa_nodes else None
     node_total = node.total_bytes if node and node.total_bytes else hw.ram_total_bytes
     node_free = node.free_bytes if node and node.free_bytes is not None else hw.ram_available_bytes
     util = preset.gpu_memory_utilization or DEFAULT_GPU_UTILIZATION
 
     if world > 1 and len(hw.numa_nodes) < world:
-        reasons.append(f"TP x PP = {world} CPU workers need {world} NUMA nodes; this machine shows "
+        reasons.append(f"DP x TP x PP = {world} CPU workers need {world} NUMA nodes; this machine shows "
                        f"{max(1, len(hw.numa_nodes))} (vLLM fails: not enough NUMA nodes)")
         fixes.append("use tensor_parallel_size 1 on this machine")
 
     kv_bytes, source = _cpu_kv_space(preset, common, weights, block_size, node_total, node_free, util,
                                      reasons, fixes, warnings)
 
-    num_blocks = kv_bytes // (block_size * per_token) if per_token else 0
-    tokens, concurrency = reported_tokens(num_blocks, max_len, block_size)
-    kv_fits, largest = _kv_verdict(num_blocks, max_len, block_size, arch, long_allowed)
+    in_flight = kvcache.in_flight_tokens("cpu", preset.max_num_batched_tokens
+                                         or default_batching("cpu", 0, "", tp * pp)[0], pp)
+    num_blocks = kv.num_blocks(kv_bytes)
+    tokens, concurrency = kv.reported(num_blocks, max_len, in_flight)
+    kv_fits, largest = _kv_verdict(kv, num_blocks, max_len, in_flight, arch, long_allowed)
     if not kv_fits and kv_bytes > 0:
-        need = (blocks_for(max_len, block_size) + 1) * block_size * per_token
+        need = kv.bytes_for_one(max_len, in_flight)
         reasons.append(f"the KV cache ({gib(kv_bytes)} GiB, {tokens} tokens) cannot hold one request of "
                        f"max_model_len {max_len} ({gib(need)} GiB needed)")
         if largest:
@@ -385,7 +456,7 @@ def _estimate_cpu(preset: Preset, arch: ModelArch, hw: Hardware, common: dict, r
             fixes.append("use dtype bfloat16 (halves the weights)")
     breakdown = [("weights", gib(weights)), ("KV cache", gib(kv_bytes)), ("runtime", gib(runtime)),
                  ("free", gib(max(0, hw.ram_available_bytes - ram_needed)))]
-    default_tokens, default_seqs = default_batching("cpu", 0, "", world)
+    default_tokens, default_seqs = default_batching("cpu", 0, "", tp * pp)
     return Estimate(
         device="cpu", **common, kv_cache_gib=gib(kv_bytes), kv_cache_tokens=tokens, num_blocks=num_blocks,
         block_size=block_size, max_concurrency=round(concurrency, 2),

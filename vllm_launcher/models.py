@@ -18,8 +18,39 @@ from pydantic import BaseModel
 from vllm_launcher import demo
 from vllm_launcher.catalog import catalog_entry
 from vllm_launcher.errors import ConfigError
+from vllm_launcher.weights import DTYPE_BYTES, Quant, layer_params, quant_from_config
 
-DTYPE_BYTES = {"float32": 4, "float": 4, "bfloat16": 2, "float16": 2, "half": 2, "fp8": 1, "float8": 1}
+__all__ = ["ARCH_DEFAULTS", "DTYPE_BYTES", "ModelArch", "arch_from_config", "load_arch"]
+
+# What config.json leaves out because transformers' config class has a default, and vLLM builds the model
+# from that default: (model_type, key, value, source). Applied only where config.json omits the key.
+ARCH_DEFAULTS: list[tuple[str, str, Any, str]] = [
+    ("gemma", "tie_word_embeddings", True, "transformers GemmaConfig(tie_word_embeddings=True)"),
+    ("gemma2", "tie_word_embeddings", True, "transformers Gemma2Config(tie_word_embeddings=True); "
+     "google/gemma-2-9b-it's config.json omits it"),
+    ("gemma2", "sliding_window", 4096, "transformers Gemma2Config(sliding_window=4096)"),
+    ("gemma2", "sandwich_norms", True, "vLLM's Gemma2DecoderLayer: pre/post feed-forward norms too"),
+    ("gemma3_text", "sandwich_norms", True, "vLLM's Gemma3DecoderLayer: pre/post feed-forward norms too"),
+    ("gemma3_text", "qk_norm", True, "vLLM's Gemma3Attention: q_norm and k_norm per head"),
+    ("gemma3", "sandwich_norms", True, "vLLM's Gemma3DecoderLayer: pre/post feed-forward norms too"),
+    ("gemma3", "qk_norm", True, "vLLM's Gemma3Attention: q_norm and k_norm per head"),
+    ("gemma3_text", "tie_word_embeddings", True, "transformers Gemma3TextConfig(tie_word_embeddings=True)"),
+    ("gemma3_text", "sliding_window_pattern", 6, "transformers Gemma3TextConfig: 5 local layers, 1 global"),
+    ("gemma3_text", "sliding_window", 4096, "transformers Gemma3TextConfig(sliding_window=4096)"),
+    ("gemma3", "tie_word_embeddings", True, "transformers Gemma3Config: the text model's tied embeddings"),
+    ("gemma3", "sliding_window_pattern", 6, "transformers Gemma3TextConfig: 5 local layers, 1 global"),
+    ("qwen2", "attention_bias", True, "vLLM's Qwen2Attention builds q/k/v with bias=True"),
+    ("qwen2_moe", "attention_bias", True, "vLLM's Qwen2MoeAttention builds q/k/v with bias=True"),
+    ("qwen3", "qk_norm", True, "vLLM's Qwen3Attention: q_norm and k_norm per head"),
+    ("qwen3_moe", "qk_norm", True, "vLLM's Qwen3MoeAttention: q_norm and k_norm per head"),
+    ("llama4_text", "n_shared_experts", 1, "vLLM's Llama4MoE: one shared expert of intermediate_size"),
+    ("llama4", "n_shared_experts", 1, "vLLM's Llama4MoE: one shared expert of intermediate_size"),
+    ("gpt_oss", "attention_bias", True, "vLLM's gpt_oss.py: biased q/k/v/o, attention sinks, expert biases"),
+    ("gpt_oss", "attention_sinks", True, "vLLM's gpt_oss.py OAIAttention(sinks)"),
+    ("gpt_oss", "expert_bias", True, "vLLM's gpt_oss.py MLPBlock(bias=True)"),
+    ("mistral", "sliding_window", 4096, "transformers MistralConfig(sliding_window=4096) (v0.1; later "
+     "checkpoints say null)"),
+]
 
 
 class ModelArch(BaseModel):
@@ -38,13 +69,20 @@ class ModelArch(BaseModel):
     tie_word_embeddings: bool = False
     attention_bias: bool = False
     # Mixture of experts: routed experts, experts per token, per-expert MLP size, shared experts,
-    # and how many leading layers stay dense (DeepSeek's first_k_dense_replace).
+    # and how many layers hold experts (the others are dense: DeepSeek's first_k_dense_replace, Qwen's
+    # mlp_only_layers and decoder_sparse_step, Llama 4's interleave_moe_layer_step).
     num_experts: int | None = None
     num_experts_per_tok: int | None = None
     moe_intermediate_size: int | None = None
     num_shared_experts: int = 0
     shared_expert_intermediate_size: int | None = None
     dense_layers: int = 0
+    moe_layers: int = 0
+    qk_norm: bool = False
+    sandwich_norms: bool = False  # Gemma 2/3: norms before and after the MLP as well
+    attention_sinks: bool = False
+    expert_bias: bool = False
+    vision_params: int = 0  # a multimodal checkpoint's vision tower and projector (run dtype)
     # Multi-head latent attention (DeepSeek-V2/V3): the KV cache keeps kv_lora_rank + qk_rope_head_dim.
     kv_lora_rank: int | None = None
     q_lora_rank: int | None = None
@@ -56,9 +94,14 @@ class ModelArch(BaseModel):
     sliding_window_layers: int = 0
     param_count: int
     default_dtype: str = "bfloat16"
-    quant_bits: int | None = None
+    quant: Quant | None = None  # the checkpoint's quantization_config
     weights_bytes: int | None = None  # from safetensors when known
     source: str
+    defaults_applied: list[str] = []  # ARCH_DEFAULTS entries this config relied on
+
+    @property
+    def quant_bits(self) -> int | None:
+        return self.quant.bits if self.quant else None
 
     @property
     def is_mla(self) -> bool:
@@ -79,75 +122,72 @@ def _get(config: dict, *names: str, default: Any = None) -> Any:
     return default
 
 
-def _quant_bits(config: dict) -> int | None:
-    quant = config.get("quantization_config")
-    if not isinstance(quant, dict):
-        return None
-    if isinstance(quant.get("bits"), int):
-        return quant["bits"]
-    if quant.get("load_in_4bit"):
-        return 4
-    if quant.get("load_in_8bit"):
-        return 8
-    method = str(quant.get("quant_method", "")).lower()
-    if "fp8" in method:
-        return 8
-    for group in (quant.get("config_groups") or {}).values():  # compressed-tensors
-        bits = (group.get("weights") or {}).get("num_bits") if isinstance(group, dict) else None
-        if isinstance(bits, int):
-            return bits
-    if method in ("awq", "gptq", "marlin", "bitsandbytes"):
-        return 4
-    return None
-
-
 def _sliding_window_layers(config: dict, num_layers: int, window: int | None) -> int:
+    """How many layers attend within the sliding window (the others attend to everything)."""
     if not window or config.get("use_sliding_window") is False:
         return 0
     layer_types = config.get("layer_types")
     if isinstance(layer_types, list):
         return sum(1 for t in layer_types if t == "sliding_attention")
     model_type = config.get("model_type", "")
-    if model_type == "gemma2":
-        return num_layers // 2
+    if model_type == "gemma2":  # layers 0, 2, 4, ... slide (Gemma2Attention: not layer_idx % 2)
+        return (num_layers + 1) // 2
+    pattern = config.get("sliding_window_pattern")
+    if isinstance(pattern, int) and pattern > 1:  # Gemma 3: every pattern-th layer is global
+        return num_layers - num_layers // pattern
     if model_type in ("qwen2", "qwen2_moe") and config.get("use_sliding_window"):
         return max(0, num_layers - int(config.get("max_window_layers", num_layers)))
     return num_layers
 
 
+def _moe_layers(config: dict, num_layers: int) -> int:
+    """How many layers hold experts."""
+    dense_first = int(_get(config, "first_k_dense_replace", default=0) or 0)
+    only_mlp = {i for i in config.get("mlp_only_layers") or [] if isinstance(i, int)}
+    step = int(_get(config, "decoder_sparse_step", "interleave_moe_layer_step", default=1) or 1)
+    return sum(1 for i in range(num_layers)
+               if i >= dense_first and i not in only_mlp and (i + 1) % max(step, 1) == 0)
+
+
+def _vision_params(config: dict, text_hidden: int) -> int:
+    """A vision tower's parameters from vision_config: ViT blocks, patch embedding and the projector into
+    the language model (a two-layer MLP over merged patches, as Qwen-VL, LLaVA and Gemma 3 use)."""
+    vision = config.get("vision_config")
+    if not isinstance(vision, dict):
+        return 0
+    hidden = _get(vision, "hidden_size", "embed_dim", "width")
+    layers = _get(vision, "depth", "num_hidden_layers", "num_layers")
+    if not isinstance(hidden, int) or not isinstance(layers, int):
+        return 0
+    mlp = _get(vision, "intermediate_size", default=None) or int(float(_get(vision, "mlp_ratio", default=4))
+                                                              * hidden)
+    patch = int(_get(vision, "patch_size", default=14))
+    temporal = int(_get(vision, "temporal_patch_size", default=1))
+    channels = int(_get(vision, "in_channels", "num_channels", "in_chans", default=3))
+    merged = hidden * int(_get(vision, "spatial_merge_size", default=1)) ** 2
+    blocks = layers * (4 * hidden * hidden + 2 * hidden * int(mlp) + 6 * hidden)
+    return blocks + channels * patch * patch * temporal * hidden + merged * merged + merged * text_hidden
+
+
 def count_params(arch: ModelArch) -> int:
-    """Parameters computed from the architecture (embeddings, attention, MLP or experts, norms)."""
-    hidden, layers = arch.hidden_size, arch.num_layers
-    embed = arch.vocab_size * hidden * (1 if arch.tie_word_embeddings else 2)
-    if arch.is_mla:
-        rope = arch.qk_rope_head_dim or 0
-        nope = arch.qk_nope_head_dim or arch.head_dim
-        v_dim = arch.v_head_dim or arch.head_dim
-        q_head = nope + rope
-        heads = arch.num_attention_heads
-        if arch.q_lora_rank:
-            q_proj = hidden * arch.q_lora_rank + arch.q_lora_rank + arch.q_lora_rank * heads * q_head
-        else:
-            q_proj = hidden * heads * q_head
-        kv_rank = arch.kv_lora_rank or 0
-        attention = (q_proj + hidden * (kv_rank + rope) + kv_rank + kv_rank * heads * (nope + v_dim)
-                     + heads * v_dim * hidden)
-    else:
-        q_size = arch.num_attention_heads * arch.head_dim
-        kv_size = arch.num_kv_heads * arch.head_dim
-        attention = hidden * (q_size + 2 * kv_size) + q_size * hidden
-        if arch.attention_bias:
-            attention += q_size + 2 * kv_size
-    dense_mlp = 3 * hidden * arch.intermediate_size
-    if arch.is_moe:
-        expert = 3 * hidden * (arch.moe_intermediate_size or arch.intermediate_size)
-        shared = (3 * hidden * arch.shared_expert_intermediate_size if arch.shared_expert_intermediate_size
-                  else arch.num_shared_experts * expert)
-        moe_mlp = (arch.num_experts or 0) * expert + shared + (arch.num_experts or 0) * hidden
-        mlp_total = arch.dense_layers * dense_mlp + (layers - arch.dense_layers) * moe_mlp
-    else:
-        mlp_total = layers * dense_mlp
-    return embed + layers * (attention + 2 * hidden) + mlp_total + hidden
+    """Parameters computed from the architecture (embeddings, attention, MLP or experts, norms, vision)."""
+    embed = arch.vocab_size * arch.hidden_size * (1 if arch.tie_word_embeddings else 2)
+    dense, moe = layer_params(arch, moe=False), layer_params(arch, moe=True)
+    per_dense, per_moe = dense.linear + dense.experts + dense.plain, moe.linear + moe.experts + moe.plain
+    layers = (arch.num_layers - arch.moe_layers) * per_dense + arch.moe_layers * per_moe
+    return embed + layers + arch.hidden_size + arch.vision_params
+
+
+def _with_defaults(config: dict) -> tuple[dict, list[str]]:
+    """config.json plus ARCH_DEFAULTS for the keys it leaves out, and which entries were used."""
+    model_type = str(config.get("model_type", ""))
+    applied = []
+    config = dict(config)
+    for kind, key, value, source in ARCH_DEFAULTS:
+        if kind == model_type and key not in config:
+            config[key] = value
+            applied.append(f"{key}={value} ({source})")
+    return config, applied
 
 
 def arch_from_config(config: dict, source: str, param_count: int | None = None) -> ModelArch:
@@ -156,6 +196,7 @@ def arch_from_config(config: dict, source: str, param_count: int | None = None) 
             config.get("text_config"), dict):
         # Multimodal checkpoints keep the language model's numbers under text_config.
         config = {**config, **config["text_config"]}
+    config, applied = _with_defaults(config)
     try:
         hidden = int(_get(config, "hidden_size", "n_embd", "d_model"))
         layers = int(_get(config, "num_hidden_layers", "n_layer", "num_layers"))
@@ -169,6 +210,13 @@ def arch_from_config(config: dict, source: str, param_count: int | None = None) 
     window = int(window) if isinstance(window, int) else None
     num_experts = _get(config, "n_routed_experts", "num_local_experts", "num_experts")
     architectures = config.get("architectures") or [""]
+    intermediate = int(_get(config, "intermediate_size_mlp", "intermediate_size", "n_inner", "ffn_dim",
+                            default=4 * hidden))
+    # Llama 4 names the expert size intermediate_size and the dense MLP's intermediate_size_mlp.
+    moe_intermediate = _get(config, "moe_intermediate_size") or (
+        config.get("intermediate_size") if "intermediate_size_mlp" in config else None)
+    sliding_layers = _sliding_window_layers(config, layers, window)
+    moe_layers = _moe_layers(config, layers) if num_experts else 0
     arch = ModelArch(
         architecture=str(architectures[0]),
         model_type=str(config.get("model_type", "")),
@@ -177,31 +225,37 @@ def arch_from_config(config: dict, source: str, param_count: int | None = None) 
         num_kv_heads=kv_heads,
         head_dim=head_dim,
         hidden_size=hidden,
-        intermediate_size=int(_get(config, "intermediate_size", "n_inner", "ffn_dim", default=4 * hidden)),
+        intermediate_size=intermediate,
         vocab_size=int(_get(config, "vocab_size", "padded_vocab_size", default=32000)),
         max_position_embeddings=int(_get(config, "max_position_embeddings", "n_positions", "seq_length",
                                          default=2048)),
         tie_word_embeddings=bool(config.get("tie_word_embeddings", False)),
-        # Qwen2 has q/k/v biases without saying so in config.json.
-        attention_bias=bool(config.get("attention_bias", config.get("model_type") == "qwen2")),
+        attention_bias=bool(config.get("attention_bias", False)),
         num_experts=int(num_experts) if num_experts else None,
-        num_experts_per_tok=_get(config, "num_experts_per_tok", "moe_topk"),
-        moe_intermediate_size=_get(config, "moe_intermediate_size"),
-        num_shared_experts=int(_get(config, "n_shared_experts", default=0) or 0),
-        shared_expert_intermediate_size=_get(config, "shared_expert_intermediate_size"),
-        dense_layers=int(_get(config, "first_k_dense_replace", default=0) or 0),
+        num_experts_per_tok=_get(config, "num_experts_per_tok", "moe_topk", "experts_per_token"),
+        moe_intermediate_size=moe_intermediate,
+        num_shared_experts=int(_get(config, "n_shared_experts", "num_shared_experts", default=0) or 0),
+        shared_expert_intermediate_size=_get(config, "shared_expert_intermediate_size") or None,
+        dense_layers=layers - moe_layers if num_experts else 0,
+        moe_layers=moe_layers,
+        qk_norm=bool(config.get("qk_norm", False)),
+        sandwich_norms=bool(config.get("sandwich_norms", False)),
+        attention_sinks=bool(config.get("attention_sinks", False)),
+        expert_bias=bool(config.get("expert_bias", False)),
         kv_lora_rank=_get(config, "kv_lora_rank"),
         q_lora_rank=_get(config, "q_lora_rank"),
         qk_rope_head_dim=_get(config, "qk_rope_head_dim"),
         qk_nope_head_dim=_get(config, "qk_nope_head_dim"),
         v_head_dim=_get(config, "v_head_dim"),
-        sliding_window=window if _sliding_window_layers(config, layers, window) else None,
-        sliding_window_layers=_sliding_window_layers(config, layers, window),
+        sliding_window=window if sliding_layers else None,
+        sliding_window_layers=sliding_layers,
         param_count=0,
         default_dtype=str(_get(config, "torch_dtype", "dtype", default="bfloat16")),
-        quant_bits=_quant_bits(config),
+        quant=quant_from_config(config),
         source=source,
+        defaults_applied=applied,
     )
+    arch = arch.model_copy(update={"vision_params": _vision_params(config, hidden)})
     return arch.model_copy(update={"param_count": param_count or count_params(arch)})
 
 

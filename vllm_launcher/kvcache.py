@@ -1,0 +1,137 @@
+"""How vLLM 0.32 lays out the KV cache of one worker, and what it then logs. Pure.
+
+Layers are grouped by attention type (vllm/v1/core/kv_cache_utils.py, _get_kv_cache_groups_uniform_page_size):
+the group size is the smallest type's layer count (or the largest, padded, when the counts are within
+1.5x), each type gets ceil(its layers / group size) groups, and all groups draw blocks from one pool whose
+block holds `group size` layers' pages. A request of max_model_len takes, from every group, what its spec
+needs (kv_cache_interface.py): full attention and MLA cdiv(max_model_len, block); a sliding window
+cdiv(min(window - 1 + in-flight tokens, max_model_len), block) + 1, in-flight tokens being
+max_num_batched_tokens times the concurrent batches (2 with async scheduling, vLLM's default on CUDA; PP
+on CPU). vLLM logs int(num_blocks / blocks per request x max_model_len) tokens and keeps one block back
+(the null block), so one request fits when num_blocks - 1 covers it.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from vllm_launcher.models import ModelArch
+
+GPU_BLOCK_SIZE = 16
+CPU_BLOCK_SIZE = 128
+CPU_MLA_BLOCK_SIZE = 16
+
+
+@dataclass(frozen=True)
+class KvGroup:
+    kind: str  # "full", "sliding" or "mla"
+    window: int | None = None
+
+    def blocks_per_request(self, max_len: int, in_flight: int, block: int) -> int:
+        if self.kind == "sliding" and self.window:
+            return math.ceil(min(self.window - 1 + in_flight, max_len) / block) + 1
+        return math.ceil(max_len / block)
+
+
+@dataclass(frozen=True)
+class KvLayout:
+    """One worker's KV cache: groups sharing a pool of blocks of `block_size` tokens."""
+
+    block_size: int
+    layer_page_bytes: int  # one layer's share of one block
+    group_size: int  # layers per group: a block spans this many layers' pages
+    groups: tuple[KvGroup, ...]
+    bytes_per_token: int  # all of this worker's layers, one token (what a full-attention model needs)
+
+    @property
+    def block_bytes(self) -> int:
+        return self.layer_page_bytes * self.group_size
+
+    def num_blocks(self, kv_bytes: int) -> int:
+        return max(0, kv_bytes) // self.block_bytes if self.block_bytes else 0
+
+    def blocks_per_request(self, max_len: int, in_flight: int) -> int:
+        return sum(g.blocks_per_request(max_len, in_flight, self.block_size) for g in self.groups)
+
+    def reported(self, num_blocks: int, max_len: int, in_flight: int) -> tuple[int, float]:
+        """vLLM's logged (KV cache size in tokens, maximum concurrency at max_len)."""
+        per_request = self.blocks_per_request(max_len, in_flight)
+        concurrency = num_blocks / per_request if per_request else 0.0
+        return int(concurrency * max_len), concurrency
+
+    def fits_one(self, num_blocks: int, max_len: int, in_flight: int) -> bool:
+        return num_blocks - 1 >= self.blocks_per_request(max_len, in_flight)
+
+    def longest(self, num_blocks: int, in_flight: int, limit: int) -> int:
+        """The largest max_model_len (at most LIMIT) one request fits in."""
+        low, high = 0, max(0, limit)
+        while low < high:  # fits_one is monotonic in max_len
+            mid = (low + high + 1) // 2
+            if self.fits_one(num_blocks, mid, in_flight):
+                low = mid
+            else:
+                high = mid - 1
+        return low
+
+    def bytes_for_one(self, max_len: int, in_flight: int) -> int:
+        """KV bytes one request of max_len needs, with the null block."""
+        return (self.blocks_per_request(max_len, in_flight) + 1) * self.block_bytes
+
+
+def kv_dtype_bytes(kv_dtype: str | None, model_dtype: str) -> int:
+    from vllm_launcher.weights import DTYPE_BYTES
+
+    if kv_dtype and kv_dtype.startswith("fp8"):
+        return 1
+    if kv_dtype and kv_dtype != "auto":
+        return DTYPE_BYTES.get(kv_dtype, 2)
+    return DTYPE_BYTES.get(model_dtype, 2)
+
+
+def layer_token_bytes(arch: ModelArch, tp: int, dtype_bytes: int) -> int:
+    """One layer, one token, one worker: K and V of the KV heads on this rank (at least one: vLLM
+    replicates heads when TP exceeds them); MLA keeps one latent (kv_lora_rank + rope dims), on every rank."""
+    if arch.is_mla:
+        return ((arch.kv_lora_rank or 0) + (arch.qk_rope_head_dim or 0)) * dtype_bytes
+    return 2 * max(1, arch.num_kv_heads // tp) * arch.head_dim * dtype_bytes
+
+
+def layout(arch: ModelArch, device: str, tp: int = 1, pp: int = 1, kv_dtype: str | None = None,
+           model_dtype: str = "bfloat16", stage: int | None = None) -> KvLayout:
+    """The KV layout of the worker holding pipeline stage STAGE (the one with the most layers if None)."""
+    from vllm_launcher.weights import pp_partition
+
+    block = GPU_BLOCK_SIZE
+    if device == "cpu":
+        block = CPU_MLA_BLOCK_SIZE if arch.is_mla else CPU_BLOCK_SIZE
+    parts = pp_partition(arch.num_layers, pp)
+    index = max(range(pp), key=lambda i: parts[i]) if stage is None else stage
+    layers = parts[index]
+    # Which of this stage's layers slide: vLLM's patterns alternate through the model, so a stage holds
+    # its share of each kind.
+    sliding = round(arch.sliding_window_layers * layers / arch.num_layers) if arch.sliding_window else 0
+    per_layer = layer_token_bytes(arch, tp, kv_dtype_bytes(kv_dtype, model_dtype))
+    kinds: list[tuple[str, int, int | None]] = [("mla" if arch.is_mla else "full", layers - sliding, None)]
+    if sliding:
+        kinds.append(("sliding", sliding, arch.sliding_window))
+    counts = [count for _, count, _ in kinds if count > 0]
+    group_size = min(counts)
+    if max(counts) < group_size * 1.5:
+        group_size = max(counts)
+    groups: list[KvGroup] = []
+    for kind, count, window in kinds:
+        if count > 0:
+            groups.extend(KvGroup(kind, window) for _ in range(math.ceil(count / group_size)))
+    return KvLayout(block_size=block, layer_page_bytes=block * per_layer, group_size=group_size,
+                    groups=tuple(groups), bytes_per_token=layers * per_layer)
+
+
+def in_flight_tokens(device: str, batched: int, pp: int) -> int:
+    """Tokens scheduled but not settled (VllmConfig.max_in_flight_tokens): async scheduling, vLLM 0.32's
+    default on CUDA without PP, keeps two batches in flight; CPU turns it off (platforms/cpu.py)."""
+    if device == "cpu":
+        return batched * pp
+    return batched * (2 if pp <= 1 else pp)
