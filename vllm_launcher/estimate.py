@@ -320,10 +320,16 @@ def _check_gpu_count(preset: Preset, arch: ModelArch, hw: Hardware, gpus_here: i
                        "against a GPU machine with --device cuda --gpus N --gpu-mem-gib X, or "
                        "--hardware FILE")
     elif len(hw.gpus) < gpus_here:
-        reasons.append(f"the preset needs {gpus_here} GPUs per node (TP {tp} x PP {pp}"
+        dp = preset.data_parallel_size or 1
+        dp_text = f"DP {dp} x " if dp > 1 else ""
+        reasons.append(f"the preset needs {gpus_here} GPUs per node ({dp_text}TP {tp} x PP {pp}"
                        f"{f' over {preset.nodes} nodes' if preset.nodes > 1 else ''}); this machine has "
                        f"{len(hw.gpus)}")
-        valid = _valid_tp_sizes(arch, len(hw.gpus))
+        if dp > 1 and dp * tp * pp // max(1, preset.nodes) > len(hw.gpus) >= tp * pp:
+            fixes.append(f"use data_parallel_size {len(hw.gpus) // (tp * pp)} (each engine takes {tp * pp} "
+                         "GPUs)")
+            return
+        valid = _valid_tp_sizes(arch, len(hw.gpus) // dp)
         if valid:
             fixes.append(f"use tensor_parallel_size {max(valid)} (divides {arch.num_attention_heads} heads)")
 

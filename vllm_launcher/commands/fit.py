@@ -109,12 +109,17 @@ def format_estimate(est: Estimate, name: str, hw: Hardware) -> str:
                  else "a machine with no GPU visible")
     else:
         where = f"CPU, {est.ram_available_gib} GiB RAM available"
+    layout = (f", PP {est.pipeline_parallel_size}" if est.pipeline_parallel_size > 1 else "") + (
+        f", DP {est.data_parallel_size} (figures per engine)" if est.data_parallel_size > 1 else "")
     rows: list[list[object]] = [
-        ["model", (f"{est.model} ({est.model_dtype}, TP {est.tensor_parallel_size}"
-                   f"{f', PP {est.pipeline_parallel_size}' if est.pipeline_parallel_size > 1 else ''})")],
+        ["model", f"{est.model} ({est.model_dtype}, TP {est.tensor_parallel_size}{layout})"],
         *_wrapped_rows("architecture from", est.arch_source),
-        ["weights", f"{est.weights_gib} GiB total, {est.weights_bytes_per_gpu / GIB:.2f} GiB per worker"],
-        ["KV bytes per token", f"{est.kv_bytes_per_token:,} ({est.kv_cache_dtype})"],
+        *[row for default in est.arch_defaults for row in _wrapped_rows("config default", default)],
+        ["weights", f"{est.weights_gib} GiB total, {est.weights_bytes_per_gpu / GIB:.2f} GiB per worker"
+                    + (f", {est.quantization}" if est.quantization else "")],
+        ["KV bytes per token", f"{est.kv_bytes_per_token:,} ({est.kv_cache_dtype})"
+                               + (f"; KV groups: {', '.join(est.kv_groups)}" if len(est.kv_groups) > 1
+                                  or est.kv_groups[:1] != ["full"] else "")],
     ]
     if no_gpu:
         # Nothing to size against: say so, and how to check this preset for a GPU machine.
@@ -128,7 +133,8 @@ def format_estimate(est: Estimate, name: str, hw: Hardware) -> str:
     if est.device == "cuda":
         rows += [["requested",
                   f"{est.requested_gib} GiB ({est.gpu_memory_utilization} x {est.gpu_total_gib})"],
-                 ["activations", f"{est.activation_gib} GiB at {est.max_num_batched_tokens} batched tokens"],
+                 ["activations", f"{est.activation_gib} GiB at {est.max_num_batched_tokens} batched tokens "
+                                 f"(sampler {est.sampler_gib} GiB for {est.max_num_seqs} sequences)"],
                  ["non-torch + graphs", f"{est.non_torch_gib} + {est.cuda_graph_gib} GiB"]]
     else:
         rows += [*_wrapped_rows("KV space from", est.kv_space_source),

@@ -191,7 +191,8 @@ def model_weights_gib(preset: Preset) -> tuple[float | None, str]:
     except LaunchError:
         return None, "model size unknown"
     dtype = estimate.resolve_model_dtype(preset.dtype, arch)
-    return estimate.weights_bytes(arch, dtype, 1, 1) / GIB, f"{dtype} weights"
+    quantized = f", {preset.quantization}" if preset.quantization else ""
+    return estimate.weights_bytes(arch, dtype, 1, 1, preset.quantization) / GIB, f"{dtype} weights{quantized}"
 
 
 def sizing(preset: Preset, options: ExportOptions) -> Sizing:
