@@ -13,6 +13,8 @@ from pathlib import Path
 
 import pytest
 from cli_helpers import REPO
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from vllm_launcher import kvcache
 from vllm_launcher.estimate import estimate, non_torch_bytes
@@ -242,3 +244,37 @@ def test_estimate_imports_no_torch_or_vllm(tmp_path):
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, check=True)
     _seconds, torch_loaded, vllm_loaded = out.stdout.split()
     assert torch_loaded == "False" and vllm_loaded == "False"
+
+
+# ------------------------------------------------------------------------------------- hostile configs
+
+JSON_VALUES = st.recursive(st.none() | st.booleans() | st.integers(-10, 10**6) | st.floats(allow_nan=True)
+                           | st.text(max_size=8), lambda inner: st.lists(inner, max_size=3)
+                           | st.dictionaries(st.text(max_size=8), inner, max_size=3), max_leaves=6)
+READ_KEYS = ["hidden_size", "num_hidden_layers", "num_attention_heads", "num_key_value_heads",
+             "head_dim", "intermediate_size", "vocab_size", "max_position_embeddings",
+             "tie_word_embeddings", "num_experts", "n_routed_experts", "num_local_experts",
+             "moe_intermediate_size", "n_shared_experts", "shared_expert_intermediate_size",
+             "first_k_dense_replace", "mlp_only_layers", "decoder_sparse_step", "kv_lora_rank",
+             "qk_rope_head_dim", "qk_nope_head_dim", "v_head_dim", "q_lora_rank", "sliding_window",
+             "sliding_window_pattern", "layer_types", "use_sliding_window", "max_window_layers",
+             "quantization_config", "vision_config", "text_config", "torch_dtype", "model_type",
+             "intermediate_size_mlp", "num_experts_per_tok", "attention_bias"]
+SANE = {"model_type": "qwen2_moe", "hidden_size": 256, "num_hidden_layers": 4, "num_attention_heads": 4,
+        "intermediate_size": 512, "vocab_size": 1000, "num_experts": 4, "moe_intermediate_size": 64}
+
+
+@settings(max_examples=600, deadline=None, derandomize=True)
+@given(st.dictionaries(st.sampled_from(READ_KEYS), JSON_VALUES, max_size=6))
+def test_any_config_json_is_read_or_refused_with_a_value_error(overrides):
+    """config.json is user input: every value of every field the estimate reads either gives an estimate
+    with sane numbers or a ValueError (which `estimate` reports in one line, exit 2), never a traceback."""
+    try:
+        parsed = arch_from_config({**SANE, **overrides}, "hostile")
+    except ValueError:
+        return
+    for device in ("cuda", "cpu"):
+        est = estimate(Preset(name="t", model="m", device=device, tensor_parallel_size=2, max_model_len=2048,
+                              kv_cache_space_gib=1 if device == "cpu" else None), parsed,
+                       hypothetical(device, 2, 80, ram_gib=64))
+        assert est.weights_gib >= 0 and est.kv_cache_tokens >= 0 and est.kv_bytes_per_token >= 0

@@ -191,7 +191,24 @@ def _with_defaults(config: dict) -> tuple[dict, list[str]]:
 
 
 def arch_from_config(config: dict, source: str, param_count: int | None = None) -> ModelArch:
-    """A Hugging Face config.json (as a dict) → ModelArch. Raises ValueError on a config we cannot read."""
+    """A Hugging Face config.json (as a dict) → ModelArch. Raises ValueError on a config we cannot read
+    (a value of the wrong type or range included: config.json is user input)."""
+    try:
+        arch = _arch_from_config(config, source, param_count)
+    except (TypeError, AttributeError, ArithmeticError, IndexError, KeyError) as exc:
+        raise ValueError(f"config.json holds a value of the wrong type or range ({type(exc).__name__}: "
+                         f"{str(exc)[:200]})") from None
+    positive = ("num_layers", "num_attention_heads", "num_kv_heads", "hidden_size", "head_dim", "vocab_size",
+                "max_position_embeddings")
+    bad = [name for name in positive if getattr(arch, name) <= 0]
+    bad += [name for name, value in arch
+            if isinstance(value, int) and not isinstance(value, bool) and value < 0 and name not in positive]
+    if bad:
+        raise ValueError(f"config.json: {', '.join(bad)} must be positive (a count or a size)")
+    return arch
+
+
+def _arch_from_config(config: dict, source: str, param_count: int | None = None) -> ModelArch:
     if not any(k in config for k in ("num_hidden_layers", "n_layer", "num_layers")) and isinstance(
             config.get("text_config"), dict):
         # Multimodal checkpoints keep the language model's numbers under text_config.
