@@ -308,14 +308,15 @@ def test_a_busy_server_is_not_evicted_until_its_request_ends(gateways, fake_env)
 
 
 def test_an_idle_server_stops_after_its_idle_timeout(gateways, fake_env):
-    preset(fake_env, "brief", idle_timeout="1s")
+    # 4 s of idle: long enough that a loaded machine reads the pid before it stops, short for a test.
+    preset(fake_env, "brief", idle_timeout="4s")
     preset(fake_env, "steady")
     gateway = gateways("brief", "steady", "--idle", "0")
     assert gateway.chat("brief").status_code == 200
-    assert gateway.chat("steady").status_code == 200
     server_pid = status(fake_env)["brief"]["pid"]
-    wait_for(lambda: gateway.state("brief") == "stopped", 15)
-    assert "stopping brief (idle for 1 s)" in gateway.log()
+    assert gateway.chat("steady").status_code == 200
+    wait_for(lambda: gateway.state("brief") == "stopped", 20)
+    assert "stopping brief (idle for 4 s)" in gateway.log()
     assert not psutil.pid_exists(server_pid) or psutil.Process(server_pid).status() == psutil.STATUS_ZOMBIE
     assert set(status(fake_env)) == {"gateway", "steady"}
     assert gateway.state("steady") == "running"
@@ -348,8 +349,9 @@ def server_process(env: dict[str, str], name: str) -> psutil.Process:
 
 
 def test_sleep_when_idle_sleeps_and_wakes_instead_of_stopping(gateways, fake_env, tmp_path):
+    # 4 s of idle: a loaded machine checks it is awake again before it falls asleep once more.
     preset(fake_env, "sleepy", model=SMALL, device="cuda", sleep_when_idle=True,
-                 idle_timeout="1s", kv_cache_space_gib=None)
+                 idle_timeout="4s", kv_cache_space_gib=None)
     gateway = gateways("sleepy", "--idle", "0", "--hardware", gpu_hardware(tmp_path))
     assert gateway.chat("sleepy").status_code == 200
     server = server_process(fake_env, "sleepy")

@@ -148,7 +148,7 @@ def test_crash_after_ready_is_restarted_with_growing_backoff_then_gives_up(fake_
 
 def test_crash_after_ready_detached_restarts(fake_env, tag, port):
     write_preset(fake_env, "crash", port)
-    fake_env.update(FAKE_VLLM_MODE="crash_after_ready", FAKE_VLLM_CRASH_AFTER_S="1")
+    fake_env.update(FAKE_VLLM_MODE="crash_after_ready", FAKE_VLLM_CRASH_AFTER_S="3")
     up = cli(["up", "crash", "--detach"], fake_env)
     assert up.returncode == 0, up.stderr
     first_pid = status_of(fake_env, "crash")["pid"]

@@ -210,7 +210,8 @@ def test_every_state_is_reachable_and_every_live_state_can_stop():
 
 def test_a_supervisor_walks_the_table_through_a_crash_and_a_stop(fake_env, tag, port):
     write_preset(fake_env, "walk", port)
-    fake_env.update(FAKE_VLLM_MODE="crash_after_ready", FAKE_VLLM_CRASH_AFTER_S="1")
+    # 3 s of service before the crash: the first poll sees "ready" even on a loaded machine.
+    fake_env.update(FAKE_VLLM_MODE="crash_after_ready", FAKE_VLLM_CRASH_AFTER_S="3")
     assert cli(["up", "walk", "--detach"], fake_env).returncode == 0
     seen = []
 

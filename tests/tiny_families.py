@@ -1,12 +1,13 @@
 """Build a TINY random-weight checkpoint of a given architecture family (no downloads).
 
-    python build_family.py --family NAME --out DIR [--arch '{"num_hidden_layers": 4}'] [--tokenizer-from D]
+    python tests/tiny_families.py --family NAME --out DIR --tokenizer-from D [--arch '{"head_dim": 64}']
 
-Families: mixtral, qwen2_moe, qwen3_moe, gemma2, gemma3, deepseek_v2, mistral_sw, qwen2_sw, qwen2.
+Families: mixtral, qwen2_moe, qwen3_moe, gemma2, gemma3, deepseek_v2, mistral_sw, qwen2_sw, qwen2 (qwen2_sw:
+vLLM 0.32 refuses a window on only some Qwen2 layers). Written for tests/test_estimate_families.py.
 
 Writes config.json, model.safetensors (transformers AutoModelForCausalLM.from_config + save_pretrained,
 safe_serialization, float32), generation_config.json and the tokenizer files. The tokenizer is the one
-/work/main/vllm_launcher/tiny_model.py trains (vocab 4100): it is copied from --tokenizer-from (a
+vllm_launcher/tiny_model.py trains (vocab 4100): it is copied from --tokenizer-from (a
 directory built by tiny_model.py), built there first if that directory is missing. vocab_size in every
 config is set to the tokenizer's vocabulary size. Fixed seed: same family + arch -> same weights.
 """
@@ -108,12 +109,13 @@ FAMILIES: dict[str, dict[str, Any]] = {
         "tie_word_embeddings": True, "attention_bias": False,
     },
     # DeepSeek-V2 with MLA: latent kv_lora_rank + rope part per token; MoE with shared experts,
-    # first layer dense.
+    # first layer dense. kv_lora_rank + qk_rope_head_dim must be 576 for vLLM's CPU MLA kernel (a latent of
+    # 96 starts but fails at the first request: "Head dimension 96 is not supported by MLA").
     "deepseek_v2": {
         **_COMMON,
         "architectures": ["DeepseekV2ForCausalLM"], "model_type": "deepseek_v2",
         "num_hidden_layers": 3, "num_key_value_heads": 4,
-        "q_lora_rank": None, "kv_lora_rank": 64, "qk_rope_head_dim": 32, "qk_nope_head_dim": 32,
+        "q_lora_rank": None, "kv_lora_rank": 512, "qk_rope_head_dim": 64, "qk_nope_head_dim": 32,
         "v_head_dim": 32, "head_dim": 32,
         "n_routed_experts": 4, "n_shared_experts": 1, "num_experts_per_tok": 2,
         "moe_intermediate_size": 64, "first_k_dense_replace": 1, "moe_layer_freq": 1,

@@ -22,10 +22,11 @@ from pydantic import BaseModel, Field
 from vllm_launcher import kvcache
 from vllm_launcher.hardware import Hardware
 from vllm_launcher.models import DTYPE_BYTES, ModelArch
-from vllm_launcher.presets import Preset
+from vllm_launcher.presets import Preset, vllm_flag_name
 from vllm_launcher.units import GIB
 from vllm_launcher.weights import effective_quant, model_weights
 
+HYBRID_OFF = "--disable-hybrid-kv-cache-manager"  # in extra_args: sliding layers sized as full attention
 GPU_BLOCK_SIZE, CPU_BLOCK_SIZE, CPU_MLA_BLOCK_SIZE = (kvcache.GPU_BLOCK_SIZE, kvcache.CPU_BLOCK_SIZE,
                                                       kvcache.CPU_MLA_BLOCK_SIZE)
 DEFAULT_GPU_UTILIZATION = 0.92  # vLLM 0.32's default (0.9 in releases up to about 0.2x)
@@ -178,7 +179,8 @@ def estimate(preset: Preset, arch: ModelArch, hw: Hardware) -> Estimate:
     dtype = resolve_model_dtype(preset.dtype, arch)
     kv_dtype = preset.kv_cache_dtype or "auto"
     weights = model_weights(arch, dtype, tp, pp, preset.quantization)
-    kv = kvcache.layout(arch, preset.device, tp, pp, kv_dtype, dtype)
+    hybrid = HYBRID_OFF not in {vllm_flag_name(arg) for arg in preset.extra_args}
+    kv = kvcache.layout(arch, preset.device, tp, pp, kv_dtype, dtype, hybrid=hybrid)
     reasons: list[str] = []
     fixes: list[str] = []
     warnings: list[str] = []
@@ -227,6 +229,10 @@ def _shape_refusals(preset: Preset, arch: ModelArch, tp: int, reasons: list[str]
         reasons.append(f"{kv_heads} KV heads cannot be split or replicated evenly over tensor_parallel_size "
                        f"{tp} (vLLM: {max(tp, kv_heads)} is not divisible by {min(tp, kv_heads)})")
         fixes.append(f"use tensor_parallel_size {', '.join(map(str, valid))}")
+    if arch.model_type == "qwen2" and 0 < arch.sliding_window_layers < arch.num_layers:
+        reasons.append(f"use_sliding_window with max_window_layers below num_hidden_layers "
+                       f"({arch.num_layers}): vLLM's Qwen2 refuses a window on only some layers")
+        fixes.append("set use_sliding_window: false in config.json (Qwen2.5 checkpoints ship it off)")
     sizes = {"intermediate_size": arch.intermediate_size if arch.moe_layers < arch.num_layers else None,
              "moe_intermediate_size": (arch.moe_intermediate_size or arch.intermediate_size)
              if arch.moe_layers else None}
@@ -281,7 +287,8 @@ def _estimate_gpu(preset: Preset, arch: ModelArch, hw: Hardware, common: dict, s
     graphs = 0 if preset.enforce_eager else int(CUDA_GRAPH_GIB * GIB)
     # Every pipeline stage sizes its own cache; vLLM keeps the smallest block count (the last stage also
     # runs the sampler).
-    layouts = [kvcache.layout(arch, "cuda", tp, pp, common["kv_cache_dtype"], dtype, stage=i)
+    hybrid = HYBRID_OFF not in {vllm_flag_name(arg) for arg in preset.extra_args}
+    layouts = [kvcache.layout(arch, "cuda", tp, pp, common["kv_cache_dtype"], dtype, stage=i, hybrid=hybrid)
                for i in range(pp)]
     budgets = [requested - math.ceil(stage / tp) - act - non_torch - graphs - (sampler if i == pp - 1 else 0)
                for i, stage in enumerate(stages)]

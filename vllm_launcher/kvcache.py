@@ -100,8 +100,9 @@ def layer_token_bytes(arch: ModelArch, tp: int, dtype_bytes: int) -> int:
 
 
 def layout(arch: ModelArch, device: str, tp: int = 1, pp: int = 1, kv_dtype: str | None = None,
-           model_dtype: str = "bfloat16", stage: int | None = None) -> KvLayout:
-    """The KV layout of the worker holding pipeline stage STAGE (the one with the most layers if None)."""
+           model_dtype: str = "bfloat16", stage: int | None = None, hybrid: bool = True) -> KvLayout:
+    """The KV layout of the worker holding pipeline stage STAGE (the one with the most layers if None).
+    Without the hybrid allocator (--disable-hybrid-kv-cache-manager) sliding layers are sized as full."""
     from vllm_launcher.weights import pp_partition
 
     block = GPU_BLOCK_SIZE
@@ -112,7 +113,9 @@ def layout(arch: ModelArch, device: str, tp: int = 1, pp: int = 1, kv_dtype: str
     layers = parts[index]
     # Which of this stage's layers slide: vLLM's patterns alternate through the model, so a stage holds
     # its share of each kind.
-    sliding = round(arch.sliding_window_layers * layers / arch.num_layers) if arch.sliding_window else 0
+    sliding = 0
+    if arch.sliding_window and hybrid:
+        sliding = round(arch.sliding_window_layers * layers / arch.num_layers)
     per_layer = layer_token_bytes(arch, tp, kv_dtype_bytes(kv_dtype, model_dtype))
     kinds: list[tuple[str, int, int | None]] = [("mla" if arch.is_mla else "full", layers - sliding, None)]
     if sliding:

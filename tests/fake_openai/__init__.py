@@ -13,7 +13,14 @@ Modes (what /v1/chat/completions answers to a non-streaming request):
   rambling      hundreds of newlines, then a long plain answer (what a random-weight model writes)
   unhealthy     /health answers 503
   chat_500      every chat request (streaming too) answers HTTP 500
-Streaming requests get three SSE chunks ("Hel", "lo", [DONE]).
+Tool-calling conformance (`doctor --tools`), streamed and not, honouring tool_choice:
+  native        (above) get_weather as tool_calls; streamed as deltas split mid-arguments; a named
+                tool_choice gets that tool; after a tool result, a plain answer
+  parallel      like native, and both get_weather and get_time when both tools are offered
+  missing_args  tool_calls whose arguments are "{}"
+  broken_stream streamed tool-call chunks that are not JSON (non-streamed: like native)
+  context_400   like native, but HTTP 400 (context length) when a system prompt is sent
+Other modes stream their content in two pieces; a plain request without tools gets "Hel", "lo".
 """
 
 from __future__ import annotations
@@ -33,6 +40,7 @@ CONTENT = {
     "plain": "It is sunny in Paris.",
     "rambling": "\n" * 300 + "It is sunny in Paris,\n\n\t and " + "quite warm " * 40,
 }
+TOOL_MODES = {"native", "parallel", "missing_args", "broken_stream", "context_400"}
 AUTO_400 = ('"auto" tool choice requires --enable-auto-tool-choice and --tool-call-parser to be set')
 
 
@@ -110,29 +118,64 @@ class _Handler(BaseHTTPRequestHandler):
             self._send(500, {"object": "error", "message": "EngineCore encountered an issue",
                              "type": "InternalServerError", "code": 500})
             return
-        if request.get("stream"):
-            self._stream()
-            return
         if fake.mode == "auto_400" and request.get("tool_choice") == "auto":
             self._send(400, {"object": "error", "message": AUTO_400, "type": "BadRequestError",
                              "code": 400})
             return
+        if fake.mode == "context_400" and any(m.get("role") == "system" for m in request.get("messages", [])):
+            self._send(400, {"object": "error", "type": "BadRequestError", "code": 400, "message":
+                             "This model's maximum context length is 2048 tokens. However, you requested "
+                             "7000 tokens in the messages."})
+            return
+        calls = self._calls(request)
+        if request.get("stream"):
+            self._stream(request, calls)
+            return
         message: dict = {"role": "assistant", "content": CONTENT.get(fake.mode, "")}
-        if fake.mode == "native":
+        if calls:
             message = {"role": "assistant", "content": None, "tool_calls": [
-                {"id": "call_1", "type": "function",
-                 "function": {"name": "get_weather", "arguments": json.dumps(CALL["arguments"])}}]}
+                {"id": f"call_{i}", "type": "function", "function": {"name": name, "arguments": arguments}}
+                for i, (name, arguments) in enumerate(calls)]}
+        elif fake.mode in TOOL_MODES:
+            message = {"role": "assistant", "content": "It is sunny in Paris, 21 C."}
         self._send(200, {"id": "x", "object": "chat.completion", "model": fake.model, "choices": [
-            {"index": 0, "message": message,
-             "finish_reason": "tool_calls" if fake.mode == "native" else "stop"}]})
+            {"index": 0, "message": message, "finish_reason": "tool_calls" if calls else "stop"}]})
 
-    def _stream(self) -> None:
+    def _calls(self, request: dict) -> list[tuple[str, str]]:
+        """The tool calls this mode answers REQUEST with: (name, arguments JSON)."""
+        mode = self.fake.mode
+        offered = [t["function"]["name"] for t in request.get("tools") or []]
+        answered = any(m.get("role") == "tool" for m in request.get("messages", []))
+        if mode not in TOOL_MODES or not offered or answered:
+            return []
+        choice = request.get("tool_choice")
+        names = [choice["function"]["name"]] if isinstance(choice, dict) else offered[:1]
+        if mode == "parallel" and not isinstance(choice, dict):
+            names = offered
+        arguments = {"get_weather": {"city": "Paris"}, "get_time": {"timezone": "Asia/Tokyo"}}
+        return [(name, "{}" if mode == "missing_args" else json.dumps(arguments.get(name, {})))
+                for name in names]
+
+    def _stream(self, request: dict, calls: list[tuple[str, str]]) -> None:
         self.send_response(200)
         self.send_header("Content-Type", "text/event-stream")
         self.end_headers()
-        for piece in ("Hel", "lo"):
-            chunk = {"choices": [{"index": 0, "delta": {"content": piece}}]}
-            self.wfile.write(f"data: {json.dumps(chunk)}\n\n".encode())
+        chunks: list[object] = []
+        if calls and self.fake.mode == "broken_stream":
+            chunks = ['{"choices": [{"index": 0, "delta": {"tool_calls": [{"index": 0, "function": {"name"']
+        elif calls:
+            for i, (name, arguments) in enumerate(calls):
+                half = len(arguments) // 2
+                chunks.append({"tool_calls": [{"index": i, "id": f"call_{i}", "type": "function",
+                                               "function": {"name": name, "arguments": arguments[:half]}}]})
+                chunks.append({"tool_calls": [{"index": i, "function": {"arguments": arguments[half:]}}]})
+        else:
+            text = (CONTENT.get(self.fake.mode) or "Hello") if request.get("tools") else "Hello"
+            chunks = [{"content": text[:3]}, {"content": text[3:]}]
+        for delta in chunks:
+            data = delta if isinstance(delta, str) else json.dumps(
+                {"choices": [{"index": 0, "delta": delta}]})
+            self.wfile.write(f"data: {data}\n\n".encode())
             self.wfile.flush()
         self.wfile.write(b"data: [DONE]\n\n")
         self.wfile.flush()

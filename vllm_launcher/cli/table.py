@@ -90,6 +90,10 @@ COMMANDS: tuple[Command, ...] = (
              HARDWARE,
              Param("endpoint", ("--endpoint",), str, "Live checks of a running server, e.g. http://127.0.0.1:8000."),
              Param("log_file", ("--log",), str, "Explain the known vLLM errors in a log file."),
+             flag("tools", ("--tools",), "Tool-calling conformance of the running server: auto, required and "
+                  "named, streamed and not, two tools, a tool result, the client's prompt length."),
+             Param("client_prompt_tokens", ("--client-prompt-tokens",), int,
+                   "With --tools: also call a tool behind a system prompt of this many tokens.", metavar="N"),
              flag("list_rules", ("--list",), "List the checks and their codes."), JSON, *OVERRIDES)),
 )
 BY_NAME: dict[str, Command] = {command.name: command for command in COMMANDS}

@@ -60,7 +60,8 @@ def format_rules() -> str:
 
 def doctor(names: list[str] | None = None, hardware_file: str | None = None, endpoint: str | None = None,
            log_file: str | None = None, list_rules: bool = False, as_json: bool = False,
-           overrides: list | None = None) -> Result:
+           overrides: list | None = None, tools: bool = False,
+           client_prompt_tokens: int | None = None) -> Result:
     """Run doctor; exit 1 when any error was found."""
     if list_rules:
         from vllm_launcher.doctor.registry import all_rules
@@ -68,11 +69,15 @@ def doctor(names: list[str] | None = None, hardware_file: str | None = None, end
         data = {"rules": [{"code": r.code, "severity": r.severity, "scope": r.scope, "title": r.title}
                           for r in all_rules()]}
         return Result(text=format_rules(), data=data, as_json=as_json)
-    from vllm_launcher.doctor.engine import run_doctor
+    from vllm_launcher.doctor.engine import ToolOptions, run_doctor
     from vllm_launcher.doctor.findings import has_errors
+    from vllm_launcher.errors import ConfigError
 
+    if client_prompt_tokens is not None and (client_prompt_tokens < 1 or not tools):
+        raise ConfigError("--client-prompt-tokens must be a positive number of tokens, given with --tools")
     findings = run_doctor(names or [], hardware_file=hardware_file, endpoint=endpoint, log_file=log_file,
-                          overrides=overrides or None)
+                          overrides=overrides or None,
+                          tools=ToolOptions(tools, client_prompt_tokens) if tools else None)
     return Result(text=format_report(findings, log_file=log_file, endpoint=endpoint),
                   data={"findings": [f.model_dump() for f in findings]}, as_json=as_json,
                   code=EXIT_FAILURE if has_errors(findings) else 0)

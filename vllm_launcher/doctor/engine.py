@@ -5,6 +5,7 @@ owner), run the registered rules, add live checks and log explanations. Returns 
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -112,7 +113,8 @@ def _read_log(path: str) -> str:
 
 
 def run_doctor(names: list[str], *, hardware_file: str | None = None, endpoint: str | None = None,
-               log_file: str | None = None, overrides: list | None = None) -> list[Finding]:
+               log_file: str | None = None, overrides: list | None = None,
+               tools: ToolOptions | None = None) -> list[Finding]:
     """The whole `vllm-launch doctor` run. No names and no endpoint/log: every preset plus the environment."""
     from vllm_launcher.doctor.logs import explain_log
 
@@ -132,12 +134,12 @@ def run_doctor(names: list[str], *, hardware_file: str | None = None, endpoint: 
     if presets:
         hardware, local = _hardware(hardware_file)
         for preset in presets:
-            findings.extend(_check_one(preset, hardware, local, servers.get(preset.name), endpoint))
+            findings.extend(_check_one(preset, hardware, local, servers.get(preset.name), endpoint, tools))
     if not names and not only_live:
         findings.extend(check_environment())
     single = presets[0] if len(presets) == 1 else None
     if endpoint:
-        findings.extend(check_live(endpoint, single))
+        findings.extend(check_live(endpoint, single, tools))
     if log_file:
         findings.extend(explain_log(_read_log(log_file), preset=single.name if single else None))
     return sort_findings(findings)
@@ -181,13 +183,13 @@ def _every_preset(overrides: list | None) -> tuple[list[Preset], list[Finding]]:
 
 
 def _check_one(preset: Preset, hardware: Hardware, local: bool, server: Record | None,
-               endpoint: str | None) -> list[Finding]:
+               endpoint: str | None, tools: ToolOptions | None = None) -> list[Finding]:
     """A preset's static findings; for a running managed server also its live checks and its log."""
     from vllm_launcher.doctor.logs import explain_log
 
     findings = check_preset(preset, hardware, local=local, managed_running=server is not None)
     if server is not None:
-        findings.extend(_check_managed(preset, server, endpoint))
+        findings.extend(_check_managed(preset, server, endpoint, tools))
         if Path(server.log_path).is_file():
             findings.extend(explain_log(_read_log(server.log_path), preset=preset.name))
     return findings
@@ -203,20 +205,51 @@ def _is_preset(name: str) -> bool:
     return True
 
 
-def check_live(endpoint: str, preset: Preset | None = None) -> list[Finding]:
-    """Live checks against `endpoint`, with the preset's expectations and API key when one is given."""
+@dataclass(frozen=True)
+class ToolOptions:
+    """`doctor --tools [--client-prompt-tokens N]`: the tool-calling conformance checks too."""
+
+    enabled: bool = False
+    client_prompt_tokens: int | None = None
+
+
+def check_live(endpoint: str, preset: Preset | None = None,
+               tools: ToolOptions | None = None) -> list[Finding]:
+    """Live checks against `endpoint`, with the preset's expectations and API key when one is given; with
+    TOOLS enabled, the tool-calling conformance checks (doctor.tools) too."""
     from vllm_launcher.doctor.live import check_endpoint
 
+    probe = not (tools and tools.enabled)  # the conformance checks replace the single tool probe
     if preset is None:
-        return check_endpoint(endpoint, api_key=os.environ.get("VLLM_API_KEY") or None)
-    api_key = os.environ.get(preset.api_key_env) if preset.api_key_env else None
-    return check_endpoint(endpoint, preset=preset.name,
-                          expected_model=preset.served_model_name or preset.model,
-                          expected_max_model_len=preset.max_model_len, api_key=api_key,
-                          parser=preset.tool_calling.parser)
+        api_key = os.environ.get("VLLM_API_KEY") or None
+        findings = check_endpoint(endpoint, api_key=api_key, tool_probe=probe)
+    else:
+        api_key = os.environ.get(preset.api_key_env) if preset.api_key_env else None
+        findings = check_endpoint(endpoint, preset=preset.name,
+                                  expected_model=preset.served_model_name or preset.model,
+                                  expected_max_model_len=preset.max_model_len, api_key=api_key,
+                                  parser=preset.tool_calling.parser, tool_probe=probe)
+    if tools and tools.enabled:
+        findings.extend(_check_tools(endpoint, preset, tools, api_key))
+    return findings
 
 
-def _check_managed(preset: Preset, record: Record, endpoint: str | None) -> list[Finding]:
+def _check_tools(endpoint: str, preset: Preset | None, tools: ToolOptions,
+                 api_key: str | None) -> list[Finding]:
+    from vllm_launcher.doctor import tools as conformance
+    from vllm_launcher.plan import served_model_name
+
+    model = served_model_name(preset) if preset else conformance.first_model(endpoint, api_key)
+    if model is None:
+        return []  # the live checks above already say why (unreachable, no model listed)
+    prompt = tools.client_prompt_tokens or (preset.client_prompt_tokens if preset else None)
+    return conformance.run_checks(endpoint, model, api_key=api_key,
+                                  parser=preset.tool_calling.parser if preset else None,
+                                  client_prompt_tokens=prompt, preset=preset.name if preset else None)
+
+
+def _check_managed(preset: Preset, record: Record, endpoint: str | None,
+                   tools: ToolOptions | None = None) -> list[Finding]:
     if endpoint:
         return []  # the explicit endpoint is checked instead
-    return check_live(record.endpoint, preset)
+    return check_live(record.endpoint, preset, tools)

@@ -20,6 +20,7 @@ from vllm_launcher.doctor import (
 )
 from vllm_launcher.doctor.findings import Rule
 from vllm_launcher.doctor.live import LIVE_RULES
+from vllm_launcher.doctor.tools import TOOL_RULES
 
 # Made by doctor.engine for each preset file that does not load (there are no facts to run a rule on).
 PRESET_DOES_NOT_LOAD = Rule("VL100", "error", "preset", "the preset does not load (YAML or schema error)")
@@ -126,7 +127,7 @@ def log_rules() -> tuple[Rule, ...]:
 def rules_by_code() -> dict[str, Rule]:
     """Every rule, by code."""
     return {rule.code: rule
-            for rule in sorted([*STATIC_RULES, *LIVE_RULES, *log_rules()], key=lambda r: r.code)}
+            for rule in sorted([*STATIC_RULES, *LIVE_RULES, *TOOL_RULES, *log_rules()], key=lambda r: r.code)}
 
 
 def all_rules() -> list[Rule]:

@@ -1,0 +1,157 @@
+"""`doctor --tools`: tool-calling conformance, judged on answers written by hand and against a fake server
+for every failure mode a real random-weight model cannot produce on demand (text instead of tool_calls,
+broken JSON in a stream, missing arguments, HTTP 400 for auto, a context too short for the client)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from cli_helpers import isolated_env, run_cli
+from fake_openai import FakeOpenAI
+
+from vllm_launcher.doctor.tools import NAMED, Answer, Check, assemble_stream, checks, judge_check, run_checks
+
+
+def codes_by_check(findings) -> dict[str, str]:
+    return {f.message.split(":", 1)[0]: f.code for f in findings}
+
+
+# ------------------------------------------------------------------------------------------- pure
+
+
+def test_stream_deltas_are_assembled_like_an_openai_client():
+    def chunk(function: dict) -> str:
+        return "data: " + json.dumps({"choices": [{"index": 0, "delta": {"tool_calls": [
+            {"index": 0, "function": function}]}}]})
+
+    lines = [chunk({"name": "get_weather", "arguments": '{"ci'}), chunk({"arguments": 'ty": "Paris"}'}),
+             "data: [DONE]"]
+    answer = assemble_stream(lines)
+    assert answer.calls == [{"name": "get_weather", "arguments": '{"city": "Paris"}'}]
+    assert not answer.broken_stream
+    broken = assemble_stream(['data: {"choices": [{"delta": {"tool_calls": [{"index": 0, "function": {'])
+    assert broken.broken_stream
+
+
+@pytest.mark.parametrize(("answer", "code"), [
+    (Answer(200, calls=[{"name": "get_weather", "arguments": '{"city": "Paris"}'}]), "VL420"),
+    (Answer(200, content='<tool_call>{"name": "get_weather"}</tool_call>'), "VL421"),
+    (Answer(200, content="It is sunny."), "VL422"),
+    (Answer(200, calls=[{"name": "get_weather", "arguments": "{}"}]), "VL423"),
+    (Answer(200, calls=[{"name": "get_weather", "arguments": '{"city": 3}'}]), "VL423"),
+    (Answer(200, calls=[{"name": "get_weather", "arguments": '{"city": "Pa'}]), "VL423"),
+    (Answer(200, calls=[{"name": "rm_rf", "arguments": "{}"}]), "VL423"),
+    (Answer(500, error="EngineCore died"), "VL424"),
+    (Answer(error="ConnectError: refused"), "VL424"),
+])
+def test_required_check_verdicts(answer, code):
+    finding = judge_check(Check("required", "required"), answer, model="Qwen/Qwen2.5-7B-Instruct",
+                          parser=None)
+    assert finding.code == code, finding
+    if code not in ("VL420",):
+        assert finding.fix  # every failure says what to do
+    if code == "VL421":
+        assert "--tool-call-parser hermes" in finding.fix  # Qwen's format
+
+
+def test_auto_without_a_call_is_a_warning_and_named_needs_that_tool():
+    plain = judge_check(Check("auto", "auto"), Answer(200, content="sunny"), model="m", parser=None)
+    assert plain.code == "VL425" and plain.severity == "warning"
+    other = judge_check(Check("named", NAMED), Answer(200, calls=[{"name": "get_time", "arguments": "{}"}]),
+                        model="m", parser=None)
+    assert other.code in ("VL422", "VL423")
+
+
+def test_the_client_prompt_check_is_added_and_a_400_there_says_context():
+    assert len(checks()) == 8 and len(checks(6500)) == 9
+    long = checks(6500)[-1]
+    finding = judge_check(long, Answer(400, error="maximum context length is 2048 tokens"), model="m",
+                          parser=None)
+    assert finding.code == "VL427" and "max_model_len" in finding.fix
+
+
+# ------------------------------------------------------------------------------------- fake server
+
+
+def test_a_conformant_server_passes_every_check_but_the_parallel_one():
+    with FakeOpenAI("native") as server:
+        found = codes_by_check(run_checks(server.base_url, server.model, client_prompt_tokens=500))
+    assert found.pop("two tools in one turn") == "VL426"
+    assert set(found.values()) == {"VL420"}, found
+    assert len(found) == 8
+
+
+def test_parallel_calls_pass_the_two_tool_check():
+    with FakeOpenAI("parallel") as server:
+        found = codes_by_check(run_checks(server.base_url, server.model))
+    assert set(found.values()) == {"VL420"}, found
+
+
+@pytest.mark.parametrize(("mode", "expected"), [
+    ("tool_call", {"auto": "VL421", "required, streamed": "VL421", "named get_weather": "VL421"}),
+    ("broken_stream", {"auto, streamed": "VL423", "required, streamed": "VL423", "required": "VL420"}),
+    ("missing_args", {"auto": "VL423", "named get_weather, streamed": "VL423"}),
+    ("auto_400", {"auto": "VL424", "auto, streamed": "VL424"}),
+    ("plain", {"auto": "VL425", "required": "VL422"}),
+])
+def test_each_failure_mode_is_named(mode, expected):
+    with FakeOpenAI(mode) as server:
+        found = codes_by_check(run_checks(server.base_url, server.model))
+    assert {name: found[name] for name in expected} == expected, found
+
+
+def test_a_context_too_short_for_the_client_prompt(tmp_path):
+    with FakeOpenAI("context_400") as server:
+        found = run_checks(server.base_url, server.model, client_prompt_tokens=6500)
+    last = found[-1]
+    assert last.code == "VL427" and "6500 tokens" in last.message and "maximum context length" in last.message
+
+
+def test_doctor_tools_cli_one_line_per_check_and_exit_1_on_errors(tmp_path):
+    env = isolated_env(tmp_path)
+    with FakeOpenAI("tool_call") as server:
+        result = run_cli(["doctor", "--endpoint", server.root, "--tools", "--json"], env)
+        good = FakeOpenAI("native")
+        with good:
+            ok = run_cli(["doctor", "--endpoint", good.root, "--tools", "--client-prompt-tokens", "300"], env)
+    assert result.returncode == 1
+    codes = [f["code"] for f in json.loads(result.stdout)["findings"]]
+    assert codes.count("VL421") >= 4 and "VL405" not in codes  # the conformance checks replace the probe
+    assert ok.returncode == 0, ok.stdout
+    assert ok.stdout.count("VL420") == 8 and "client's prompt length (300 tokens)" in ok.stdout
+    bad = run_cli(["doctor", "--endpoint", "http://127.0.0.1:9", "--client-prompt-tokens", "5"], env)
+    assert bad.returncode == 2 and "Traceback" not in bad.stderr
+
+
+# ------------------------------------------------------------------------------------------ real vLLM
+
+
+@pytest.mark.vllm
+@pytest.mark.timeout(900)
+def test_doctor_tools_against_the_real_demo_server(demo_server):
+    """Every check through vLLM's real tool path (the demo: random weights, hermes parser). What vLLM 0.32
+    does here: for tool_choice required and named it forces the `<tool_call>{"name": "get_weather",
+    "arguments": ` frame, and the random model then writes digits until max_tokens, so the call never
+    closes: doctor must report it as broken (text or invalid arguments, cut off), never as a pass. "auto"
+    leaves it to the model (no call: a warning); a tool result round trip is answered; 1,500 tokens of
+    system prompt fit max_model_len 2048, 3,000 do not."""
+    result = run_cli(["doctor", demo_server.name, "--tools", "--client-prompt-tokens", "1500", "--json"],
+                     demo_server.env, timeout=600)
+    findings = {f["message"].split(":", 1)[0]: f for f in json.loads(result.stdout)["findings"]
+                if f["code"].startswith("VL42")}
+    print(json.dumps({name: [f["code"], f["message"][:200]] for name, f in findings.items()}, indent=1))
+    assert len(findings) == 9 and result.returncode == 1
+    for name in ("required", "named get_weather", "required at the client's prompt length (1500 tokens)"):
+        assert findings[name]["code"] == "VL421", findings[name]
+        message = findings[name]["message"]
+        assert "get_weather" in message and "cut off at max_tokens" in message
+    for name in ("required, streamed", "named get_weather, streamed"):
+        assert findings[name]["code"] in ("VL421", "VL423"), findings[name]
+    assert findings["auto"]["code"] in ("VL425", "VL421") and findings["auto, streamed"]["code"] in (
+        "VL425", "VL421")
+    assert findings["tool result round trip"]["code"] == "VL420"
+    too_long = run_cli(["doctor", "--endpoint", demo_server.base_url, "--tools", "--client-prompt-tokens",
+                        "3000", "--json"], demo_server.env, timeout=600)
+    last = [f for f in json.loads(too_long.stdout)["findings"] if "prompt length" in f["message"]]
+    assert last and last[0]["code"] == "VL427" and "maximum context length" in last[0]["message"], last
