@@ -278,3 +278,61 @@ def test_any_config_json_is_read_or_refused_with_a_value_error(overrides):
                               kv_cache_space_gib=1 if device == "cpu" else None), parsed,
                        hypothetical(device, 2, 80, ram_gib=64))
         assert est.weights_gib >= 0 and est.kv_cache_tokens >= 0 and est.kv_bytes_per_token >= 0
+
+
+# ------------------------------------------------------------------------ review findings (fit v2)
+
+
+def test_more_stages_than_layers_is_refused_not_a_traceback():
+    tiny = arch_from_config({**SANE, "num_hidden_layers": 2}, "t")
+    est = estimate(Preset(name="t", model="m", pipeline_parallel_size=4, max_model_len=2048), tiny,
+                   hypothetical("cuda", 4, 80))
+    assert not est.fits and any("more than the model's 2 layers" in r for r in est.reasons)
+
+
+@pytest.mark.parametrize(("field", "value"), [("num_hidden_layers", 10**30), ("num_hidden_layers", 1.5),
+                                              ("num_hidden_layers", True), ("hidden_size", 1e308),
+                                              ("vocab_size", 10**20), ("num_experts", 10**12)])
+def test_absurd_config_numbers_are_refused_quickly(field, value):
+    with pytest.raises(ValueError, match=field.split("_")[0]):
+        arch_from_config({**SANE, field: value}, "t")
+
+
+def test_hybrid_groups_are_the_whole_models_projected_onto_each_stage():
+    """vLLM groups all layers first, then each PP stage holds its share of every group: a request still
+    needs blocks from all groups (kv_cache_utils.py _project_kv_cache_groups_to_worker)."""
+    gemma3 = arch_from_config({"model_type": "gemma3_text", "hidden_size": 2560, "num_hidden_layers": 34,
+                               "num_attention_heads": 8, "num_key_value_heads": 4, "head_dim": 256,
+                               "intermediate_size": 10240, "vocab_size": 262208, "sliding_window": 1024,
+                               "max_position_embeddings": 131072}, "t")
+    whole = kvcache.layout(gemma3, "cuda")
+    staged = kvcache.layout(gemma3, "cuda", pp=4)
+    assert [g.kind for g in staged.groups] == [g.kind for g in whole.groups]  # every group, on every stage
+    assert staged.group_size < whole.group_size
+    assert staged.blocks_per_request(131072, 8192) == whole.blocks_per_request(131072, 8192)
+
+
+def test_quantization_combinations_vllm_032_refuses_or_accepts():
+    gptq_cfg = {**SANE, "quantization_config": {"quant_method": "gptq", "bits": 4, "group_size": 128}}
+    gptq = arch_from_config(gptq_cfg, "t")
+    hw = hypothetical("cuda", 1, 80)
+
+    def reasons(arch, quantization):
+        return estimate(Preset(name="t", model="m", quantization=quantization, max_model_len=2048), arch,
+                        hw).reasons
+
+    assert any("already gptq" in r for r in reasons(gptq, "fp8"))  # online on a quantized checkpoint
+    assert not reasons(gptq, "moe_wna16") and not reasons(gptq, "gptq_marlin")
+    bnb = arch_from_config({**SANE, "quantization_config": {"quant_method": "bitsandbytes",
+                                                            "load_in_4bit": True}}, "t")
+    assert any("bitsandbytes" in r for r in reasons(bnb, None))
+    plain = arch_from_config(SANE, "t")
+    assert not reasons(plain, "mxfp4")  # online MXFP4 on an unquantized checkpoint
+    experts_only = model_weights(plain, quantization="int8_per_channel_weight_only")
+    everything = model_weights(plain, quantization="fp8_per_channel")
+    assert experts_only.total > everything.total  # the linear layers stay bf16
+    negative = quant_from_config({"quantization_config": {"quant_method": "compressed-tensors",
+                                                          "config_groups": {"g": {"weights": {
+                                                              "num_bits": 4, "strategy": "group",
+                                                              "group_size": -1}}}}})
+    assert negative.group_size is None and negative.bytes_per_weight() > 0

@@ -193,6 +193,10 @@ def estimate(preset: Preset, arch: ModelArch, hw: Hardware) -> Estimate:
         fixes.append(f"set max_model_len <= {arch.max_position_embeddings} (or env "
                      "VLLM_ALLOW_LONG_MAX_MODEL_LEN=1 with a RoPE-scaled model)")
     _shape_refusals(preset, arch, tp, reasons, fixes)
+    if pp > arch.num_layers:
+        reasons.append(f"pipeline_parallel_size {pp} is more than the model's {arch.num_layers} layers: some "
+                       "stages would hold none")
+        fixes.append(f"set pipeline_parallel_size <= {arch.num_layers}")
     quant, refusal = effective_quant(arch, preset.quantization)
     if refusal:
         reasons.append(refusal)

@@ -42,7 +42,7 @@ class KvLayout:
 
     block_size: int
     layer_page_bytes: int  # one layer's share of one block
-    group_size: int  # layers per group: a block spans this many layers' pages
+    group_size: int  # this worker's layers in its largest group: a block spans that many layers' pages
     groups: tuple[KvGroup, ...]
     bytes_per_token: int  # all of this worker's layers, one token (what a full-attention model needs)
 
@@ -99,37 +99,51 @@ def layer_token_bytes(arch: ModelArch, tp: int, dtype_bytes: int) -> int:
     return 2 * max(1, arch.num_kv_heads // tp) * arch.head_dim * dtype_bytes
 
 
+def sliding_layers(arch: ModelArch, hybrid: bool = True) -> list[bool]:
+    """Which layers attend within the window. ModelArch keeps the count; the patterns vLLM's models use
+    (Gemma 2 every other layer, Gemma 3 five of six, gpt-oss alternating, Mistral all) spread evenly."""
+    count = arch.sliding_window_layers if arch.sliding_window and hybrid else 0
+    n = arch.num_layers
+    return [(i + 1) * count // n > i * count // n for i in range(n)]
+
+
 def layout(arch: ModelArch, device: str, tp: int = 1, pp: int = 1, kv_dtype: str | None = None,
            model_dtype: str = "bfloat16", stage: int | None = None, hybrid: bool = True) -> KvLayout:
-    """The KV layout of the worker holding pipeline stage STAGE (the one with the most layers if None).
-    Without the hybrid allocator (--disable-hybrid-kv-cache-manager) sliding layers are sized as full."""
+    """The KV layout of the worker holding pipeline stage STAGE (None: the stage whose blocks are largest).
+    vLLM groups the whole model's layers (get_kv_cache_groups), then projects the groups onto each
+    worker's layers (_project_kv_cache_groups_to_worker): a worker's block spans its share of the largest
+    group, and a request still needs blocks from every group. Without the hybrid allocator
+    (--disable-hybrid-kv-cache-manager) sliding layers are sized as full attention."""
     from vllm_launcher.weights import pp_partition
 
     block = GPU_BLOCK_SIZE
     if device == "cpu":
         block = CPU_MLA_BLOCK_SIZE if arch.is_mla else CPU_BLOCK_SIZE
-    parts = pp_partition(arch.num_layers, pp)
-    index = max(range(pp), key=lambda i: parts[i]) if stage is None else stage
-    layers = parts[index]
-    # Which of this stage's layers slide: vLLM's patterns alternate through the model, so a stage holds
-    # its share of each kind.
-    sliding = 0
-    if arch.sliding_window and hybrid:
-        sliding = round(arch.sliding_window_layers * layers / arch.num_layers)
     per_layer = layer_token_bytes(arch, tp, kv_dtype_bytes(kv_dtype, model_dtype))
-    kinds: list[tuple[str, int, int | None]] = [("mla" if arch.is_mla else "full", layers - sliding, None)]
-    if sliding:
-        kinds.append(("sliding", sliding, arch.sliding_window))
-    counts = [count for _, count, _ in kinds if count > 0]
-    group_size = min(counts)
-    if max(counts) < group_size * 1.5:
+    slides = sliding_layers(arch, hybrid)
+    by_kind = {"mla" if arch.is_mla else "full": [i for i, s in enumerate(slides) if not s],
+               "sliding": [i for i, s in enumerate(slides) if s]}
+    counts = [len(layers) for layers in by_kind.values() if layers]
+    group_size = min(counts) if counts else 1
+    if counts and max(counts) < group_size * 1.5:
         group_size = max(counts)
-    groups: list[KvGroup] = []
-    for kind, count, window in kinds:
-        if count > 0:
-            groups.extend(KvGroup(kind, window) for _ in range(math.ceil(count / group_size)))
-    return KvLayout(block_size=block, layer_page_bytes=block * per_layer, group_size=group_size,
-                    groups=tuple(groups), bytes_per_token=layers * per_layer)
+    groups: list[tuple[KvGroup, list[int]]] = []
+    for kind, layers in by_kind.items():
+        if layers:
+            count = math.ceil(len(layers) / group_size)
+            window = arch.sliding_window if kind == "sliding" else None
+            groups.extend((KvGroup(kind, window), layers[i::count]) for i in range(count))
+    parts = pp_partition(arch.num_layers, pp)
+    starts = [sum(parts[:i]) for i in range(pp)]
+
+    def stage_block_layers(index: int) -> int:
+        low, high = starts[index], starts[index] + parts[index]
+        return max((sum(1 for layer in members if low <= layer < high) for _, members in groups), default=0)
+
+    index = max(range(pp), key=stage_block_layers) if stage is None else stage
+    return KvLayout(block_size=block, layer_page_bytes=block * per_layer,
+                    group_size=stage_block_layers(index), groups=tuple(g for g, _ in groups),
+                    bytes_per_token=parts[index] * per_layer)
 
 
 def in_flight_tokens(device: str, batched: int, pp: int) -> int:

@@ -122,6 +122,16 @@ def _get(config: dict, *names: str, default: Any = None) -> Any:
     return default
 
 
+def _count(value: Any, name: str, limit: int) -> int:
+    """A whole number from config.json, at most LIMIT (a 10**30-layer config would never finish)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or (
+            isinstance(value, float) and not value.is_integer()):
+        raise ValueError(f"{name} must be a whole number, not {value!r}")
+    if value > limit:
+        raise ValueError(f"{name} {value:g} is implausibly large (at most {limit:g})")
+    return int(value)
+
+
 def _sliding_window_layers(config: dict, num_layers: int, window: int | None) -> int:
     """How many layers attend within the sliding window (the others attend to everything)."""
     if not window or config.get("use_sliding_window") is False:
@@ -205,6 +215,10 @@ def arch_from_config(config: dict, source: str, param_count: int | None = None) 
             if isinstance(value, int) and not isinstance(value, bool) and value < 0 and name not in positive]
     if bad:
         raise ValueError(f"config.json: {', '.join(bad)} must be positive (a count or a size)")
+    huge = [name for name, value in arch if isinstance(value, int) and not isinstance(value, bool)
+            and value > (10**15 if name in ("param_count", "vision_params", "weights_bytes") else 10**9)]
+    if huge:
+        raise ValueError(f"config.json: {', '.join(huge)} implausibly large")
     return arch
 
 
@@ -214,21 +228,22 @@ def _arch_from_config(config: dict, source: str, param_count: int | None = None)
         # Multimodal checkpoints keep the language model's numbers under text_config.
         config = {**config, **config["text_config"]}
     config, applied = _with_defaults(config)
-    try:
-        hidden = int(_get(config, "hidden_size", "n_embd", "d_model"))
-        layers = int(_get(config, "num_hidden_layers", "n_layer", "num_layers"))
-        heads = int(_get(config, "num_attention_heads", "n_head"))
-    except (TypeError, ValueError):
-        raise ValueError("config.json lacks hidden_size / num_hidden_layers / num_attention_heads") from None
-    kv_heads = int(_get(config, "num_key_value_heads", "num_kv_heads", "multi_query_group_num",
-                        default=heads))
-    head_dim = int(_get(config, "head_dim", default=hidden // heads))
+    if _get(config, "hidden_size", "n_embd", "d_model") is None or _get(
+            config, "num_hidden_layers", "n_layer", "num_layers") is None or _get(
+            config, "num_attention_heads", "n_head") is None:
+        raise ValueError("config.json lacks hidden_size / num_hidden_layers / num_attention_heads")
+    hidden = _count(_get(config, "hidden_size", "n_embd", "d_model"), "hidden_size", 10**6)
+    layers = _count(_get(config, "num_hidden_layers", "n_layer", "num_layers"), "num_hidden_layers", 10**5)
+    heads = _count(_get(config, "num_attention_heads", "n_head"), "num_attention_heads", 10**5)
+    kv_heads = _count(_get(config, "num_key_value_heads", "num_kv_heads", "multi_query_group_num",
+                           default=heads), "num_key_value_heads", 10**5)
+    head_dim = _count(_get(config, "head_dim", default=hidden // heads if heads else 0), "head_dim", 10**5)
     window = _get(config, "sliding_window")
     window = int(window) if isinstance(window, int) else None
     num_experts = _get(config, "n_routed_experts", "num_local_experts", "num_experts")
     architectures = config.get("architectures") or [""]
-    intermediate = int(_get(config, "intermediate_size_mlp", "intermediate_size", "n_inner", "ffn_dim",
-                            default=4 * hidden))
+    intermediate = _count(_get(config, "intermediate_size_mlp", "intermediate_size", "n_inner", "ffn_dim",
+                               default=4 * hidden), "intermediate_size", 10**7)
     # Llama 4 names the expert size intermediate_size and the dense MLP's intermediate_size_mlp.
     moe_intermediate = _get(config, "moe_intermediate_size") or (
         config.get("intermediate_size") if "intermediate_size_mlp" in config else None)
@@ -243,9 +258,10 @@ def _arch_from_config(config: dict, source: str, param_count: int | None = None)
         head_dim=head_dim,
         hidden_size=hidden,
         intermediate_size=intermediate,
-        vocab_size=int(_get(config, "vocab_size", "padded_vocab_size", default=32000)),
-        max_position_embeddings=int(_get(config, "max_position_embeddings", "n_positions", "seq_length",
-                                         default=2048)),
+        vocab_size=_count(_get(config, "vocab_size", "padded_vocab_size", default=32000), "vocab_size",
+                          10**8),
+        max_position_embeddings=_count(_get(config, "max_position_embeddings", "n_positions", "seq_length",
+                                            default=2048), "max_position_embeddings", 10**9),
         tie_word_embeddings=bool(config.get("tie_word_embeddings", False)),
         attention_bias=bool(config.get("attention_bias", False)),
         num_experts=int(num_experts) if num_experts else None,

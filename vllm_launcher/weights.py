@@ -63,6 +63,7 @@ def _compressed_tensors(quant: dict) -> Quant | None:
         bits = int(weights["num_bits"])
         strategy = str(weights.get("strategy", "")).lower()
         group_size = _int(weights.get("group_size")) if strategy in ("group", "tensor_group") else None
+        group_size = group_size if group_size and group_size > 0 else None
         block = weights.get("block_structure")
         block_size = _int(block[0]) if isinstance(block, list) and block else None
         return Quant(method="compressed-tensors", bits=bits, group_size=group_size, block=block_size,
@@ -102,7 +103,8 @@ def quant_from_config(config: dict) -> Quant | None:
             return Quant(method="modelopt_fp4", bits=4, group_size=16, scale_bits=8)
         return Quant(method="modelopt", bits=8)
     other_bits = _int(quant.get("bits"))
-    return Quant(method=method or "unknown", bits=other_bits, group_size=group) if other_bits else None
+    return Quant(method=method or "unknown", bits=other_bits,
+                 group_size=group if group and group > 0 else None) if other_bits else None
 
 
 # Online quantization (the preset's `quantization` on an unquantized checkpoint): what vLLM 0.32 makes of
@@ -112,9 +114,12 @@ ONLINE = {
     "fp8_per_tensor": Quant(method="fp8", bits=8, source="preset"),
     "fp8_per_channel": Quant(method="fp8", bits=8, source="preset"),
     "fp8_per_block": Quant(method="fp8", bits=8, block=128, source="preset"),
-    "int8_per_channel_weight_only": Quant(method="int8", bits=8, source="preset"),
+    # MoE experts only: the linear layers stay unquantized (config/quantization.py _ONLINE_SHORTHANDS).
+    "int8_per_channel_weight_only": Quant(method="int8", bits=8, experts_only=True, source="preset"),
+    "nvfp4_per_token": Quant(method="nvfp4", bits=4, group_size=16, scale_bits=8, experts_only=True,
+                             source="preset"),
     "mxfp8": Quant(method="mxfp8", bits=8, group_size=MXFP4_BLOCK, scale_bits=8, source="preset"),
-    "nvfp4_per_token": Quant(method="nvfp4", bits=4, group_size=16, scale_bits=8, source="preset"),
+    "mxfp4": Quant(method="mxfp4", bits=4, group_size=MXFP4_BLOCK, scale_bits=8, source="preset"),
     "experts_int8": Quant(method="experts_int8", bits=8, experts_only=True, source="preset"),
 }
 # Methods that name a checkpoint format: the same family as the checkpoint's, or vLLM refuses to load it.
@@ -128,20 +133,34 @@ def family(method: str) -> str:
                       method.replace("-", "_") if method != "compressed-tensors" else method)
 
 
+# Methods vLLM accepts next to several checkpoint formats (or whose checks we cannot know): never refused.
+PERMISSIVE = {"moe_wna16", "humming", "inc", "quark", "torchao", "online", "experts_int8"}
+# Shorthands that are also checkpoint formats: online only when the checkpoint is not quantized.
+DEFERRED = {"mxfp4", "mxfp8"}
+
+
 def effective_quant(arch: ModelArch, preset_quantization: str | None) -> tuple[Quant | None, str | None]:
-    """(the quantization vLLM runs, why vLLM would refuse the combination or None)."""
+    """(the quantization vLLM runs, why vLLM 0.32 would refuse the combination or None)."""
+    asked = preset_quantization
     if arch.quant is not None:
-        asked = preset_quantization
-        if asked and asked not in ONLINE and family(asked) != family(arch.quant.method):
-            return arch.quant, (f"quantization {preset_quantization} does not match the checkpoint's "
-                                f"quantization_config ({arch.quant.method}): vLLM refuses to load it")
-        return arch.quant, None
-    if not preset_quantization:
+        if arch.quant.method == "bitsandbytes":
+            return arch.quant, ("the checkpoint is quantized with bitsandbytes, which vLLM 0.32 no longer "
+                                "supports (its --quantization has no bitsandbytes)")
+        if not asked or asked in PERMISSIVE or family(asked) == family(arch.quant.method):
+            return arch.quant, None
+        if asked in ONLINE and asked not in DEFERRED:
+            return arch.quant, (f"quantization {asked} quantizes unquantized weights on load, and the "
+                                f"checkpoint is already {arch.quant.method}: vLLM refuses the combination")
+        return arch.quant, (f"quantization {asked} does not match the checkpoint's quantization_config "
+                            f"({arch.quant.method}): vLLM refuses to load it")
+    if not asked or asked == "online":
         return None, None
-    if preset_quantization in ONLINE:
-        return ONLINE[preset_quantization], None
-    return None, (f"quantization {preset_quantization} needs a checkpoint quantized that way, and "
-                  f"{arch.source} has no quantization_config: vLLM fails to load it")
+    if asked in ONLINE:
+        return ONLINE[asked], None
+    if asked in PERMISSIVE:
+        return None, None
+    return None, (f"quantization {asked} needs a checkpoint quantized that way, and {arch.source} has no "
+                  "quantization_config: vLLM fails to load it")
 
 
 # ------------------------------------------------------------------------------------ parameter groups
@@ -175,7 +194,7 @@ def _attention(arch: ModelArch) -> tuple[int, int]:
     return linear, plain + (heads if arch.attention_sinks else 0)
 
 
-def layer_params(arch: ModelArch, moe: bool, pad_experts: bool = False) -> LayerParams:
+def layer_params(arch: ModelArch, moe: bool, pad_experts: bool = False, tp: int = 1) -> LayerParams:
     """A decoder layer: MoE layers hold routed experts (padded as vLLM's MXFP4 kernels pad them) and shared
     experts; dense layers hold one MLP of intermediate_size."""
     hidden = arch.hidden_size
@@ -185,8 +204,10 @@ def layer_params(arch: ModelArch, moe: bool, pad_experts: bool = False) -> Layer
         return LayerParams(attention + 3 * hidden * arch.intermediate_size, 0, plain)
     expert_size = arch.moe_intermediate_size or arch.intermediate_size
     expert_hidden = hidden
-    if pad_experts:  # Marlin/TRT-LLM MXFP4 MoE: intermediate to 128, hidden to 256 (oracle/mxfp4.py)
-        expert_size, expert_hidden = _round_up(expert_size, 128), _round_up(hidden, 256)
+    if pad_experts:  # Marlin/TRT-LLM MXFP4 MoE: each TP slice's intermediate to 128, hidden to 256
+        # (fused_moe/oracle/mxfp4.py; other kernels pad less: within a few percent)
+        expert_size = _round_up(-(-expert_size // tp), 128) * tp
+        expert_hidden = _round_up(hidden, 256)
     experts = (arch.num_experts or 0) * 3 * expert_hidden * expert_size
     if arch.shared_expert_intermediate_size:
         shared = 3 * hidden * arch.shared_expert_intermediate_size
@@ -233,7 +254,7 @@ def model_weights(arch: ModelArch, dtype: str = "bfloat16", tp: int = 1, pp: int
     pad = quant is not None and quant.method == "mxfp4"
 
     def layer_bytes(moe: bool) -> tuple[float, float]:
-        p = layer_params(arch, moe, pad_experts=pad)
+        p = layer_params(arch, moe, pad_experts=pad, tp=tp)
         quantized = p.linear * (linear_bytes if linear_bytes != run else 0) + p.experts * (
             expert_bytes if expert_bytes != run else 0)
         return p.linear * linear_bytes + p.experts * expert_bytes + p.plain * run, quantized
