@@ -498,6 +498,8 @@ def test_detach_status_and_down_gateway_leave_nothing(fake_env, tag):
     assert started.returncode == 0, started.stderr
     assert "gateway gateway is ready" in started.stdout
     assert f"base_url: http://127.0.0.1:{port}/v1" in started.stdout
+    assert f"export OPENAI_BASE_URL=http://127.0.0.1:{port}/v1" in started.stdout
+    assert "export OPENAI_API_KEY=EMPTY" in started.stdout  # no --api-key-env: any key works
     for model in ("alpha", "beta"):
         assert httpx.post(f"http://127.0.0.1:{port}/v1/chat/completions", json={"model": model},
                           timeout=60).status_code == 200

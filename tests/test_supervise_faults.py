@@ -309,6 +309,9 @@ def test_secret_reaches_the_server_but_never_the_record_or_log(fake_env, tag, po
     fake_env["MY_SERVER_KEY"] = "s3cr3t-value-123"
     up = cli(["up", "secret", "--detach"], fake_env)
     assert up.returncode == 0, up.stderr  # readiness passed the key to /v1/models
+    # The hand-off to clients names the variable, never its value.
+    assert f"export OPENAI_BASE_URL=http://127.0.0.1:{port}/v1" in up.stdout
+    assert 'export OPENAI_API_KEY="$MY_SERVER_KEY"' in up.stdout and "s3cr3t" not in up.stdout + up.stderr
     state_dir = os.path.join(fake_env["XDG_STATE_HOME"], "vllm-launch")
     for root, _dirs, files in os.walk(state_dir):
         for name in files:

@@ -220,7 +220,7 @@ def start_detached(config: GatewayConfig, argv: list[str]) -> output.Result:
     while time.monotonic() < deadline:
         record = records.read(config.name)
         if record is not None and record.state == records.READY and record.server_pid == process.pid:
-            return output.Result(text=gateway_text(record))
+            return output.Result(text=gateway_text(record, config.api_key_env))
         if process.poll() is not None:
             from vllm_launcher.supervise import readiness
 
@@ -231,7 +231,9 @@ def start_detached(config: GatewayConfig, argv: list[str]) -> output.Result:
                          code=1)
 
 
-def gateway_text(record: records.Record) -> str:
+def gateway_text(record: records.Record, key_env: str | None = None) -> str:
+    from vllm_launcher.supervise.display import sdk_env_lines
+
     return "\n".join([
         f"gateway {record.name} is ready",
         f"  endpoint:      {record.endpoint}",
@@ -242,5 +244,7 @@ def gateway_text(record: records.Record) -> str:
         "  vllm:",
         f"    base_url: {record.base_url}",
         "    timeout: 300",
+        "OpenAI SDK environment:",
+        *sdk_env_lines(record.base_url, key_env),
         f"stop it (and the servers it started) with: vllm-launch down {record.name}",
     ])

@@ -68,6 +68,15 @@ def client_snippet(record: Record) -> str:
     return f"vllm:\n  base_url: {record.base_url}\n  timeout: {timeout_s}{note}"
 
 
+def sdk_env_lines(base_url: str, key_env: str | None) -> list[str]:
+    """The OpenAI SDK's environment for this server (openai, LangChain, LiteLLM and most agents read it):
+    the key by reference to the user's variable, never its value."""
+    import shlex
+
+    key = f'"${key_env}"' if key_env else "EMPTY  # any value: this server checks no key"
+    return [f"  export OPENAI_BASE_URL={shlex.quote(base_url)}", f"  export OPENAI_API_KEY={key}"]
+
+
 def ready_text(record: Record, seconds: float | None) -> str:
     took = f" in {seconds:.1f} s" if seconds is not None else ""
     lines = [
@@ -78,6 +87,8 @@ def ready_text(record: Record, seconds: float | None) -> str:
         f"  log:           {record.log_path}",
         "profiles.yaml entry for the client:",
         *("  " + line for line in client_snippet(record).splitlines()),
+        "OpenAI SDK environment:",
+        *sdk_env_lines(record.base_url, record.secret_env.get("VLLM_API_KEY")),
     ]
     if record.mode == "detached":
         lines.append(f"stop it with: vllm-launch down {record.name}")
