@@ -115,6 +115,9 @@ ENTRYPOINT = Param("entrypoint", ("--entrypoint",), str,
                    default="api_server", choices=ENTRYPOINTS)
 OUTPUT = Param("output_dir", ("--output", "-o"), str,
                "Write the files into this directory instead of printing them.")
+VLLM_VERSION = Param("vllm_version", ("--vllm-version",), str,
+                     "Check the flags against this vLLM release (0.28 on): a flag it lacks is an error, a "
+                     "deprecated one a warning.", metavar="X.Y.Z")
 
 # ------------------------------------------------------------------------------------ probe, fit
 

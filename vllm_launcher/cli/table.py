@@ -23,6 +23,7 @@ from vllm_launcher.cli.options import (
     OVERRIDES,
     PRESET,
     UP_PARAMS,
+    VLLM_VERSION,
     Param,
     argument,
     flag,
@@ -48,7 +49,8 @@ COMMANDS: tuple[Command, ...] = (
     Command("show", "presets:show", "Print the resolved preset as YAML (after `extends` and overrides).",
             (PRESET, *OVERRIDES), hot=True),
     Command("render", "presets:render", "Print the exact vLLM command for a preset, or its deployment files "
-            "(flag order: see README).", (PRESET, FORMAT, ENTRYPOINT, OUTPUT, *EXPORTS, *OVERRIDES),
+            "(flag order: see README).",
+            (PRESET, FORMAT, ENTRYPOINT, OUTPUT, VLLM_VERSION, *EXPORTS, *OVERRIDES),
             hot=True),
     Command("probe", "fit:probe", "Show this machine: GPUs, RAM, cores, NUMA nodes and the installed vLLM "
             "(save with --json > FILE).", (JSON,)),

@@ -7,6 +7,7 @@ import os
 from typing import TYPE_CHECKING, Any
 
 from vllm_launcher import stat_cache
+from vllm_launcher.errors import ConfigError
 from vllm_launcher.output import Result, table
 
 if TYPE_CHECKING:
@@ -55,10 +56,36 @@ def show(preset: str, overrides: list[Override] | None = None) -> Result:
 
 
 def render(preset: str, fmt: str = "shell", entrypoint: str = "api_server", output_dir: str | None = None,
-           export_values: dict[str, Any] | None = None, overrides: list[Override] | None = None) -> Result:
+           export_values: dict[str, Any] | None = None, overrides: list[Override] | None = None,
+           vllm_version: str | None = None) -> Result:
     """A preset rendered as a command (shell, json) or as deployment files, printed or (OUTPUT_DIR)
-    written."""
+    written; with VLLM_VERSION, its flags checked against that release first."""
     overrides = overrides or []
+    notes: list[str] = []
+    if vllm_version:
+        notes = _check_release(cached_plan(preset, overrides, entrypoint).argv, vllm_version)
+    result = _render(preset, fmt, entrypoint, output_dir, export_values, overrides)
+    result.notes[:0] = notes
+    return result
+
+
+def _check_release(argv: list[str], version: str) -> list[str]:
+    """Warnings for deprecated flags; ConfigError (exit 2) for flags the release lacks."""
+    from vllm_launcher import flagtable
+
+    if flagtable.release_for(version) is None:
+        versions = flagtable.table()["versions"]
+        raise ConfigError(f"vLLM {version} is outside the flag table ({versions[0]} to {versions[-1]}; "
+                          "scripts/vllm_flag_table.py regenerates it)", field="--vllm-version")
+    verdicts = flagtable.check_argv(argv, version)
+    absent = [v.message for v in verdicts if v.status == "absent"]
+    if absent:
+        raise ConfigError(f"not for vLLM {version}: {'; '.join(absent)}", field="--vllm-version")
+    return [f"vllm-launch: warning: {v.message}" for v in verdicts]
+
+
+def _render(preset: str, fmt: str, entrypoint: str, output_dir: str | None,
+            export_values: dict[str, Any] | None, overrides: list[Override]) -> Result:
     if fmt in EXPORT_FORMATS:
         from vllm_launcher.exporters import as_text
 

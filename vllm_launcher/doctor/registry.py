@@ -17,6 +17,7 @@ from vllm_launcher.doctor import (
     rules_multinode,
     rules_preset,
     rules_speed,
+    rules_versions,
 )
 from vllm_launcher.doctor.findings import Rule
 from vllm_launcher.doctor.live import LIVE_RULES
@@ -64,6 +65,8 @@ STATIC_RULES: tuple[Rule, ...] = (
          rules_preset.sleep_mode_exposed),
     Rule("VL118", "warning", "preset", "sleep_when_idle on a CPU preset (sleep mode is CUDA only)",
          rules_preset.sleep_mode_on_cpu),
+    Rule("VL119", "error", "preset", "a rendered flag the installed vLLM lacks (or deprecates: warning)",
+         rules_versions.flags_in_installed_vllm),
     Rule("VL120", "error", "preset", "multi-node layout: TP x PP differs from nodes x gpus_per_node",
          rules_multinode.layout_multiplies_out),
     Rule("VL121", "error", "preset", "multi-node preset on the CPU backend",

