@@ -65,6 +65,18 @@ COMMANDS: tuple[Command, ...] = (
              Param("concurrency", ("--concurrency",), int, "Requests of that length at once.", default=1),
              Param("save", ("--save",), str, "Save as a user preset NAME.", metavar="NAME"),
              flag("force", ("--force",), "With --save: replace an existing preset."), *MACHINE)),
+    Command("recipes", "recipes:recipes", "vLLM's model recipes (a vllm-project/recipes checkout): list "
+            "them, or turn one into a checked preset for this machine.",
+            (argument("model", "[MODEL]", "The model whose recipe to turn into a preset (none: list them).",
+                      required=False),
+             Param("directory", ("--dir",), str, "Recipes directory (default: $VLLM_LAUNCH_RECIPES).",
+                   metavar="DIR"),
+             Param("variant", ("--variant",), str, "A variant by name (default: the one this machine's GPU "
+                   "memory holds)."),
+             Param("feature", ("--feature",), str, "Only these features (repeatable; default: all but the "
+                   "opt-in ones).", many=True),
+             Param("save", ("--save",), str, "Save as a user preset NAME.", metavar="NAME"),
+             flag("force", ("--force",), "With --save: replace an existing preset."), JSON, *MACHINE)),
     Command("up", "servers:up", "Start a vLLM server from a preset, show it becoming ready, keep it alive "
             "(Ctrl-C stops it).", UP_PARAMS),
     Command("status", "servers:status", "Show the servers: state, endpoint, pid, uptime, restarts, memory, "

@@ -1,0 +1,69 @@
+"""`vllm-launch recipes`: vLLM's model recipes (a checkout of github.com/vllm-project/recipes, or any
+directory in that format) listed, and one turned into a checked preset (printed, or saved as a user
+preset)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from vllm_launcher.errors import ConfigError
+from vllm_launcher.output import Result, table
+
+RECIPES_ENV = "VLLM_LAUNCH_RECIPES"
+
+
+def _directory(directory: str | None) -> Path:
+    chosen = directory or os.environ.get(RECIPES_ENV)
+    if not chosen:
+        raise ConfigError(f"give --dir DIR (a checkout of https://github.com/vllm-project/recipes) or set "
+                          f"{RECIPES_ENV}", field="--dir")
+    return Path(chosen).expanduser()
+
+
+def recipes(model: str | None = None, directory: str | None = None, variant: str | None = None,
+            feature: list[str] | None = None, save: str | None = None, force: bool = False,
+            as_json: bool = False, hardware_file: str | None = None, device: str | None = None,
+            gpus: int | None = None, gpu_mem_gib: float | None = None,
+            ram_gib: float | None = None) -> Result:
+    """Without MODEL: the recipes in the directory. With MODEL: its recipe as a preset (the variant the
+    machine's GPU memory holds, unless --variant), checked like any preset; --save NAME keeps it."""
+    from vllm_launcher import recipes as recipe_mod
+
+    where = _directory(directory)
+    if model is None:
+        found, broken = recipe_mod.find_recipes(where)
+        rows = [[r.model_id, r.min_vllm_version or "", ", ".join(r.features) or "-",
+                 ", ".join(f"{v.name} {v.vram_minimum_gb:g} GB" if v.vram_minimum_gb else v.name
+                           for v in r.variants) or "-"] for r in found]
+        data = {"recipes": [r.model_dump() for r in found], "errors": broken}
+        return Result(text=table(["MODEL", "MIN vLLM", "FEATURES", "VARIANTS (min VRAM)"], rows),
+                      data=data, as_json=as_json, notes=[f"vllm-launch: warning: {b}" for b in broken])
+    from vllm_launcher.commands.fit import save_user_preset, select_hardware
+    from vllm_launcher.fit import check_preset_name
+    from vllm_launcher.presets import preset_as_yaml
+
+    name = save or model.rsplit("/", 1)[-1].lower().replace(".", "-").replace("_", "-")[:60]
+    check_preset_name(name)
+    recipe = recipe_mod.recipe_for(model, where)
+    hw = select_hardware(hardware_file, device, gpus, gpu_mem_gib, ram_gib)
+    target_device = device or ("cuda" if hw.gpus else "cpu")
+    gpu_gb = sum(g.total_bytes for g in hw.gpus) / 1e9 if hw.gpus else None
+    chosen = recipe_mod.choose_variant(recipe, gpu_gb, variant)
+    preset = recipe_mod.to_preset(recipe, name, variant=chosen, features=feature, device=target_device)
+    notes = _version_notes(recipe)
+    if save:
+        notes.append(f"saved {save_user_preset(preset, save, force)}")
+    return Result(text=preset_as_yaml(preset).rstrip("\n"), notes=notes)
+
+
+def _version_notes(recipe) -> list[str]:
+    """A warning when the installed vLLM is older than the recipe asks."""
+    from vllm_launcher import flagtable, system
+
+    installed = system.vllm_info().version
+    if installed and recipe.min_vllm_version and flagtable.release_key(installed) < flagtable.release_key(
+            recipe.min_vllm_version):
+        return [f"vllm-launch: warning: the recipe needs vLLM >= {recipe.min_vllm_version}; this machine has "
+                f"{installed}"]
+    return []
