@@ -58,7 +58,11 @@ for action in parser._actions:
             flags[option] = {"dest": action.dest, "deprecated": marked,
                              "message": help_text[:240] if marked else "",
                              "choices": sorted(map(str, action.choices))[:64] if action.choices else None}
-print("FLAGS-JSON " + json.dumps({"version": vllm.__version__, "parser": module.__name__, "flags": flags}))
+import pathlib
+shim = pathlib.Path(sys.argv[1], "vllm", "entrypoints", "openai", "api_server.py")
+module_deprecated = shim.is_file() and "command is deprecated" in shim.read_text()
+print("FLAGS-JSON " + json.dumps({"version": vllm.__version__, "parser": module.__name__, "flags": flags,
+                                  "module_entrypoint_deprecated": module_deprecated}))
 '''
 
 
@@ -99,8 +103,8 @@ def flags_of(version: str, dist: str, cache: Path) -> dict:
 
 
 def build_table(per_release: list[tuple[str, dict]]) -> dict:
-    """{"versions", "parsers", "flags": {flag: {"dest", "added_in", "removed_in", "deprecated_in",
-    "message", "choices"}}} from each release's flags (oldest first)."""
+    """{"versions", "parsers", "module_entrypoint_deprecated_in", "flags": {flag: {"dest", "added_in",
+    "removed_in", "deprecated_in", "message", "choices"}}} from each release's flags (oldest first)."""
     versions = [v for v, _ in per_release]
     table: dict[str, dict] = {}
     for index, (version, dump) in enumerate(per_release):
@@ -115,7 +119,10 @@ def build_table(per_release: list[tuple[str, dict]]) -> dict:
             if flag not in dump["flags"] and entry["removed_in"] is None and versions.index(
                     entry["added_in"]) < index:
                 entry["removed_in"] = version
+    deprecated = [v for v, d in per_release if d.get("module_entrypoint_deprecated")]
     return {"versions": versions, "parsers": {v: d["parser"] for v, d in per_release},
+            # `python -m vllm.entrypoints.openai.api_server` warns that it is deprecated from this release
+            "module_entrypoint_deprecated_in": deprecated[0] if deprecated else None,
             "flags": dict(sorted(table.items()))}
 
 

