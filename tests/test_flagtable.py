@@ -146,5 +146,6 @@ def test_the_estimates_utilization_default_is_every_releases():
 
     entry = flagtable.table()["flags"]["--gpu-memory-utilization"]
     assert entry["default"] == DEFAULT_GPU_UTILIZATION and "default_changed" not in entry
-    moved = {f: e["default_changed"] for f, e in flagtable.table()["flags"].items() if e.get("default_changed")}
+    moved = {f: e["default_changed"] for f, e in flagtable.table()["flags"].items()
+             if e.get("default_changed")}
     assert moved["--prefix-cache-retention-interval"] == {"0.30.0": 0}  # the table does see a moved default
