@@ -62,8 +62,12 @@ def _version_notes(recipe) -> list[str]:
     from vllm_launcher import flagtable, system
 
     installed = system.vllm_info().version
-    if installed and recipe.min_vllm_version and flagtable.release_key(installed) < flagtable.release_key(
-            recipe.min_vllm_version):
+    if not recipe.min_vllm_version:
+        return []
+    if installed is None:
+        return [f"vllm-launch: warning: the recipe needs vLLM >= {recipe.min_vllm_version}; no vLLM is "
+                "installed for this interpreter"]
+    if flagtable.release_key(installed) < flagtable.release_key(recipe.min_vllm_version):
         return [f"vllm-launch: warning: the recipe needs vLLM >= {recipe.min_vllm_version}; this machine has "
                 f"{installed}"]
     return []
