@@ -155,3 +155,78 @@ def test_doctor_tools_against_the_real_demo_server(demo_server):
                         "3000", "--json"], demo_server.env, timeout=600)
     last = [f for f in json.loads(too_long.stdout)["findings"] if "prompt length" in f["message"]]
     assert last and last[0]["code"] == "VL427" and "maximum context length" in last[0]["message"], last
+
+
+# --------------------------------------------------------------------------- hostile answers (review)
+
+HOSTILE_BODIES = [
+    {"foo": 1}, {"choices": {"0": 1}}, {"choices": [{"message": "hi"}]},
+    {"choices": [{"message": {"tool_calls": {"a": 1}}}]}, {"choices": [{"message": {"tool_calls": ["x"]}}]},
+    {"choices": [{"message": {"tool_calls": [{"function": None}]}}]},
+    {"choices": [{"message": {"tool_calls": [{"function": {"name": 5, "arguments": {"city": "P"}}}]}}]},
+    {"choices": [{"message": {"content": ["get_weather"]}}]},
+]
+
+
+@pytest.mark.parametrize("body", HOSTILE_BODIES)
+def test_answers_of_the_wrong_shape_are_findings_never_tracebacks(body):
+    from vllm_launcher.doctor.tools import _answer_of
+
+    finding = judge_check(Check("required", "required"), _answer_of(body), model="m", parser=None)
+    assert finding.code in ("VL422", "VL423", "VL424") and finding.fix
+
+
+@pytest.mark.parametrize("chunk", ['{"choices": "abc"}', '{"choices": [{"delta": "abc"}]}',
+                                   '{"choices": [{"delta": {"tool_calls": [{"index": "x"}]}}]}',
+                                   '{"choices": [{"delta": {"tool_calls": {"a": 1}}}]}',
+                                   '{"choices": [{"delta": {"tool_calls": [{"index": 0, "function": '
+                                   '{"name": "get_weather", "arguments": {"city": "P"}}}]}}]}'])
+def test_stream_chunks_of_the_wrong_shape_are_broken_streams(chunk):
+    answer = assemble_stream([f"data: {chunk}", "data: [DONE]"])
+    finding = judge_check(Check("auto, streamed", "auto", stream=True), answer, model="m", parser=None)
+    assert finding.code == "VL423", finding
+
+
+def test_server_text_never_reaches_the_terminal_raw():
+    from vllm_launcher.doctor.tools import printable
+
+    assert printable("x\x1b[31m\nFAKE\x07") == "x\\x1b[31m\\nFAKE\\x07"
+
+
+def test_a_server_that_drips_is_cut_off_and_the_rest_skipped():
+    """A server sending a byte a second: each check has a whole-answer deadline, and once one gets no
+    answer the remaining checks are not tried (doctor cannot hang)."""
+    import http.server
+    import threading
+    import time
+
+    from vllm_launcher.doctor import tools
+
+    class Drip(http.server.BaseHTTPRequestHandler):
+        def log_message(self, *args):
+            pass
+
+        def do_POST(self):
+            self.send_response(200)
+            self.send_header("Content-Length", "1000")
+            self.end_headers()
+            for _ in range(30):
+                self.wfile.write(b" ")
+                self.wfile.flush()
+                time.sleep(0.2)
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Drip)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        original, tools.CHECK_DEADLINE_S = tools.CHECK_DEADLINE_S, 1.0
+        ask_defaults = tools.ask.__defaults__
+        tools.ask.__defaults__ = (1.0,)
+        started = time.monotonic()
+        found = tools.run_checks(f"http://127.0.0.1:{server.server_address[1]}", "m")
+        took = time.monotonic() - started
+    finally:
+        tools.CHECK_DEADLINE_S = original
+        tools.ask.__defaults__ = ask_defaults
+        server.shutdown()
+    assert [f.code for f in found] == ["VL424", "VL424"] and "not tried" in found[1].message
+    assert took < 10

@@ -149,3 +149,10 @@ def test_the_estimates_utilization_default_is_every_releases():
     moved = {f: e["default_changed"] for f, e in flagtable.table()["flags"].items()
              if e.get("default_changed")}
     assert moved["--prefix-cache-retention-interval"] == {"0.30.0": 0}  # the table does see a moved default
+
+
+@pytest.mark.parametrize(("given", "release"), [("0.32", "0.32.0"), ("0.28", "0.28.0"), ("0.32.1", "0.32.0"),
+                                                ("0.32.0.dev1+cpu", "0.32.0"), ("9" * 5000, None),
+                                                ("v0.30.0", None), ("", None), (5, None), (None, None)])
+def test_release_for_reads_versions_strictly(given, release):
+    assert flagtable.release_for(given) == release

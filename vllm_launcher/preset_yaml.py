@@ -25,7 +25,8 @@ def _read_text(path: Path) -> str:
     return read_user_file(path, max_bytes=MAX_PRESET_BYTES)
 
 
-def _check_yaml_shape(text: str, path: Path, loader_cls: type) -> None:
+def _check_yaml_shape(text: str, path: Path, loader_cls: type, what: str = "presets",
+                      hint: str = "use `extends` to share settings") -> None:
     """Refuse aliases (one alias can name a subtree that names itself again: an "alias bomb" expands to
     billions of nodes for every reader after the parser) and nesting deeper than MAX_YAML_DEPTH. Reads the
     event stream once, so it costs what parsing costs."""
@@ -34,13 +35,13 @@ def _check_yaml_shape(text: str, path: Path, loader_cls: type) -> None:
         for event in yaml.parse(text, Loader=loader_cls):
             line = event.start_mark.line + 1 if event.start_mark is not None else None
             if isinstance(event, yaml.AliasEvent):
-                raise ConfigError("YAML aliases (*name) are not allowed in presets; use `extends` to share "
-                                  "settings", source=path, line=line)
+                raise ConfigError(f"YAML aliases (*name) are not allowed in {what}; {hint}", source=path,
+                                  line=line)
             if isinstance(event, (yaml.MappingStartEvent, yaml.SequenceStartEvent)):
                 depth += 1
                 if depth > MAX_YAML_DEPTH:
-                    raise ConfigError(f"nested more than {MAX_YAML_DEPTH} levels deep; a preset is a flat "
-                                      "mapping", source=path, line=line)
+                    raise ConfigError(f"nested more than {MAX_YAML_DEPTH} levels deep ({what})", source=path,
+                                      line=line)
             elif isinstance(event, (yaml.MappingEndEvent, yaml.SequenceEndEvent)):
                 depth -= 1
     except yaml.YAMLError as exc:

@@ -11,7 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from vllm_launcher.errors import ConfigError
 
@@ -33,9 +33,11 @@ SWITCHES = {"--enable-auto-tool-choice": ("tool_calling.enabled", True),
 
 
 class Variant(BaseModel):
+    model_config = ConfigDict(allow_inf_nan=False)
+
     name: str
     precision: str = ""
-    vram_minimum_gb: float | None = None
+    vram_minimum_gb: float | None = Field(default=None, gt=0, le=1_000_000)
     model_id: str | None = None  # a variant may serve another checkpoint (an FP8 or AWQ repo)
     description: str = ""
     args: list[str] = Field(default_factory=list)
@@ -63,17 +65,39 @@ def _strings(value: Any, where: str) -> list[str]:
     return [str(v) for v in value]
 
 
+def _env(value: Any) -> dict[str, str]:
+    if value is None:
+        return {}
+    if not isinstance(value, dict) or not all(isinstance(k, str) and isinstance(v, (str, int, float, bool))
+                                              for k, v in value.items()):
+        raise ValueError("model.base_env must map variable names to strings")
+    return {k: str(v) for k, v in value.items()}
+
+
+def _version(value: Any) -> str | None:
+    from vllm_launcher.flagtable import valid_version
+
+    if value is None:
+        return None
+    if not valid_version(str(value)):
+        raise ValueError(f"model.min_vllm_version {str(value)[:40]!r} is not a version")
+    return str(value)
+
+
 def load_recipe(path: Path) -> Recipe:
     """One recipe file; ConfigError (naming the file) when it is not a recipe."""
     import yaml
 
     from vllm_launcher.files import read_user_file
+    from vllm_launcher.preset_yaml import _check_yaml_shape
 
+    text = read_user_file(path, max_bytes=MAX_RECIPE_BYTES, what="cannot read the recipe")
+    # No aliases (an alias bomb), bounded nesting: checked on the event stream before anything is built.
+    _check_yaml_shape(text, path, yaml.SafeLoader, what="recipes", hint="write the values out")
     try:
-        text = read_user_file(path, max_bytes=MAX_RECIPE_BYTES, what="cannot read the recipe")
         data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"not YAML: {str(exc).splitlines()[0]}", source=path) from None
+    except (yaml.YAMLError, RecursionError) as exc:
+        raise ConfigError(f"not YAML: {' '.join(str(exc).split())[:120]}", source=path) from None
     model = data.get("model") if isinstance(data, dict) else None
     if not isinstance(model, dict) or not isinstance(model.get("model_id"), str):
         raise ConfigError("not a vLLM recipe (no model.model_id)", source=path)
@@ -88,11 +112,10 @@ def load_recipe(path: Path) -> Recipe:
                     for name, spec in (data.get("variants") or {}).items() if isinstance(spec, dict)]
         cpu = ((data.get("hardware_overrides") or {}).get("cpu") or {}).get("extra_args")
         return Recipe(model_id=model["model_id"], title=str((data.get("meta") or {}).get("title", "")),
-                      min_vllm_version=(str(model["min_vllm_version"]) if model.get("min_vllm_version")
-                                        else None),
+                      min_vllm_version=_version(model.get("min_vllm_version")),
                       context_length=model.get("context_length"),
                       base_args=_strings(model.get("base_args"), "model.base_args"),
-                      base_env={str(k): str(v) for k, v in (model.get("base_env") or {}).items()},
+                      base_env=_env(model.get("base_env")),
                       features=features, opt_in=_strings(data.get("opt_in_features"), "opt_in_features"),
                       variants=variants, cpu_args=_strings(cpu, "hardware_overrides.cpu.extra_args"),
                       source=str(path))
@@ -165,7 +188,7 @@ def _apply(args: list[str], fields: dict[str, Any], extra: list[str], source: st
                 fields[key] = kind(value)
             except ValueError:
                 raise ConfigError(f"{flag} {value!r} is not a {kind.__name__}", source=source) from None
-        elif flag.startswith("--"):
+        elif flag.startswith("--") and flag != "--":
             extra.append(f"{flag}={value}" if value is not None else flag)
         else:
             raise ConfigError(f"unexpected argument {arg!r} (flags start with --)", source=source)

@@ -58,6 +58,9 @@ def format_rules() -> str:
     return table(["CODE", "SEVERITY", "SCOPE", "CHECK"], rows)
 
 
+MAX_PROMPT_TOKENS = 1_000_000  # the check sends a system prompt this long: ~4 MB of text at most
+
+
 def doctor(names: list[str] | None = None, hardware_file: str | None = None, endpoint: str | None = None,
            log_file: str | None = None, list_rules: bool = False, as_json: bool = False,
            overrides: list | None = None, tools: bool = False,
@@ -73,8 +76,9 @@ def doctor(names: list[str] | None = None, hardware_file: str | None = None, end
     from vllm_launcher.doctor.findings import has_errors
     from vllm_launcher.errors import ConfigError
 
-    if client_prompt_tokens is not None and (client_prompt_tokens < 1 or not tools):
-        raise ConfigError("--client-prompt-tokens must be a positive number of tokens, given with --tools")
+    if client_prompt_tokens is not None and (not 1 <= client_prompt_tokens <= MAX_PROMPT_TOKENS or not tools):
+        raise ConfigError(f"--client-prompt-tokens must be 1 to {MAX_PROMPT_TOKENS:,} tokens, given with "
+                          "--tools")
     findings = run_doctor(names or [], hardware_file=hardware_file, endpoint=endpoint, log_file=log_file,
                           overrides=overrides or None,
                           tools=ToolOptions(tools, client_prompt_tokens) if tools else None)

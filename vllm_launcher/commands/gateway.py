@@ -33,7 +33,11 @@ def gateway(presets: list[str] | None = None, name: str = "gateway", host: str =
         start_s = parse_duration(start_timeout, "--start-timeout")
     except ValueError as exc:
         raise ConfigError(str(exc)) from None
-    if api_key_env is not None and not api_key_env.replace("_", "a").isalnum():
+    import re
+
+    from vllm_launcher.presets import ENV_NAME
+
+    if api_key_env is not None and not re.fullmatch(ENV_NAME, api_key_env):
         raise ConfigError(f"{api_key_env!r} is not an environment variable name", source="--api-key-env")
     argv = _argv(presets or [], name, host, port, idle, api_key_env, upstream or [], hardware_file,
                  memory_gib, gpu_memory_gib, start_timeout)

@@ -64,7 +64,7 @@ def render(preset: str, fmt: str = "shell", entrypoint: str = "api_server", outp
     notes: list[str] = []
     if entrypoint == "auto":
         entrypoint = _auto_entrypoint(preset, overrides)
-    if vllm_version:
+    if vllm_version is not None:
         notes = _check_release(cached_plan(preset, overrides, entrypoint).argv, vllm_version)
     result = _render(preset, fmt, entrypoint, output_dir, export_values, overrides)
     result.notes[:0] = notes
@@ -85,6 +85,9 @@ def _check_release(argv: list[str], version: str) -> list[str]:
     """Warnings for deprecated flags; ConfigError (exit 2) for flags the release lacks."""
     from vllm_launcher import flagtable
 
+    if not flagtable.valid_version(version):
+        shown = repr(version[:40]) + ("..." if len(version) > 40 else "")
+        raise ConfigError(f"{shown} is not a vLLM version (e.g. 0.32.0)", field="--vllm-version")
     if flagtable.release_for(version) is None:
         versions = flagtable.table()["versions"]
         raise ConfigError(f"vLLM {version} is outside the flag table ({versions[0]} to {versions[-1]}; "

@@ -136,8 +136,10 @@ def judge_check(check: Check, answer: Answer, *, model: str, parser: str | None,
                        "check that the server is up (doctor --endpoint)")
     if answer.status != 200:
         return _http_failure(check, answer, finding, parser_fix)
+    if answer.status == 200 and answer.error and not answer.calls and not answer.content:
+        return finding("VL424", f"200 but {answer.error}", "see the server's log (vllm-launch logs NAME)")
     if answer.broken_stream:
-        return finding("VL423", f"a streamed chunk is not JSON ({answer.broken_stream[:60]!r})", parser_fix)
+        return finding("VL423", f"a streamed chunk is {answer.broken_stream[:120]}", parser_fix)
     if check.expect == "answer":
         return finding("VL420", "200 with an answer after the tool result"
                        + (f" ({len(answer.calls)} more tool call(s))" if answer.calls else ""))
@@ -175,7 +177,7 @@ def _judge_calls(check: Check, answer: Answer, finding: Any, parser_fix: str) ->
 
 def _http_failure(check: Check, answer: Answer, finding: Any, parser_fix: str) -> Finding:
     message = answer.error[:160]
-    if check.prompt_tokens:
+    if check.prompt_tokens and answer.status == 400 and "context" in message.lower():
         return finding("VL427", f"HTTP {answer.status} ({message})",
                        f"raise max_model_len above the client's prompt ({check.prompt_tokens} tokens) plus "
                        "the answer, or shorten the client's system prompt")
@@ -199,9 +201,21 @@ def _payload(check: Check, model: str, filler_repeats: int) -> dict:
     return payload
 
 
+MAX_BODY_BYTES = 4 << 20  # an answer of at most 96 tokens: anything larger is not one
+CHECK_DEADLINE_S = 60.0  # per check, whole answer (a server that drips a byte a second is cut off)
+SHAPE_ERRORS = (KeyError, IndexError, TypeError, AttributeError, ValueError, OverflowError)
+
+
+def _arguments(value: Any) -> str:
+    """Arguments as the OpenAI format sends them: a JSON string. Anything else is kept visibly wrong."""
+    if isinstance(value, str):
+        return value
+    return f"<{type(value).__name__}, not a JSON string>" if value is not None else ""
+
+
 def assemble_stream(lines: list[str]) -> Answer:
     """An SSE body as an OpenAI client assembles it: content pieces joined, tool-call deltas merged by
-    index (name once, arguments concatenated)."""
+    index (name once, arguments concatenated). A chunk of the wrong shape is reported, never raised."""
     answer = Answer(status=200)
     calls: dict[int, dict] = {}
     for line in lines:
@@ -210,34 +224,50 @@ def assemble_stream(lines: list[str]) -> Answer:
         try:
             chunk = json.loads(line[5:])
         except ValueError:
-            answer.broken_stream = answer.broken_stream or line[5:].strip()
+            answer.broken_stream = answer.broken_stream or f"not JSON: {line[5:].strip()[:160]!r}"
             continue
-        if not isinstance(chunk, dict) or not chunk.get("choices"):
-            if isinstance(chunk, dict) and chunk.get("error"):
-                answer.error = str(chunk["error"])[:200]
-            continue
-        answer.finish_reason = chunk["choices"][0].get("finish_reason") or answer.finish_reason
-        delta = chunk["choices"][0].get("delta") or {}
-        answer.content += delta.get("content") or ""
-        for piece in delta.get("tool_calls") or []:
-            call = calls.setdefault(int(piece.get("index", 0)), {"name": "", "arguments": ""})
-            function = piece.get("function") or {}
-            call["name"] = call["name"] or function.get("name") or ""
-            call["arguments"] += function.get("arguments") or ""
+        try:
+            _merge_chunk(chunk, answer, calls)
+        except SHAPE_ERRORS:
+            answer.broken_stream = answer.broken_stream or f"of the wrong shape: {line[5:].strip()[:160]!r}"
     answer.calls = [calls[i] for i in sorted(calls)]
+    if not answer.calls and not answer.content and not answer.broken_stream and not answer.error:
+        answer.error = "the stream carried no content and no tool call"
     return answer
+
+
+def _merge_chunk(chunk: Any, answer: Answer, calls: dict[int, dict]) -> None:
+    if not isinstance(chunk, dict) or not chunk.get("choices"):
+        if isinstance(chunk, dict) and chunk.get("error"):
+            answer.error = str(chunk["error"])[:200]
+        return
+    choice = chunk["choices"][0]
+    answer.finish_reason = str(choice.get("finish_reason") or answer.finish_reason)
+    delta = choice.get("delta") or {}
+    content = delta.get("content")
+    answer.content += content if isinstance(content, str) else ""
+    for piece in delta.get("tool_calls") or []:
+        index = piece.get("index", 0)
+        if isinstance(index, bool) or not isinstance(index, int):
+            raise TypeError("tool call index is not an integer")
+        call = calls.setdefault(index, {"name": "", "arguments": ""})
+        function = piece.get("function") or {}
+        call["name"] = call["name"] or str(function.get("name") or "")
+        call["arguments"] += _arguments(function.get("arguments"))
 
 
 def _answer_of(body: Any) -> Answer:
     try:
         message = body["choices"][0]["message"]
         finish = str(body["choices"][0].get("finish_reason") or "")
-    except (KeyError, IndexError, TypeError, AttributeError):
-        return Answer(status=200, error=f"unexpected body {str(body)[:100]!r}")
-    calls = [{"name": (c.get("function") or {}).get("name", ""),
-              "arguments": (c.get("function") or {}).get("arguments") or ""}
-             for c in message.get("tool_calls") or []]
-    return Answer(status=200, content=message.get("content") or "", calls=calls, finish_reason=finish)
+        calls = [{"name": str((c.get("function") or {}).get("name") or ""),
+                  "arguments": _arguments((c.get("function") or {}).get("arguments"))}
+                 for c in message.get("tool_calls") or []]
+        content = message.get("content")
+    except SHAPE_ERRORS:
+        return Answer(status=200, error=f"an answer of the wrong shape ({str(body)[:100]!r})")
+    return Answer(status=200, content=content if isinstance(content, str) else "", calls=calls,
+                  finish_reason=finish)
 
 
 def _error_text(body: Any) -> str:
@@ -249,23 +279,40 @@ def _error_text(body: Any) -> str:
     return str(body)
 
 
-def ask(client: Any, url: str, payload: dict) -> Answer:
-    """One check's request; never raises for HTTP trouble (it is recorded)."""
+def _read(response: Any, deadline: float) -> bytes:
+    """The body, at most MAX_BODY_BYTES and no later than DEADLINE (TimeoutError otherwise)."""
+    data = bytearray()
+    for piece in response.iter_bytes():
+        data += piece
+        if len(data) > MAX_BODY_BYTES:
+            raise OverflowError(f"an answer larger than {MAX_BODY_BYTES >> 20} MiB")
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"no whole answer within {CHECK_DEADLINE_S:g} s")
+    return bytes(data)
+
+
+def ask(client: Any, url: str, payload: dict, deadline_s: float = CHECK_DEADLINE_S) -> Answer:
+    """One check's request; never raises for HTTP trouble or a bad answer (it is recorded)."""
     import httpx
 
+    deadline = time.monotonic() + deadline_s
     try:
-        if payload.get("stream"):
-            with client.stream("POST", url, json=payload) as response:
-                if response.status_code != 200:
-                    response.read()
-                    return Answer(status=response.status_code, error=_error_text(_json(response.text)))
-                return assemble_stream(list(response.iter_lines()))
-        response = client.post(url, json=payload)
-    except httpx.HTTPError as exc:
+        with client.stream("POST", url, json=payload) as response:
+            text = _read(response, deadline).decode("utf-8", errors="replace")
+            status = response.status_code
+            location = response.headers.get("location", "")
+    except (httpx.HTTPError, TimeoutError, OverflowError) as exc:
         return Answer(error=f"{type(exc).__name__}: {exc}")
-    body = _json(response.text)
-    if response.status_code != 200:
-        return Answer(status=response.status_code, error=_error_text(body))
+    if 300 <= status < 400:
+        return Answer(status=status, error=f"a redirect to {location[:120]!r}: point --endpoint at the "
+                      "server itself")
+    if status != 200:
+        return Answer(status=status, error=_error_text(_json(text)))
+    if payload.get("stream"):
+        return assemble_stream(text.splitlines())
+    body = _json(text)
+    if not isinstance(body, dict):
+        return Answer(status=200, error=f"the answer is not JSON ({text[:80]!r})")
     return _answer_of(body)
 
 
@@ -279,12 +326,17 @@ def _json(text: str) -> Any:
 def _filler_repeats(client: Any, root: str, model: str, tokens: int) -> int:
     """How many FILLERs make about TOKENS tokens: the server's own /tokenize when it has one, else ~4
     characters a token."""
+    import math
+
+    per_filler = len(FILLER) / 4
     try:
         response = client.post(f"{root}/tokenize", json={"model": model, "prompt": FILLER * 10})
-        per_filler = response.json()["count"] / 10 if response.status_code == 200 else len(FILLER) / 4
-    except Exception:  # any trouble: fall back to the rule of thumb
-        per_filler = len(FILLER) / 4
-    return max(1, round(tokens / max(per_filler, 1)))
+        count = response.json()["count"] if response.status_code == 200 else None
+        if isinstance(count, (int, float)) and math.isfinite(count) and 10 <= count <= 100_000:
+            per_filler = count / 10
+    except Exception:  # any trouble: the rule of thumb
+        pass
+    return max(1, round(tokens / per_filler))
 
 
 def first_model(base_url: str, api_key: str | None = None) -> str | None:
@@ -302,19 +354,31 @@ def first_model(base_url: str, api_key: str | None = None) -> str | None:
 
 def run_checks(base_url: str, model: str, *, api_key: str | None = None, parser: str | None = None,
                client_prompt_tokens: int | None = None, preset: str | None = None,
-               timeout_s: float = 180.0) -> list[Finding]:
-    """Every check against the server at BASE_URL (…/v1 or its root), one finding each."""
+               timeout_s: float = 30.0) -> list[Finding]:
+    """Every check against the server at BASE_URL (…/v1 or its root), one finding each; once a server stops
+    answering, the remaining checks are not tried (one line says so)."""
     import httpx
 
     root = base_url.rstrip("/").removesuffix("/v1")
     headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
     findings = []
     with httpx.Client(timeout=timeout_s, headers=headers) as client:
+        client_prompt_tokens = min(client_prompt_tokens or 0, 1_000_000) or None  # a preset's value too
         repeats = _filler_repeats(client, root, model, client_prompt_tokens) if client_prompt_tokens else 0
         for check in checks(client_prompt_tokens):
             started = time.perf_counter()
             answer = ask(client, f"{root}/v1/chat/completions", _payload(check, model, repeats))
             found = judge_check(check, answer, model=model, parser=parser, preset=preset)
-            found.message += f" [{time.perf_counter() - started:.1f} s]"
+            found.message = printable(found.message) + f" [{time.perf_counter() - started:.1f} s]"
+            found.fix = printable(found.fix)
             findings.append(found)
+            if answer.status is None:
+                findings.append(make_finding("VL424", "the remaining tool checks were not tried: the server "
+                                             "stopped answering", preset=preset))
+                break
     return findings
+
+
+def printable(text: str) -> str:
+    """Server text on one terminal line: control characters escaped, never sent to the terminal as is."""
+    return "".join(ch if ch.isprintable() else repr(ch)[1:-1] for ch in text)
