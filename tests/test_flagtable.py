@@ -156,3 +156,10 @@ def test_the_estimates_utilization_default_is_every_releases():
                                                 ("v0.30.0", None), ("", None), (5, None), (None, None)])
 def test_release_for_reads_versions_strictly(given, release):
     assert flagtable.release_for(given) == release
+
+
+def test_abbreviations_say_whether_they_are_ambiguous_or_newer():
+    newer = flagtable.check_argv(["--grpc-po=1"], "0.28.0")[0].message
+    assert "needs vLLM >= 0.32.0" in newer
+    ambiguous = flagtable.check_argv(["--max-num-queued"], "0.32.0")[0].message
+    assert "ambiguous abbreviation" in ambiguous and "--max-num-queued-reqs" in ambiguous

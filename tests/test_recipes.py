@@ -140,3 +140,13 @@ def test_alias_bombs_deep_nesting_and_nan_are_refused_per_file(tmp_path):
     assert result.returncode == 0 and "Traceback" not in result.stderr
     assert [r["model_id"] for r in json.loads(result.stdout)["recipes"]] == ["x/ok"]  # valid JSON, no NaN
     assert "aliases" in result.stderr and "nested more than" in result.stderr and "nan.yaml" in result.stderr
+
+
+def test_dir_that_is_a_file_and_an_empty_variant_are_named(tmp_path):
+    env = isolated_env(tmp_path)
+    a_file = tmp_path / "file.yaml"
+    a_file.write_text("x: 1\n")
+    result = run_cli(["recipes", "--dir", str(a_file)], env)
+    assert result.returncode == 2 and "not a directory" in result.stderr
+    empty = run_cli(["recipes", CODER, "--dir", str(RECIPES), "--variant", ""], env)
+    assert empty.returncode == 2 and "no variant ''" in empty.stderr

@@ -73,6 +73,20 @@ def _present(entry: dict, release: str) -> bool:
         entry["removed_in"] is None or release_key(entry["removed_in"]) > key)
 
 
+def _unknown(written: str, flag: str, release: str, first: str, last: str) -> str:
+    """Why FLAG is not a flag of RELEASE: an ambiguous abbreviation there, one of a later release's flags,
+    or no flag of any release."""
+    flags = table()["flags"]
+    here = [f for f, e in flags.items() if f.startswith(flag) and _present(e, release)]
+    if len(here) > 1:
+        return f"{written} is an ambiguous abbreviation in vLLM {release} ({', '.join(here[:4])})"
+    later = sorted({e["added_in"] for f, e in flags.items() if f.startswith(flag)
+                    and release_key(e["added_in"]) > release_key(release)}, key=release_key)
+    if later:
+        return f"{written} needs vLLM >= {later[0]} (this is {release})"
+    return f"{written} is in no vLLM release from {first} to {last}"
+
+
 def check_argv(argv: list[str], version: str) -> list[FlagVerdict]:
     """The flags of ARGV (vLLM's serve arguments) that the release of VERSION does not have or deprecates."""
     release = release_for(version)
@@ -88,8 +102,7 @@ def check_argv(argv: list[str], version: str) -> list[FlagVerdict]:
         name = _lookup(flag, release)
         entry = table()["flags"].get(name) if name else None
         if entry is None:
-            found.append(FlagVerdict(written, "absent", f"{written} is in no vLLM release from {first} to "
-                                                        f"{last}"))
+            found.append(FlagVerdict(written, "absent", _unknown(written, flag, release, first, last)))
         elif release_key(entry["added_in"]) > release_key(release):
             found.append(FlagVerdict(written, "absent", f"{written} needs vLLM >= {entry['added_in']} "
                                                         f"(this is {version})"))

@@ -127,7 +127,8 @@ def find_recipes(directory: Path) -> tuple[list[Recipe], list[str]]:
     """Every recipe under DIRECTORY (models/<org>/<repo>.yaml or any YAML with model.model_id), and one
     line per file that is not one."""
     if not directory.is_dir():
-        raise ConfigError("no such recipes directory", source=directory, field="--dir")
+        what = "not a directory" if directory.exists() else "no such recipes directory"
+        raise ConfigError(what, source=directory, field="--dir")
     found, broken = [], []
     for path in sorted(directory.rglob("*.yaml")):
         try:
@@ -152,7 +153,7 @@ def choose_variant(recipe: Recipe, gpu_gib: float | None, wanted: str | None) ->
     them from full precision down); None when the recipe has none."""
     if not recipe.variants:
         return None
-    if wanted:
+    if wanted is not None:
         for variant in recipe.variants:
             if variant.name == wanted:
                 return variant

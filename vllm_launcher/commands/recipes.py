@@ -49,8 +49,17 @@ def recipes(model: str | None = None, directory: str | None = None, variant: str
     from vllm_launcher.fit import check_preset_name
     from vllm_launcher.presets import preset_as_yaml
 
-    name = save or model.rsplit("/", 1)[-1].lower().replace(".", "-").replace("_", "-")[:60]
-    check_preset_name(name)
+    if save is not None:
+        check_preset_name(save)
+        name = save
+    else:  # a name from the model id; the preset's own pattern decides, with a plain fallback
+        import re
+
+        name = re.sub(r"[^a-z0-9-]+", "-", model.rsplit("/", 1)[-1].lower()).strip("-")[:60] or "recipe"
+        try:
+            check_preset_name(name)
+        except ConfigError:
+            name = "recipe"
     recipe = recipe_mod.recipe_for(model, where)
     hw = select_hardware(hardware_file, device, gpus, gpu_mem_gib, ram_gib)
     target_device = device or ("cuda" if hw.gpus else "cpu")
