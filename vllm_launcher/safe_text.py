@@ -81,6 +81,12 @@ def comment_safe(value: str) -> str:
     return json.dumps(value, ensure_ascii=True)
 
 
+def printable(text: str) -> str:
+    """TEXT from outside (a server's answer, a file) on one terminal line: control characters shown
+    escaped, never sent to the terminal as they are."""
+    return "".join(ch if ch.isprintable() else repr(ch)[1:-1] for ch in text)
+
+
 def assert_single_line(text: str) -> str:
     """TEXT unchanged; raises ValueError when it holds a line break of any format (a bug in the caller:
     comment headers are built from validated values only)."""

@@ -9,13 +9,10 @@ from pathlib import Path
 
 from vllm_launcher.errors import ConfigError
 from vllm_launcher.output import Result, table
+from vllm_launcher.safe_text import printable
 
 RECIPES_ENV = "VLLM_LAUNCH_RECIPES"
 
-
-def comment_safe_line(text: str) -> str:
-    """TEXT from a file on one terminal line: control characters shown escaped, never sent as they are."""
-    return "".join(ch if ch.isprintable() else repr(ch)[1:-1] for ch in text)
 
 
 def _directory(directory: str | None) -> Path:
@@ -44,7 +41,7 @@ def recipes(model: str | None = None, directory: str | None = None, variant: str
         data = {"recipes": [r.model_dump() for r in found], "errors": broken}
         return Result(text=table(["MODEL", "MIN vLLM", "FEATURES", "VARIANTS (min VRAM)"], rows),
                       data=data, as_json=as_json,
-                      notes=[f"vllm-launch: warning: {comment_safe_line(b)}" for b in broken])
+                      notes=[f"vllm-launch: warning: {printable(b)}" for b in broken])
     from vllm_launcher.commands.fit import save_user_preset, select_hardware
     from vllm_launcher.fit import check_preset_name
     from vllm_launcher.presets import preset_as_yaml

@@ -17,6 +17,7 @@ from typing import Any
 
 from vllm_launcher.doctor.findings import Finding, Rule
 from vllm_launcher.doctor.live import excerpt, suggested_parser
+from vllm_launcher.safe_text import printable
 
 TOOL_RULES: tuple[Rule, ...] = (
     Rule("VL420", "info", "live", "tool-calling check passed"),
@@ -378,7 +379,3 @@ def run_checks(base_url: str, model: str, *, api_key: str | None = None, parser:
                 break
     return findings
 
-
-def printable(text: str) -> str:
-    """Server text on one terminal line: control characters escaped, never sent to the terminal as is."""
-    return "".join(ch if ch.isprintable() else repr(ch)[1:-1] for ch in text)
