@@ -31,10 +31,24 @@ def valid_version(version: object) -> bool:
     return isinstance(version, str) and VERSION.fullmatch(version) is not None
 
 
+def version_parts(version: str) -> tuple[int, ...]:
+    """'0.32.0+cpu' -> (0, 32, 0), '1.0' -> (1, 0); a pre-release counts as its release (digits beyond 9
+    per part are ignored: a 5000-digit "version" is not a number to convert)."""
+    parts = []
+    for piece in re.split(r"[.+-]", str(version)):
+        match = re.match(r"\d+", piece)
+        if not match:
+            break
+        parts.append(int(match.group()[:9]))
+        if len(parts) == 3:
+            break
+    return tuple(parts)
+
+
 def release_key(version: str) -> tuple[int, ...]:
-    """(major, minor, patch) of a version (missing parts are 0; digits beyond 9 per part are ignored)."""
-    parts = [int(part[:9]) for part in re.findall(r"\d+", str(version).split("+", 1)[0])[:3]]
-    return tuple(parts + [0] * (3 - len(parts)))
+    """(major, minor, patch) of a version, missing parts 0: "0.32" is 0.32.0."""
+    parts = version_parts(version)
+    return parts + (0,) * (3 - len(parts))
 
 
 def release_for(version: str) -> str | None:
@@ -89,6 +103,8 @@ def _unknown(written: str, flag: str, release: str, first: str, last: str) -> st
 
 def check_argv(argv: list[str], version: str) -> list[FlagVerdict]:
     """The flags of ARGV (vLLM's serve arguments) that the release of VERSION does not have or deprecates."""
+    from vllm_launcher.presets import vllm_flag_name
+
     release = release_for(version)
     if release is None:
         return []
@@ -98,7 +114,7 @@ def check_argv(argv: list[str], version: str) -> list[FlagVerdict]:
         if not arg.startswith("--") or arg == "--":
             continue
         written = arg.split("=", 1)[0]
-        flag = "--" + written[2:].split(".", 1)[0].replace("_", "-")
+        flag = vllm_flag_name(arg)
         name = _lookup(flag, release)
         entry = table()["flags"].get(name) if name else None
         if entry is None:

