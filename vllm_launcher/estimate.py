@@ -213,7 +213,7 @@ def estimate(preset: Preset, arch: ModelArch, hw: Hardware) -> Estimate:
               "kv_groups": [g.kind for g in kv.groups]}
     if preset.device == "cpu":
         return _estimate_cpu(preset, arch, hw, common, kv, weights.total, reasons, fixes, warnings)
-    return _estimate_gpu(preset, arch, hw, common, weights.stages, reasons, fixes, warnings)
+    return _estimate_gpu(preset, arch, hw, common, weights.stages, hybrid, reasons, fixes, warnings)
 
 
 def _shape_refusals(preset: Preset, arch: ModelArch, tp: int, reasons: list[str], fixes: list[str]) -> None:
@@ -266,7 +266,7 @@ def non_torch_bytes(gpu_name: str, world: int) -> int:
 
 
 def _estimate_gpu(preset: Preset, arch: ModelArch, hw: Hardware, common: dict, stages: list[int],
-                  reasons: list[str], fixes: list[str], warnings: list[str]) -> Estimate:
+                  hybrid: bool, reasons: list[str], fixes: list[str], warnings: list[str]) -> Estimate:
     tp, pp, dp = (common["tensor_parallel_size"], common["pipeline_parallel_size"],
                   common["data_parallel_size"])
     dtype, max_len = common["model_dtype"], common["effective_max_model_len"]
@@ -291,7 +291,6 @@ def _estimate_gpu(preset: Preset, arch: ModelArch, hw: Hardware, common: dict, s
     graphs = 0 if preset.enforce_eager else int(CUDA_GRAPH_GIB * GIB)
     # Every pipeline stage sizes its own cache; vLLM keeps the smallest block count (the last stage also
     # runs the sampler).
-    hybrid = HYBRID_OFF not in {vllm_flag_name(arg) for arg in preset.extra_args}
     layouts = [kvcache.layout(arch, "cuda", tp, pp, common["kv_cache_dtype"], dtype, stage=i, hybrid=hybrid)
                for i in range(pp)]
     budgets = [requested - math.ceil(stage / tp) - act - non_torch - graphs - (sampler if i == pp - 1 else 0)
