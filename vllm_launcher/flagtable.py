@@ -131,6 +131,17 @@ def check_argv(argv: list[str], version: str) -> list[FlagVerdict]:
     return found
 
 
+def default_for(flag: str, version: str | None) -> object:
+    """FLAG's parser default in the release of VERSION; the newest release's when VERSION is outside the
+    table or None (no vLLM here). KeyError for a flag of no release."""
+    entry = table()["flags"][flag]
+    release = release_for(version) if version is not None else None
+    if release is None or "defaults" not in entry:
+        return entry["default"]
+    moves = [(v, d) for v, d in entry["defaults"].items() if release_key(v) <= release_key(release)]
+    return moves[-1][1] if moves else entry["default"]
+
+
 def module_entrypoint_deprecated_since(version: str) -> str | None:
     """The release from which VERSION's `python -m vllm.entrypoints.openai.api_server` warns that it is
     deprecated (None: it does not, or VERSION is outside the table)."""
