@@ -130,27 +130,20 @@ def test_doctor_tools_cli_one_line_per_check_and_exit_1_on_errors(tmp_path):
 @pytest.mark.vllm
 @pytest.mark.timeout(900)
 def test_doctor_tools_against_the_real_demo_server(demo_server):
-    """Every check through vLLM's real tool path (the demo: random weights, hermes parser). What vLLM 0.32
-    does here: for tool_choice required and named it forces the `<tool_call>{"name": "get_weather",
-    "arguments": ` frame, and the random model then writes digits until max_tokens, so the call never
-    closes: doctor must report it as broken (text or invalid arguments, cut off), never as a pass. "auto"
-    leaves it to the model (no call: a warning); a tool result round trip is answered; 1,500 tokens of
-    system prompt fit max_model_len 2048, 3,000 do not."""
+    """Every check through vLLM's real tool path: the demo model is trained (tiny_model.py --tools) to answer
+    in the hermes format, so tool_choice auto, required and named, streamed or not, two tools in one turn, a
+    tool result round trip and "required" behind 1,500 tokens of system prompt all come back as tool_calls
+    (or an answer) that fit the schema. 3,000 tokens of system prompt do not fit max_model_len 2048: VL427."""
     result = run_cli(["doctor", demo_server.name, "--tools", "--client-prompt-tokens", "1500", "--json"],
                      demo_server.env, timeout=600)
     findings = {f["message"].split(":", 1)[0]: f for f in json.loads(result.stdout)["findings"]
                 if f["code"].startswith("VL42")}
     print(json.dumps({name: [f["code"], f["message"][:200]] for name, f in findings.items()}, indent=1))
-    assert len(findings) == 9 and result.returncode == 1
-    for name in ("required", "named get_weather", "required at the client's prompt length (1500 tokens)"):
-        assert findings[name]["code"] == "VL421", findings[name]
-        message = findings[name]["message"]
-        assert "get_weather" in message and "cut off at max_tokens" in message
-    for name in ("required, streamed", "named get_weather, streamed"):
-        assert findings[name]["code"] in ("VL421", "VL423"), findings[name]
-    assert findings["auto"]["code"] in ("VL425", "VL421") and findings["auto, streamed"]["code"] in (
-        "VL425", "VL421")
-    assert findings["tool result round trip"]["code"] == "VL420"
+    assert set(findings) == {check.name for check in checks(1500)}
+    assert {name: f["code"] for name, f in findings.items() if f["code"] != "VL420"} == {}
+    assert result.returncode == 0, result.stdout
+    assert "get_weather(" in findings["auto, streamed"]["message"]
+    assert "get_time(" in findings["two tools in one turn"]["message"]
     too_long = run_cli(["doctor", "--endpoint", demo_server.base_url, "--tools", "--client-prompt-tokens",
                         "3000", "--json"], demo_server.env, timeout=600)
     last = [f for f in json.loads(too_long.stdout)["findings"] if "prompt length" in f["message"]]

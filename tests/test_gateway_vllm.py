@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import time
 from pathlib import Path
 
@@ -25,15 +24,6 @@ pytestmark = pytest.mark.vllm
 TOOLS = [{"type": "function", "function": {
     "name": "get_weather", "description": "The weather in a city.",
     "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}}}]
-
-
-def called(message) -> str:
-    """The function a tool-call answer names: from tool_calls, or (the random-weight demo model rarely ends
-    its arguments before max_tokens, so the parser cannot split the call) from hermes' <tool_call> text."""
-    if message.tool_calls:
-        return message.tool_calls[0].function.name
-    found = re.match(r'\s*<tool_call>\s*\{"name": "([^"]+)"', message.content or "")
-    return found.group(1) if found else ""
 
 
 def status(env: dict[str, str]) -> dict[str, dict]:
@@ -64,14 +54,19 @@ def test_the_gateway_serves_the_shared_demo_server_to_the_openai_sdk(demo_server
         assert len(chunks) >= 3 and all(c.model == "demo" for c in chunks)
         assert chunks[-1].choices[0].finish_reason in ("length", "stop")
 
-        for choice in ("required", {"type": "function", "function": {"name": "get_weather"}}):
+        # The demo is trained to call tools: real tool_calls through vLLM's hermes parser, for every choice.
+        for choice in ("auto", "required", {"type": "function", "function": {"name": "get_weather"}}):
             tool = client.chat.completions.create(
                 model="demo", messages=[{"role": "user", "content": "Weather in Paris?"}], tools=TOOLS,
                 tool_choice=choice, max_tokens=48, temperature=0)
-            assert called(tool.choices[0].message) == "get_weather", tool.choices[0].message
+            calls = tool.choices[0].message.tool_calls
+            assert calls and calls[0].function.name == "get_weather", tool.choices[0].message
+            assert set(json.loads(calls[0].function.arguments)) == {"city"}
+            # vLLM (as OpenAI) says "stop" for a named function, "tool_calls" otherwise; never cut off
+            assert tool.choices[0].finish_reason == ("stop" if isinstance(choice, dict) else "tool_calls")
 
         metrics = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=10).text
-        assert 'vllm_launch_gateway_requests_total{model="demo",status="200"} 4.0' in metrics
+        assert 'vllm_launch_gateway_requests_total{model="demo",status="200"} 5.0' in metrics
         assert 'vllm_launch_gateway_cold_starts_total{model="demo"}' not in metrics  # adopted, not started
     finally:
         stopped = cli(["down", "gw-shared"], env, timeout=180)

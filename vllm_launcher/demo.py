@@ -1,8 +1,9 @@
 """The demo model: a reserved model id that stands for a tiny Qwen2 model built locally, never downloaded.
 
 `vllm-launch up demo` serves `vllm-launch/tiny-qwen2`; before spawning, `ensure_demo_model` has the
-preset's interpreter (the one with torch, safetensors and tokenizers) run `tiny_model.py` into the cache
-directory. The directory name carries a hash of the builder's source, so a changed builder builds anew.
+preset's interpreter (the one with torch, safetensors, tokenizers and transformers) run `tiny_model.py
+--tools` into the cache directory: random weights trained for a minute to call tools (hermes). The
+directory name carries a hash of the builder's source, so a changed builder builds anew.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from vllm_launcher.errors import LaunchError
 
 DEMO_MODEL_ID = "vllm-launch/tiny-qwen2"
 DEMO_SERVED_NAME = "demo"
-BUILD_TIMEOUT_S = 600.0
+BUILD_TIMEOUT_S = 900.0  # tokenizer, weights and a minute or two of tool-calling training on the CPU
 _STDERR_LINES = 8
 
 # The builder runs in the preset's interpreter (the one with torch); here it is only hashed and named.
@@ -39,8 +40,9 @@ def demo_model_dir() -> Path:
 
 
 def ensure_demo_model(python: str, timeout_s: float = BUILD_TIMEOUT_S) -> Path:
-    """Build the demo model with `python` (which needs torch, safetensors, tokenizers) unless it is already
-    complete; returns its directory. Raises LaunchError with the builder's last stderr lines on failure."""
+    """Build the demo model with `python` (which needs torch, safetensors, tokenizers and transformers: vLLM's
+    interpreter has them), trained to call tools, unless it is already complete; returns its directory.
+    Raises LaunchError with the builder's last stderr lines on failure."""
     import subprocess
 
     from vllm_launcher import tiny_model
@@ -48,7 +50,7 @@ def ensure_demo_model(python: str, timeout_s: float = BUILD_TIMEOUT_S) -> Path:
     out = demo_model_dir()
     if tiny_model.is_complete(out):
         return out
-    argv = [python, str(BUILDER_PATH), "--out", str(out)]
+    argv = [python, str(BUILDER_PATH), "--out", str(out), "--tools"]
     try:
         result = subprocess.run(argv, check=False, capture_output=True, text=True, timeout=timeout_s,
                                 stdin=subprocess.DEVNULL)

@@ -3,13 +3,15 @@
 Standalone on purpose: it is run by the interpreter that has vLLM (which may not have vllm_launcher),
 so it imports only the standard library at the top and torch/safetensors/tokenizers inside functions.
 
-    python tiny_model.py --out DIR [--arch '{"num_key_value_heads": 4}']
+    python tiny_model.py --out DIR [--arch '{"num_key_value_heads": 4}'] [--tools]
 
 writes config.json, generation_config.json, model.safetensors, tokenizer.json and tokenizer_config.json
 (with a Qwen2.5-style chat template that supports `tools`, hermes style). Nothing is downloaded; the same
 builder and arch give the same weights (fixed seed). The model is built in a temporary directory beside
 DIR and renamed into place, so DIR is either absent or complete; if DIR is already complete, nothing is
-done. Its answers are gibberish: it exists to try vllm-launch and to test it against real vLLM.
+done. Its answers are gibberish: it exists to try vllm-launch and to test it against real vLLM. With
+--tools (the demo) it is trained for about a minute to call tools in the hermes format, so vLLM's tool
+path (parser, streaming, tool_choice) runs for real.
 """
 
 from __future__ import annotations
@@ -154,6 +156,14 @@ Memory, cache, tokens, batch, context length, tensor parallel, pipeline parallel
 Numbers: 0 1 2 3 4 5 6 7 8 9 10 16 32 64 128 256 512 1024 2048 4096 8192 3.14 2.71 -1 100%
 """
 
+# The places the tool-calling demo is trained on (--tools): seen often enough in the corpus that each is one
+# token, alone and after a space, so a call's argument is one token the model can learn to pick.
+CITIES = ("Paris", "Tokyo", "London", "Berlin", "Madrid", "Rome", "Oslo", "Cairo", "Lima", "Delhi", "Sydney",
+          "Seoul")
+TIME_ZONES = ("UTC", "Europe/Paris", "Asia/Tokyo", "America/New_York")
+_PLACES_TEXT = "\n".join([f'What is the weather in {c}? {{"city": "{c}"}} {c}' for c in CITIES]
+                         + [f'What time is it in {z}? {{"timezone": "{z}"}}' for z in TIME_ZONES]) + "\n"
+
 _WORD_TEXT = (
     "the of and to in is that for it as with was on be by this are from or an at which have not but "
     "all one were can there their will more when who would what so about out up into time them some "
@@ -172,7 +182,7 @@ def _corpus(seed: int = SEED) -> list[str]:
     (so BPE finds enough merges for a vocabulary of a few thousand)."""
     rng = random.Random(seed)
     words, syllables = _WORD_TEXT.split(), _SYLLABLE_TEXT.split()
-    lines = _SEED_TEXT.splitlines()
+    lines = _SEED_TEXT.splitlines() + _PLACES_TEXT.splitlines() * 40
     for _ in range(3000):
         words = [rng.choice(words) for _ in range(rng.randint(4, 14))]
         lines.append(" ".join(words).capitalize() + rng.choice([".", "?", "!", ":", ","]))
@@ -255,6 +265,132 @@ def random_weights(config: dict, seed: int = SEED) -> dict:
     return {name: t.contiguous() for name, t in tensors.items()}
 
 
+# ------------------------------------------------------------------------------ tool-calling training
+# `--tools` (the demo): a minute of training on the CPU so that vLLM's tool path is exercised for real. The
+# model learns the hermes format from rendered chats: with tools offered and a question, one call (or two:
+# weather and time) as `<tool_call>\n{"name": ..., "arguments": {...}}\n</tool_call>`; after a tool result, a
+# sentence; without tools, a greeting. It does not learn to copy the place from the question (a 2-layer,
+# hidden-128 model does not get there in minutes): the argument is a place it was trained on.
+
+TOOL_TRAINING_STEPS = 400
+TOOL_TRAINING_EXAMPLES = 2000
+TOOL_TRAINING_LR = 5e-3
+TOOL_BATCH_TOKENS = 6000  # padded tokens per step: batches hold chats of about the same length
+LONG_SYSTEM_PROMPT = ("You are a careful coding agent. Read the repository, plan the change, edit the files, "
+                      "run the tests, and report what you did. ")
+GREETING = "Hello! I am the tiny demo model."
+
+
+def _function(name: str, description: str, *params: str) -> dict:
+    return {"type": "function", "function": {
+        "name": name, "description": description,
+        "parameters": {"type": "object", "properties": {p: {"type": "string"} for p in params},
+                       "required": list(params)}}}
+
+
+WEATHER_TOOL = _function("get_weather", "Get the current weather for a city.", "city")
+TIME_TOOL = _function("get_time", "Get the current local time in a timezone.", "timezone")
+OTHER_TOOLS = (_function("search", "Search the web.", "query"),
+               _function("read_file", "Read a file.", "path"),
+               _function("run_tests", "Run the test suite.", "target"))
+
+
+def _call(name: str, arguments: dict) -> str:
+    return "<tool_call>\n" + json.dumps({"name": name, "arguments": arguments}) + "\n</tool_call>"
+
+
+def tool_chat(rng: random.Random) -> tuple[list[dict], list[dict] | None, str]:
+    """One training chat: (messages, tools or None, the assistant's answer)."""
+    kind = rng.choices(["weather", "time", "both", "result", "chat"], [4, 2, 3, 2, 2])[0]
+    messages: list[dict[str, Any]]
+    city, place = rng.choice(CITIES), rng.choice(TIME_ZONES + CITIES)
+    system = ([{"role": "system", "content": LONG_SYSTEM_PROMPT * rng.randint(1, 50)}]
+              if rng.random() < 0.04 else [])  # a few long prompts: calls at a client's prompt length
+    extra = rng.sample(OTHER_TOOLS, rng.randint(0, 2))
+    ask_weather = f"What is the weather in {city}? Call the get_weather tool."
+    if kind == "weather":
+        tools = [WEATHER_TOOL, *extra]
+        question = rng.choice([ask_weather, f"What is the weather in {city}?", f"Weather in {city}?"])
+        messages, answer = [{"role": "user", "content": question}], _call("get_weather", {"city": city})
+    elif kind == "time":
+        tools = [TIME_TOOL, *extra]
+        messages = [{"role": "user", "content": f"What time is it in {place}?"}]
+        answer = _call("get_time", {"timezone": place})
+    elif kind == "both":
+        tools = [WEATHER_TOOL, TIME_TOOL, *extra]
+        messages = [{"role": "user", "content": f"What is the weather in {city}, and what time is it in "
+                                                f"{place}? Call get_weather and get_time."}]
+        answer = _call("get_weather", {"city": city}) + "\n" + _call("get_time", {"timezone": place})
+    elif kind == "result":
+        tools = [WEATHER_TOOL, *extra]
+        messages = [{"role": "user", "content": ask_weather},
+                    {"role": "assistant", "content": None, "tool_calls": [{
+                        "id": "call_1", "type": "function",
+                        "function": {"name": "get_weather", "arguments": json.dumps({"city": city})}}]},
+                    {"role": "tool", "tool_call_id": "call_1", "content": '{"weather": "sunny", "c": 21}'}]
+        answer = f"The weather in {city} is sunny."
+    else:
+        tools, answer = None, GREETING
+        greeting = rng.choice(["Hi", "Hello!", "Who are you?", "Write a poem."])
+        messages = [{"role": "user", "content": greeting}]
+    if tools:
+        rng.shuffle(tools)
+    return system + messages, tools, answer
+
+
+def train_tool_calling(config: dict, tokenizer: Any, tensors: dict, seed: int = SEED) -> dict:
+    """`tensors` trained to answer as `tool_chat` does; returns them under the same names."""
+    import torch
+    from transformers import PreTrainedTokenizerFast, Qwen2Config, Qwen2ForCausalLM
+
+    torch.manual_seed(seed)
+    rng = random.Random(seed)
+    chat = PreTrainedTokenizerFast(tokenizer_object=tokenizer, eos_token=IM_END, pad_token=ENDOFTEXT)
+    chat.chat_template = CHAT_TEMPLATE
+    im_end, pad = tokenizer.token_to_id(IM_END), tokenizer.token_to_id(ENDOFTEXT)
+    examples = []
+    for _ in range(TOOL_TRAINING_EXAMPLES):
+        messages, tools, answer = tool_chat(rng)
+        prompt = chat.apply_chat_template(messages, tools=tools,  # type: ignore[arg-type]
+                                          add_generation_prompt=True, tokenize=False)
+        examples.append((tokenizer.encode(prompt).ids, [*tokenizer.encode(answer).ids, im_end]))
+    # Batches in random order, each kind of chat mixed in (batches of one kind pull the model to and fro),
+    # cut where padding to the longest chat would pass TOOL_BATCH_TOKENS.
+    batches: list[list] = [[]]
+    for example in examples:
+        longest = max([len(p) + len(a) for p, a in batches[-1]] + [len(example[0]) + len(example[1])])
+        if batches[-1] and longest * (len(batches[-1]) + 1) > TOOL_BATCH_TOKENS:
+            batches.append([])
+        batches[-1].append(example)
+
+    model = Qwen2ForCausalLM(Qwen2Config(**config))
+    model.load_state_dict(tensors, strict=False)  # lm_head is tied to embed_tokens
+    model.train()
+    optimizer = torch.optim.AdamW(model.parameters(), lr=TOOL_TRAINING_LR, weight_decay=0.0)
+    for step in range(TOOL_TRAINING_STEPS):
+        batch = batches[step % len(batches)]
+        length = max(len(p) + len(a) for p, a in batch)
+        ids = torch.full((len(batch), length), pad)
+        labels = torch.full((len(batch), length), -100)
+        mask = torch.zeros((len(batch), length), dtype=torch.long)
+        for row, (prompt, answer) in enumerate(batch):
+            ids[row, :len(prompt) + len(answer)] = torch.tensor(prompt + answer)
+            mask[row, :len(prompt) + len(answer)] = 1
+            labels[row, len(prompt):len(prompt) + len(answer)] = torch.tensor(answer)
+        for group in optimizer.param_groups:  # warm up, then decay to a tenth
+            warm, decay = min(1.0, (step + 1) / 20), 1 - 0.9 * step / TOOL_TRAINING_STEPS
+            group["lr"] = TOOL_TRAINING_LR * warm * decay
+        hidden = model.model(input_ids=ids, attention_mask=mask).last_hidden_state
+        scored = labels[:, 1:] != -100  # logits only where the answer is: most of the cost otherwise
+        loss = torch.nn.functional.cross_entropy(model.lm_head(hidden[:, :-1][scored]), labels[:, 1:][scored])
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        optimizer.step()
+        optimizer.zero_grad()
+    trained = model.state_dict()
+    return {name: trained[name].detach().clone().contiguous() for name in tensors}
+
+
 def tokenizer_config(token_ids: dict[str, int], model_max_length: int) -> dict:
     added = {
         str(token_ids[t]): {"content": t, "lstrip": False, "normalized": False, "rstrip": False,
@@ -287,7 +423,7 @@ def _write_json(path: Path, data: dict) -> None:
     path.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
 
 
-def _build_into(tmp: Path, arch_overrides: dict | None) -> None:
+def _build_into(tmp: Path, arch_overrides: dict | None, tools: bool = False) -> None:
     from safetensors.torch import save_file
 
     tokenizer = train_tokenizer()
@@ -304,7 +440,10 @@ def _build_into(tmp: Path, arch_overrides: dict | None) -> None:
         "temperature": 0.7,
         "top_p": 0.8,
     })
-    save_file(random_weights(config), str(tmp / "model.safetensors"), metadata={"format": "pt"})
+    tensors = random_weights(config)
+    if tools:
+        tensors = train_tool_calling(config, tokenizer, tensors)
+    save_file(tensors, str(tmp / "model.safetensors"), metadata={"format": "pt"})
 
 
 def _publish_permissions(tmp: Path) -> None:
@@ -316,18 +455,19 @@ def _publish_permissions(tmp: Path) -> None:
         os.chmod(path, 0o666 & ~umask)
 
 
-def build(out_dir: str | Path, arch_overrides: dict | None = None) -> Path:
+def build(out_dir: str | Path, arch_overrides: dict | None = None, tools: bool = False) -> Path:
     """Build the model into `out_dir` unless it is already complete; returns `out_dir` as a Path.
 
-    `arch_overrides` replaces keys of the default config (e.g. {"num_key_value_heads": 4}). An existing
-    complete directory is kept as it is, whatever its arch."""
+    `arch_overrides` replaces keys of the default config (e.g. {"num_key_value_heads": 4}); `tools` trains it
+    to call tools (the demo; needs transformers, about a minute). An existing complete directory is kept as
+    it is, whatever its arch."""
     out = Path(out_dir)
     if is_complete(out):
         return out
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
     try:
-        _build_into(tmp, arch_overrides)
+        _build_into(tmp, arch_overrides, tools)
         _publish_permissions(tmp)
         if out.exists() and not is_complete(out):
             shutil.rmtree(out)  # a partial directory left by something else: replace it
@@ -346,6 +486,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", required=True, help="directory to create")
     parser.add_argument("--arch", default=None, help='JSON object of config.json overrides, e.g. '
                         '\'{"num_key_value_heads": 4}\'')
+    parser.add_argument("--tools", action="store_true", help="train it for a minute to call tools in the "
+                        "hermes format (the demo; needs transformers)")
     args = parser.parse_args(argv)
     overrides = None
     if args.arch:
@@ -356,7 +498,7 @@ def main(argv: list[str] | None = None) -> int:
         if not isinstance(overrides, dict):
             parser.error("--arch must be a JSON object")
     try:
-        out = build(args.out, overrides)
+        out = build(args.out, overrides, tools=args.tools)
     except (ValueError, KeyError) as exc:  # a bad --arch (missing or inconsistent keys)
         parser.error(f"--arch: {exc}")
     print(out)

@@ -75,6 +75,10 @@ def ensure_demo(preset: Any) -> None:
     from vllm_launcher import demo
 
     if demo.is_demo_model(preset.model):
+        from vllm_launcher import output, tiny_model
         from vllm_launcher.plan import interpreter
 
+        if not tiny_model.is_complete(demo.demo_model_dir()):
+            output.err("vllm-launch: building the demo model (first use, no downloads: a tokenizer, random "
+                       "weights, then about a minute of training to call tools)")
         demo.ensure_demo_model(interpreter(preset))
