@@ -53,10 +53,13 @@ def xdg_env(root: Path, base: dict[str, str] | None = None) -> dict[str, str]:
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Every real-vLLM test in one xdist group: one worker runs them all, in order, with one demo server."""
+    """Every real-vLLM test in one xdist group: one worker runs them all, in order, with one demo server.
+    The first of them also pays for building the demo model (a minute and a half of training, more on a
+    loaded machine) and starting it: 20 minutes each unless a test says otherwise."""
     for item in items:
         if item.get_closest_marker("vllm"):
             item.add_marker(pytest.mark.xdist_group("vllm"))
+            item.add_marker(pytest.mark.timeout(1200))  # after the test's own marker: that one wins
 
 
 @pytest.fixture(autouse=True)

@@ -188,8 +188,10 @@ def test_demo_dir_is_in_the_cache_and_named_by_the_builder_hash(monkeypatch, tmp
     assert path.name.startswith("tiny-qwen2-") and len(path.name) == len("tiny-qwen2-") + 12
 
 
-def test_ensure_demo_model_builds_once(monkeypatch, tmp_path: Path) -> None:
-    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+def test_ensure_demo_model_builds_once(monkeypatch, demo_server) -> None:
+    """The session's demo server built the model (`up demo`: tiny_model.py --tools, a minute and a half of
+    training): it is complete where demo_model_dir says, and never built again."""
+    monkeypatch.setenv("XDG_CACHE_HOME", demo_server.env["XDG_CACHE_HOME"])
     path = demo.ensure_demo_model(sys.executable)
     assert path == demo.demo_model_dir() and tiny_model.is_complete(path)
     before = (path / "model.safetensors").stat().st_mtime_ns

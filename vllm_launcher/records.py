@@ -27,6 +27,13 @@ from vllm_launcher import atomic, paths
 from vllm_launcher.inputs import valid_name
 
 
+def endpoint_url(host: str, port: int) -> str:
+    """Where a client reaches a server bound to HOST:PORT (a wildcard bind is reached on loopback)."""
+    reach = "127.0.0.1" if host in ("0.0.0.0", "") else host
+    if ":" in reach:
+        reach = "[::1]" if reach == "::" else f"[{reach}]"
+    return f"http://{reach}:{port}"
+
 class State(str, enum.Enum):
     """Life cycle of a server (supervisord's vocabulary: STARTING, RUNNING, BACKOFF, STOPPING, STOPPED,
     FATAL). A str enum: records hold the plain value, and `State.READY == "ready"`."""
@@ -123,10 +130,7 @@ class Record:
 
     @property
     def endpoint(self) -> str:
-        host = "127.0.0.1" if self.host in ("0.0.0.0", "") else self.host
-        if ":" in host:
-            host = "[::1]" if host == "::" else f"[{host}]"
-        return f"http://{host}:{self.port}"
+        return endpoint_url(self.host, self.port)
 
     @property
     def base_url(self) -> str:

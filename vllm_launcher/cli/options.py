@@ -135,6 +135,8 @@ MACHINE = (HARDWARE, DEVICE, GPUS, GPU_MEM, RAM)
 
 SERVER_NAME = Param("name", ("--name",), str,
                     "Server name (default: the preset's name); several servers can run side by side.")
+CLIENT_CONFIG = Param("client_config", ("--client-config",), str, "Write the client's profiles.yaml entry "
+                      "(`vllm:` base_url, timeout) into FILE, keeping its other profiles.", metavar="FILE")
 UP_PARAMS: tuple[Param, ...] = (
     PRESET, SERVER_NAME,
     flag("detach", ("--detach", "-d"),
@@ -152,6 +154,7 @@ UP_PARAMS: tuple[Param, ...] = (
           "pre-flight alike.", metavar="FILE"),
     flag("verbose", ("--verbose", "-v"),
          "Echo vLLM's INFO lines too (by default they go to the log file only)."),
+    CLIENT_CONFIG,
     *OVERRIDES,
 )
 
@@ -182,6 +185,7 @@ GATEWAY_PARAMS: tuple[Param, ...] = (
     Param("render", ("--render",), str, "Print a unit file for this gateway instead of running it.",
           choices=("systemd",)),
     Param("output_dir", ("--output", "-o"), str, "With --render: write the file into this directory."),
+    CLIENT_CONFIG,
     Param("log_file", ("--log-file",), str, "Where a detached gateway logs.", hidden=True),
 )
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import sys
 from typing import TYPE_CHECKING
 
+from vllm_launcher import output
 from vllm_launcher.errors import ConfigError
 from vllm_launcher.inputs import check_number, check_server_name, parse_duration
 from vllm_launcher.output import Result
@@ -18,7 +19,8 @@ def gateway(presets: list[str] | None = None, name: str = "gateway", host: str =
             upstream: list[str] | None = None, hardware_file: str | None = None,
             memory_gib: float | None = None,
             gpu_memory_gib: float | None = None, start_timeout: str = "30m", render: str | None = None,
-            output_dir: str | None = None, log_file: str | None = None) -> Result:
+            output_dir: str | None = None, client_config: str | None = None,
+            log_file: str | None = None) -> Result:
     """Serve PRESETS (default: every preset that fits this machine) behind one endpoint."""
     from vllm_launcher.gateway.service import GatewayConfig, run, start_detached
     from vllm_launcher.safe_text import check_host
@@ -47,9 +49,22 @@ def gateway(presets: list[str] | None = None, name: str = "gateway", host: str =
                            argv=[sys.executable, "-m", "vllm_launcher", *argv])
     if render is not None:
         return _render(render, config, output_dir)
+    if client_config is not None:
+        _write_client_profile(client_config, host, port)
     if detach:
         return start_detached(config, argv)
     return Result(code=run(config, log_path=log_file or ""))
+
+
+def _write_client_profile(path: str, host: str, port: int) -> None:
+    """The agent's `vllm:` profile pointing at the gateway (the guide's CPU timeout: servers may be cold)."""
+    from vllm_launcher.client_config import CPU_TIMEOUT_S, prepare_profile, write_profile
+    from vllm_launcher.records import endpoint_url
+
+    base_url = endpoint_url(host, port) + "/v1"
+    target, text = prepare_profile(path, {"base_url": base_url, "timeout": CPU_TIMEOUT_S})
+    write_profile(target, text)
+    output.err(f"vllm-launch: wrote the client's profile (vllm: {base_url}) to {target}")
 
 
 def _argv(presets: list[str], name: str, host: str, port: int, idle: str, api_key_env: str | None,

@@ -26,7 +26,8 @@ from vllm_launcher.units import GIB, MIB
 
 def up(preset: str, name: str | None = None, detach: bool = False, timeout_s: float | None = None,
        restart: str = "on-failure", gpus: str | None = None, force: bool = False, dry_run: bool = False,
-       hardware_file: str | None = None, verbose: bool = False, overrides: list | None = None) -> Result:
+       hardware_file: str | None = None, verbose: bool = False, client_config: str | None = None,
+       overrides: list | None = None) -> Result:
     """Pre-flight (doctor's findings), claim the name and port, then supervise here or in the background."""
     from vllm_launcher.plan import build_plan, format_shell
     from vllm_launcher.presets import resolve
@@ -39,6 +40,7 @@ def up(preset: str, name: str | None = None, detach: bool = False, timeout_s: fl
     resolved = resolve(preset, overrides)
     record = claim.make_record(resolved, name=name, gpus=gpus, restart=restart, timeout_s=timeout_s,
                                detach=detach)
+    profile = _prepare_profile(client_config, record)
     if not dry_run:
         claim.check_name_free(record.name)
         unwritable = preflight.state_dirs_problem()  # before anything is spawned, even with --force
@@ -51,6 +53,8 @@ def up(preset: str, name: str | None = None, detach: bool = False, timeout_s: fl
         lines += [f"# warning: {warning}" for warning in checked.warnings]
         lines.append("# pre-flight: " + ("ok" if not checked.problems else "would refuse:"))
         lines += [f"#   - {problem}" for problem in checked.problems]
+        if profile is not None:
+            lines.append(f"# client profile: would write {profile[0]}")
         return Result(text="\n".join(lines), code=0 if not checked.problems else 1)
     if checked.usage:
         raise ConfigError(checked.usage[0])  # vLLM could never bind it: exit 2 even with --force
@@ -63,9 +67,29 @@ def up(preset: str, name: str | None = None, detach: bool = False, timeout_s: fl
         output.err(f"vllm-launch: warning: {problem} (starting anyway: --force)")
     preflight.ensure_demo(resolved.preset)
     claim.claim(record)
+    _write_profile(profile, record)
     if not detach:
         return Result(code=detaching.run_foreground(record, verbose=verbose))
     return detaching.run_detached(record)
+
+
+def _prepare_profile(client_config: str | None, record: records.Record) -> tuple[Path, str] | None:
+    """--client-config: read and checked before anything starts (a file we could not rewrite stops us)."""
+    if client_config is None:
+        return None
+    from vllm_launcher.client_config import prepare_profile, profile_entry
+
+    return prepare_profile(client_config, profile_entry(record.base_url, record.device))
+
+
+def _write_profile(profile: tuple[Path, str] | None, record: records.Record) -> None:
+    """Written as the start begins, so the agent can be pointed at it while vLLM loads."""
+    if profile is None:
+        return
+    from vllm_launcher.client_config import write_profile
+
+    write_profile(*profile)
+    output.err(f"vllm-launch: wrote the client's profile (vllm: {record.base_url}) to {profile[0]}")
 
 
 # ------------------------------------------------------------------------------------------- status

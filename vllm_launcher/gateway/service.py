@@ -232,8 +232,10 @@ def start_detached(config: GatewayConfig, argv: list[str]) -> output.Result:
 
 
 def gateway_text(record: records.Record, key_env: str | None = None) -> str:
-    from vllm_launcher.supervise.display import sdk_env_lines
+    from vllm_launcher.client_config import CPU_TIMEOUT_S, profile_yaml, sdk_env_lines
 
+    # The gateway may start CPU servers on demand: the guide's CPU timeout.
+    profile = profile_yaml({"base_url": record.base_url, "timeout": CPU_TIMEOUT_S})
     return "\n".join([
         f"gateway {record.name} is ready",
         f"  endpoint:      {record.endpoint}",
@@ -241,9 +243,7 @@ def gateway_text(record: records.Record, key_env: str | None = None) -> str:
         f"  models:        {record.served_model}",
         f"  log:           {record.log_path or '(this terminal)'}",
         "profiles.yaml entry for the client:",
-        "  vllm:",
-        f"    base_url: {record.base_url}",
-        "    timeout: 300",
+        *("  " + line for line in profile.splitlines()),
         "OpenAI SDK environment:",
         *sdk_env_lines(record.base_url, key_env),
         f"stop it (and the servers it started) with: vllm-launch down {record.name}",

@@ -14,6 +14,7 @@ import sys
 import time
 from typing import Any, TextIO
 
+from vllm_launcher.client_config import profile_entry, profile_yaml, sdk_env_lines
 from vllm_launcher.records import Record
 from vllm_launcher.supervise.lifecycle import Outcome, Reporter
 from vllm_launcher.units import GIB, MIB
@@ -61,22 +62,6 @@ def classify(line: str) -> tuple[str, str]:
     return "", line.strip()
 
 
-def client_snippet(record: Record) -> str:
-    """The guide's client config (`profiles.yaml`): CPU answers slowly, so a longer timeout."""
-    timeout_s = 300 if record.device == "cpu" else 120
-    note = "  # longer timeout for CPU" if record.device == "cpu" else ""
-    return f"vllm:\n  base_url: {record.base_url}\n  timeout: {timeout_s}{note}"
-
-
-def sdk_env_lines(base_url: str, key_env: str | None) -> list[str]:
-    """The OpenAI SDK's environment for this server (openai, LangChain, LiteLLM and most agents read it):
-    the key by reference to the user's variable, never its value."""
-    import shlex
-
-    key = f'"${key_env}"' if key_env else "EMPTY  # any value: this server checks no key"
-    return [f"  export OPENAI_BASE_URL={shlex.quote(base_url)}", f"  export OPENAI_API_KEY={key}"]
-
-
 def ready_text(record: Record, seconds: float | None) -> str:
     took = f" in {seconds:.1f} s" if seconds is not None else ""
     lines = [
@@ -85,8 +70,9 @@ def ready_text(record: Record, seconds: float | None) -> str:
         f"  served model:  {record.served_model}",
         f"  OpenAI base:   {record.base_url}",
         f"  log:           {record.log_path}",
-        "profiles.yaml entry for the client:",
-        *("  " + line for line in client_snippet(record).splitlines()),
+        "profiles.yaml entry for the client" + (" (a longer timeout for CPU):" if record.device == "cpu"
+                                                 else ":"),
+        *("  " + line for line in profile_yaml(profile_entry(record.base_url, record.device)).splitlines()),
         "OpenAI SDK environment:",
         *sdk_env_lines(record.base_url, record.secret_env.get("VLLM_API_KEY")),
     ]
