@@ -52,6 +52,7 @@ def xdg_env(root: Path, base: dict[str, str] | None = None) -> dict[str, str]:
     return env
 
 
+@pytest.hookimpl(tryfirst=True)  # before xdist's, which reads the group into the node id
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Every real-vLLM test in one xdist group: one worker runs them all, in order, with one demo server.
     The first of them also pays for building the demo model (a minute and a half of training, more on a

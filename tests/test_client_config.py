@@ -13,7 +13,13 @@ from conftest import cli, free_port, write_preset
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from vllm_launcher.client_config import merged_profiles, profile_entry, profile_yaml
+from vllm_launcher.client_config import (
+    placed_profile,
+    prepare_profile,
+    profile_entry,
+    profile_yaml,
+    write_profile,
+)
 from vllm_launcher.errors import ConfigError
 
 ENTRY = profile_entry("http://127.0.0.1:8000/v1", "cpu")
@@ -30,25 +36,79 @@ def test_the_entry_is_the_guides():
     assert profile_entry("http://h:1/v1", "cuda")["timeout"] == 120
 
 
-@settings(max_examples=150, deadline=None)
-@given(st.dictionaries(keys, values, max_size=5), st.text(max_size=40))
-def test_a_merge_keeps_every_other_profile_and_sets_vllm(others, base_url):
-    existing = yaml.safe_dump({**others, "vllm": {"base_url": "old"}}, sort_keys=False)
-    if "#" in existing:
-        with pytest.raises(ConfigError):
-            merged_profiles(existing, ENTRY, "p.yaml")
-        return
+@settings(max_examples=200, deadline=None)
+@given(st.dictionaries(keys, values, max_size=5), st.text(max_size=40), st.booleans())
+def test_only_the_vllm_block_changes(others, base_url, had_vllm):
+    """Whatever the other profiles hold, their text stays byte for byte and the file reads back as them
+    plus the entry (or is refused, never changed wrongly)."""
+    existing = yaml.safe_dump({**others, **({"vllm": {"base_url": "old", "model": "m"}} if had_vllm else {})},
+                              sort_keys=False, allow_unicode=True)
     entry = {"base_url": base_url, "timeout": 300}  # any text as the URL: the dumper quotes it
-    assert yaml.safe_load(merged_profiles(existing, entry, "p.yaml")) == {**others, "vllm": entry}
+    try:
+        placed = placed_profile(existing, entry, "p.yaml")
+    except ConfigError:
+        return
+    expected = {**entry, "model": "m"} if had_vllm else entry  # the entry's own other keys are kept
+    assert yaml.safe_load(placed) == {**yaml.safe_load(existing), "vllm": expected}
+    if not had_vllm:
+        assert placed.startswith(existing)
+
+
+def test_comments_unicode_and_yaml_11_spellings_elsewhere_survive_untouched():
+    existing = ("# my agent profiles\nopenai:\n  key_env: OPENAI_KEY  # never the key itself\n  on: yes\n"
+                "  code: 012\nvllm:\n  base_url: http://old:1/v1\n  model: coder\n  timeout: 9\n"
+                "local:\n  name: café 中文\n")
+    placed = placed_profile(existing, ENTRY, "p.yaml")
+    assert placed.startswith(existing[:existing.index("vllm:")])
+    assert placed.endswith("local:\n  name: café 中文\n")
+    assert yaml.safe_load(placed)["vllm"] == {"base_url": "http://127.0.0.1:8000/v1", "model": "coder",
+                                              "timeout": 300}
 
 
 @pytest.mark.parametrize(("text", "expected"), [
-    ("openai:\n  key: x  # mine\n", "comments"), ("- a\n- b\n", "mapping"),
-    ("a: [\n", "not valid YAML (line"), ("just text\n", "mapping")])
-def test_a_file_a_rewrite_would_damage_is_refused(text, expected):
+    ("vllm:\n  base_url: x  # mine\n", "has comments"), ("- a\n- b\n", "block mapping"),
+    ("{a: 1}\n", "flow mapping"), ("a: [\n", "malformed YAML"), ("just text\n", "block mapping"),
+    ("a: 1\na: 2\n", "duplicate key"), ("a: &x [1]\nb: *x\n", "aliases"),
+    ("a: " + "[" * 40 + "]" * 40 + "\n", "nested more than"), ("a: 1\n...\n", "cannot place"),
+    ("a: 1\n---\nb: 2\n", "malformed YAML")])
+def test_a_file_a_rewrite_would_damage_is_refused_in_one_line(text, expected):
     with pytest.raises(ConfigError) as raised:
-        merged_profiles(text, ENTRY, "p.yaml")
-    assert expected in str(raised.value) and raised.value.source == "p.yaml"
+        placed_profile(text, ENTRY, "p.yaml")
+    assert expected in str(raised.value) and "\n" not in str(raised.value), str(raised.value)
+
+
+def test_symlinks_are_followed_loops_and_locked_directories_refused(tmp_path: Path):
+    real = tmp_path / "dotfiles" / "profiles.yaml"
+    real.parent.mkdir()
+    real.write_text("openai:\n  model: gpt\n")
+    link = tmp_path / "profiles.yaml"
+    link.symlink_to(real)
+    write_profile(prepare_profile(str(link), ENTRY))
+    assert link.is_symlink() and yaml.safe_load(real.read_text())["vllm"] == ENTRY
+    (tmp_path / "loop1").symlink_to(tmp_path / "loop2")
+    (tmp_path / "loop2").symlink_to(tmp_path / "loop1")
+    with pytest.raises(ConfigError, match="loop"):
+        prepare_profile(str(tmp_path / "loop1"), ENTRY)
+    with pytest.raises(ConfigError, match=r"not a regular file|cannot read"):
+        prepare_profile("/dev/zero", ENTRY)
+    with pytest.raises(ConfigError, match="is a directory"):
+        prepare_profile(str(tmp_path), ENTRY)
+
+
+def test_a_directory_without_write_permission_is_refused_before(tmp_path: Path, monkeypatch):
+    # The tests run as root here, whom permissions do not stop: the kernel's answer is stood in for.
+    monkeypatch.setattr(os, "access", lambda path, mode: False)
+    with pytest.raises(ConfigError, match="not writable"):
+        prepare_profile(str(tmp_path / "profiles.yaml"), ENTRY)
+
+
+def test_an_edit_made_while_the_server_starts_is_kept(tmp_path: Path):
+    profiles = tmp_path / "profiles.yaml"
+    profiles.write_text("openai:\n  model: gpt\n")
+    plan = prepare_profile(str(profiles), ENTRY)
+    profiles.write_text("openai:\n  model: gpt-5\n")  # the user edits it during the start
+    write_profile(plan)
+    assert yaml.safe_load(profiles.read_text()) == {"openai": {"model": "gpt-5"}, "vllm": ENTRY}
 
 
 def test_up_writes_the_profile_and_keeps_the_others(fake_env, tmp_path: Path):
@@ -97,3 +157,11 @@ def test_the_gateway_writes_its_own_endpoint(fake_env, tmp_path: Path):
             "vllm": {"base_url": f"http://127.0.0.1:{port}/v1", "timeout": 300}}
     finally:
         assert cli(["down", "gw-cc"], fake_env, timeout=180).returncode == 0
+
+
+def test_a_rendered_gateway_has_no_endpoint_to_write(fake_env, tmp_path: Path):
+    write_preset(fake_env, "hand", free_port())
+    refused = cli(["gateway", "hand", "--render", "systemd", "--client-config", str(tmp_path / "p.yaml")],
+                  fake_env)
+    assert refused.returncode == 2 and "--render starts none" in refused.stderr
+    assert not (tmp_path / "p.yaml").exists()

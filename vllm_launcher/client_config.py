@@ -1,19 +1,23 @@
 """The client's side of a server: the guide's agent profile (the `vllm:` entry of its profiles.yaml) and the
 OpenAI SDK environment.
 
-Rendering is pure and goes through the YAML dumper. `write_profile` sets the `vllm:` entry of the user's
-profiles file and keeps every other key; it refuses, before anything starts, a file it could not rewrite
-without loss (not a YAML mapping, or with comments, which a YAML rewrite drops), and writes atomically.
+Rendering is pure and goes through the YAML dumper. `--client-config FILE` sets the `vllm:` entry of the
+user's profiles file: only that block's text changes (the rest stays byte for byte, comments included),
+the result is read back and must equal the old profiles plus the new entry, a file that cannot be edited
+so is refused before anything starts, and the write is atomic, through symlinks, with the file's mode.
 """
 
 from __future__ import annotations
 
+import os
 import shlex
+from dataclasses import dataclass
 from pathlib import Path
 
 import yaml
 
 from vllm_launcher.errors import ConfigError
+from vllm_launcher.preset_yaml import compose_yaml
 
 CPU_TIMEOUT_S = 300  # the guide's value: a CPU answers slowly
 GPU_TIMEOUT_S = 120
@@ -28,7 +32,7 @@ def profile_entry(base_url: str, device: str) -> dict:
 
 def profile_yaml(entry: dict) -> str:
     """The entry as profiles.yaml text (`vllm:` and its keys), through the YAML dumper."""
-    return yaml.safe_dump({PROFILE_KEY: entry}, sort_keys=False, default_flow_style=False)
+    return yaml.safe_dump({PROFILE_KEY: entry}, sort_keys=False, default_flow_style=False, allow_unicode=True)
 
 
 def sdk_env_lines(base_url: str, key_env: str | None) -> list[str]:
@@ -38,47 +42,104 @@ def sdk_env_lines(base_url: str, key_env: str | None) -> list[str]:
     return [f"  export OPENAI_BASE_URL={shlex.quote(base_url)}", f"  export OPENAI_API_KEY={key}"]
 
 
-def merged_profiles(existing: str | None, entry: dict, source: str) -> str:
-    """The profiles file with its `vllm:` entry set to ENTRY and every other key kept (EXISTING: its text,
-    None when there is no file yet). ConfigError, naming SOURCE, for text a rewrite would damage."""
+@dataclass(frozen=True)
+class ProfileWrite:
+    """A checked `--client-config` write: the real file (symlinks followed), its text when read (None: no
+    file yet), what to write, and the entry (to place it again if the file changes before the write)."""
+
+    source: str
+    target: Path
+    original: str | None
+    text: str
+    entry: dict
+
+
+def placed_profile(existing: str | None, entry: dict, source: str) -> str:
+    """The profiles file with ENTRY as its `vllm:` profile. Only the `vllm:` block's text changes (the rest of
+    the file, comments and all, stays byte for byte): a new block is appended, an existing one replaced, its
+    own other keys kept. ConfigError, naming SOURCE, where that cannot be done without loss."""
     if existing is None or not existing.strip():
         return profile_yaml(entry)
-    if "#" in existing:
-        raise ConfigError("it has comments (or a '#'), which rewriting it would drop: add this entry by "
-                          "hand instead:\n" + profile_yaml(entry).rstrip(), source=source)
+    data, node, _ = compose_yaml(existing, source, what="a profiles file", hint="write the entries out")
+    if not isinstance(data, dict) or not isinstance(node, yaml.MappingNode) or node.flow_style:
+        raise ConfigError("expected a block mapping of profiles (`name:` lines), found "
+                          f"{type(data).__name__ if not isinstance(data, dict) else 'a {...} flow mapping'}",
+                          source=source)
+    old = data.get(PROFILE_KEY)
+    merged = {**old, **entry} if isinstance(old, dict) else entry
+    block = profile_yaml(merged)
+    found = next(((k, v) for k, v in node.value if k.value == PROFILE_KEY), None)
+    if found is None:
+        text = (existing if existing.endswith("\n") else existing + "\n") + block
+    else:
+        key, value = found
+        start, end = key.start_mark.index, value.end_mark.index
+        if "#" in existing[start:end] or key.start_mark.column != 0:
+            raise ConfigError(f"its {PROFILE_KEY}: entry has comments (or is indented) that a rewrite would "
+                              f"drop: set base_url: {entry['base_url']} there by hand", source=source)
+        text = existing[:start] + (block if existing[start:end].endswith("\n") else block.rstrip("\n")) + \
+            existing[end:]
     try:
-        data = yaml.safe_load(existing)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" (line {mark.line + 1})" if mark is not None else ""
-        raise ConfigError(f"not valid YAML{where}: {getattr(exc, 'problem', None) or exc}",
-                          source=source) from None
-    if not isinstance(data, dict):
-        raise ConfigError(f"expected a YAML mapping of profiles, found {type(data).__name__}", source=source)
-    return yaml.safe_dump({**data, PROFILE_KEY: entry}, sort_keys=False, default_flow_style=False)
+        placed, _, _ = compose_yaml(text, source, what="a profiles file", hint="write the entries out")
+    except ConfigError:
+        placed = None
+    if placed != {**data, PROFILE_KEY: merged}:  # e.g. a `...` end marker: the block would land outside
+        raise ConfigError(f"cannot place a {PROFILE_KEY}: entry in it without changing the rest: set "
+                          f"base_url: {entry['base_url']} there by hand", source=source)
+    return text
 
 
-def prepare_profile(path: str, entry: dict) -> tuple[Path, str]:
-    """(where, what) to write for `--client-config PATH`: read and checked now, before any start, so a bad
-    file stops the command with nothing started and nothing written."""
+def _real_target(path: str) -> Path:
+    """The file to write: PATH with its symlinks followed (a link into a dotfiles repo stays a link), in a
+    directory that exists and is writable."""
+    try:
+        target = Path(os.path.realpath(Path(path).expanduser()))
+        if target.is_symlink():
+            raise ConfigError("is a symlink loop", source=path)
+        if target.is_dir():
+            raise ConfigError("is a directory; give the profiles.yaml file", source=path)
+        if not target.parent.is_dir():
+            raise ConfigError(f"directory {str(target.parent)!r} does not exist", source=path)
+        if not os.access(target.parent, os.W_OK | os.X_OK):
+            raise ConfigError(f"directory {str(target.parent)!r} is not writable", source=path)
+    except OSError as exc:
+        raise ConfigError(f"cannot use it: {exc.strerror or exc}", source=path) from None
+    return target
+
+
+def _read_existing(target: Path, source: str) -> str | None:
     from vllm_launcher.files import read_user_file
 
-    target = Path(path).expanduser()
-    if target.is_dir():
-        raise ConfigError("is a directory; give the profiles.yaml file", source=path)
-    if not target.parent.is_dir():
-        raise ConfigError(f"directory {str(target.parent)!r} does not exist", source=path)
-    existing = (read_user_file(target, max_bytes=MAX_PROFILES_BYTES, what="cannot read client config")
-                if target.exists() else None)
-    return target, merged_profiles(existing, entry, path)
+    try:
+        if not os.path.lexists(target):
+            return None
+    except OSError as exc:
+        raise ConfigError(f"cannot read: {exc.strerror or exc}", source=source) from None
+    return read_user_file(target, max_bytes=MAX_PROFILES_BYTES, what="cannot read client config")
 
 
-def write_profile(target: Path, text: str) -> None:
-    """Write the prepared profiles file atomically, keeping an existing file's permissions."""
+def prepare_profile(path: str, entry: dict) -> ProfileWrite:
+    """`--client-config PATH`, read and checked now, before anything starts: a file we could not rewrite
+    stops the command with nothing started and nothing written."""
+    target = _real_target(path)
+    original = _read_existing(target, path)
+    return ProfileWrite(path, target, original, placed_profile(original, entry, path), entry)
+
+
+def write_profile(plan: ProfileWrite) -> None:
+    """Write the prepared file atomically (placed again if the file changed since it was read), keeping an
+    existing file's permissions; a new one gets the umask's."""
     from vllm_launcher import atomic
 
-    mode = target.stat().st_mode & 0o777 if target.exists() else 0o644
+    current = _read_existing(plan.target, plan.source)
+    text = plan.text if current == plan.original else placed_profile(current, plan.entry, plan.source)
     try:
-        atomic.write_text(target, text, mode=mode)
+        if current is not None:
+            mode = plan.target.stat().st_mode & 0o777
+        else:
+            umask = os.umask(0)
+            os.umask(umask)
+            mode = 0o666 & ~umask
+        atomic.write_text(plan.target, text, mode=mode)
     except OSError as exc:
-        raise ConfigError(f"cannot write: {exc.strerror or exc}", source=str(target)) from None
+        raise ConfigError(f"cannot write: {exc.strerror or exc}", source=plan.source) from None

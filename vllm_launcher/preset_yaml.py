@@ -73,19 +73,31 @@ def _record_lines(node: yaml.Node, prefix: tuple[str, ...], source: str, out: Pr
             _record_lines(item, key, source, out)
 
 
-def load_yaml_mapping(path: Path) -> tuple[dict[str, Any], Provenance]:
-    """Read one preset file: its mapping and the line of every key. Raises ConfigError."""
-    text = _read_text(path)
+def compose_yaml(text: str, path: Path | str, what: str = "presets",
+                 hint: str = "use `extends` to share settings") -> tuple[Any, yaml.Node | None, Provenance]:
+    """One YAML document read safely: (its data, its node tree with the marks of every key, the line of
+    every key path). Refuses
+    aliases, deep nesting, several documents and duplicate keys (YAML would keep the last silently).
+    Raises ConfigError naming PATH and the line."""
     loader_cls = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
-    _check_yaml_shape(text, path, loader_cls)
+    _check_yaml_shape(text, Path(path), loader_cls, what, hint)
     loader = loader_cls(text)
     try:
         node = loader.get_single_node()
         data = loader.construct_document(node) if node is not None else None
     except yaml.YAMLError as exc:
-        raise _yaml_error(exc, path) from None
+        raise _yaml_error(exc, Path(path)) from None
     finally:
         loader.dispose()
+    lines: Provenance = {}
+    if node is not None:
+        _record_lines(node, (), str(path), lines)
+    return data, node, lines
+
+
+def load_yaml_mapping(path: Path) -> tuple[dict[str, Any], Provenance]:
+    """Read one preset file: its mapping and the line of every key. Raises ConfigError."""
+    data, node, lines = compose_yaml(_read_text(path), path)
     if data is None or node is None:
         raise ConfigError("empty preset file; expected a mapping with at least `model:`", source=path)
     if not isinstance(data, dict):
@@ -94,6 +106,4 @@ def load_yaml_mapping(path: Path) -> tuple[dict[str, Any], Provenance]:
             source=path,
             line=node.start_mark.line + 1,
         )
-    lines: Provenance = {}
-    _record_lines(node, (), str(path), lines)
     return data, lines

@@ -11,6 +11,7 @@ from vllm_launcher.inputs import check_number, check_server_name, parse_duration
 from vllm_launcher.output import Result
 
 if TYPE_CHECKING:
+    from vllm_launcher.client_config import ProfileWrite
     from vllm_launcher.gateway.service import GatewayConfig
 
 
@@ -48,23 +49,39 @@ def gateway(presets: list[str] | None = None, name: str = "gateway", host: str =
                            memory_gib=memory_gib, gpu_memory_gib=gpu_memory_gib, start_timeout_s=start_s,
                            argv=[sys.executable, "-m", "vllm_launcher", *argv])
     if render is not None:
+        if client_config is not None:
+            raise ConfigError("--client-config points a client at a running gateway; --render starts none",
+                              source="--client-config")
         return _render(render, config, output_dir)
-    if client_config is not None:
-        _write_client_profile(client_config, host, port)
+    profile = _client_profile(client_config, host, port)
     if detach:
-        return start_detached(config, argv)
+        started = start_detached(config, argv)
+        if started.code == 0:  # only once it listens: a failed start leaves the client's file alone
+            _write_client_profile(profile)
+        return started
+    _write_client_profile(profile)  # in the foreground the gateway runs until stopped: written as it starts
     return Result(code=run(config, log_path=log_file or ""))
 
 
-def _write_client_profile(path: str, host: str, port: int) -> None:
-    """The agent's `vllm:` profile pointing at the gateway (the guide's CPU timeout: servers may be cold)."""
-    from vllm_launcher.client_config import CPU_TIMEOUT_S, prepare_profile, write_profile
+def _client_profile(path: str | None, host: str, port: int) -> ProfileWrite | None:
+    """The agent's `vllm:` profile pointing at the gateway (the guide's CPU timeout: servers may be cold),
+    checked before the gateway starts."""
+    if path is None:
+        return None
+    from vllm_launcher.client_config import CPU_TIMEOUT_S, prepare_profile
     from vllm_launcher.records import endpoint_url
 
-    base_url = endpoint_url(host, port) + "/v1"
-    target, text = prepare_profile(path, {"base_url": base_url, "timeout": CPU_TIMEOUT_S})
-    write_profile(target, text)
-    output.err(f"vllm-launch: wrote the client's profile (vllm: {base_url}) to {target}")
+    return prepare_profile(path, {"base_url": endpoint_url(host, port) + "/v1", "timeout": CPU_TIMEOUT_S})
+
+
+def _write_client_profile(profile: ProfileWrite | None) -> None:
+    if profile is None:
+        return
+    from vllm_launcher.client_config import write_profile
+
+    write_profile(profile)
+    output.err(f"vllm-launch: wrote the client's profile (vllm: {profile.entry['base_url']}) to "
+               f"{profile.target}")
 
 
 def _argv(presets: list[str], name: str, host: str, port: int, idle: str, api_key_env: str | None,

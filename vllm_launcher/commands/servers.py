@@ -9,7 +9,7 @@ from __future__ import annotations
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from vllm_launcher import output, records
 from vllm_launcher.errors import ConfigError, LaunchError
@@ -22,6 +22,9 @@ from vllm_launcher.inputs import (
 )
 from vllm_launcher.output import Result
 from vllm_launcher.units import GIB, MIB
+
+if TYPE_CHECKING:
+    from vllm_launcher.client_config import ProfileWrite
 
 
 def up(preset: str, name: str | None = None, detach: bool = False, timeout_s: float | None = None,
@@ -54,7 +57,7 @@ def up(preset: str, name: str | None = None, detach: bool = False, timeout_s: fl
         lines.append("# pre-flight: " + ("ok" if not checked.problems else "would refuse:"))
         lines += [f"#   - {problem}" for problem in checked.problems]
         if profile is not None:
-            lines.append(f"# client profile: would write {profile[0]}")
+            lines.append(f"# client profile: would write {profile.target}")
         return Result(text="\n".join(lines), code=0 if not checked.problems else 1)
     if checked.usage:
         raise ConfigError(checked.usage[0])  # vLLM could never bind it: exit 2 even with --force
@@ -66,14 +69,14 @@ def up(preset: str, name: str | None = None, detach: bool = False, timeout_s: fl
     for problem in checked.problems:
         output.err(f"vllm-launch: warning: {problem} (starting anyway: --force)")
     preflight.ensure_demo(resolved.preset)
+    _write_profile(profile, record)  # before the claim: a failed write leaves no record behind
     claim.claim(record)
-    _write_profile(profile, record)
     if not detach:
         return Result(code=detaching.run_foreground(record, verbose=verbose))
     return detaching.run_detached(record)
 
 
-def _prepare_profile(client_config: str | None, record: records.Record) -> tuple[Path, str] | None:
+def _prepare_profile(client_config: str | None, record: records.Record) -> ProfileWrite | None:
     """--client-config: read and checked before anything starts (a file we could not rewrite stops us)."""
     if client_config is None:
         return None
@@ -82,14 +85,14 @@ def _prepare_profile(client_config: str | None, record: records.Record) -> tuple
     return prepare_profile(client_config, profile_entry(record.base_url, record.device))
 
 
-def _write_profile(profile: tuple[Path, str] | None, record: records.Record) -> None:
+def _write_profile(profile: ProfileWrite | None, record: records.Record) -> None:
     """Written as the start begins, so the agent can be pointed at it while vLLM loads."""
     if profile is None:
         return
     from vllm_launcher.client_config import write_profile
 
-    write_profile(*profile)
-    output.err(f"vllm-launch: wrote the client's profile (vllm: {record.base_url}) to {profile[0]}")
+    write_profile(profile)
+    output.err(f"vllm-launch: wrote the client's profile (vllm: {record.base_url}) to {profile.target}")
 
 
 # ------------------------------------------------------------------------------------------- status

@@ -14,7 +14,6 @@ import sys
 import time
 from typing import Any, TextIO
 
-from vllm_launcher.client_config import profile_entry, profile_yaml, sdk_env_lines
 from vllm_launcher.records import Record
 from vllm_launcher.supervise.lifecycle import Outcome, Reporter
 from vllm_launcher.units import GIB, MIB
@@ -63,6 +62,8 @@ def classify(line: str) -> tuple[str, str]:
 
 
 def ready_text(record: Record, seconds: float | None) -> str:
+    from vllm_launcher.client_config import profile_entry, profile_yaml, sdk_env_lines
+
     took = f" in {seconds:.1f} s" if seconds is not None else ""
     lines = [
         f"{record.name} is ready{took}",
