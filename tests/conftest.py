@@ -63,6 +63,18 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             item.add_marker(pytest.mark.timeout(1200))  # after the test's own marker: that one wins
 
 
+@pytest.hookimpl(trylast=True)  # after xdist's, which appends the group to the node id
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """Fail loudly when the real-vLLM tests would not share one worker (and so one demo server): pytest-xdist
+    3.8 with pytest 9.2 silently ignores the group (see pyproject.toml's pin)."""
+    if not session.config.getoption("loadgroup", default=False):  # set on xdist workers only
+        return
+    ungrouped = [item.nodeid for item in session.items
+                 if item.get_closest_marker("vllm") and not item.nodeid.endswith("@vllm")]
+    if ungrouped:
+        raise pytest.UsageError(f"the real-vLLM tests are not grouped on one xdist worker ({ungrouped[0]}): "
+                                "pytest-xdist's --dist loadgroup does not work with this pytest")
+
 @pytest.fixture(autouse=True)
 def isolated_xdg(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
     """Every test gets its own config/state/cache directories: no user preset or server record leaks in."""

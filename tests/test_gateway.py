@@ -444,6 +444,24 @@ def test_a_client_that_goes_away_cancels_the_upstream_request(gateways, fake_env
     assert gateway.metric("vllm_launch_gateway_in_flight", model="long") == 0
 
 
+def test_a_client_that_hangs_up_after_done_got_its_answer(gateways, fake_env):
+    """The OpenAI SDK stops reading at `data: [DONE]`; when the upstream's end of body comes later, the
+    client is gone before it: that answer was whole, a 200, not a 499."""
+    preset(fake_env, "late", env={"FAKE_VLLM_EOF_DELAY_S": "2", "FAKE_VLLM_STREAM_TOKENS": "2"})
+    gateway = gateways("late", "--idle", "0")
+    body = {"model": "late", "stream": True, "messages": []}
+    with httpx.stream("POST", f"{gateway.url}/v1/chat/completions", json=body, timeout=30) as answer:
+        events = []
+        for line in answer.iter_lines():
+            events += [line] if line.startswith("data:") else []
+            if line == "data: [DONE]":
+                break  # and hang up, as the SDK does
+    assert len(events) == 3
+    wait_for(lambda: "POST /v1/chat/completions late -> late" in gateway.log(), 15)
+    assert "late -> late 200" in gateway.log(), gateway.log()
+    assert gateway.metric("vllm_launch_gateway_requests_total", model="late", status="200") == 1
+
+
 def test_an_upstream_crash_is_a_502_in_openais_shape(gateways, fake_env):
     preset(fake_env, "dies", env={"FAKE_VLLM_MODE": "crash_mid_response"})
     gateway = gateways("dies", "--idle", "0")

@@ -30,6 +30,9 @@ FLEET_KEY = web.AppKey("fleet", Fleet)
 METRICS_KEY = web.AppKey("metrics", Metrics)
 API_KEY_KEY = web.AppKey("api_key", str)
 LOG_KEY = web.AppKey("log", object)
+# Set on a request once a streamed answer's last event (`data: [DONE]`) is relayed: a client that hangs up
+# then (the OpenAI SDK closes on it) got the whole answer, so it counts as the upstream's status, not 499.
+STREAM_RELAYED = "vllm_launch_stream_relayed"
 
 
 def error_response(status: int, message: str, kind: str = "invalid_request_error", code: str | None = None,
@@ -109,6 +112,8 @@ async def route_request(request: web.Request) -> web.StreamResponse:
         response = await forward(request, backend, body)
         status = str(response.status)
     finally:
+        if status == "499" and STREAM_RELAYED in request:
+            status = str(request[STREAM_RELAYED])
         measured.in_flight.labels(model=route.name).dec()
         fleet.release(backend)
         measured.requests.labels(model=route.name, status=status).inc()
@@ -150,6 +155,8 @@ async def _stream(request: web.Request, upstream: Any, backend: Backend) -> web.
     try:
         async for chunk in upstream.content.iter_any():
             await response.write(chunk)
+            if chunk.rstrip().endswith(b"data: [DONE]"):
+                request[STREAM_RELAYED] = upstream.status
     except asyncio.CancelledError:
         upstream.close()  # the client went away (aiohttp cancels the handler): vLLM sees it and aborts
         raise

@@ -216,6 +216,7 @@ class Handler(BaseHTTPRequestHandler):
                 send(f"data: {json.dumps(chunk)}\n\n".encode())
                 time.sleep(delay)
             send(b"data: [DONE]\n\n")
+            time.sleep(float(os.environ.get("FAKE_VLLM_EOF_DELAY_S", "0")))  # the end of the body comes late
             send(b"")
             log(f"stream finished: {count} chunks")
         except (BrokenPipeError, ConnectionResetError):
