@@ -52,28 +52,39 @@ def xdg_env(root: Path, base: dict[str, str] | None = None) -> dict[str, str]:
     return env
 
 
+# Tests that start vLLM servers of their own (the estimate against vLLM's logs): one worker for them too, so
+# that at most two real vLLMs run at once, the shared demo server and one of these.
+OWN_VLLM_MODULES = ("test_estimate_vllm", "test_estimate_families")
+
+
 @pytest.hookimpl(tryfirst=True)  # before xdist's, which reads the group into the node id
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Every real-vLLM test in one xdist group: one worker runs them all, in order, with one demo server.
-    The first of them also pays for building the demo model (a minute and a half of training, more on a
-    loaded machine) and starting it: 20 minutes each unless a test says otherwise."""
+    """Every test of the session's demo server in one xdist group: one worker runs them all, in order, with
+    one server. Tests that start their own vLLM form a second group; the other `vllm` tests (they only need
+    vLLM or torch installed) spread over the workers. The first demo test also pays for building the demo
+    model (a minute and a half of training, more on a loaded machine) and starting it: 20 minutes each
+    unless a test says otherwise."""
     for item in items:
-        if item.get_closest_marker("vllm"):
+        if "demo_server" in getattr(item, "fixturenames", ()):
             item.add_marker(pytest.mark.xdist_group("vllm"))
             item.add_marker(pytest.mark.timeout(1200))  # after the test's own marker: that one wins
+        elif item.get_closest_marker("vllm") and item.module.__name__ in OWN_VLLM_MODULES:
+            item.add_marker(pytest.mark.xdist_group("vllm-own"))
 
 
 @pytest.hookimpl(trylast=True)  # after xdist's, which appends the group to the node id
 def pytest_collection_finish(session: pytest.Session) -> None:
-    """Fail loudly when the real-vLLM tests would not share one worker (and so one demo server): pytest-xdist
+    """Fail loudly when the demo server's tests would not share one worker (and so one server): pytest-xdist
     3.8 with pytest 9.2 silently ignores the group (see pyproject.toml's pin)."""
     if not session.config.getoption("loadgroup", default=False):  # set on xdist workers only
         return
     ungrouped = [item.nodeid for item in session.items
-                 if item.get_closest_marker("vllm") and not item.nodeid.endswith("@vllm")]
+                 if "demo_server" in getattr(item, "fixturenames", ()) and not item.nodeid.endswith("@vllm")]
     if ungrouped:
-        raise pytest.UsageError(f"the real-vLLM tests are not grouped on one xdist worker ({ungrouped[0]}): "
-                                "pytest-xdist's --dist loadgroup does not work with this pytest")
+        raise pytest.UsageError(f"the demo server's tests are not grouped on one xdist worker "
+                                f"({ungrouped[0]}): pytest-xdist's --dist loadgroup does not work with this "
+                                "pytest")
+
 
 @pytest.fixture(autouse=True)
 def isolated_xdg(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
