@@ -48,9 +48,15 @@ def test_detached_demo_ready_chat_status(demo_server):
     assert entry["kv_cache_usage"] is not None  # from /metrics
 
 
-def test_detached_down_leaves_nothing(tmp_path):
+def own_demo_env(root: Path, demo_server) -> dict[str, str]:
+    """Directories of its own for a second demo start, but the session's cache: the demo model is built
+    (and trained, a minute and a half) once per session, not once per start."""
+    return {**xdg_env(root), "XDG_CACHE_HOME": demo_server.env["XDG_CACHE_HOME"]}
+
+
+def test_detached_down_leaves_nothing(tmp_path, demo_server):
     """A second detached start (its own name and port) to check `down` itself: tree, port, /dev/shm."""
-    env = xdg_env(tmp_path / "own")
+    env = own_demo_env(tmp_path / "own", demo_server)
     port = free_port()
     up = cli(["up", "demo", "--detach", "--name", "demo-down", "--port", str(port), "--timeout", "600"], env,
              timeout=900)
@@ -68,8 +74,8 @@ def test_detached_down_leaves_nothing(tmp_path):
         cli(["down", "demo-down"], env, timeout=180)
 
 
-def test_foreground_sigint_stops_the_demo(tmp_path):
-    env = xdg_env(tmp_path / "fg")
+def test_foreground_sigint_stops_the_demo(tmp_path, demo_server):
+    env = own_demo_env(tmp_path / "fg", demo_server)
     port = free_port()
     up = subprocess.Popen([sys.executable, "-m", "vllm_launcher", "up", "demo", "--name", "demo-fg", "--port",
                            str(port), "--timeout", "600"], env=env, stdout=subprocess.PIPE,
@@ -113,12 +119,12 @@ def test_the_demo_listener_is_its_api_server_in_our_tree(demo_server):
     assert record["server_pid"] in [int(pid) for pid, _created in record["tree"]]
 
 
-def test_down_of_a_starting_demo_takes_seconds_and_leaves_nothing(tmp_path):
+def test_down_of_a_starting_demo_takes_seconds_and_leaves_nothing(tmp_path, demo_server):
     """Before ready there is nothing to drain: `down` sends SIGINT, waits 2.5 s, kills the tree and removes
     its /dev/shm segments. vLLM 0.32 takes ~20 s to honour SIGINT while it loads."""
     from vllm_launcher import system
 
-    env = xdg_env(tmp_path / "early")
+    env = own_demo_env(tmp_path / "early", demo_server)
     port = free_port()
     up = subprocess.Popen([sys.executable, "-m", "vllm_launcher", "up", "demo", "--detach", "--name",
                            "demo-early", "--port", str(port), "--timeout", "600"], env=env,
