@@ -30,6 +30,11 @@ def profile_entry(base_url: str, device: str) -> dict:
     return {"base_url": base_url, "timeout": CPU_TIMEOUT_S if device == "cpu" else GPU_TIMEOUT_S}
 
 
+def gateway_entry(base_url: str) -> dict:
+    """The profile for a gateway: the guide's CPU timeout, since a request may wait for a cold start."""
+    return {"base_url": base_url, "timeout": CPU_TIMEOUT_S}
+
+
 def profile_yaml(entry: dict) -> str:
     """The entry as profiles.yaml text (`vllm:` and its keys), through the YAML dumper."""
     return yaml.safe_dump({PROFILE_KEY: entry}, sort_keys=False, default_flow_style=False, allow_unicode=True)
@@ -128,8 +133,8 @@ def prepare_profile(path: str, entry: dict) -> ProfileWrite:
 
 def write_profile(plan: ProfileWrite) -> None:
     """Write the prepared file atomically (placed again if the file changed since it was read), keeping an
-    existing file's permissions; a new one gets the umask's."""
-    from vllm_launcher import atomic
+    existing file's permissions (a new one gets the umask's), and say so on stderr."""
+    from vllm_launcher import atomic, output
 
     current = _read_existing(plan.target, plan.source)
     text = plan.text if current == plan.original else placed_profile(current, plan.entry, plan.source)
@@ -143,3 +148,4 @@ def write_profile(plan: ProfileWrite) -> None:
         atomic.write_text(plan.target, text, mode=mode)
     except OSError as exc:
         raise ConfigError(f"cannot write: {exc.strerror or exc}", source=plan.source) from None
+    output.err(f"vllm-launch: wrote the client's profile (vllm: {plan.entry['base_url']}) to {plan.target}")

@@ -93,9 +93,10 @@ def _fit_gpu(base: Preset, arch: ModelArch, hw: Hardware, context: int | None, c
     target = context or arch.max_position_embeddings
     best: tuple[int, Preset] | None = None  # (context it holds, preset at that TP) over all TPs tried
     last = None
+    utilization = default_utilization(hw)
     for tp in (t for t in (1, 2, 4, 8, 16) if t <= len(hw.gpus) and arch.num_attention_heads % t == 0):
         trial = base.model_copy(update={"tensor_parallel_size": tp if tp > 1 else None,
-                                        "gpu_memory_utilization": default_utilization(hw),
+                                        "gpu_memory_utilization": utilization,
                                         "max_model_len": target})
         est = last = estimate(trial, arch, hw)
         if est.num_blocks <= 1 or (est.reasons and est.kv_cache_gib <= 0):

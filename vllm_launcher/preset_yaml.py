@@ -76,9 +76,8 @@ def _record_lines(node: yaml.Node, prefix: tuple[str, ...], source: str, out: Pr
 def compose_yaml(text: str, path: Path | str, what: str = "presets",
                  hint: str = "use `extends` to share settings") -> tuple[Any, yaml.Node | None, Provenance]:
     """One YAML document read safely: (its data, its node tree with the marks of every key, the line of
-    every key path). Refuses
-    aliases, deep nesting, several documents and duplicate keys (YAML would keep the last silently).
-    Raises ConfigError naming PATH and the line."""
+    every key path). Refuses aliases, deep nesting, several documents and duplicate keys (YAML would keep
+    the last silently). Raises ConfigError naming PATH and the line."""
     loader_cls = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
     _check_yaml_shape(text, Path(path), loader_cls, what, hint)
     loader = loader_cls(text)

@@ -34,6 +34,7 @@ def endpoint_url(host: str, port: int) -> str:
         reach = "[::1]" if reach == "::" else f"[{reach}]"
     return f"http://{reach}:{port}"
 
+
 class State(str, enum.Enum):
     """Life cycle of a server (supervisord's vocabulary: STARTING, RUNNING, BACKOFF, STOPPING, STOPPED,
     FATAL). A str enum: records hold the plain value, and `State.READY == "ready"`."""

@@ -1,7 +1,8 @@
 """Build a tiny Qwen2-architecture model with random weights and a locally trained tokenizer.
 
 Standalone on purpose: it is run by the interpreter that has vLLM (which may not have vllm_launcher),
-so it imports only the standard library at the top and torch/safetensors/tokenizers inside functions.
+so it imports only the standard library at the top and torch/safetensors/tokenizers (and, with --tools,
+transformers) inside functions.
 
     python tiny_model.py --out DIR [--arch '{"num_key_value_heads": 4}'] [--tools]
 
@@ -275,7 +276,7 @@ def random_weights(config: dict, seed: int = SEED) -> dict:
 TOOL_TRAINING_STEPS = 400
 TOOL_TRAINING_EXAMPLES = 2000
 TOOL_TRAINING_LR = 5e-3
-TOOL_BATCH_TOKENS = 6000  # padded tokens per step: batches hold chats of about the same length
+TOOL_BATCH_TOKENS = 6000  # padded tokens per step, at most
 LONG_SYSTEM_PROMPT = ("You are a careful coding agent. Read the repository, plan the change, edit the files, "
                       "run the tests, and report what you did. ")
 GREETING = "Hello! I am the tiny demo model."

@@ -5,7 +5,6 @@ from __future__ import annotations
 import sys
 from typing import TYPE_CHECKING
 
-from vllm_launcher import output
 from vllm_launcher.errors import ConfigError
 from vllm_launcher.inputs import check_number, check_server_name, parse_duration
 from vllm_launcher.output import Result
@@ -23,6 +22,7 @@ def gateway(presets: list[str] | None = None, name: str = "gateway", host: str =
             output_dir: str | None = None, client_config: str | None = None,
             log_file: str | None = None) -> Result:
     """Serve PRESETS (default: every preset that fits this machine) behind one endpoint."""
+    from vllm_launcher.client_config import write_profile
     from vllm_launcher.gateway.service import GatewayConfig, run, start_detached
     from vllm_launcher.safe_text import check_host
 
@@ -56,32 +56,22 @@ def gateway(presets: list[str] | None = None, name: str = "gateway", host: str =
     profile = _client_profile(client_config, host, port)
     if detach:
         started = start_detached(config, argv)
-        if started.code == 0:  # only once it listens: a failed start leaves the client's file alone
-            _write_client_profile(profile)
+        if profile is not None and started.code == 0:  # once it listens: a failed start leaves the file alone
+            write_profile(profile)
         return started
-    _write_client_profile(profile)  # in the foreground the gateway runs until stopped: written as it starts
+    if profile is not None:  # in the foreground the gateway runs until stopped: written as it starts
+        write_profile(profile)
     return Result(code=run(config, log_path=log_file or ""))
 
 
 def _client_profile(path: str | None, host: str, port: int) -> ProfileWrite | None:
-    """The agent's `vllm:` profile pointing at the gateway (the guide's CPU timeout: servers may be cold),
-    checked before the gateway starts."""
+    """The agent's `vllm:` profile pointing at the gateway, checked before the gateway starts."""
     if path is None:
         return None
-    from vllm_launcher.client_config import CPU_TIMEOUT_S, prepare_profile
+    from vllm_launcher.client_config import gateway_entry, prepare_profile
     from vllm_launcher.records import endpoint_url
 
-    return prepare_profile(path, {"base_url": endpoint_url(host, port) + "/v1", "timeout": CPU_TIMEOUT_S})
-
-
-def _write_client_profile(profile: ProfileWrite | None) -> None:
-    if profile is None:
-        return
-    from vllm_launcher.client_config import write_profile
-
-    write_profile(profile)
-    output.err(f"vllm-launch: wrote the client's profile (vllm: {profile.entry['base_url']}) to "
-               f"{profile.target}")
+    return prepare_profile(path, gateway_entry(endpoint_url(host, port) + "/v1"))
 
 
 def _argv(presets: list[str], name: str, host: str, port: int, idle: str, api_key_env: str | None,

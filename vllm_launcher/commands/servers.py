@@ -69,7 +69,10 @@ def up(preset: str, name: str | None = None, detach: bool = False, timeout_s: fl
     for problem in checked.problems:
         output.err(f"vllm-launch: warning: {problem} (starting anyway: --force)")
     preflight.ensure_demo(resolved.preset)
-    _write_profile(profile, record)  # before the claim: a failed write leaves no record behind
+    if profile is not None:  # as the start begins, so the agent can be pointed at it while vLLM loads;
+        from vllm_launcher.client_config import write_profile
+
+        write_profile(profile)  # and before the claim: a failed write leaves no record behind
     claim.claim(record)
     if not detach:
         return Result(code=detaching.run_foreground(record, verbose=verbose))
@@ -83,16 +86,6 @@ def _prepare_profile(client_config: str | None, record: records.Record) -> Profi
     from vllm_launcher.client_config import prepare_profile, profile_entry
 
     return prepare_profile(client_config, profile_entry(record.base_url, record.device))
-
-
-def _write_profile(profile: ProfileWrite | None, record: records.Record) -> None:
-    """Written as the start begins, so the agent can be pointed at it while vLLM loads."""
-    if profile is None:
-        return
-    from vllm_launcher.client_config import write_profile
-
-    write_profile(profile)
-    output.err(f"vllm-launch: wrote the client's profile (vllm: {record.base_url}) to {profile.target}")
 
 
 # ------------------------------------------------------------------------------------------- status

@@ -232,10 +232,9 @@ def start_detached(config: GatewayConfig, argv: list[str]) -> output.Result:
 
 
 def gateway_text(record: records.Record, key_env: str | None = None) -> str:
-    from vllm_launcher.client_config import CPU_TIMEOUT_S, profile_yaml, sdk_env_lines
+    from vllm_launcher.client_config import gateway_entry, profile_yaml, sdk_env_lines
 
-    # The gateway may start CPU servers on demand: the guide's CPU timeout.
-    profile = profile_yaml({"base_url": record.base_url, "timeout": CPU_TIMEOUT_S})
+    profile = profile_yaml(gateway_entry(record.base_url))
     return "\n".join([
         f"gateway {record.name} is ready",
         f"  endpoint:      {record.endpoint}",
