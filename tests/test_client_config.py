@@ -143,6 +143,10 @@ def test_a_bad_profiles_file_stops_up_before_anything_starts(fake_env, tmp_path:
     assert missing_dir.returncode == 2 and "does not exist" in missing_dir.stderr
     dry = cli(["up", "hand", "--dry-run", "--client-config", str(tmp_path / "new.yaml")], fake_env)
     assert "# client profile: would write" in dry.stdout and not (tmp_path / "new.yaml").exists()
+    hostile = cli(["up", "hand", "--dry-run", "--client-config", str(tmp_path / "a\nrm -rf x.yaml")],
+                  fake_env)
+    last = hostile.stdout.splitlines()[-1]  # the path stays on its comment line: nothing a shell would run
+    assert last.startswith("# client profile: would write") and last.endswith("a\\nrm -rf x.yaml"), last
 
 
 def test_the_gateway_writes_its_own_endpoint(fake_env, tmp_path: Path):

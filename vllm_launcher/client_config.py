@@ -135,6 +135,7 @@ def write_profile(plan: ProfileWrite) -> None:
     """Write the prepared file atomically (placed again if the file changed since it was read), keeping an
     existing file's permissions (a new one gets the umask's), and say so on stderr."""
     from vllm_launcher import atomic, output
+    from vllm_launcher.safe_text import printable
 
     current = _read_existing(plan.target, plan.source)
     text = plan.text if current == plan.original else placed_profile(current, plan.entry, plan.source)
@@ -148,4 +149,5 @@ def write_profile(plan: ProfileWrite) -> None:
         atomic.write_text(plan.target, text, mode=mode)
     except OSError as exc:
         raise ConfigError(f"cannot write: {exc.strerror or exc}", source=plan.source) from None
-    output.err(f"vllm-launch: wrote the client's profile (vllm: {plan.entry['base_url']}) to {plan.target}")
+    output.err(f"vllm-launch: wrote the client's profile (vllm: {plan.entry['base_url']}) to "
+               f"{printable(str(plan.target))}")

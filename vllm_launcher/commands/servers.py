@@ -34,6 +34,7 @@ def up(preset: str, name: str | None = None, detach: bool = False, timeout_s: fl
     """Pre-flight (doctor's findings), claim the name and port, then supervise here or in the background."""
     from vllm_launcher.plan import build_plan, format_shell
     from vllm_launcher.presets import resolve
+    from vllm_launcher.safe_text import printable
     from vllm_launcher.supervise import claim, preflight
     from vllm_launcher.supervise import detach as detaching
 
@@ -57,7 +58,7 @@ def up(preset: str, name: str | None = None, detach: bool = False, timeout_s: fl
         lines.append("# pre-flight: " + ("ok" if not checked.problems else "would refuse:"))
         lines += [f"#   - {problem}" for problem in checked.problems]
         if profile is not None:
-            lines.append(f"# client profile: would write {profile.target}")
+            lines.append(f"# client profile: would write {printable(str(profile.target))}")  # one line
         return Result(text="\n".join(lines), code=0 if not checked.problems else 1)
     if checked.usage:
         raise ConfigError(checked.usage[0])  # vLLM could never bind it: exit 2 even with --force
