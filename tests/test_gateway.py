@@ -471,6 +471,32 @@ def test_an_upstream_crash_is_a_502_in_openais_shape(gateways, fake_env):
     assert error["type"] == "upstream_error" and "dies" in error["message"]
 
 
+def test_a_server_that_died_is_cleaned_up_when_the_gateway_stops_even_after_it_noticed(gateways, fake_env):
+    """The gateway's tick sees the failed record first (the model shows as stopped); its shutdown must still
+    remove that record, which names the gateway as its manager (the fixture checks that nothing is left)."""
+    preset(fake_env, "dies", env={"FAKE_VLLM_MODE": "crash_mid_response"})
+    gateway = gateways("dies", "--idle", "0")
+    assert gateway.chat("dies").status_code == 502
+    wait_for(lambda: status(fake_env).get("dies", {}).get("state") == "failed", 30)
+    wait_for(lambda: gateway.state("dies") == "stopped", 30)
+    assert gateway.stop() == 0, gateway.log()
+    assert "dies" not in status(fake_env), gateway.log()
+
+
+def test_a_server_started_by_hand_under_the_name_of_one_the_gateway_lost_is_left_running(gateways, fake_env):
+    preset(fake_env, "dies", env={"FAKE_VLLM_MODE": "crash_mid_response"})
+    gateway = gateways("dies", "--idle", "0")
+    assert gateway.chat("dies").status_code == 502
+    wait_for(lambda: gateway.state("dies") == "stopped", 30)
+    started = cli(["up", "dies", "--detach"], fake_env)  # replaces the failed record: now the user's
+    assert started.returncode == 0, started.stderr
+    try:
+        assert gateway.stop() == 0, gateway.log()
+        assert status(fake_env)["dies"]["state"] == "ready"
+    finally:
+        assert cli(["down", "dies"], fake_env).returncode == 0
+
+
 def test_an_upstream_crash_mid_stream_ends_the_stream_with_an_error_event(gateways, fake_env):
     preset(fake_env, "dies", env={"FAKE_VLLM_MODE": "crash_mid_stream"})
     gateway = gateways("dies", "--idle", "0")

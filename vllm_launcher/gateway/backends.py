@@ -357,6 +357,8 @@ class Fleet:
         record = records.read_any(server_name)
         if record is None:
             return
+        if isinstance(record, records.Record) and record.managed_by != self.options.name:
+            return  # the name now belongs to a server somebody else started: never ours to stop
         cleanup(record, self.options.stop_timeout_s)
         if isinstance(record, records.Record) and record.device == "cuda":
             # The next start on these GPUs measures free memory when it starts: wait until the stopped tree
@@ -423,6 +425,9 @@ class Fleet:
             if backend.state == RUNNING and backend.server_name:
                 current = records.read(backend.server_name)
                 if current is None or current.state in (records.FAILED, records.STOPPED):
+                    # Its record stays (for `status`) until the next start or shutdown removes it.
+                    why = f": {_why(current)}" if current is not None else " (its record is gone)"
+                    self.log(f"{backend.route.name} ({backend.server_name}) ended{why}")
                     backend.state, backend.base_url = STOPPED, None
                     continue
             idle_s = self._idle_s(backend)
@@ -468,6 +473,10 @@ class Fleet:
         for backend in self.backends.values():
             if backend.ours and backend.state in (STARTING, RUNNING, SLEEPING, FAILED):
                 await self._stop(backend, reason="the gateway stops")
+            elif backend.ours and backend.server_name and not backend.route.external:
+                # Stopped after its server ended on its own (tick saw it): its record, which names this
+                # gateway as its manager, is still there; nothing it started may outlive it.
+                await asyncio.to_thread(self._cleanup_blocking, backend.server_name)
 
 
 def _why(record: records.Record) -> str:
