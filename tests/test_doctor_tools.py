@@ -119,6 +119,7 @@ def test_doctor_tools_cli_one_line_per_check_and_exit_1_on_errors(tmp_path):
     codes = [f["code"] for f in json.loads(result.stdout)["findings"]]
     assert codes.count("VL421") >= 4 and "VL405" not in codes  # the conformance checks replace the probe
     assert ok.returncode == 0, ok.stdout
+    assert good.gets.count("/v1/models") == 1  # the live checks' answer also names the model to try
     assert ok.stdout.count("VL420") == 8 and "client's prompt length (300 tokens)" in ok.stdout
     bad = run_cli(["doctor", "--endpoint", "http://127.0.0.1:9", "--client-prompt-tokens", "5"], env)
     assert bad.returncode == 2 and "Traceback" not in bad.stderr

@@ -50,7 +50,8 @@ class FakeOpenAI:
     def __init__(self, mode: str = "native", model: str = "demo-model", max_model_len: int = 2048,
                  api_key: str | None = None) -> None:
         self.mode, self.model, self.max_model_len, self.api_key = mode, model, max_model_len, api_key
-        self.requests: list[dict] = []
+        self.requests: list[dict] = []  # the POSTed bodies
+        self.gets: list[str] = []  # the GET paths
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
         self.port = self._server.server_address[1]
         self.root = f"http://127.0.0.1:{self.port}"
@@ -95,6 +96,7 @@ class _Handler(BaseHTTPRequestHandler):
 
     def do_GET(self) -> None:
         fake = self.fake
+        fake.gets.append(self.path)
         if self.path == "/health":
             self._send(503 if fake.mode == "unhealthy" else 200, {})
         elif self.path == "/v1/models":

@@ -217,31 +217,31 @@ def check_live(endpoint: str, preset: Preset | None = None,
                tools: ToolOptions | None = None) -> list[Finding]:
     """Live checks against `endpoint`, with the preset's expectations and API key when one is given; with
     TOOLS enabled, the tool-calling conformance checks (doctor.tools) too."""
-    from vllm_launcher.doctor.live import check_endpoint
+    from vllm_launcher.doctor.live import Expectations, fetch, judge
+    from vllm_launcher.plan import served_model_name
 
     probe = not (tools and tools.enabled)  # the conformance checks replace the single tool probe
     if preset is None:
         api_key = os.environ.get("VLLM_API_KEY") or None
-        findings = check_endpoint(endpoint, api_key=api_key, tool_probe=probe)
+        expect = Expectations()
     else:
         api_key = os.environ.get(preset.api_key_env) if preset.api_key_env else None
-        findings = check_endpoint(endpoint, preset=preset.name,
-                                  expected_model=preset.served_model_name or preset.model,
-                                  expected_max_model_len=preset.max_model_len, api_key=api_key,
-                                  parser=preset.tool_calling.parser, tool_probe=probe)
+        expect = Expectations(preset.name, preset.served_model_name or preset.model, preset.max_model_len,
+                              preset.tool_calling.parser)
+    exchanges = fetch(endpoint, expect, api_key=api_key, tool_probe=probe)
+    findings = judge(exchanges, expect)
     if tools and tools.enabled:
-        findings.extend(_check_tools(endpoint, preset, tools, api_key))
+        # Without a preset, the model the live checks found listed (None: they already say why).
+        model = served_model_name(preset) if preset else exchanges.model
+        if model is not None:
+            findings.extend(_check_tools(endpoint, model, preset, tools, api_key))
     return findings
 
 
-def _check_tools(endpoint: str, preset: Preset | None, tools: ToolOptions,
+def _check_tools(endpoint: str, model: str, preset: Preset | None, tools: ToolOptions,
                  api_key: str | None) -> list[Finding]:
     from vllm_launcher.doctor import tools as conformance
-    from vllm_launcher.plan import served_model_name
 
-    model = served_model_name(preset) if preset else conformance.first_model(endpoint, api_key)
-    if model is None:
-        return []  # the live checks above already say why (unreachable, no model listed)
     prompt = tools.client_prompt_tokens or (preset.client_prompt_tokens if preset else None)
     return conformance.run_checks(endpoint, model, api_key=api_key,
                                   parser=preset.tool_calling.parser if preset else None,

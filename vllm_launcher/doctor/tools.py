@@ -340,19 +340,6 @@ def _filler_repeats(client: Any, root: str, model: str, tokens: int) -> int:
     return max(1, round(tokens / per_filler))
 
 
-def first_model(base_url: str, api_key: str | None = None) -> str | None:
-    """The first model the server lists (None: it lists none or does not answer)."""
-    import httpx
-
-    root = base_url.rstrip("/").removesuffix("/v1")
-    headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
-    try:
-        data = httpx.get(f"{root}/v1/models", headers=headers, timeout=30).json()["data"]
-        return str(data[0]["id"]) if data else None
-    except (httpx.HTTPError, ValueError, KeyError, IndexError, TypeError):
-        return None
-
-
 def run_checks(base_url: str, model: str, *, api_key: str | None = None, parser: str | None = None,
                client_prompt_tokens: int | None = None, preset: str | None = None,
                timeout_s: float = 30.0) -> list[Finding]:
