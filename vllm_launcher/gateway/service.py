@@ -185,7 +185,7 @@ async def _serve(config: GatewayConfig, table: RouteTable, hardware: Hardware, r
         record.state = records.READY.value
         record.ready_at = time.time()
         records.write(record)
-        log(f"gateway {config.name} on http://{_url_host(config.host)}:{config.port}/v1 for "
+        log(f"gateway {config.name} on {record.base_url} for "
             + ", ".join(f"{r.name} ({', '.join(r.names)})" for r in table.routes))
         while not stop.is_set():
             with contextlib.suppress(asyncio.TimeoutError):
@@ -198,11 +198,6 @@ async def _serve(config: GatewayConfig, table: RouteTable, hardware: Hardware, r
         await runner.cleanup()
     log(f"gateway {config.name}: stopped")
     return 0
-
-
-def _url_host(host: str) -> str:
-    host = "127.0.0.1" if host in ("0.0.0.0", "") else host
-    return f"[{host}]" if ":" in host else host
 
 
 # ------------------------------------------------------------------------------------------ detached
