@@ -58,9 +58,6 @@ def format_rules() -> str:
     return table(["CODE", "SEVERITY", "SCOPE", "CHECK"], rows)
 
 
-MAX_PROMPT_TOKENS = 1_000_000  # the check sends a system prompt this long: ~4 MB of text at most
-
-
 def doctor(names: list[str] | None = None, hardware_file: str | None = None, endpoint: str | None = None,
            log_file: str | None = None, list_rules: bool = False, as_json: bool = False,
            overrides: list | None = None, tools: bool = False,
@@ -74,6 +71,7 @@ def doctor(names: list[str] | None = None, hardware_file: str | None = None, end
         return Result(text=format_rules(), data=data, as_json=as_json)
     from vllm_launcher.doctor.engine import ToolOptions, run_doctor
     from vllm_launcher.doctor.findings import has_errors
+    from vllm_launcher.doctor.tools import MAX_PROMPT_TOKENS
     from vllm_launcher.errors import ConfigError
 
     if client_prompt_tokens is not None and (not 1 <= client_prompt_tokens <= MAX_PROMPT_TOKENS or not tools):

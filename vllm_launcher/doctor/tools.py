@@ -202,6 +202,7 @@ def _payload(check: Check, model: str, filler_repeats: int) -> dict:
     return payload
 
 
+MAX_PROMPT_TOKENS = 1_000_000  # the check sends a system prompt this long: ~4 MB of text at most
 MAX_BODY_BYTES = 4 << 20  # an answer of at most 96 tokens: anything larger is not one
 CHECK_DEADLINE_S = 60.0  # per check, whole answer (a server that drips a byte a second is cut off)
 SHAPE_ERRORS = (KeyError, IndexError, TypeError, AttributeError, ValueError, OverflowError)
@@ -351,7 +352,8 @@ def run_checks(base_url: str, model: str, *, api_key: str | None = None, parser:
     headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
     findings = []
     with httpx.Client(timeout=timeout_s, headers=headers) as client:
-        client_prompt_tokens = min(client_prompt_tokens or 0, 1_000_000) or None  # a preset's value too
+        # A preset's value is bounded too (the command line's is checked before)
+        client_prompt_tokens = min(client_prompt_tokens or 0, MAX_PROMPT_TOKENS) or None
         repeats = _filler_repeats(client, root, model, client_prompt_tokens) if client_prompt_tokens else 0
         for check in checks(client_prompt_tokens):
             started = time.perf_counter()
