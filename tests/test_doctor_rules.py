@@ -387,11 +387,3 @@ def test_parser_names_from_older_register_module_sources():
     old = ('@ToolParserManager.register_module(["hermes"])\nclass A: ...\n'
            '@ToolParserManager.register_module("mistral")\nclass B: ...\n')
     assert environment.parse_tool_parser_names([old]) == {"hermes", "mistral"}
-
-
-@pytest.mark.parametrize("version, expected", [("0.32.0", (0, 32, 0)), ("0.6.3.post1", (0, 6, 3)),
-                                               ("0.11.0+cpu", (0, 11, 0)), ("1.0", (1, 0))])
-def test_version_tuple(version, expected):
-    from vllm_launcher.doctor.rules_env import version_tuple
-
-    assert version_tuple(version) == expected

@@ -185,3 +185,9 @@ def test_abbreviations_say_whether_they_are_ambiguous_or_newer():
     assert "needs vLLM >= 0.32.0" in newer
     ambiguous = flagtable.check_argv(["--max-num-queued"], "0.32.0")[0].message
     assert "ambiguous abbreviation" in ambiguous and "--max-num-queued-reqs" in ambiguous
+
+
+@pytest.mark.parametrize("version, expected", [("0.32.0", (0, 32, 0)), ("0.6.3.post1", (0, 6, 3)),
+                                               ("0.11.0+cpu", (0, 11, 0)), ("1.0", (1, 0))])
+def test_version_parts(version, expected):
+    assert flagtable.version_parts(version) == expected

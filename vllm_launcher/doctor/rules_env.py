@@ -22,10 +22,6 @@ FLAG_MIN_VERSION: dict[str, str] = {
 }
 
 
-# One reading of vLLM versions for the whole project (flagtable); VL303 compares releases before the table.
-version_tuple = version_parts
-
-
 # ------------------------------------------------------------------------------------ preset scope
 
 
@@ -79,12 +75,12 @@ def vllm_too_old(facts: Facts) -> Hit | list[Hit] | None:
         return None
     from vllm_launcher.plan import vllm_flags
 
-    installed = version_tuple(facts.vllm_version)
+    installed = version_parts(facts.vllm_version)
     hits = []
     flags = [f.split("=", 1)[0] for f in vllm_flags(facts.preset) if f.startswith("--")]
     for flag in dict.fromkeys(flags):
         need = FLAG_MIN_VERSION.get(flag)
-        if need and installed < version_tuple(need):
+        if need and installed < version_parts(need):
             hits.append(Hit(f"the preset renders {flag}, which vLLM {facts.vllm_version} does not have "
                             f"(added in {need}): it stops with \"unrecognized arguments\"",
                             f"upgrade vLLM to >= {need} "
