@@ -14,7 +14,6 @@ from vllm_launcher.safe_text import printable
 RECIPES_ENV = "VLLM_LAUNCH_RECIPES"
 
 
-
 def _directory(directory: str | None) -> Path:
     chosen = directory or os.environ.get(RECIPES_ENV)
     if not chosen:

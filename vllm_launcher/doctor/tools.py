@@ -137,7 +137,7 @@ def judge_check(check: Check, answer: Answer, *, model: str, parser: str | None,
                        "check that the server is up (doctor --endpoint)")
     if answer.status != 200:
         return _http_failure(check, answer, finding, parser_fix)
-    if answer.status == 200 and answer.error and not answer.calls and not answer.content:
+    if answer.error and not answer.calls and not answer.content:
         return finding("VL424", f"200 but {answer.error}", "see the server's log (vllm-launch logs NAME)")
     if answer.broken_stream:
         return finding("VL423", f"a streamed chunk is {answer.broken_stream[:120]}", parser_fix)
