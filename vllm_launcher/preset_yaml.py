@@ -25,7 +25,7 @@ def _read_text(path: Path) -> str:
     return read_user_file(path, max_bytes=MAX_PRESET_BYTES)
 
 
-def _check_yaml_shape(text: str, path: Path, loader_cls: type, what: str = "presets",
+def check_yaml_shape(text: str, path: Path, loader_cls: type, what: str = "presets",
                       hint: str = "use `extends` to share settings") -> None:
     """Refuse aliases (one alias can name a subtree that names itself again: an "alias bomb" expands to
     billions of nodes for every reader after the parser) and nesting deeper than MAX_YAML_DEPTH. Reads the
@@ -79,7 +79,7 @@ def compose_yaml(text: str, path: Path | str, what: str = "presets",
     every key path). Refuses aliases, deep nesting, several documents and duplicate keys (YAML would keep
     the last silently). Raises ConfigError naming PATH and the line."""
     loader_cls = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
-    _check_yaml_shape(text, Path(path), loader_cls, what, hint)
+    check_yaml_shape(text, Path(path), loader_cls, what, hint)
     loader = loader_cls(text)
     try:
         node = loader.get_single_node()

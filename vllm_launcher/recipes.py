@@ -89,11 +89,11 @@ def load_recipe(path: Path) -> Recipe:
     import yaml
 
     from vllm_launcher.files import read_user_file
-    from vllm_launcher.preset_yaml import _check_yaml_shape
+    from vllm_launcher.preset_yaml import check_yaml_shape
 
     text = read_user_file(path, max_bytes=MAX_RECIPE_BYTES, what="cannot read the recipe")
     # No aliases (an alias bomb), bounded nesting: checked on the event stream before anything is built.
-    _check_yaml_shape(text, path, yaml.SafeLoader, what="recipes", hint="write the values out")
+    check_yaml_shape(text, path, yaml.SafeLoader, what="recipes", hint="write the values out")
     try:
         data = yaml.safe_load(text)
     except (yaml.YAMLError, RecursionError) as exc:
