@@ -52,6 +52,12 @@ ARCHS: dict[str, dict] = {
               "max_position_embeddings": 65536},
 }
 
+# Other families, built by tests/tiny_families.py (with the gqa build's tokenizer): arch name -> family.
+FAMILY_ARCHS = {"dsv2": "deepseek_v2"}
+FAMILY_BUILDER = REPO / "tests" / "tiny_families.py"
+# tests/fake_amx on PYTHONPATH: torch reports AMX tiles, so vLLM takes an AMX CPU's code path.
+FAKE_AMX = str(REPO / "tests" / "fake_amx")
+
 BASE_FLAGS = ["--served-model-name", "demo", "--dtype", "float32", "--enforce-eager"]
 
 
@@ -98,6 +104,11 @@ SCENARIOS = [
     Scenario("tensor_parallel_2", "--tensor-parallel-size 2 on this CPU",
              flags=["--max-model-len", "2048", "--tensor-parallel-size", "2"],
              expect_text="Not enough allowed NUMA nodes"),
+    Scenario("amx_mla_float32", "an MLA model (DeepSeek-V2) in float32 on a CPU with AMX (AMX reported "
+             "by tests/fake_amx on this CPU without it: vLLM's AMX_MLA backend cannot pack float32)",
+             arch="dsv2", flags=["--max-model-len", "2048"],
+             env={"VLLM_CPU_KVCACHE_SPACE": "1", "PYTHONPATH": FAKE_AMX},
+             expect_text="expect weight to be bfloat16"),
 ]
 
 
@@ -182,7 +193,8 @@ def sanitize(text: str, model_dir: Path, python: str) -> str:
     replacements = [(str(model_dir), "<MODEL_DIR>"), (str(model_dir.parent), "<WORK_DIR>")]
     if site:
         replacements.append((site, "<site-packages>"))
-    replacements += [(str(Path(python).parent.parent), "<venv>"), (str(REPO), "<repo>"),
+    replacements += [(str(Path(python).parent.parent), "<venv>"), (FAKE_AMX, "<repo>/tests/fake_amx"),
+                     (str(REPO), "<repo>"),
                      (sys.base_prefix, "<python>"),
                      (str(Path.home()), "~")]
     for old, new in replacements:
@@ -259,7 +271,7 @@ def run_scenario(sc: Scenario, python: str, model_dir: Path, log_path: Path) -> 
     for name in leftover:
         Path("/dev/shm", name).unlink(missing_ok=True)
     result["shm_removed"] = len(leftover)
-    shown_env = {k: ("<unset>" if v is None else v) for k, v in sc.env.items()}
+    shown_env = {k: ("<unset>" if v is None else sanitize(v, model_dir, python)) for k, v in sc.env.items()}
     result["env"] = shown_env
     result["argv"] = ["python", *[sanitize(a, model_dir, python) for a in argv[1:]]]
     result["argv"][result["argv"].index("--port") + 1] = "PORT"
@@ -306,12 +318,17 @@ def main() -> int:
     index_path = args.out / "index.json"
     index = json.loads(index_path.read_text()) if index_path.exists() else {}
     try:
-        model_dirs = {arch: work / f"tiny-{arch}" for arch in ARCHS}
+        model_dirs = {arch: work / f"tiny-{arch}" for arch in [*ARCHS, *FAMILY_ARCHS]}
         if not args.retrim:
             for arch, overrides in ARCHS.items():
                 subprocess.run([args.python, str(BUILDER), "--out", str(model_dirs[arch]),
                                 "--arch", json.dumps(overrides)], check=True, stdout=subprocess.DEVNULL)
                 (args.configs / f"{arch}.json").write_text((model_dirs[arch] / "config.json").read_text())
+            for arch, family in FAMILY_ARCHS.items():
+                subprocess.run([args.python, str(FAMILY_BUILDER), "--family", family, "--out",
+                                str(model_dirs[arch]), "--tokenizer-from", str(model_dirs["gqa"])],
+                               check=True,
+                               stdout=subprocess.DEVNULL)
         for sc in SCENARIOS:
             if args.only and sc.name not in args.only:
                 continue

@@ -7,6 +7,7 @@ import contextlib
 import itertools
 import json
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -128,6 +129,41 @@ def cli(args: list[str], env: dict[str, str], timeout: float = 120) -> subproces
                           text=True, timeout=timeout, check=False)
 
 
+# ------------------------------------------------------------------------- quoting a real vLLM's log
+_FIRST_ERROR = re.compile(r"^.*(?:Traceback \(most recent call last\)| ERROR |^\w*(?:Error|Exception): ).*$",
+                          re.MULTILINE)
+
+
+def vllm_log_excerpt(log: str | Path, before: int = 3, after: int = 40, tail_chars: int = 1500) -> str:
+    """What an assertion about a real vLLM's log should show: its first error or traceback with the lines
+    around it (vLLM prints the root cause first, then "see root cause above" from every process), and the
+    tail. LOG is the text or a path (a missing file says so)."""
+    if isinstance(log, Path):
+        try:
+            text = log.read_text(errors="replace")
+        except OSError as exc:
+            return f"(no log at {log}: {exc.strerror})"
+    else:
+        text = log
+    match = _FIRST_ERROR.search(text)
+    if match is None:
+        return f"(no error in the log; its last {tail_chars} characters)\n{text[-tail_chars:]}"
+    lines = text.splitlines()
+    first = text.count("\n", 0, match.start())
+    head = "\n".join(lines[max(first - before, 0):first + after])
+    return f"first error, line {first + 1}:\n{head}\n...\nlast {tail_chars} characters:\n{text[-tail_chars:]}"
+
+
+def server_log_excerpt(env: dict[str, str], name: str) -> str:
+    """vllm_log_excerpt of the log of managed server NAME (its record names it), for failed `up` runs."""
+    record = record_json(env, name) or {}
+    path = record.get("log_path") or record.get("log")
+    if not path:
+        logs = sorted((Path(env["XDG_STATE_HOME"]) / "vllm-launch").rglob(f"{name}.log"))
+        path = str(logs[-1]) if logs else None
+    return vllm_log_excerpt(Path(path)) if path else f"(no log found for {name})"
+
+
 # ------------------------------------------------------------------- helpers for the supervise tests
 def new_tag() -> str:
     return uuid.uuid4().hex[:12]
@@ -224,9 +260,10 @@ def demo_server(tmp_path_factory: pytest.TempPathFactory):
     started = cli(["up", "demo", "--detach", "--name", name, "--port", str(port), "--timeout", "600"],
                   env, timeout=900)
     if started.returncode != 0:
+        log = server_log_excerpt(env, name)
         cli(["down", name], env, timeout=120)
         pytest.fail(f"demo server did not start (exit {started.returncode}):\n"
-                    f"{started.stdout}\n{started.stderr}")
+                    f"{started.stdout}\n{started.stderr}\nits log, {log}")
     status = json.loads(cli(["status", name, "--json"], env).stdout)[0]
     server = DemoServer(name=name, port=port, base_url=f"http://127.0.0.1:{port}/v1", log_path=status["log"],
                         env=env, model=status["model"], up_output=started.stdout)

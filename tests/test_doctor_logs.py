@@ -95,6 +95,13 @@ CASES = [
     (("huggingface_hub.errors.GatedRepoError: 403 Client Error.\n\nCannot access gated repo for url "
      "https://huggingface.co/meta-llama/Llama-3.1-8B-Instruct/resolve/main/config.json."), "VL530",
      ["hf_token_env"]),
+    # The AMX CPU of issue 19 (MLA model in float32: AMX_MLA packs bf16/fp16 only), and its KV assertion.
+    (("(Worker pid=1) INFO [cpu.py:163] Using AMX_MLA backend.\n(Worker pid=1) ERROR "
+      "[multiproc_executor.py:953] RuntimeError: expect weight to be bfloat16, float16, int8, fp8_e4m3 or "
+      "uint8(mxfp4 or int4)."),
+     "VL531", ["AMX_MLA", "amx_tile", "dtype: bfloat16", "--attention-backend=CPU_MLA"]),
+    ("AssertionError: AMXMLAImpl only supports an unquantized (bf16) KV cache; fp8 KV cache for CPU MLA is "
+     "not yet implemented.", "VL532", ["unquantized KV cache", "remove kv_cache_dtype"]),
     ("RuntimeError: Engine core initialization failed. See root cause above. Failed core proc(s): {}",
      "VL525", ["first ERROR"]),
     (("INFO [kv_cache_utils.py:1330] CPU KV cache size: 1,048,576 tokens\n"
@@ -156,7 +163,7 @@ REAL_LOG_DIAGNOSIS = {
     "batched_below_len": {"VL501"}, "len_above_positions": {"VL503"}, "unknown_tool_parser": {"VL511"},
     "auto_tool_choice_without_parser": {"VL510"}, "port_in_use": {"VL514"},
     "kvcache_space_unset": {"VL507", "VL508"}, "kv_cache_too_small": {"VL504"},
-    "tensor_parallel_2": {"VL517"},
+    "tensor_parallel_2": {"VL517"}, "amx_mla_float32": {"VL531"},
     "ready_gqa": {None}, "ready_mha": {None},
 }
 

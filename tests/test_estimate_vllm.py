@@ -20,7 +20,7 @@ from importlib import metadata
 from pathlib import Path
 
 import pytest
-from conftest import free_port
+from conftest import free_port, vllm_log_excerpt
 
 from vllm_launcher.estimate import estimate
 from vllm_launcher.hardware import probe
@@ -75,14 +75,15 @@ def _shm_segments(pids: list[int]) -> set[str]:
     return found
 
 
-def _run_vllm(model_dir: Path, max_model_len: int, dtype: str | None, log_path: Path) -> str:
+def _run_vllm(model_dir: Path, max_model_len: int, dtype: str | None, log_path: Path,
+              extra_args: list[str] | None = None, extra_env: dict[str, str] | None = None) -> str:
     """Start vLLM, wait for the KV line, a refusal or its exit; always stop the whole session. The log."""
     argv = [sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--model", str(model_dir),
             "--host", "127.0.0.1", "--port", str(free_port()), "--max-model-len", str(max_model_len),
-            "--enforce-eager"]
+            "--enforce-eager", *(extra_args or [])]
     if dtype:
         argv += ["--dtype", dtype]
-    env = {**os.environ, "VLLM_CPU_KVCACHE_SPACE": "1", "HF_HUB_OFFLINE": "1"}
+    env = {**os.environ, "VLLM_CPU_KVCACHE_SPACE": "1", "HF_HUB_OFFLINE": "1", **(extra_env or {})}
     with open(log_path, "wb") as log:
         proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
     segments: set[str] = set()
@@ -135,7 +136,7 @@ def test_predicted_kv_tokens_equal_vllm_log(tmp_path, name, arch, max_model_len,
     assert predicted.fits, predicted.reasons
     log = _run_vllm(model_dir, max_model_len, dtype, tmp_path / "vllm.log")
     match = KV_LINE.search(log)
-    assert match, f"no KV line in vLLM's log:\n{log[-3000:]}"
+    assert match, f"no KV line in vLLM's log:\n{vllm_log_excerpt(log)}"
     assert int(match.group(1).replace(",", "")) == predicted.kv_cache_tokens
 
 
@@ -152,5 +153,5 @@ def test_predicted_refusal_matches_vllm(tmp_path):
     assert not predicted.fits and predicted.largest_max_model_len == 16256
     assert _predict(model_dir, 16256, "float32").fits
     log = _run_vllm(model_dir, 16384, "float32", tmp_path / "vllm.log")
-    assert REFUSAL.search(log), f"vLLM did not refuse:\n{log[-3000:]}"
+    assert REFUSAL.search(log), f"vLLM did not refuse:\n{vllm_log_excerpt(log)}"
     assert not KV_LINE.search(log)

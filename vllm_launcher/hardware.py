@@ -11,6 +11,7 @@ from __future__ import annotations
 import glob
 import json
 import os
+import platform
 import shutil
 import subprocess
 from pathlib import Path
@@ -56,7 +57,19 @@ class Hardware(BaseModel):
     vllm: VllmInstall | None = None
     torch_available: bool = False
     gpu_source: Literal["torch", "nvidia-smi", "none"] = "none"
+    # The CPU features vLLM's CPU backend chooses kernels by (VLLM_CPU_FLAGS found in /proc/cpuinfo) and
+    # the machine's architecture (platform.machine()); None: not probed (a saved probe from before).
+    cpu_flags: list[str] | None = None
+    cpu_arch: str | None = None
     notes: list[str] = Field(default_factory=list)
+
+    def has_cpu_flag(self, flag: str) -> bool | None:
+        """Whether the CPU reports FLAG; None when the flags are unknown."""
+        return None if self.cpu_flags is None else flag in self.cpu_flags
+
+    @property
+    def x86(self) -> bool | None:
+        return None if self.cpu_arch is None else self.cpu_arch.lower() in ("x86_64", "amd64", "i686", "i386")
 
 
 # ------------------------------------------------------------------------------------------- vLLM
@@ -72,6 +85,45 @@ def installed_vllm() -> VllmInstall | None:
         except metadata.PackageNotFoundError:
             continue
     return None
+
+
+# --------------------------------------------------------------------------------------------- CPU
+
+# The /proc/cpuinfo flags whose presence changes what vLLM's CPU backend runs (vllm/platforms/cpu.py,
+# v1/attention/backends/cpu_attn.py, model_executor/layers/utils.py; torch.cpu._is_*_supported reads the
+# same CPU features): AMX tiles pick the AMX MLA backend and AMX GEMMs, AVX-512 and its bf16/fp16 parts the
+# vector kernels, and on ARM asimd/sve/bf16.
+VLLM_CPU_FLAGS = ("amx_tile", "amx_bf16", "amx_int8", "amx_fp16", "avx2", "avx512f", "avx512_bf16",
+                  "avx512_fp16", "avx512_vnni", "avx512vl", "asimd", "sve", "bf16")
+
+
+def parse_cpu_flags(cpuinfo: str) -> list[str] | None:
+    """The VLLM_CPU_FLAGS in /proc/cpuinfo's first `flags` (x86) or `Features` (ARM) line, sorted; None
+    when the text has neither line."""
+    for line in cpuinfo.splitlines():
+        key, _, value = line.partition(":")
+        if key.strip() in ("flags", "Features"):
+            present = set(value.split())
+            return sorted(flag for flag in VLLM_CPU_FLAGS if flag in present)
+    return None
+
+
+def all_cpu_flags() -> frozenset[str] | None:
+    """Every flag of this machine's /proc/cpuinfo (`flags` on x86, `Features` on ARM); None: unreadable."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as handle:
+            for line in handle:
+                key, _, value = line.partition(":")
+                if key.strip() in ("flags", "Features"):
+                    return frozenset(value.split())
+    except OSError:
+        return None
+    return None
+
+
+def probe_cpu_flags() -> list[str] | None:
+    flags = all_cpu_flags()
+    return None if flags is None else sorted(flag for flag in VLLM_CPU_FLAGS if flag in flags)
 
 
 # --------------------------------------------------------------------------------------------- GPU
@@ -218,7 +270,8 @@ def probe(*, include_gpus: bool = True) -> Hardware:
         gpus=gpus, cuda_available=cuda_available, ram_total_bytes=memory.total,
         ram_available_bytes=memory.available, cpu_physical=psutil.cpu_count(logical=False),
         cpu_logical=psutil.cpu_count(logical=True) or os.cpu_count() or 1, numa_nodes=nodes, vllm=vllm,
-        torch_available=torch_available, gpu_source=gpu_source, notes=notes,
+        torch_available=torch_available, gpu_source=gpu_source, cpu_flags=probe_cpu_flags(),
+        cpu_arch=platform.machine() or None, notes=notes,
     )
 
 
@@ -262,7 +315,9 @@ def hypothetical(device: str, gpus: int = 1, gpu_mem_gib: float = 80.0, *,
         return Hardware(gpus=gpu_list, cuda_available=bool(gpu_list), ram_total_bytes=ram,
                         ram_available_bytes=ram, cpu_logical=base.cpu_logical if base else 8,
                         cpu_physical=base.cpu_physical if base else None, numa_nodes=nodes,
-                        vllm=base.vllm if base else None, gpu_source="none", notes=["hypothetical machine"])
+                        vllm=base.vllm if base else None, gpu_source="none",
+                        cpu_flags=base.cpu_flags if base else None, cpu_arch=base.cpu_arch if base else None,
+                        notes=["hypothetical machine"])
     base = base or probe()
     return base.model_copy(update={
         "gpus": gpu_list, "cuda_available": bool(gpu_list), "gpu_source": "none",

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
 
 if TYPE_CHECKING:
     from vllm_launcher.models import ModelArch
@@ -23,6 +23,26 @@ if TYPE_CHECKING:
 GPU_BLOCK_SIZE = 16
 CPU_BLOCK_SIZE = 128
 CPU_MLA_BLOCK_SIZE = 16
+
+# vLLM 0.32's two MLA attention backends on CPU (platforms/cpu.py get_attn_backend_cls and
+# check_and_update_config). On x86 with AMX tiles it takes AMX_MLA unless `--attention-backend CPU_MLA`
+# asks for the reference one; AMX_MLA keeps the CPU's default block of 128 and packs its weights with
+# convert_weight_packed, which takes only these dtypes (v1/attention/backends/mla/amx_mla.py; float32 fails
+# at start-up: "expect weight to be bfloat16, float16, int8, fp8_e4m3 or uint8"), and only an
+# unquantized KV cache. The reference CPU_MLA runs any dtype with blocks of 16.
+AMX_MLA, REFERENCE_MLA = "AMX_MLA", "CPU_MLA"
+AMX_MLA_PACKED_DTYPES = ("bfloat16", "float16")  # model dtypes whose weights AMX_MLA can pack
+AMX_MLA_KERNEL_DTYPE = "bfloat16"  # its only declared dtype (AMXMLABackend.supported_dtypes)
+
+
+def cpu_mla_backend(amx_tile: bool | None, x86: bool | None, requested: str | None = None) -> str | None:
+    """The MLA backend vLLM's CPU platform picks: AMX_MLA on x86 with AMX tiles unless REQUESTED is CPU_MLA,
+    else CPU_MLA; None when the CPU's flags are unknown (a saved probe without them)."""
+    if requested == REFERENCE_MLA:
+        return REFERENCE_MLA
+    if amx_tile is None or x86 is None:
+        return None
+    return AMX_MLA if amx_tile and x86 else REFERENCE_MLA
 
 
 @dataclass(frozen=True)
@@ -108,17 +128,19 @@ def sliding_layers(arch: ModelArch, hybrid: bool = True) -> list[bool]:
 
 
 def layout(arch: ModelArch, device: str, tp: int = 1, pp: int = 1, kv_dtype: str | None = None,
-           model_dtype: str = "bfloat16", stage: int | None = None, hybrid: bool = True) -> KvLayout:
+           model_dtype: str = "bfloat16", stage: int | None = None, hybrid: bool = True,
+           mla_backend: str | None = None) -> KvLayout:
     """The KV layout of the worker holding pipeline stage STAGE (None: the stage whose blocks are largest).
     vLLM groups the whole model's layers (get_kv_cache_groups), then projects the groups onto each
     worker's layers (_project_kv_cache_groups_to_worker): a worker's block spans its share of the largest
     group, and a request still needs blocks from every group. Without the hybrid allocator
-    (--disable-hybrid-kv-cache-manager) sliding layers are sized as full attention."""
+    (--disable-hybrid-kv-cache-manager) sliding layers are sized as full attention. MLA_BACKEND: the CPU
+    MLA backend (cpu_mla_backend; None is taken as the reference one)."""
     from vllm_launcher.weights import pp_partition
 
     block = GPU_BLOCK_SIZE
     if device == "cpu":
-        block = CPU_MLA_BLOCK_SIZE if arch.is_mla else CPU_BLOCK_SIZE
+        block = CPU_MLA_BLOCK_SIZE if arch.is_mla and mla_backend != AMX_MLA else CPU_BLOCK_SIZE
     per_layer = layer_token_bytes(arch, tp, kv_dtype_bytes(kv_dtype, model_dtype))
     slides = sliding_layers(arch, hybrid)
     by_kind = {"mla" if arch.is_mla else "full": [i for i, s in enumerate(slides) if not s],
@@ -152,3 +174,46 @@ def in_flight_tokens(device: str, batched: int, pp: int) -> int:
     if device == "cpu":
         return batched * pp
     return batched * (2 if pp <= 1 else pp)
+
+
+def requested_attention_backend(extra_args: list[str]) -> str | None:
+    """The backend an `--attention-backend=NAME` (or `--attention-config.backend=NAME`) in extra_args asks
+    for; the last one wins, as in vLLM's parser."""
+    found = None
+    for arg in extra_args:
+        key, sep, value = arg.partition("=")
+        if sep and key.replace("_", "-") in ("--attention-backend", "--attention-config.backend"):
+            found = value.strip().upper() or None
+    return found
+
+
+@dataclass(frozen=True)
+class BackendProblem:
+    severity: Literal["error", "warning"]  # error: vLLM fails at start-up; warning: outside what it declares
+    message: str
+    fix: str
+
+
+def amx_mla_problems(backend: str | None, model_dtype: str, kv_dtype: str | None) -> list[BackendProblem]:
+    """What vLLM 0.32's AMX MLA backend refuses of this launch (nothing for any other backend)."""
+    if backend != AMX_MLA:
+        return []
+    problems = []
+    why = ("this CPU has AMX (amx_tile), so vLLM runs MLA attention with its AMX_MLA backend, which "
+           "packs its weights only in bfloat16/float16 (or int8/fp8/4-bit checkpoints)")
+    fix = ("set dtype: bfloat16 (or extra_args: ['--attention-backend=CPU_MLA'] for the slower reference "
+           "backend, which runs any dtype)")
+    if model_dtype not in AMX_MLA_PACKED_DTYPES:
+        problems.append(BackendProblem("error", f"dtype {model_dtype} with an MLA model: {why}; start-up "
+                                       "fails with \"RuntimeError: expect weight to be bfloat16, float16, "
+                                       "int8, fp8_e4m3 or uint8\"", fix))
+    elif model_dtype != AMX_MLA_KERNEL_DTYPE:
+        problems.append(BackendProblem("warning", f"dtype {model_dtype} with an MLA model: this CPU has AMX, "
+                                       "and vLLM's AMX_MLA backend declares bfloat16 only", fix))
+    if kv_dtype and kv_dtype not in ("auto", model_dtype):
+        problems.append(BackendProblem("error", f"kv_cache_dtype {kv_dtype} with an MLA model on an AMX CPU: "
+                                       "vLLM's AMX_MLA backend supports only an unquantized KV cache "
+                                       "(\"AMXMLAImpl only supports an unquantized (bf16) KV cache\")",
+                                       "remove kv_cache_dtype (or extra_args: "
+                                       "['--attention-backend=CPU_MLA'])"))
+    return problems

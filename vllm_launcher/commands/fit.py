@@ -169,7 +169,10 @@ def probe(as_json: bool = False) -> Result:
         lines.append("GPUs: none" + ("" if hw.cuda_available else " (CUDA not available)"))
     lines.append(f"RAM: {hw.ram_total_bytes / GIB:.2f} GiB total, "
                  f"{hw.ram_available_bytes / GIB:.2f} GiB available")
-    lines.append(f"CPU: {hw.cpu_physical or '?'} physical / {hw.cpu_logical} logical cores")
+    lines.append(f"CPU: {hw.cpu_physical or '?'} physical / {hw.cpu_logical} logical cores"
+                 + (f" ({hw.cpu_arch})" if hw.cpu_arch else ""))
+    if hw.cpu_flags is not None:
+        lines.append(f"CPU features vLLM uses: {', '.join(hw.cpu_flags) or 'none of AMX, AVX-512, AVX2'}")
     for node in hw.numa_nodes:
         total = f"{node.total_bytes / GIB:.2f}" if node.total_bytes else "?"
         free = f"{node.free_bytes / GIB:.2f}" if node.free_bytes is not None else "?"

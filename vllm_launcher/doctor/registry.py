@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from vllm_launcher.doctor import (
     logs,
+    rules_cpu,
     rules_env,
     rules_load,
     rules_memory,
@@ -73,6 +74,9 @@ STATIC_RULES: tuple[Rule, ...] = (
          rules_multinode.multinode_needs_gpus),
     Rule("VL122", "warning", "preset", "tensor parallel spans nodes",
          rules_multinode.tensor_parallel_within_node),
+    Rule("VL123", "error", "preset",
+         "MLA model on an AMX CPU with a dtype or KV dtype vLLM's AMX_MLA backend cannot run",
+         rules_cpu.mla_backend_vs_dtype),
     Rule("VL130", "info", "preset",
          "CPU preset with a model above ~3B parameters or a context above 16K: slow inference",
          rules_speed.slow_cpu_inference),
