@@ -284,3 +284,28 @@ def tag(fake_env: dict[str, str]):
     leftovers = tagged_processes(value)
     kill_tagged(value)
     assert not leftovers, f"processes left behind: {[p.pid for p in leftovers]}"
+
+
+# ------------------------------------------------------------------------- the tiers' times, printed by CI
+_TIER_SPANS: dict[str, list[float]] = {}  # tier -> [first start, last stop, tests]
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    """Runs in the controller with xdist too: each test's start and stop, by tier."""
+    if report.when != "call" and not (report.when == "setup" and report.outcome != "passed"):
+        return
+    tier = "vllm" if "vllm" in report.keywords else "fast"
+    span = _TIER_SPANS.setdefault(tier, [report.start, report.stop, 0])
+    span[0], span[1], span[2] = min(span[0], report.start), max(span[1], report.stop), span[2] + 1
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    """The fast tier's wall time (first test's start to the last one's end) and the real-vLLM tier's, so a
+    CI log shows both (the fast tier's budget is 60 s on a 2-core machine, next to the vLLM tier)."""
+    for tier, (start, stop, count) in sorted(_TIER_SPANS.items()):
+        label = "fast tier (not vllm)" if tier == "fast" else "real-vLLM tier"
+        terminalreporter.write_line(f"{label}: {count} tests from {start - _SESSION_START:.0f} s to "
+                                    f"{stop - _SESSION_START:.0f} s of the session ({stop - start:.0f} s)")
+
+
+_SESSION_START = time.time()
