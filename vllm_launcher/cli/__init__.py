@@ -1,4 +1,4 @@
-"""The `vllm-launch` command line: the stdlib fast path for hot commands, else the typer app.
+"""The `vllm-launch` command line: the stdlib fast path when well-formed, else the typer app.
 
 Both are built from one command table (cli.table) and one option table (cli.options); command bodies
 live in vllm_launcher.commands and return results that vllm_launcher.output prints. This module stays

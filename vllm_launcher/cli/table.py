@@ -1,7 +1,7 @@
 """The command table (pip's lazy `commands_dict`): name -> where its body lives, its help, its parameters.
 
 Only the chosen command's body module is imported. The typer app (cli.app) registers every row the same
-way; `hot` commands are also parsed by the stdlib fast path (cli.fastpath) when well-formed.
+way; a well-formed invocation of any of them is parsed by the stdlib fast path (cli.fastpath) instead.
 """
 
 from __future__ import annotations
@@ -36,7 +36,6 @@ class Command:
     body: str  # "module:function" under vllm_launcher.commands
     help: str
     params: tuple[Param, ...]
-    hot: bool = False
 
     def load(self) -> Callable[..., Any]:
         module, function = self.body.split(":")
@@ -45,13 +44,12 @@ class Command:
 
 COMMANDS: tuple[Command, ...] = (
     Command("presets", "presets:presets", "List the presets: built-in, and your own from "
-            "$XDG_CONFIG_HOME/vllm-launch/presets.", (JSON,), hot=True),
+            "$XDG_CONFIG_HOME/vllm-launch/presets.", (JSON,)),
     Command("show", "presets:show", "Print the resolved preset as YAML (after `extends` and overrides).",
-            (PRESET, *OVERRIDES), hot=True),
+            (PRESET, *OVERRIDES)),
     Command("render", "presets:render", "Print the exact vLLM command for a preset, or its deployment files "
             "(flag order: see README).",
-            (PRESET, FORMAT, ENTRYPOINT, OUTPUT, VLLM_VERSION, *EXPORTS, *OVERRIDES),
-            hot=True),
+            (PRESET, FORMAT, ENTRYPOINT, OUTPUT, VLLM_VERSION, *EXPORTS, *OVERRIDES)),
     Command("probe", "fit:probe", "Show this machine: GPUs, RAM, cores, NUMA nodes and the installed vLLM "
             "(save with --json > FILE).", (JSON,)),
     Command("estimate", "fit:estimate", "Memory estimate before launch: weights, KV cache, tokens, and "
