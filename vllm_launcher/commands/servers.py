@@ -74,10 +74,12 @@ def up(preset: str, name: str | None = None, detach: bool = False, timeout_s: fl
         from vllm_launcher.client_config import write_profile
 
         write_profile(profile)  # and before the claim: a failed write leaves no record behind
-    claim.claim(record)
     if not detach:
+        claim.claim(record)
         return Result(code=detaching.run_foreground(record, verbose=verbose))
-    return detaching.run_detached(record)
+    with detaching.stop_signals_interrupt():  # from the claim on, `down` may signal this process
+        claim.claim(record)
+        return detaching.run_detached(record)
 
 
 def _prepare_profile(client_config: str | None, record: records.Record) -> ProfileWrite | None:

@@ -17,6 +17,8 @@ from vllm_launcher.records import AnyRecord
 from vllm_launcher.supervise import procs
 
 SUPERVISOR_KILL_MARGIN_S = 12.0
+MAX_HANDOVERS = 3  # claim → daemon is one; more would be a loop
+
 
 @dataclass
 class DownResult:
@@ -29,27 +31,44 @@ class DownResult:
     seconds: float
 
 
+def _stop_supervisor(record: AnyRecord, timeout_s: float) -> list[str]:
+    """SIGTERM to RECORD's supervisor and a wait for it; SIGKILL when it outlives the wait."""
+    signals = []
+    pid = int(record.supervisor_pid or 0)
+    if records.valid_name(record.name):
+        records.request_stop(record.name, timeout_s)
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, signal.SIGTERM)
+    # The supervisor's polite stop takes at most TIMEOUT_S, its SIGKILL of the tree ~10 s more.
+    deadline = time.monotonic() + timeout_s + SUPERVISOR_KILL_MARGIN_S
+    while records.supervisor_alive(record) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    signals.append("SIGTERM to its supervisor")
+    if records.supervisor_alive(record):
+        signals.append("SIGKILL to its supervisor")
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+        time.sleep(0.1)
+    return signals
+
+
 def cleanup(record: AnyRecord, timeout_s: float = 30.0) -> DownResult:
     """Stop a server and everything it left: the supervisor first (it stops its tree cleanly), then any
     process of the recorded tree still alive, its /dev/shm segments, and the record."""
     started = time.monotonic()
     signals: list[str] = []
-    if records.supervisor_alive(record) and record.supervisor_pid != os.getpid():
-        pid = int(record.supervisor_pid or 0)
-        if records.valid_name(record.name):
-            records.request_stop(record.name, timeout_s)
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, signal.SIGTERM)
-        # The supervisor's polite stop takes at most TIMEOUT_S, its SIGKILL of the tree ~10 s more.
-        deadline = time.monotonic() + timeout_s + SUPERVISOR_KILL_MARGIN_S
-        while records.supervisor_alive(record) and time.monotonic() < deadline:
-            time.sleep(0.05)
-        signals.append("SIGTERM to its supervisor")
-        if records.supervisor_alive(record):
-            signals.append("SIGKILL to its supervisor")
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGKILL)
-            time.sleep(0.1)
+    stopped: set[tuple[object, object]] = set()
+    # The supervisor may hand over while we wait (the claiming `up --detach` to its daemon): the record then
+    # names a new one, which is stopped too, so that nothing starts behind our back.
+    while (records.supervisor_alive(record) and record.supervisor_pid != os.getpid()
+           and (record.supervisor_pid, record.supervisor_create_time) not in stopped
+           and len(stopped) < MAX_HANDOVERS):
+        stopped.add((record.supervisor_pid, record.supervisor_create_time))
+        signals += _stop_supervisor(record, timeout_s)
+        current = records.read_any(record.name) if records.valid_name(record.name) else None
+        if current is None:
+            break
+        record = current
     members = procs.members_from_list(record.tree)
     if record.server_pid and record.server_create_time:
         members.setdefault(int(record.server_pid), float(record.server_create_time))
