@@ -36,7 +36,10 @@ def main(argv: list[str] | None = None) -> int:
         supervisor.report(f"supervising {name}: {' '.join(record.argv)}")
         code = supervisor.run(record.timeout_s)
     if record.state == records.STOPPED:
-        records.delete(name)  # stopped on request: nothing left to show
+        try:
+            records.delete(name)  # stopped on request: nothing left to show
+        except OSError as exc:  # `down` says so too; the server is stopped all the same
+            print(f"cannot remove the record of {name}: {exc.strerror or exc}", file=sys.stderr)
     return code
 
 

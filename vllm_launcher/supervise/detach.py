@@ -38,7 +38,10 @@ def run_foreground(record: Record, verbose: bool = False, reporter: Any = None) 
     with supervisor.handling_signals():
         code = supervisor.run(record.timeout_s)
     if record.state == records.STOPPED:
-        records.delete(record.name)
+        try:
+            records.delete(record.name)
+        except OSError as exc:  # stopped all the same; `status` shows it stale, `down` removes it later
+            reporter.event(f"cannot remove the record: {exc.strerror or exc}")
     return code
 
 

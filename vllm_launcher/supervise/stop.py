@@ -29,6 +29,7 @@ class DownResult:
     port_holder: str | None
     shm_removed: list[str]
     seconds: float
+    record_error: str | None = None  # the record could not be removed (a read-only or unwritable directory)
 
 
 def _stop_supervisor(record: AnyRecord, timeout_s: float) -> list[str]:
@@ -82,9 +83,16 @@ def cleanup(record: AnyRecord, timeout_s: float = 30.0) -> DownResult:
     result = procs.stop_tree(pgid, members, timeout_s)
     signals += result.signals
     removed = system.remove_shm(record.shm_segments)
-    procs.remove_dist_stores(Path(record.log_path))  # every start of this server's log: all were ours
+    if isinstance(record, records.Record) and record.log_path:
+        procs.remove_dist_stores(Path(record.log_path))  # every start of this server's log: all were ours
+    elif records.valid_name(record.name):  # a damaged record: our own log of that name, not one it names
+        procs.remove_dist_stores(records.log_path_for(record.name))
     free = system.wait_port_free(record.host, record.port, 5.0) if record.port else True
     holder = None if free or not record.port else system.port_owner(record.port)
-    records.delete(record.name)
+    record_error = None
+    try:
+        records.delete(record.name)
+    except OSError as exc:  # the processes are stopped all the same: say so, and what is left
+        record_error = f"cannot remove its record {records.record_path(record.name)}: {exc.strerror or exc}"
     return DownResult(record.name, signals, result.survivors, free, holder, removed,
-                      time.monotonic() - started)
+                      time.monotonic() - started, record_error)
