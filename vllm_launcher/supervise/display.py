@@ -228,3 +228,50 @@ class TerminalReporter(Reporter):
         diagnosis = outcome.diagnosis.as_dict() if outcome.diagnosis else None
         self.err.write(failure_text(record, outcome.tail, diagnosis, record.reason) + "\n")
         self.err.flush()
+
+
+BUILD_STAGES = {"starting": "starting Python and torch", "tokenizer": "training the tokenizer",
+                "weights": "making random weights", "examples": "writing the training chats",
+                "training": "training it to call tools", "saving": "saving"}
+
+
+class BuildDisplay:
+    """The build of the demo model, for a person: on a terminal one line redrawn in place (stage, steps,
+    elapsed, ETA); elsewhere a line per stage and per quarter of the training."""
+
+    def __init__(self, stream: TextIO | None = None) -> None:
+        self.err = stream or sys.stderr
+        self.tty = self.err.isatty()
+        self.spin = 0
+        self.said: set[str] = set()
+        self.drawn = False
+
+    @staticmethod
+    def text(progress: Any) -> str:
+        what = BUILD_STAGES.get(progress.stage, progress.stage)
+        if progress.stage == "training" and progress.total:
+            what += f" {progress.done or 0}/{progress.total} steps"
+        eta = progress.eta_s()
+        left = f" · about {fmt_s(eta)} left" if eta is not None else ""
+        return f"building the demo model: {what} · {fmt_s(progress.elapsed_s())}{left}"
+
+    def update(self, progress: Any) -> None:
+        if self.tty:
+            self.spin += 1
+            self.err.write(f"\r\033[K{SPINNER[self.spin % 4]} {self.text(progress)}")
+            self.err.flush()
+            self.drawn = True
+            return
+        key = progress.stage
+        if progress.stage == "training" and progress.total:
+            key += f"-{4 * (progress.done or 0) // progress.total}"  # a line per quarter
+        if key not in self.said:
+            self.said.add(key)
+            self.err.write(f"vllm-launch: {self.text(progress)}\n")
+            self.err.flush()
+
+    def done(self) -> None:
+        if self.drawn:
+            self.err.write("\r\033[K")
+            self.err.flush()
+            self.drawn = False
