@@ -37,8 +37,9 @@ def test_down_during_the_handoff_stops_the_daemon_too(fake_env, tag, port, pause
                                     if "vllm_launcher.supervise.daemon" in " ".join(p.cmdline())], 10)
         down = cli(["down", "race"], fake_env)
         assert down.returncode == 0, down.stderr
-        up.wait(timeout=30)
-        assert up.returncode != 0  # the start did not happen, and `up` says so
+        _out, up_err = up.communicate(timeout=30)
+        assert up.returncode == 130  # the start did not happen, and `up` says so
+        assert "race: SIGTERM received, stopped before it was ready" in up_err
         # Whatever `down` reported, nothing may start afterwards: give a daemon that survived time to
         # spawn the server (the fake is healthy within a second), then look.
         time.sleep(3.0)

@@ -60,7 +60,8 @@ def run_detached(record: Record) -> Result:
     except KeyboardInterrupt:
         reporter.done()
         stop_handoff(record.name, daemon)
-        return Result(notes=[f"vllm-launch: {record.name}: interrupted, stopped"], code=130)
+        why = "interrupted" if _interrupts.signum == signal.SIGINT else f"{_interrupts.signum.name} received"
+        return Result(notes=[f"vllm-launch: {record.name}: {why}, stopped before it was ready"], code=130)
     reporter.done()
     if result.ok:
         return Result(text=ready_text(result.record, result.seconds))
@@ -78,8 +79,10 @@ class _Interrupts:
     def __init__(self) -> None:
         self.holding = False
         self.pending = False
+        self.signum = signal.SIGINT  # the last one: Ctrl-C, or a stop from outside (`down`: SIGTERM)
 
-    def handler(self, _signum: int, _frame: object) -> None:
+    def handler(self, signum: int, _frame: object) -> None:
+        self.signum = signal.Signals(signum)
         if self.holding:
             self.pending = True
             return
