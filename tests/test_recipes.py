@@ -150,3 +150,23 @@ def test_dir_that_is_a_file_and_an_empty_variant_are_named(tmp_path):
     assert result.returncode == 2 and "not a directory" in result.stderr
     empty = run_cli(["recipes", CODER, "--dir", str(RECIPES), "--variant", ""], env)
     assert empty.returncode == 2 and "no variant ''" in empty.stderr
+
+
+def test_a_recipe_that_loads_other_code_needs_trust_recipe(tmp_path):
+    env = isolated_env(tmp_path)
+    args = ["recipes", "Hostile/loader-env", "--dir", str(RECIPES), "--device", "cpu"]
+    refused = run_cli([*args, "--save", "loader"], env)
+    assert refused.returncode == 2 and "Traceback" not in refused.stderr
+    assert refused.stderr.count("\n") == 1
+    for named in ("base_env LD_PRELOAD", "base_env PYTHONPATH", "base_env PATH", "--trust-remote-code",
+                  "--trust-recipe", "loader-env.yaml"):
+        assert named in refused.stderr, named
+    assert "VLLM_USE_V1" not in refused.stderr  # vLLM's own settings are not a risk
+    assert run_cli(["show", "loader"], env).returncode != 0  # nothing was saved
+    accepted = run_cli([*args, "--save", "loader", "--trust-recipe"], env)
+    assert accepted.returncode == 0, accepted.stderr
+    assert "accepted with --trust-recipe: base_env LD_PRELOAD" in accepted.stderr
+    preset = yaml.safe_load(accepted.stdout)
+    assert preset["env"]["LD_PRELOAD"] == "/tmp/evil.so" and "--trust-remote-code" in preset["extra_args"]
+    # A recipe with none of these needs no flag.
+    assert run_cli(["recipes", CODER, "--dir", str(RECIPES), "--device", "cpu"], env).returncode == 0

@@ -13,11 +13,15 @@ Env: `VLLM_CPU_KVCACHE_SPACE` (CPU, from kv_cache_space_gib), `VLLM_SERVER_DEV_M
 then the preset's `env` in its order.
 Secrets are never values in a plan: `secret_env` maps the variable vLLM reads (`VLLM_API_KEY`,
 `HF_TOKEN`) to the name of the user's variable that holds it, resolved only when the process is spawned.
+A name in the preset's `env` that looks like a secret (`OPENAI_API_KEY`, `*_TOKEN`, `*_PASSWORD`,
+`*_SECRET`, ...: `looks_secret`) is one too: `NAME: ${VAR}` takes it from VAR, any other value from the
+user's own NAME; the value written in the preset is never rendered (doctor VL129 says so).
 """
 
 from __future__ import annotations
 
 import json
+import re
 import shlex
 import sys
 from dataclasses import dataclass, field
@@ -109,6 +113,28 @@ def vllm_flags(preset: Preset) -> list[str]:
     return flags
 
 
+# A word of the name (between underscores) that says "secret"; TOKENS, TOKENIZERS, KEYS are other words.
+SECRET_NAME_RE = re.compile(r"(?:^|_)(?:API_?KEY|TOKEN|PASSWORD|PASSWD|PASSPHRASE|SECRET|SECRET_KEY|"
+                            r"PRIVATE_KEY|ACCESS_KEY|CREDENTIALS?)(?:_|$)", re.IGNORECASE)
+SECRET_REFERENCE_RE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}|\$([A-Za-z_][A-Za-z0-9_]*)")
+
+
+NOT_SECRET_SUFFIXES = ("_PATH", "_FILE", "_DIR", "_URL")  # HF_TOKEN_PATH names where a token lies
+
+
+def looks_secret(name: str) -> bool:
+    """True when an environment variable NAME looks like it holds a secret (OPENAI_API_KEY, GH_TOKEN,
+    DB_PASSWORD, AWS_SECRET_ACCESS_KEY, ...)."""
+    return bool(SECRET_NAME_RE.search(name)) and not name.upper().endswith(NOT_SECRET_SUFFIXES)
+
+
+def secret_source(name: str, value: str) -> str:
+    """The user's variable a secret-looking env entry is taken from: VAR for `${VAR}` or `$VAR`, else the
+    same NAME (the value written in the preset is never used)."""
+    match = SECRET_REFERENCE_RE.fullmatch(value.strip())
+    return (match.group(1) or match.group(2)) if match else name
+
+
 def plan_env(preset: Preset) -> dict[str, str]:
     env: dict[str, str] = {}
     if preset.device == "cpu" and preset.kv_cache_space_gib is not None:
@@ -117,7 +143,7 @@ def plan_env(preset: Preset) -> dict[str, str]:
         # vLLM serves /sleep, /wake_up and /is_sleeping only in dev mode; the doctor keeps such a server on
         # loopback (VL117): those endpoints take no API key.
         env["VLLM_SERVER_DEV_MODE"] = "1"
-    env.update(preset.env)
+    env.update({name: value for name, value in preset.env.items() if not looks_secret(name)})
     return env
 
 
@@ -127,6 +153,9 @@ def plan_secret_env(preset: Preset) -> dict[str, str]:
         secrets["VLLM_API_KEY"] = preset.api_key_env
     if preset.hf_token_env and preset.hf_token_env != "HF_TOKEN":
         secrets["HF_TOKEN"] = preset.hf_token_env
+    for name, value in preset.env.items():
+        if looks_secret(name):  # by reference, shown as ${SOURCE}: the server gets the user's value
+            secrets[name] = secret_source(name, value)
     return secrets
 
 

@@ -31,6 +31,41 @@ FIELD_ARGS: dict[str, tuple[str, Any]] = {
 SWITCHES = {"--enable-auto-tool-choice": ("tool_calling.enabled", True),
             "--enforce-eager": ("enforce_eager", True)}
 
+# What a recipe may set that runs someone else's code in vLLM's process or picks the programs it runs:
+# never taken from a recipe without a word (`recipes --trust-recipe` accepts them, named).
+RISKY_ENV = {
+    "PATH": "chooses the programs vLLM runs", "PYTHONPATH": "puts other Python modules before vLLM's own",
+    "PYTHONHOME": "changes the Python vLLM runs on", "PYTHONSTARTUP": "runs a Python file",
+    "PYTHONUSERBASE": "adds Python modules", "PYTHONBREAKPOINT": "imports a module on breakpoint()",
+    "PYTHONWARNINGS": "can import a module", "PYTHONINSPECT": "opens an interactive prompt",
+    "PYTHONEXECUTABLE": "changes the interpreter", "BASH_ENV": "runs a script in every bash",
+    "ENV": "runs a script in every sh", "NODE_OPTIONS": "loads code into node",
+    "VLLM_PLUGINS": "loads vLLM plugins", "VLLM_ALLOW_INSECURE_SERIALIZATION": "lets vLLM unpickle data",
+}
+RISKY_ENV_PREFIXES = {"LD_": "changes the libraries every program loads (LD_PRELOAD: loads one into vLLM)",
+                      "DYLD_": "changes the libraries every program loads"}
+RISKY_ARGS = {
+    "--trust-remote-code": "runs the Python code of the model's repository",
+    "--worker-cls": "runs a class by import path", "--worker-extension-cls": "runs a class by import path",
+    "--middleware": "imports code into the API server", "--tool-parser-plugin": "runs a Python file",
+    "--logits-processors": "imports code by name",
+}
+
+
+def risky_settings(env: dict[str, str], args: list[str]) -> list[str]:
+    """What in ENV and ARGS (a recipe's) loads or runs code beyond vLLM's own: one phrase each, e.g.
+    "base_env LD_PRELOAD (changes the libraries ...)"; empty when nothing does."""
+    found = []
+    for name in env:
+        why = RISKY_ENV.get(name) or next((w for p, w in RISKY_ENV_PREFIXES.items() if name.startswith(p)),
+                                          None)
+        if why:
+            found.append(f"base_env {name} ({why})")
+    for arg in dict.fromkeys(a.partition("=")[0] for a in args):
+        if arg in RISKY_ARGS:
+            found.append(f"{arg} ({RISKY_ARGS[arg]})")
+    return found
+
 
 class Variant(BaseModel):
     model_config = ConfigDict(allow_inf_nan=False)
@@ -195,6 +230,17 @@ def _apply(args: list[str], fields: dict[str, Any], extra: list[str], source: st
             raise ConfigError(f"unexpected argument {arg!r} (flags start with --)", source=source)
 
 
+def chosen_features(recipe: Recipe, features: list[str] | None) -> list[str]:
+    """FEATURES, else all of the recipe's but the opt-in ones."""
+    return features if features is not None else [f for f in recipe.features if f not in recipe.opt_in]
+
+
+def chosen_args(recipe: Recipe, variant: Variant | None, chosen: list[str], device: str) -> list[str]:
+    """The vLLM arguments a preset from RECIPE gets: base, features, variant, CPU overrides."""
+    return [*recipe.base_args, *(a for f in chosen if f in recipe.features for a in recipe.features[f]),
+            *(variant.args if variant else []), *(recipe.cpu_args if device == "cpu" else [])]
+
+
 def to_preset(recipe: Recipe, name: str, *, variant: Variant | None, features: list[str] | None,
               device: str = "cuda") -> Any:
     """The recipe as a Preset: base args, its features (all but the opt-in ones, or exactly FEATURES), the
@@ -204,13 +250,12 @@ def to_preset(recipe: Recipe, name: str, *, variant: Variant | None, features: l
 
     from vllm_launcher.presets import Preset
 
-    chosen = features if features is not None else [f for f in recipe.features if f not in recipe.opt_in]
+    chosen = chosen_features(recipe, features)
     unknown = [f for f in chosen if f not in recipe.features]
     if unknown:
         raise ConfigError(f"no feature {', '.join(unknown)} (the recipe has {', '.join(recipe.features)})",
                           field="--feature")
-    args = [*recipe.base_args, *(a for f in chosen for a in recipe.features[f]),
-            *(variant.args if variant else []), *(recipe.cpu_args if device == "cpu" else [])]
+    args = chosen_args(recipe, variant, chosen, device)
     fields: dict[str, Any] = {}
     extra: list[str] = []
     _apply(args, fields, extra, recipe.source)

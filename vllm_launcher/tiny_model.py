@@ -29,6 +29,15 @@ from typing import Any
 
 SEED = 1234
 VOCAB_TARGET = 4096
+PROGRESS_PREFIX = "@progress "  # --progress: one JSON object a line on stderr (vllm_launcher.demo reads it)
+_report_progress = False
+
+
+def progress(stage: str, done: int | None = None, total: int | None = None) -> None:
+    """With --progress: tell the caller which stage the build is in (and how far, for training)."""
+    if _report_progress:
+        sys.stderr.write(PROGRESS_PREFIX + json.dumps({"stage": stage, "done": done, "total": total}) + "\n")
+        sys.stderr.flush()
 
 # The files a complete model directory holds; the atomic rename makes their presence the completeness test.
 REQUIRED_FILES = (
@@ -270,8 +279,9 @@ def random_weights(config: dict, seed: int = SEED) -> dict:
 # `--tools` (the demo): a minute of training on the CPU so that vLLM's tool path is exercised for real. The
 # model learns the hermes format from rendered chats: with tools offered and a question, one call (or two:
 # weather and time) as `<tool_call>\n{"name": ..., "arguments": {...}}\n</tool_call>`; after a tool result, a
-# sentence; without tools, a greeting. It does not learn to copy the place from the question (a 2-layer,
-# hidden-128 model does not get there in minutes): the argument is a place it was trained on.
+# sentence; without tools, a greeting (GREETINGS, with or without a system prompt), never a call. It does not
+# learn to copy the place from the question (a 2-layer, hidden-128 model does not get there in minutes): the
+# argument is a place it was trained on.
 
 TOOL_TRAINING_STEPS = 400
 TOOL_TRAINING_EXAMPLES = 2000
@@ -280,6 +290,10 @@ TOOL_BATCH_TOKENS = 6000  # padded tokens per step, at most
 LONG_SYSTEM_PROMPT = ("You are a careful coding agent. Read the repository, plan the change, edit the files, "
                       "run the tests, and report what you did. ")
 GREETING = "Hello! I am the tiny demo model."
+GREETINGS = ("Hello, who are you?", "Hello! Who are you?", "Hi", "Hi!", "Hello", "Hello!", "Hey there",
+             "Who are you?", "What are you?", "Good morning!", "How are you?", "What can you do?",
+             "Tell me about yourself.", "Write a poem.", "Tell me a joke.", "Say hello.", "Hello, world")
+CHAT_SYSTEM_PROMPTS = ("You are a helpful assistant.", "Answer briefly.", "You are a friendly chatbot.")
 
 
 def _function(name: str, description: str, *params: str) -> dict:
@@ -302,7 +316,7 @@ def _call(name: str, arguments: dict) -> str:
 
 def tool_chat(rng: random.Random) -> tuple[list[dict], list[dict] | None, str]:
     """One training chat: (messages, tools or None, the assistant's answer)."""
-    kind = rng.choices(["weather", "time", "both", "result", "chat"], [4, 2, 3, 2, 2])[0]
+    kind = rng.choices(["weather", "time", "both", "result", "chat"], [4, 2, 3, 2, 4])[0]
     messages: list[dict[str, Any]]
     city, place = rng.choice(CITIES), rng.choice(TIME_ZONES + CITIES)
     system = ([{"role": "system", "content": LONG_SYSTEM_PROMPT * rng.randint(1, 50)}]
@@ -330,10 +344,11 @@ def tool_chat(rng: random.Random) -> tuple[list[dict], list[dict] | None, str]:
                         "function": {"name": "get_weather", "arguments": json.dumps({"city": city})}}]},
                     {"role": "tool", "tool_call_id": "call_1", "content": '{"weather": "sunny", "c": 21}'}]
         answer = f"The weather in {city} is sunny."
-    else:
+    else:  # no tools offered: a greeting, never a call (the README's first question is in GREETINGS)
         tools, answer = None, GREETING
-        greeting = rng.choice(["Hi", "Hello!", "Who are you?", "Write a poem."])
-        messages = [{"role": "user", "content": greeting}]
+        messages = [{"role": "user", "content": rng.choice(GREETINGS)}]
+        if rng.random() < 0.3:
+            system = [{"role": "system", "content": rng.choice(CHAT_SYSTEM_PROMPTS)}]
     if tools:
         rng.shuffle(tools)
     return system + messages, tools, answer
@@ -350,6 +365,7 @@ def train_tool_calling(config: dict, tokenizer: Any, tensors: dict, seed: int = 
     chat.chat_template = CHAT_TEMPLATE
     im_end, pad = tokenizer.token_to_id(IM_END), tokenizer.token_to_id(ENDOFTEXT)
     examples = []
+    progress("examples")
     for _ in range(TOOL_TRAINING_EXAMPLES):
         messages, tools, answer = tool_chat(rng)
         prompt = chat.apply_chat_template(messages, tools=tools,  # type: ignore[arg-type]
@@ -369,6 +385,8 @@ def train_tool_calling(config: dict, tokenizer: Any, tensors: dict, seed: int = 
     model.train()
     optimizer = torch.optim.AdamW(model.parameters(), lr=TOOL_TRAINING_LR, weight_decay=0.0)
     for step in range(TOOL_TRAINING_STEPS):
+        if step % 5 == 0:
+            progress("training", step, TOOL_TRAINING_STEPS)
         batch = batches[step % len(batches)]
         length = max(len(p) + len(a) for p, a in batch)
         ids = torch.full((len(batch), length), pad)
@@ -388,6 +406,7 @@ def train_tool_calling(config: dict, tokenizer: Any, tensors: dict, seed: int = 
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         optimizer.step()
         optimizer.zero_grad()
+    progress("training", TOOL_TRAINING_STEPS, TOOL_TRAINING_STEPS)
     trained = model.state_dict()
     return {name: trained[name].detach().clone().contiguous() for name in tensors}
 
@@ -427,6 +446,7 @@ def _write_json(path: Path, data: dict) -> None:
 def _build_into(tmp: Path, arch_overrides: dict | None, tools: bool = False) -> None:
     from safetensors.torch import save_file
 
+    progress("tokenizer")
     tokenizer = train_tokenizer()
     token_ids = {t: tokenizer.token_to_id(t) for t in (*SPECIAL_TOKENS, *TOOL_TOKENS)}
     config = make_config(tokenizer.get_vocab_size(with_added_tokens=True), token_ids, arch_overrides)
@@ -441,9 +461,11 @@ def _build_into(tmp: Path, arch_overrides: dict | None, tools: bool = False) -> 
         "temperature": 0.7,
         "top_p": 0.8,
     })
+    progress("weights")
     tensors = random_weights(config)
     if tools:
         tensors = train_tool_calling(config, tokenizer, tensors)
+    progress("saving")
     save_file(tensors, str(tmp / "model.safetensors"), metadata={"format": "pt"})
 
 
@@ -489,7 +511,11 @@ def main(argv: list[str] | None = None) -> int:
                         '\'{"num_key_value_heads": 4}\'')
     parser.add_argument("--tools", action="store_true", help="train it for a minute to call tools in the "
                         "hermes format (the demo; needs transformers)")
+    parser.add_argument("--progress", action="store_true", help="report each stage on stderr as "
+                        f"'{PROGRESS_PREFIX}{{json}}' lines")
     args = parser.parse_args(argv)
+    global _report_progress
+    _report_progress = args.progress
     overrides = None
     if args.arch:
         try:

@@ -95,7 +95,8 @@ def _typer_command(command: Command) -> Callable[..., int]:
 
 
 for _command in COMMANDS:
-    app.command(_command.name)(_typer_command(_command))
+    # The full description as the list's entry: click would cut it at the terminal's width with "...".
+    app.command(_command.name, short_help=_command.help)(_typer_command(_command))
 
 
 def main(argv: list[str]) -> int:

@@ -74,7 +74,9 @@ COMMANDS: tuple[Command, ...] = (
              Param("feature", ("--feature",), str, "Only these features (repeatable; default: all but the "
                    "opt-in ones).", many=True),
              Param("save", ("--save",), str, "Save as a user preset NAME.", metavar="NAME"),
-             flag("force", ("--force",), "With --save: replace an existing preset."), JSON, *MACHINE)),
+             flag("force", ("--force",), "With --save: replace an existing preset."),
+             flag("trust_recipe", ("--trust-recipe",), "Accept a recipe that sets what loads or runs other "
+                  "code (LD_PRELOAD, PATH, PYTHONPATH, --trust-remote-code, ...)."), JSON, *MACHINE)),
     Command("up", "servers:up", "Start a vLLM server from a preset, show it becoming ready, keep it alive "
             "(Ctrl-C stops it).", UP_PARAMS),
     Command("status", "servers:status", "Show the servers: state, endpoint, pid, uptime, restarts, memory, "

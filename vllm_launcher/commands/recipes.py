@@ -26,7 +26,7 @@ def recipes(model: str | None = None, directory: str | None = None, variant: str
             feature: list[str] | None = None, save: str | None = None, force: bool = False,
             as_json: bool = False, hardware_file: str | None = None, device: str | None = None,
             gpus: int | None = None, gpu_mem_gib: float | None = None,
-            ram_gib: float | None = None) -> Result:
+            ram_gib: float | None = None, trust_recipe: bool = False) -> Result:
     """Without MODEL: the recipes in the directory. With MODEL: its recipe as a preset (the variant the
     machine's GPU memory holds, unless --variant), checked like any preset; --save NAME keeps it."""
     from vllm_launcher import recipes as recipe_mod
@@ -62,7 +62,13 @@ def recipes(model: str | None = None, directory: str | None = None, variant: str
     gpu_gb = sum(g.total_bytes for g in hw.gpus) / 1e9 if hw.gpus else None
     chosen = recipe_mod.choose_variant(recipe, gpu_gb, variant)
     preset = recipe_mod.to_preset(recipe, name, variant=chosen, features=feature, device=target_device)
-    notes = _version_notes(recipe)
+    risky = recipe_mod.risky_settings(recipe.base_env, recipe_mod.chosen_args(
+        recipe, chosen, recipe_mod.chosen_features(recipe, feature), target_device))
+    if risky and not trust_recipe:
+        raise ConfigError(f"the recipe sets {'; '.join(risky)}: read it, then --trust-recipe to accept "
+                          "(or remove them from the recipe)", source=recipe.source)
+    notes = [f"vllm-launch: warning: accepted with --trust-recipe: {'; '.join(risky)}"] if risky else []
+    notes += _version_notes(recipe)
     if save:
         notes.append(f"saved {save_user_preset(preset, save, force)}")
     return Result(text=preset_as_yaml(preset).rstrip("\n"), notes=notes)

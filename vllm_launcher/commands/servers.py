@@ -74,10 +74,12 @@ def up(preset: str, name: str | None = None, detach: bool = False, timeout_s: fl
         from vllm_launcher.client_config import write_profile
 
         write_profile(profile)  # and before the claim: a failed write leaves no record behind
-    claim.claim(record)
     if not detach:
+        claim.claim(record)
         return Result(code=detaching.run_foreground(record, verbose=verbose))
-    return detaching.run_detached(record)
+    with detaching.stop_signals_interrupt():  # from the claim on, `down` may signal this process
+        claim.claim(record)
+        return detaching.run_detached(record)
 
 
 def _prepare_profile(client_config: str | None, record: records.Record) -> ProfileWrite | None:
@@ -165,6 +167,7 @@ def status(name: str | None = None, as_json: bool = False, watch: bool = False) 
 
 def logs(name: str, follow: bool = False, lines: int = 50) -> Result:
     """The last LINES lines of a server's vLLM log; with FOLLOW, new lines until Ctrl-C."""
+    from vllm_launcher.safe_text import printable
     from vllm_launcher.supervise import readiness
     from vllm_launcher.supervise.claim import unknown_server
 
@@ -173,11 +176,23 @@ def logs(name: str, follow: bool = False, lines: int = 50) -> Result:
     check_number("-n/--lines", lines, low=0, high=MAX_LOG_LINES)
     check_server_name("NAME", name)
     record = records.read_any(name)
-    path = Path(record.log_path) if record is not None and record.log_path else records.log_path_for(name)
+    own = records.log_path_for(name)
+    path = Path(record.log_path) if isinstance(record, records.Record) and record.log_path else own
     if record is None and not path.exists():
         raise unknown_server(name)
+    if not _inside(path, records.logs_dir()):
+        # A record names its log, and a forged or damaged one could name any file: only ours are read.
+        raise LaunchError(f"the record of {name} names a log outside {records.logs_dir()} "
+                          f"({printable(str(path))}): not read (a gateway's own --log-file: read it there)")
+    damaged = None
+    if isinstance(record, records.CorruptRecord):
+        # Its own log, if any, never the path a damaged record names; and the command says so.
+        damaged = (f"the record of {name} is damaged ({printable(record.error)}): showing {own} only, "
+                   f"never a log it names; `vllm-launch down {name}` removes it")
     for line in readiness.tail_lines(path, lines):
         output.out(line)
+    if damaged:
+        return Result(errors=[damaged], code=1)
     if not follow:
         return Result()
     follower = readiness.LogFollower(path, from_end=True)
@@ -189,6 +204,15 @@ def logs(name: str, follow: bool = False, lines: int = 50) -> Result:
             time.sleep(0.2)
     except KeyboardInterrupt:
         return Result()
+
+
+def _inside(path: Path, directory: Path) -> bool:
+    """PATH, links followed, is a file inside DIRECTORY (also links followed)."""
+    import os
+
+    real = os.path.realpath(path)
+    return os.path.commonpath([real, os.path.realpath(directory)]) == os.path.realpath(directory) \
+        and real != os.path.realpath(directory)
 
 
 # --------------------------------------------------------------------------------------------- down
@@ -208,16 +232,22 @@ def _stop_one(record: records.AnyRecord, gateway: bool, timeout_s: float, lines:
     result = cleanup(record, timeout_s)
     how = ", ".join(result.signals) or "already stopped"
     shm = f", removed {len(result.shm_removed)} /dev/shm segment(s)" if result.shm_removed else ""
+    # A record that could not be removed (read-only directory) is said in the same one line.
+    left = (f", but {result.record_error} (`vllm-launch down {record.name}` again once it is writable)"
+            if result.record_error else "")
     if result.survivors:
-        errors.append(f"{record.name}: processes survived: {result.survivors}")
+        errors.append(f"{record.name}: processes survived: {result.survivors}{left}")
     elif not result.port_free:
         holder = f" (held by {result.port_holder})" if result.port_holder else ""
-        errors.append(f"{record.name}: stopped, but port {record.port} is still in use{holder}")
+        errors.append(f"{record.name}: stopped, but port {record.port} is still in use{holder}{left}")
     elif isinstance(record, records.CorruptRecord):
-        lines.append(f"removed the damaged record of {record.name} ({how}{shm})")
+        done = f"stopped what the damaged record of {record.name} names ({how}{shm})" if left else \
+            f"removed the damaged record of {record.name} ({how}{shm})"
+        (errors if left else lines).append(done + left)
     else:
         what = f"gateway {record.name}" if gateway else record.name
-        lines.append(f"stopped {what} ({how}; {result.seconds:.1f} s{shm}); port {record.port} is free")
+        done = f"stopped {what} ({how}; {result.seconds:.1f} s{shm}); port {record.port} is free"
+        (errors if left else lines).append(done + left)
 
 
 def down(name: str | None = None, all_servers: bool = False, timeout_s: float = 30.0) -> Result:

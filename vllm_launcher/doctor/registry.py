@@ -122,6 +122,8 @@ STATIC_RULES: tuple[Rule, ...] = (
          rules_env.corrupt_state),
     Rule("VL311", "error", "preset", "a secret the preset names is not set",
          rules_env.secret_unset),
+    Rule("VL315", "error", "preset", "a secret written in the preset's env (a name like *_API_KEY, *_TOKEN)",
+         rules_env.secret_written_in_env),
 )
 
 

@@ -9,6 +9,7 @@ import sys
 from vllm_launcher.doctor.environment import EnvFacts
 from vllm_launcher.doctor.findings import Facts, Hit
 from vllm_launcher.flagtable import version_parts
+from vllm_launcher.plan import SECRET_REFERENCE_RE, looks_secret, plan_secret_env
 
 # The first vLLM release that has each flag the launcher may render. Older releases stop at argparse
 # ("unrecognized arguments"). Sources: the tools API PR (vllm-project/vllm#5649, shipped in 0.6.0);
@@ -64,10 +65,25 @@ def secret_unset(facts: Facts) -> list[Hit]:
         return []
     p = facts.preset
     named = [("VLLM_API_KEY", p.api_key_env), ("HF_TOKEN", p.hf_token_env)]
+    named += [(target, source) for target, source in plan_secret_env(p).items()
+              if target not in ("VLLM_API_KEY", "HF_TOKEN") and source != target]  # env `NAME: ${VAR}`
     return [Hit(f"{target} comes from ${source}, which is not set",
                 f"export {source}=... in the shell that runs vllm-launch (its value never reaches argv, logs "
                 "or records)")
             for target, source in named if source and source not in facts.env]
+
+
+def secret_written_in_env(facts: Facts) -> list[Hit]:
+    """An env entry whose name looks like a secret (plan.looks_secret) with a value, not a `${VAR}`
+    reference: the plan never renders or passes that value (the server gets the user's own NAME)."""
+    hits = []
+    for name, value in facts.preset.env.items():
+        if looks_secret(name) and value.strip() and not SECRET_REFERENCE_RE.fullmatch(value.strip()):
+            hits.append(Hit(f"env {name} looks like a secret and its value is written in the preset: it is "
+                            f"never rendered or passed on; the server gets ${name} from the environment",
+                            f"remove the value from the preset (anyone who can read the file sees it); "
+                            f"export {name}=... where vllm-launch runs, or write {name}: ${{YOUR_VAR}}"))
+    return hits
 
 
 def vllm_too_old(facts: Facts) -> Hit | list[Hit] | None:

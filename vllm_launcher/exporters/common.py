@@ -14,7 +14,7 @@ from typing import Any
 
 from vllm_launcher.errors import ConfigError, LaunchError
 from vllm_launcher.exporters.options import ExportOptions
-from vllm_launcher.plan import build_plan, plan_env, vllm_flags
+from vllm_launcher.plan import build_plan, plan_env, plan_secret_env, vllm_flags
 from vllm_launcher.presets import Preset
 from vllm_launcher.safe_text import LINE_BREAKS, assert_single_line, comment_safe
 from vllm_launcher.units import GIB
@@ -168,6 +168,9 @@ def secrets(preset: Preset) -> list[Secret]:
     if preset.api_key_env:
         found.append(Secret("VLLM_API_KEY", preset.api_key_env, True))
     found.append(Secret("HF_TOKEN", preset.hf_token_env or "HF_TOKEN", False))
+    # The preset's env entries that look like secrets: passed on from the user's variable, never written.
+    found += [Secret(var, source, False) for var, source in plan_secret_env(preset).items()
+              if var not in ("VLLM_API_KEY", "HF_TOKEN")]
     return found
 
 

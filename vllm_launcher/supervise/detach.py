@@ -4,10 +4,13 @@ session (`up --detach`), whose start-up this process shows until the record says
 
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -35,31 +38,103 @@ def run_foreground(record: Record, verbose: bool = False, reporter: Any = None) 
     with supervisor.handling_signals():
         code = supervisor.run(record.timeout_s)
     if record.state == records.STOPPED:
-        records.delete(record.name)
+        try:
+            records.delete(record.name)
+        except OSError as exc:  # stopped all the same; `status` shows it stale, `down` removes it later
+            reporter.event(f"cannot remove the record: {exc.strerror or exc}")
     return code
 
 
 def run_detached(record: Record) -> Result:
     """Start the background supervisor of RECORD (already claimed) and show its start-up until ready or
-    failed; Ctrl-C meanwhile stops it."""
+    failed. Ctrl-C, or a SIGTERM/SIGHUP (`down` signals this process while the claim still names it),
+    stops the daemon and what it started before this process exits: its exit is what `down` waits for."""
     from vllm_launcher.supervise.display import TerminalReporter, failure_text, ready_text
-    from vllm_launcher.supervise.stop import cleanup
 
     reporter = TerminalReporter(record.name, echo=False)
-    daemon = start_detached(record)
+    daemon: subprocess.Popen | None = None
     try:
+        with _signals_blocked():  # a stop that arrives while spawning finds the daemon's handle set
+            daemon = start_detached(record)
         result = wait_detached(record.name, daemon, reporter)
     except KeyboardInterrupt:
         reporter.done()
-        current = records.read_any(record.name)
-        if current is not None:
-            cleanup(current)
-        return Result(notes=[f"vllm-launch: {record.name}: interrupted, stopped"], code=130)
+        stop_handoff(record.name, daemon)
+        why = "interrupted" if _interrupts.signum == signal.SIGINT else f"{_interrupts.signum.name} received"
+        return Result(notes=[f"vllm-launch: {record.name}: {why}, stopped before it was ready"], code=130)
     reporter.done()
     if result.ok:
         return Result(text=ready_text(result.record, result.seconds))
     return Result(notes=[failure_text(result.record, result.tail, result.record.diagnosis,
                                       result.record.reason)], code=1)
+
+
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+DAEMON_STOP_WAIT_S = 60.0  # its polite stop of a starting server (SIGINT, grace, SIGKILL) fits easily
+
+
+class _Interrupts:
+    """SIGINT/SIGTERM/SIGHUP raise KeyboardInterrupt, except while held (then once, when let go)."""
+
+    def __init__(self) -> None:
+        self.holding = False
+        self.pending = False
+        self.signum = signal.SIGINT  # the last one: Ctrl-C, or a stop from outside (`down`: SIGTERM)
+
+    def handler(self, signum: int, _frame: object) -> None:
+        self.signum = signal.Signals(signum)
+        if self.holding:
+            self.pending = True
+            return
+        raise KeyboardInterrupt
+
+
+_interrupts = _Interrupts()
+
+
+@contextlib.contextmanager
+def stop_signals_interrupt() -> Iterator[None]:
+    """SIGTERM and SIGHUP raise KeyboardInterrupt, as Ctrl-C does: from the claim on, `up --detach` is the
+    record's supervisor until its daemon takes over, and `down` stops it with SIGTERM."""
+    previous = {sig: signal.signal(sig, _interrupts.handler) for sig in STOP_SIGNALS}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+@contextlib.contextmanager
+def _signals_blocked() -> Iterator[None]:
+    """Hold a stop back while the daemon is spawned, so that it finds the daemon's handle set. (Not with
+    the signal mask: the daemon would inherit it and never see a SIGTERM.)"""
+    _interrupts.holding, _interrupts.pending = True, False
+    try:
+        yield
+    finally:
+        _interrupts.holding = False
+    if _interrupts.pending:
+        _interrupts.pending = False
+        raise KeyboardInterrupt
+
+
+def stop_handoff(name: str, daemon: subprocess.Popen | None) -> None:
+    """Stop the daemon this `up` spawned (SIGTERM: it stops its server, or never starts one), wait for it,
+    then clean up whatever the record still names. The daemon is signalled by its handle, not by the
+    record: it may not have written its pid there yet."""
+    from vllm_launcher.supervise.stop import cleanup
+
+    if daemon is not None and daemon.poll() is None:
+        with contextlib.suppress(ProcessLookupError):
+            daemon.send_signal(signal.SIGTERM)
+        try:
+            daemon.wait(timeout=DAEMON_STOP_WAIT_S)
+        except subprocess.TimeoutExpired:
+            daemon.kill()  # its tree is in the record: cleanup below stops it
+            daemon.wait()
+    current = records.read_any(name)
+    if current is not None:
+        cleanup(current)
 
 
 def start_detached(record: Record) -> subprocess.Popen:

@@ -8,6 +8,7 @@ writable.
 from __future__ import annotations
 
 import os
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -71,14 +72,25 @@ def preflight(preset: Any, hardware_file: str | None = None) -> Preflight:
 
 
 def ensure_demo(preset: Any) -> None:
-    """Build the demo model once (no downloads) before serving it."""
+    """Build the demo model once (no downloads) before serving it, showing the build's progress."""
     from vllm_launcher import demo
 
-    if demo.is_demo_model(preset.model):
-        from vllm_launcher import output, tiny_model
-        from vllm_launcher.plan import interpreter
+    if not demo.is_demo_model(preset.model):
+        return
+    from vllm_launcher import output, tiny_model
+    from vllm_launcher.plan import interpreter
+    from vllm_launcher.supervise.display import BuildDisplay, fmt_s
 
-        if not tiny_model.is_complete(demo.demo_model_dir()):
-            output.err("vllm-launch: building the demo model (first use, no downloads: a tokenizer, random "
-                       "weights, then about a minute of training to call tools)")
-        demo.ensure_demo_model(interpreter(preset))
+    directory = demo.demo_model_dir()
+    if tiny_model.is_complete(directory):
+        return
+    output.err("vllm-launch: building the demo model, once (no downloads: a tokenizer, random weights, then "
+               "a minute or two of training to call tools)")
+    display = BuildDisplay()
+    started = time.monotonic()
+    try:
+        demo.ensure_demo_model(interpreter(preset), on_progress=display.update)
+    finally:
+        display.done()
+    output.err(f"vllm-launch: demo model built in {fmt_s(time.monotonic() - started)} ({directory}; later "
+               "starts use it)")

@@ -167,14 +167,32 @@ class LogFollower:
         return [p for p in parts if p.strip()]
 
 
+TAIL_BLOCK_BYTES = 256 * 1024
+
+
 def tail_lines(path: Path, count: int) -> list[str]:
-    """The last COUNT non-empty lines of a log file (reads at most the last 256 KiB)."""
+    """The last COUNT non-empty lines of a log file (lines end at \\n, \\r\\n or \\r: progress bars). Reads
+    backwards a block at a time until it has COUNT lines or the whole file, so a large COUNT gets them
+    all, and a small one reads one block."""
+    if count <= 0:
+        return []
     try:
         with open(path, "rb") as handle:
-            size = handle.seek(0, 2)
-            handle.seek(max(0, size - 256 * 1024))
-            text = handle.read().decode("utf-8", "replace")
+            position = handle.seek(0, 2)
+            blocks: list[bytes] = []
+            seen = 0  # non-empty pieces read so far: at most one more than the whole lines among them
+            while position > 0 and seen <= count:
+                step = min(TAIL_BLOCK_BYTES, position)
+                position -= step
+                handle.seek(position)
+                block = handle.read(step)
+                blocks.append(block)
+                seen += sum(1 for piece in re.split(rb"\r\n|\n|\r", block) if piece.strip())
     except FileNotFoundError:
         return []
-    lines = [line for line in re.split(r"\r\n|\n|\r", text) if line.strip()]
-    return lines[-count:] if count > 0 else []
+    text = b"".join(reversed(blocks)).decode("utf-8", "replace")
+    pieces = re.split(r"\r\n|\n|\r", text)
+    if position > 0:
+        pieces = pieces[1:]  # the first piece may be the end of a line that started before the block
+    lines = [line for line in pieces if line.strip()]
+    return lines[-count:]
