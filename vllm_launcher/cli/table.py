@@ -108,6 +108,7 @@ COMMANDS: tuple[Command, ...] = (
                   "named, streamed and not, two tools, a tool result, the client's prompt length."),
              Param("client_prompt_tokens", ("--client-prompt-tokens",), int,
                    "With --tools: also call a tool behind a system prompt of this many tokens.", metavar="N"),
-             flag("list_rules", ("--list",), "List the checks and their codes."), JSON, *OVERRIDES)),
+             flag("list_rules", ("--list",), "List the checks and their codes."), VLLM_VERSION, JSON,
+             *OVERRIDES)),
 )
 BY_NAME: dict[str, Command] = {command.name: command for command in COMMANDS}
