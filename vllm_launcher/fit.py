@@ -25,6 +25,7 @@ from vllm_launcher.estimate import (
     weights_bytes,
 )
 from vllm_launcher.hardware import GIB, Hardware
+from vllm_launcher.inputs import PRESET_NAME, check_name
 from vllm_launcher.models import ModelArch, load_arch
 from vllm_launcher.presets import Preset, ToolCalling
 from vllm_launcher.tool_parsers import parser_for
@@ -35,20 +36,17 @@ def tool_parser_for(model: str, arch: ModelArch | None = None) -> str | None:
     return parser_for(model, arch)
 
 
-PRESET_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")  # as presets.Preset.name accepts
-
-
 def check_preset_name(name: str, field: str = "--save") -> str:
     """`name` if it can name a preset (and a file in the presets directory), else ConfigError."""
-    if not PRESET_NAME.match(name):
-        raise ConfigError(f"{name!r} is not a preset name: use letters, digits, '.', '_' and '-', starting "
-                          "with a letter or digit", field=field)
-    return name
+    return check_name(name, PRESET_NAME, field)
 
 
 def _slug(model: str) -> str:
+    """The model's last path part as the tail of a preset name (`fit-<slug>`: at most 64 characters)."""
     name = model.rstrip("/").rsplit("/", 1)[-1].lower()
-    return re.sub(r"[^a-z0-9._-]+", "-", name).strip("-._") or "model"
+    name = re.sub(r"\.{2,}", ".", re.sub(r"[^a-z0-9._-]+", "-", name))
+    name = name.removesuffix(".yaml").removesuffix(".yml")
+    return name[: PRESET_NAME.max_length - len("fit-")].strip("-._") or "model"
 
 
 def _base_preset(model: str, arch: ModelArch, device: Literal["cuda", "cpu"], name: str | None) -> Preset:
