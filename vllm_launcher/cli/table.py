@@ -64,7 +64,12 @@ COMMANDS: tuple[Command, ...] = (
              Param("context", ("--context",), int, "Context length to fit (default: the largest that fits)."),
              Param("concurrency", ("--concurrency",), int, "Requests of that length at once.", default=1),
              Param("save", ("--save",), str, "Save as a user preset NAME.", metavar="NAME"),
-             flag("force", ("--force",), "With --save: replace an existing preset."), *MACHINE)),
+             flag("force", ("--force",), "With --save: replace an existing preset."),
+             Param("quantization", ("--quantization",), str, "Quantize online at load (e.g. fp8)."),
+             Param("kv_cache_dtype", ("--kv-cache-dtype",), str, "KV cache dtype (e.g. fp8)."),
+             Param("others", ("--model",), str, "Also try this checkpoint (e.g. a quantized one) when MODEL "
+                   "does not fit; repeatable.", many=True),
+             JSON, *MACHINE)),
     Command("recipes", "recipes:recipes", "vLLM's model recipes (a vllm-project/recipes checkout): list "
             "them, or turn one into a checked preset for this machine.",
             (argument("model", "[MODEL]", "The model whose recipe to turn into a preset (none: list them).",
