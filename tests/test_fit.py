@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import json
+import subprocess
+
 import pytest
+import yaml
 
 from vllm_launcher.errors import ConfigError, LaunchError
 from vllm_launcher.estimate import estimate
 from vllm_launcher.fit import fit, tool_parser_for
-from vllm_launcher.hardware import hypothetical
+from vllm_launcher.hardware import GIB, hypothetical
 from vllm_launcher.models import load_arch
 
 
@@ -91,3 +95,131 @@ def test_fit_context_above_the_model_limit_is_bad_input():
 def test_bad_preset_name_is_refused_before_building_the_preset():
     with pytest.raises(ConfigError, match="letters, digits"):
         fit("Qwen/Qwen2.5-Coder-1.5B-Instruct", hypothetical("cpu", ram_gib=32), name="../evil")
+
+
+# ------------------------------------------------------------------------- when nothing fits
+
+
+def _ask(model: str, *machine: str, **fields):
+    from vllm_launcher.fit import Ask
+
+    return Ask(model, machine_args=tuple(machine), **fields)
+
+
+def _run_fit(argv: list[str], tmp_path) -> subprocess.CompletedProcess:
+    from cli_helpers import isolated_env, run_cli
+
+    assert argv[:2] == ["vllm-launch", "fit"]
+    return run_cli(argv[1:], isolated_env(tmp_path))
+
+
+def test_32b_on_two_24gib_gpus_gets_fp8_awq_and_four_gpus(tmp_path):
+    """The issue's case: every proposal is a real fit whose command, run, gives that preset."""
+    from vllm_launcher.fit import proposals
+
+    model = "Qwen/Qwen2.5-Coder-32B-Instruct"
+    machine = ("--device", "cuda", "--gpus", "2", "--gpu-mem-gib", "24")
+    hw = hypothetical("cuda", 2, 24)
+    with pytest.raises(LaunchError, match=r"weights need 30\.51 GiB per GPU"):
+        fit(model, hw)
+    found = {p.change: p for p in proposals(_ask(model, *machine), hw)}
+    assert list(found) == ["online fp8 quantization (quantization: fp8)",
+                           "the quantized checkpoint Qwen/Qwen2.5-Coder-32B-Instruct-AWQ",
+                           "the quantized checkpoint Qwen/Qwen2.5-Coder-32B-Instruct-GPTQ-Int4",
+                           "the quantized checkpoint Qwen/Qwen2.5-Coder-32B-Instruct-GPTQ-Int8",
+                           "4 GPUs like these"]
+    for proposal in found.values():
+        assert proposal.estimate.fits, proposal
+        done = _run_fit(proposal.command, tmp_path)
+        assert done.returncode == 0, (proposal.command, done.stderr)
+        made = yaml.safe_load(done.stdout)
+        assert made["model"] == proposal.preset.model
+        assert made.get("quantization") == proposal.preset.quantization
+        assert made["max_model_len"] == proposal.preset.max_model_len
+        assert made.get("tensor_parallel_size") == proposal.preset.tensor_parallel_size
+    assert found["4 GPUs like these"].preset.tensor_parallel_size == 4
+    assert found["online fp8 quantization (quantization: fp8)"].estimate.weights_bytes_per_gpu < 17 * GIB
+
+
+def test_70b_on_one_80gib_gpu_gets_fp8_w4a16_and_two_gpus():
+    from vllm_launcher.fit import proposals
+
+    model = "meta-llama/Llama-3.3-70B-Instruct"
+    hw = hypothetical("cuda", 1, 80)
+    found = {p.change: p for p in proposals(_ask(model, "--gpus", "1", "--gpu-mem-gib", "80"), hw)}
+    w4a16 = found["the quantized checkpoint RedHatAI/Llama-3.3-70B-Instruct-quantized.w4a16"]
+    assert w4a16.estimate.fits and w4a16.preset.max_model_len >= 65536
+    assert found["2 GPUs like these"].preset.tensor_parallel_size == 2
+    assert "online fp8 quantization (quantization: fp8)" in found
+
+
+def test_a_shorter_context_and_an_fp8_kv_cache_when_only_the_kv_is_short():
+    from vllm_launcher.fit import proposals
+
+    model, hw = "Qwen/Qwen2.5-Coder-7B-Instruct", hypothetical("cuda", 1, 24)
+    with pytest.raises(LaunchError):
+        fit(model, hw, context=32768, concurrency=4)
+    found = {p.change.split(" (")[0]: p for p in proposals(_ask(model, context=32768, concurrency=4), hw)}
+    assert "fp8 KV cache" in found and found["fp8 KV cache"].preset.kv_cache_dtype == "fp8"
+    shorter = found["a shorter context"]
+    assert shorter.preset.max_model_len < 32768 and shorter.estimate.max_concurrency >= 4
+    assert shorter.command[shorter.command.index("--context") + 1] == str(shorter.preset.max_model_len)
+
+
+def test_a_checkpoint_the_user_names_is_tried(tmp_path):
+    """--model OTHER: a local copy of a quantized checkpoint (a real config.json with AWQ's quantization)."""
+    from vllm_launcher.catalog import catalog_entry
+    from vllm_launcher.fit import proposals
+
+    other = tmp_path / "coder-32b-awq"
+    other.mkdir()
+    config = catalog_entry("Qwen/Qwen2.5-Coder-32B-Instruct-AWQ")["config"]
+    (other / "config.json").write_text(json.dumps(config))
+    hw = hypothetical("cuda", 2, 24)
+    found = [p for p in proposals(_ask("Qwen/Qwen2.5-Coder-32B-Instruct", others=(str(other),)), hw)
+             if p.preset.model == str(other)]
+    assert found and found[0].estimate.fits and found[0].command[2] == str(other)
+
+
+def test_no_fp8_on_a_gpu_older_than_ampere():
+    from vllm_launcher.fit import proposals
+
+    hw = hypothetical("cuda", 2, 24)
+    turing = [g.model_copy(update={"compute_capability": (7, 5)}) for g in hw.gpus]
+    hw = hw.model_copy(update={"gpus": turing})
+    changes = [p.change for p in proposals(_ask("Qwen/Qwen2.5-Coder-32B-Instruct"), hw)]
+    assert not any("fp8" in c for c in changes) and "4 GPUs like these" in changes
+    ampere = hw.model_copy(update={"gpus": [g.model_copy(update={"compute_capability": (8, 0)})
+                                            for g in hw.gpus]})
+    fp8 = [p for p in proposals(_ask("Qwen/Qwen2.5-Coder-32B-Instruct"), ampere) if "fp8" in p.change]
+    assert fp8 and "Marlin" in fp8[0].note
+
+
+def test_tensor_parallel_within_a_node_then_pipeline_stages():
+    from vllm_launcher.fit import _layouts
+
+    llama = load_arch("meta-llama/Llama-3.3-70B-Instruct")
+    assert _layouts(llama, 16) == [(1, 1), (2, 1), (4, 1), (8, 1), (8, 2)]
+    assert _layouts(llama, 3) == [(1, 1), (2, 1)]
+    preset = fit("meta-llama/Llama-3.3-70B-Instruct", hypothetical("cuda", 16, 16), context=8192)
+    assert (preset.tensor_parallel_size, preset.pipeline_parallel_size) == (8, 2)
+
+
+def test_fit_json_when_it_fits_and_when_it_does_not(tmp_path):
+    from cli_helpers import isolated_env, run_cli
+
+    env = isolated_env(tmp_path)
+    machine = ["--device", "cuda", "--gpus", "2", "--gpu-mem-gib", "24"]
+    no = run_cli(["fit", "Qwen/Qwen2.5-Coder-32B-Instruct", *machine, "--json"], env)
+    assert no.returncode == 1, no.stderr
+    data = json.loads(no.stdout)
+    assert data["fits"] is False and "weights need" in data["reason"]
+    first = data["proposals"][0]
+    assert set(first) == {"change", "note", "command", "preset", "estimate"}
+    assert first["command"].startswith("vllm-launch fit Qwen/Qwen2.5-Coder-32B-Instruct --quantization fp8")
+    human = run_cli(["fit", "Qwen/Qwen2.5-Coder-32B-Instruct", *machine], env)
+    assert human.returncode == 1 and "Nearest launches that fit:" in human.stdout
+    assert human.stderr.count("\n") == 1 and "does not fit" in human.stderr
+    yes = run_cli(["fit", "Qwen/Qwen2.5-Coder-32B-Instruct-AWQ", *machine, "--json"], env)
+    assert yes.returncode == 0 and json.loads(yes.stdout)["fits"] is True
+    assert json.loads(yes.stdout)["estimate"]["fits"] is True

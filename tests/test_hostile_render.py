@@ -90,17 +90,23 @@ def unquotable(value: str, *, env_value: bool = False) -> bool:
     return value.startswith("-") or any(unicodedata.category(c) in FORBIDDEN_CATEGORIES for c in value)
 
 
+# A served model name is a name (vllm_launcher.inputs.SERVED_NAME, restated): the SERVED text is the name
+# when it is one, and rides in any case as a flag's value (--tokenizer=), so every format carries it.
+SERVED_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:/@+-]{0,255}")
+
+
 def hostile_preset(model: str, served: str, parser: str, env_a: str, env_b: str, extra: str,
                    device: str, nodes: int) -> tuple[dict, bool]:
+    name = served if SERVED_NAME.fullmatch(served) and ".." not in served else "served"
     data = {
-        "name": "hostile", "model": model, "served_model_name": served, "device": device,
+        "name": "hostile", "model": model, "served_model_name": name, "device": device,
         "tool_calling": {"enabled": True, "parser": parser}, "env": {"A_VAR": env_a, "B_VAR": env_b},
-        "extra_args": [f"--chat-template={extra}"], "kv_cache_space_gib": 2,
+        "extra_args": [f"--chat-template={extra}", f"--tokenizer={served}"], "kv_cache_space_gib": 2,
     }
     if nodes > 1:
         data.update(nodes=nodes, tensor_parallel_size=8, pipeline_parallel_size=nodes, gpus_per_node=8)
-    refused = (any(v == "" or unquotable(v) for v in (model, served, parser)) or unquotable("x" + extra)
-               or any(unquotable(v, env_value=True) for v in (env_a, env_b)))
+    refused = (any(v == "" or unquotable(v) for v in (model, parser)) or unquotable("x" + extra)
+               or unquotable("x" + served) or any(unquotable(v, env_value=True) for v in (env_a, env_b)))
     return data, refused
 
 

@@ -111,11 +111,51 @@ CATALOG: dict[str, dict[str, Any]] = {
     },
 }
 
+# Published quantized checkpoints of catalog models, with the quantization_config their config.json carries
+# (the rest of their config.json is the base model's): `fit` proposes them when the base model does not fit,
+# and they load by name like any catalog model.
+_AWQ = {"quant_method": "awq", "bits": 4, "group_size": 128, "zero_point": True, "version": "gemm"}
+_GPTQ_INT4 = {"quant_method": "gptq", "bits": 4, "group_size": 128, "desc_act": False, "sym": True}
+_GPTQ_INT8 = {**_GPTQ_INT4, "bits": 8}
+_CT_W4A16 = {"quant_method": "compressed-tensors", "config_groups": {"group_0": {
+    "targets": ["Linear"], "weights": {"num_bits": 4, "type": "int", "symmetric": True, "strategy": "group",
+                                       "group_size": 128}}}}
+_CT_FP8_DYNAMIC = {"quant_method": "compressed-tensors", "config_groups": {"group_0": {
+    "targets": ["Linear"], "weights": {"num_bits": 8, "type": "float", "symmetric": True,
+                                       "strategy": "channel"}}}}
+QUANTIZED_CHECKPOINTS: dict[str, list[tuple[str, dict[str, Any]]]] = {
+    "Qwen/Qwen2.5-Coder-7B-Instruct": [("Qwen/Qwen2.5-Coder-7B-Instruct-AWQ", _AWQ),
+                                       ("Qwen/Qwen2.5-Coder-7B-Instruct-GPTQ-Int4", _GPTQ_INT4)],
+    "Qwen/Qwen2.5-7B-Instruct": [("Qwen/Qwen2.5-7B-Instruct-AWQ", _AWQ)],
+    "Qwen/Qwen2.5-Coder-14B-Instruct": [("Qwen/Qwen2.5-Coder-14B-Instruct-AWQ", _AWQ),
+                                        ("Qwen/Qwen2.5-Coder-14B-Instruct-GPTQ-Int4", _GPTQ_INT4)],
+    "Qwen/Qwen2.5-Coder-32B-Instruct": [("Qwen/Qwen2.5-Coder-32B-Instruct-AWQ", _AWQ),
+                                        ("Qwen/Qwen2.5-Coder-32B-Instruct-GPTQ-Int4", _GPTQ_INT4),
+                                        ("Qwen/Qwen2.5-Coder-32B-Instruct-GPTQ-Int8", _GPTQ_INT8)],
+    "meta-llama/Llama-3.3-70B-Instruct": [("RedHatAI/Llama-3.3-70B-Instruct-FP8-dynamic", _CT_FP8_DYNAMIC),
+                                          ("RedHatAI/Llama-3.3-70B-Instruct-quantized.w4a16", _CT_W4A16)],
+}
+_VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
+    variant.lower(): (base, quant)
+    for base, variants in QUANTIZED_CHECKPOINTS.items() for variant, quant in variants}
 _BY_LOWER = {name.lower(): name for name in CATALOG}
+
+
+def quantized_checkpoints(model: str) -> list[str]:
+    """The published quantized checkpoints of MODEL that the catalog knows (none: it knows of none)."""
+    name = _BY_LOWER.get(model.lower())
+    return [variant for variant, _ in QUANTIZED_CHECKPOINTS.get(name or "", [])]
 
 
 def catalog_entry(model: str) -> dict | None:
     """The catalog's entry ({"config", "source"}) for a model id, case-insensitive, or None. Plain data: the
     architecture is built from it by models.catalog_arch."""
     name = _BY_LOWER.get(model.lower())
-    return CATALOG[name] if name is not None else None
+    if name is not None:
+        return CATALOG[name]
+    if model.lower() in _VARIANTS:
+        base, quant = _VARIANTS[model.lower()]
+        entry = CATALOG[base]
+        return {"source": f"{entry['source']}; quantization_config of the published {model}",
+                "config": {**entry["config"], "quantization_config": quant}}
+    return None

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import math
 import re
-from typing import Literal
+from dataclasses import dataclass
+from typing import Any, Literal
 
 from vllm_launcher import kvcache
 from vllm_launcher.errors import ConfigError, LaunchError
@@ -17,6 +18,7 @@ from vllm_launcher.estimate import (
     CPU_BLOCK_SIZE,
     CPU_MLA_BLOCK_SIZE,
     CPU_RUNTIME_GIB,
+    Estimate,
     cpu_mla_backend,
     default_utilization,
     estimate,
@@ -25,6 +27,7 @@ from vllm_launcher.estimate import (
     weights_bytes,
 )
 from vllm_launcher.hardware import GIB, Hardware
+from vllm_launcher.inputs import PRESET_NAME, check_name
 from vllm_launcher.models import ModelArch, load_arch
 from vllm_launcher.presets import Preset, ToolCalling
 from vllm_launcher.tool_parsers import parser_for
@@ -35,27 +38,26 @@ def tool_parser_for(model: str, arch: ModelArch | None = None) -> str | None:
     return parser_for(model, arch)
 
 
-PRESET_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")  # as presets.Preset.name accepts
-
-
 def check_preset_name(name: str, field: str = "--save") -> str:
     """`name` if it can name a preset (and a file in the presets directory), else ConfigError."""
-    if not PRESET_NAME.match(name):
-        raise ConfigError(f"{name!r} is not a preset name: use letters, digits, '.', '_' and '-', starting "
-                          "with a letter or digit", field=field)
-    return name
+    return check_name(name, PRESET_NAME, field)
 
 
 def _slug(model: str) -> str:
+    """The model's last path part as the tail of a preset name (`fit-<slug>`: at most 64 characters)."""
     name = model.rstrip("/").rsplit("/", 1)[-1].lower()
-    return re.sub(r"[^a-z0-9._-]+", "-", name).strip("-._") or "model"
+    name = re.sub(r"\.{2,}", ".", re.sub(r"[^a-z0-9._-]+", "-", name))
+    name = name.removesuffix(".yaml").removesuffix(".yml")
+    return name[: PRESET_NAME.max_length - len("fit-")].strip("-._") or "model"
 
 
-def _base_preset(model: str, arch: ModelArch, device: Literal["cuda", "cpu"], name: str | None) -> Preset:
+def _base_preset(model: str, arch: ModelArch, device: Literal["cuda", "cpu"], name: str | None,
+                 quantization: str | None = None, kv_cache_dtype: Any = None) -> Preset:
     parser = tool_parser_for(model, arch)
     extra = ["--tokenizer-mode=mistral"] if parser == "mistral" else []
     return Preset(name=name or f"fit-{_slug(model)}", model=model, device=device,
-                  tool_calling=ToolCalling(enabled=parser is not None, parser=parser), extra_args=extra)
+                  tool_calling=ToolCalling(enabled=parser is not None, parser=parser), extra_args=extra,
+                  quantization=quantization, kv_cache_dtype=kv_cache_dtype)
 
 
 def _round_context(tokens: int) -> int:
@@ -64,9 +66,11 @@ def _round_context(tokens: int) -> int:
 
 
 def fit(model: str, hw: Hardware, context: int | None = None, concurrency: int = 1,
-        device: str | None = None, *, arch: ModelArch | None = None, name: str | None = None) -> Preset:
+        device: str | None = None, *, arch: ModelArch | None = None, name: str | None = None,
+        quantization: str | None = None, kv_cache_dtype: str | None = None) -> Preset:
     """A preset for `model` on `hw` holding `concurrency` requests of `context` tokens (the largest that
-    fits when None). Raises LaunchError when nothing fits, with the reason."""
+    fits when None), with QUANTIZATION (online, e.g. fp8) and KV_CACHE_DTYPE when given. Raises LaunchError
+    when nothing fits, with the reason (fit_proposals.proposals says what would)."""
     if name is not None:
         check_preset_name(name)
     arch = arch or load_arch(model)
@@ -79,10 +83,22 @@ def fit(model: str, hw: Hardware, context: int | None = None, concurrency: int =
                           f"{arch.max_position_embeddings} tokens); use --context <= "
                           f"{arch.max_position_embeddings} (longer needs a RoPE-scaled model and "
                           "VLLM_ALLOW_LONG_MAX_MODEL_LEN=1)", field="--context")
-    base = _base_preset(model, arch, "cuda" if device == "cuda" else "cpu", name)
+    base = _base_preset(model, arch, "cuda" if device == "cuda" else "cpu", name, quantization,
+                        kv_cache_dtype)
     if device == "cpu":
         return _fit_cpu(base, arch, hw, context, concurrency)
     return _fit_gpu(base, arch, hw, context, concurrency)
+
+
+GPUS_PER_NODE = 8  # tensor parallel stays within a node (NVLink); more GPUs are pipeline stages
+
+
+def _layouts(arch: ModelArch, gpus: int) -> list[tuple[int, int]]:
+    """(TP, PP) to try on GPUS, smallest first: TP dividing the heads within a node, then TP 8 x PP."""
+    tps = [t for t in (1, 2, 4, 8) if t <= min(gpus, GPUS_PER_NODE) and arch.num_attention_heads % t == 0]
+    widest = max(tps, default=1)
+    stages = [p for p in (2, 4, 8, 16) if widest * p <= gpus and p <= arch.num_layers]
+    return [(t, 1) for t in tps] + [(widest, p) for p in stages]
 
 
 def _fit_gpu(base: Preset, arch: ModelArch, hw: Hardware, context: int | None, concurrency: int) -> Preset:
@@ -96,8 +112,9 @@ def _fit_gpu(base: Preset, arch: ModelArch, hw: Hardware, context: int | None, c
     best: tuple[int, Preset] | None = None  # (context it holds, preset at that TP) over all TPs tried
     last = None
     utilization = default_utilization(hw)
-    for tp in (t for t in (1, 2, 4, 8, 16) if t <= len(hw.gpus) and arch.num_attention_heads % t == 0):
+    for tp, pp in _layouts(arch, len(hw.gpus)):
         trial = base.model_copy(update={"tensor_parallel_size": tp if tp > 1 else None,
+                                        "pipeline_parallel_size": pp if pp > 1 else None,
                                         "gpu_memory_utilization": utilization,
                                         "max_model_len": target})
         est = last = estimate(trial, arch, hw)
@@ -116,7 +133,8 @@ def _fit_gpu(base: Preset, arch: ModelArch, hw: Hardware, context: int | None, c
         return final.model_copy(update={"description": _describe(estimate(final, arch, hw), hw, concurrency,
                                                                  final_len)})
     detail = f" ({'; '.join(last.reasons)})" if last and last.reasons and best is None else ""
-    most = (f"; at most {concurrency} x {best[0]} tokens (TP {best[1].tensor_parallel_size or 1})"
+    most = (f"; at most {concurrency} x {best[0]} tokens (TP {best[1].tensor_parallel_size or 1}"
+            f"{f' x PP {best[1].pipeline_parallel_size}' if best[1].pipeline_parallel_size else ''})"
             if best is not None and best[0] > 0 else "")
     want = f"{concurrency} x {context} tokens" if context else f"{concurrency} request(s) of {floor} tokens"
     raise LaunchError(f"{base.model} does not fit {want} on {len(hw.gpus)} x "
@@ -166,10 +184,149 @@ def _fit_cpu(base: Preset, arch: ModelArch, hw: Hardware, context: int | None, c
 def _describe(est, hw: Hardware, concurrency: int, context: int) -> str:
     if est.device == "cuda":
         used = est.tensor_parallel_size * est.pipeline_parallel_size
+        layout = f"TP {est.tensor_parallel_size}" + (f" x PP {est.pipeline_parallel_size}"
+                                                     if est.pipeline_parallel_size > 1 else "")
         where = (f"{len(hw.gpus)} x {hw.gpus[0].total_bytes / GIB:.1f} GiB GPU available, "
-                 f"TP {est.tensor_parallel_size} ({used} GPU{'s' if used > 1 else ''} used)")
+                 f"{layout} ({used} GPU{'s' if used > 1 else ''} used)")
     else:
         where = f"CPU, {est.ram_available_gib} GiB RAM available"
     return (f"Proposed by `vllm-launch fit` for {where}: {concurrency} request(s) of {context} tokens; "
             f"estimate {est.kv_cache_tokens} KV tokens ({est.max_concurrency}x), "
             f"weights {est.weights_gib} GiB.")
+
+
+# --------------------------------------------------------------------------- when nothing fits
+
+
+@dataclass(frozen=True)
+class Proposal:
+    """A launch near the one asked for that fits: what changes, the preset, its estimate, the command."""
+
+    change: str
+    preset: Preset
+    estimate: Estimate
+    command: list[str]
+    note: str = ""
+
+
+@dataclass(frozen=True)
+class Ask:
+    """What `fit` was asked (to try variations of it): the model, the context and concurrency, the
+    machine as given on the command line (MACHINE_ARGS), and other checkpoints the user named."""
+
+    model: str
+    context: int | None = None
+    concurrency: int = 1
+    device: str | None = None
+    machine_args: tuple[str, ...] = ()
+    others: tuple[str, ...] = ()
+    quantization: str | None = None
+    kv_cache_dtype: str | None = None
+
+
+def _with_gpus(hw: Hardware, count: int) -> Hardware:
+    """HW with COUNT GPUs like its first one (all free)."""
+    first = hw.gpus[0]
+    gpus = [first.model_copy(update={"index": i, "free_bytes": first.total_bytes}) for i in range(count)]
+    return hw.model_copy(update={"gpus": gpus})
+
+
+def _command(ask: Ask, *, model: str | None = None, machine: tuple[str, ...] | None = None,
+             context: int | None = None, quantization: str | None = None,
+             kv_cache_dtype: str | None = None) -> list[str]:
+    argv = ["vllm-launch", "fit", model or ask.model]
+    if context or ask.context:
+        argv += ["--context", str(context or ask.context)]
+    if ask.concurrency > 1:
+        argv += ["--concurrency", str(ask.concurrency)]
+    if quantization or ask.quantization:
+        argv += ["--quantization", quantization or ask.quantization or ""]
+    if kv_cache_dtype or ask.kv_cache_dtype:
+        argv += ["--kv-cache-dtype", kv_cache_dtype or ask.kv_cache_dtype or ""]
+    return argv + list(ask.machine_args if machine is None else machine)
+
+
+def _fp8_note(hw: Hardware) -> str | None:
+    """Whether online fp8 runs on these GPUs (None: it does not): native from compute capability 8.9 (Ada,
+    Hopper), weight-only through Marlin kernels from 8.0 (Ampere)."""
+    capability = hw.gpus[0].compute_capability if hw.gpus else None
+    if capability is None:
+        return ("needs compute capability 8.9+ (Ada, Hopper, Blackwell), or 8.0+ (Ampere) as weight-only "
+                "Marlin")
+    if tuple(capability) >= (8, 9):
+        return ""
+    if tuple(capability) >= (8, 0):
+        return "weight-only (Marlin) on this Ampere GPU: memory halves, no fp8 speed-up"
+    return None
+
+
+def _try(ask: Ask, hw: Hardware, change: str, command: list[str], note: str = "", *, model: str | None = None,
+         context: int | None = None, quantization: str | None = None,
+         kv_cache_dtype: str | None = None) -> Proposal | None:
+    try:
+        preset = fit(model or ask.model, hw, context=context or ask.context, concurrency=ask.concurrency,
+                     device=ask.device, quantization=quantization or ask.quantization,
+                     kv_cache_dtype=kv_cache_dtype or ask.kv_cache_dtype)
+    except (LaunchError, ConfigError):
+        return None
+    return Proposal(change, preset, estimate(preset, load_arch(preset.model), hw), command, note)
+
+
+def proposals(ask: Ask, hw: Hardware) -> list[Proposal]:
+    """The nearest launches that fit when ASK does not, nearest first: online fp8 (where the GPU runs it),
+    an fp8 KV cache, the largest context, published quantized checkpoints of the model (catalog) and the
+    ones the user named, then more of the same GPU (TP within a node, then PP). Each is a real `fit` run,
+    with its estimate and the command that gives it."""
+    from vllm_launcher.catalog import quantized_checkpoints
+
+    arch = load_arch(ask.model)
+    found: list[Proposal | None] = []
+    gpu = (ask.device or ("cuda" if hw.gpus else "cpu")) == "cuda" and bool(hw.gpus)
+    fp8 = _fp8_note(hw) if gpu else None
+    if fp8 is not None and arch.quant is None and ask.quantization is None:
+        found.append(_try(ask, hw, "online fp8 quantization (quantization: fp8)",
+                          _command(ask, quantization="fp8"), fp8, quantization="fp8"))
+    if ask.kv_cache_dtype is None and gpu:
+        found.append(_try(ask, hw, "fp8 KV cache (kv_cache_dtype: fp8)", _command(ask, kv_cache_dtype="fp8"),
+                          "half the KV bytes per token; quality close to bf16", kv_cache_dtype="fp8"))
+    found.append(_largest_context(ask, hw, arch))
+    for other in [*quantized_checkpoints(ask.model), *ask.others]:
+        found.append(_try(ask, hw, f"the quantized checkpoint {other}", _command(ask, model=other),
+                          "a separate download", model=other))
+    if gpu:
+        found.append(_more_gpus(ask, hw, arch))
+    return [p for p in found if p is not None]
+
+
+def _largest_context(ask: Ask, hw: Hardware, arch: ModelArch) -> Proposal | None:
+    """The longest context that fits as asked otherwise (none when even 512 tokens do not)."""
+    candidates: list[int | None] = [None] if ask.context else []
+    candidates += [c for c in (32768, 16384, 8192, 4096, 2048, 1024, 512)
+                   if c < (ask.context or min(4096, arch.max_position_embeddings) + 1)]
+    for context in candidates:
+        try:
+            preset = fit(ask.model, hw, context=context, concurrency=ask.concurrency, device=ask.device,
+                         quantization=ask.quantization, kv_cache_dtype=ask.kv_cache_dtype)
+        except (LaunchError, ConfigError):
+            continue
+        length = preset.max_model_len or context or 0
+        if ask.context and length >= ask.context:
+            return None
+        argv = _command(Ask(**{**ask.__dict__, "context": None}), context=length)
+        return Proposal(f"a shorter context ({length} tokens)", preset, estimate(preset, arch, hw), argv)
+    return None
+
+
+def _more_gpus(ask: Ask, hw: Hardware, arch: ModelArch) -> Proposal | None:
+    """The fewest GPUs like these that fit: TP within a node, then pipeline stages."""
+    for count in (2, 4, 8, 16, 32, 64):
+        if count <= len(hw.gpus):
+            continue
+        more = _with_gpus(hw, count)
+        machine = ("--device", "cuda", "--gpus", str(count), "--gpu-mem-gib",
+                   f"{hw.gpus[0].total_bytes / GIB:.2f}".rstrip("0").rstrip("."))
+        found = _try(ask, more, f"{count} GPUs like these", _command(ask, machine=machine),
+                     "pipeline stages across nodes" if count > GPUS_PER_NODE else "")
+        if found is not None:
+            return found
+    return None

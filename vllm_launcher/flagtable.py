@@ -65,6 +65,22 @@ def release_for(version: str) -> str | None:
     return known[-1]
 
 
+def target_release(version: str, option: str = "--vllm-version") -> str:
+    """The table's release for a target VERSION given on the command line; ConfigError (exit 2) when it is
+    not a version or lies outside the table."""
+    from vllm_launcher.errors import ConfigError
+
+    if not valid_version(version):
+        shown = repr(version[:40]) + ("..." if len(version) > 40 else "")
+        raise ConfigError(f"{shown} is not a vLLM version (e.g. 0.32.0)", field=option)
+    release = release_for(version)
+    if release is None:
+        versions = table()["versions"]
+        raise ConfigError(f"vLLM {version} is outside the flag table ({versions[0]} to {versions[-1]}; "
+                          "scripts/vllm_flag_table.py regenerates it)", field=option)
+    return release
+
+
 @dataclass(frozen=True)
 class FlagVerdict:
     flag: str

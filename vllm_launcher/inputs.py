@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import re
+from dataclasses import dataclass
 
 from vllm_launcher.errors import ConfigError
 
@@ -59,20 +60,74 @@ def check_number(option: str, value: float | None, *, low: float, high: float,
         raise ConfigError(f"must be {bound} {low:g} and at most {high:g}, not {value:g}", source=option)
 
 
-# Server names become file names (records, logs), so: one path component, never `..`, never taken for an
-# option (no leading '-'), at most 64 characters.
-SERVER_NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
+# ------------------------------------------------------------------------------------------- names
+# One validator for every name a user gives (preset names, `--save` names, server names, served model
+# names, gateway aliases): the same checks (length, characters, reserved names) and the same message.
+
+
+@dataclass(frozen=True)
+class NameKind:
+    """What one kind of name may be: WHAT (for the message), at most MAX_LENGTH characters of ALLOWED,
+    starting with a letter or digit, never one of RESERVED_SUFFIXES or containing '..'."""
+
+    what: str
+    max_length: int
+    allowed: str  # the regex class of the characters after the first
+    allowed_words: str
+    reserved_suffixes: tuple[str, ...] = ()
+    why_reserved: str = ""
+
+
+# Preset and server names become file names (records, logs, presets/NAME.yaml), systemd unit names and
+# Kubernetes labels: one path component, never taken for an option (no leading '-'), ASCII, short. A name
+# ending in .yaml/.yml is read as a file wherever a preset is expected, so no preset could be called so.
+PRESET_NAME = NameKind("preset name", 64, r"A-Za-z0-9._-", "letters, digits, '.', '_' or '-'",
+                       (".yaml", ".yml"), "(taken for a file: `vllm-launch show x.yaml` reads a file)")
+SERVER_NAME = NameKind("server name", 64, r"A-Za-z0-9._-", "letters, digits, '.', '_' or '-'",
+                       (".yaml", ".yml"), "(taken for a preset file by `up`)")
+# What clients put in a request's "model": repo ids (Qwen/Qwen2.5-7B-Instruct), tags (qwen2.5:7b), ...
+# but no spaces, control characters or leading '-' (it reaches vLLM's argv and every rendered file).
+SERVED_NAME = NameKind("served model name", 256, r"A-Za-z0-9._:/@+-",
+                       "letters, digits, '.', '_', '-', ':', '/', '@' or '+'")
+ALIAS_NAME = NameKind("alias", 256, SERVED_NAME.allowed, SERVED_NAME.allowed_words)
+
+
+def shown(value: object, limit: int = 80) -> str:
+    """VALUE as a message quotes it: repr (control characters visible), cut to LIMIT characters."""
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def name_problem(name: object, kind: NameKind) -> str | None:
+    """The one message for a NAME that cannot be a KIND, or None when it can."""
+    what = ("an " if kind.what[0] in "aeiou" else "a ") + kind.what
+    rule = (f"use 1-{kind.max_length} of {kind.allowed_words}, starting with a letter or digit"
+            + (", without '..'" if "." in kind.allowed else ""))
+    if not isinstance(name, str):
+        return f"{shown(name)} is not {what}: {rule}"
+    pattern = re.compile(rf"[A-Za-z0-9][{kind.allowed}]{{0,{kind.max_length - 1}}}")
+    if not pattern.fullmatch(name) or ".." in name:
+        too_long = f" ({len(name)} characters)" if len(name) > kind.max_length else ""
+        return f"{shown(name)} is not {what}{too_long}: {rule}"
+    if name.lower().endswith(kind.reserved_suffixes):
+        return f"{shown(name)} is not {what}: it may not end in {'/'.join(kind.reserved_suffixes)} " \
+               f"{kind.why_reserved}".rstrip()
+    return None
+
+
+def check_name(name: str, kind: NameKind, option: str | None = None) -> str:
+    """NAME unchanged when it can be a KIND; else ConfigError (exit 2, one line) naming OPTION."""
+    problem = name_problem(name, kind)
+    if problem:
+        raise ConfigError(problem, field=option)
+    return name
 
 
 def valid_name(name: str) -> bool:
-    return bool(SERVER_NAME_RE.fullmatch(name)) and ".." not in name
+    """Whether NAME can name a server (a record's file name)."""
+    return name_problem(name, SERVER_NAME) is None
 
 
 def check_server_name(option: str, name: str) -> str:
-    """NAME unchanged when it can name a server (a file name, a unit name): 1-64 of letters, digits, '.',
-    '_', '-', starting with a letter or digit, no '..'. Raises ConfigError."""
-    if not valid_name(name):
-        shown = name if len(name) <= 80 else name[:77] + "..."
-        raise ConfigError(f"{shown!r} is not a server name: use 1-64 letters, digits, '.', '_' or '-', "
-                          "starting with a letter or digit", source=option)
-    return name
+    """NAME unchanged when it can name a server (a file name, a unit name); else ConfigError."""
+    return check_name(name, SERVER_NAME, option)

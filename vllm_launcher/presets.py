@@ -20,21 +20,20 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
+    PlainValidator,
     ValidationError,
     field_validator,
 )
 
 from vllm_launcher import paths
 from vllm_launcher.errors import ConfigError
+from vllm_launcher.inputs import ALIAS_NAME, PRESET_NAME, SERVED_NAME, NameKind, name_problem
 from vllm_launcher.preset_yaml import Provenance, load_yaml_mapping
 from vllm_launcher.safe_text import check_host, check_not_option, check_plain
 
 Origin = Literal["builtin", "user", "file"]
 
 ENV_NAME = r"^[A-Za-z_][A-Za-z0-9_]*$"
-# Preset and server names become file names, systemd unit names and Kubernetes labels: short, ASCII, and
-# never taken for an option (no leading '-').
-NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"
 # Bounds that no real launch comes near; past them a value is a typo (or an attack on the arithmetic).
 MAX_GPUS = 4096
 MAX_TOKENS = 1 << 31  # vLLM keeps token counts in int32
@@ -143,6 +142,25 @@ EnvValue = Annotated[str, AfterValidator(_check_env_value)]
 VllmFlag = Annotated[str, AfterValidator(_check_flag)]
 # Text that reaches argv, scripts and manifests: no control characters, never taken for a flag.
 ArgText = Annotated[str, AfterValidator(check_plain), AfterValidator(check_not_option)]
+
+
+def _named(kind: NameKind) -> PlainValidator:
+    """inputs.name_problem as a field's validator: the one message for every kind of name. YAML's numbers
+    (`served_model_name: 7`, `--set served_model_name=1111`) are names too, as their text."""
+    def check(value: Any) -> str:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            value = str(value)
+        problem = name_problem(value, kind)
+        if problem:
+            raise ValueError(problem)
+        return str(value)
+
+    return PlainValidator(check)
+
+
+PresetName = Annotated[str, _named(PRESET_NAME)]
+ServedName = Annotated[str, _named(SERVED_NAME)]
+AliasName = Annotated[str, _named(ALIAS_NAME)]
 Host = Annotated[str, AfterValidator(check_host)]
 
 
@@ -171,11 +189,11 @@ class Preset(BaseModel):
     # NaN and infinities pass range checks (every comparison with NaN is false): refuse them outright.
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
-    name: str = Field(pattern=NAME_PATTERN)
+    name: PresetName
     description: Annotated[str, AfterValidator(lambda v: check_plain(v, allow="\n\t"))] = ""
     extends: str | None = None
     model: ArgText = Field(min_length=1)
-    served_model_name: ArgText | None = Field(default=None, min_length=1)
+    served_model_name: ServedName | None = None
     device: Literal["cuda", "cpu"] = "cuda"
     dtype: Literal["auto", "half", "float16", "bfloat16", "float", "float32"] | None = None
     tensor_parallel_size: int | None = Field(default=None, ge=1, le=MAX_GPUS)
@@ -208,7 +226,7 @@ class Preset(BaseModel):
     # The gateway (`vllm-launch gateway`): other names clients may ask for, never evict it (keep_loaded),
     # stop (or, on GPU with sleep_when_idle, sleep) after idle_timeout without requests (None: the
     # gateway's --idle; 0: never), requests allowed to wait for a cold start, and the GPUs it may use.
-    aliases: list[Annotated[ArgText, Field(min_length=1, max_length=256)]] = Field(default_factory=list)
+    aliases: list[AliasName] = Field(default_factory=list)
     keep_loaded: bool = False
     idle_timeout: Duration | None = None
     sleep_when_idle: bool = False

@@ -248,10 +248,31 @@ def _vllm_here() -> VllmInfo:
     return VllmInfo(distribution, version, locations[0] if locations else None)
 
 
+def interpreter_prefix(python: str) -> str:
+    """The prefix PYTHON runs with, found as CPython finds it: a virtualenv's directory when a pyvenv.cfg
+    sits beside the interpreter's directory or in it (the path as given: every venv's `python` is a
+    symlink to the same base interpreter), else the installation the resolved binary belongs to."""
+    import shutil
+
+    given = python if os.sep in python else (shutil.which(python) or python)
+    bin_dir = Path(os.path.abspath(given)).parent
+    for candidate in (bin_dir, bin_dir.parent):
+        if (candidate / "pyvenv.cfg").is_file():
+            return os.path.realpath(candidate)
+    return os.path.realpath(Path(os.path.realpath(given)).parent.parent)
+
+
+def same_interpreter(python: str, other: str) -> bool:
+    """Whether PYTHON and OTHER are one interpreter with one set of packages: the same binary and the same
+    prefix (two venvs on one base Python share the binary, not the packages)."""
+    return (os.path.realpath(python) == os.path.realpath(other)
+            and interpreter_prefix(python) == interpreter_prefix(other))
+
+
 def vllm_info(python: str | None = None, env: Mapping[str, str] | None = None) -> VllmInfo:
     """vLLM as PYTHON (None: this interpreter) would see it in environment ENV (None: ours): looked up in
     this process when that is the same thing, else by asking PYTHON (a short subprocess, no `import vllm`)."""
-    same_python = python is None or os.path.realpath(python) == os.path.realpath(sys.executable)
+    same_python = python is None or same_interpreter(python, sys.executable)
     import_env = tuple((env or os.environ).get(name) for name in _IMPORT_ENV)
     if same_python and import_env == tuple(os.environ.get(name) for name in _IMPORT_ENV):
         return _vllm_here_cached()

@@ -62,7 +62,12 @@ COMMANDS: tuple[Command, ...] = (
              Param("context", ("--context",), int, "Context length to fit (default: the largest that fits)."),
              Param("concurrency", ("--concurrency",), int, "Requests of that length at once.", default=1),
              Param("save", ("--save",), str, "Save as a user preset NAME.", metavar="NAME"),
-             flag("force", ("--force",), "With --save: replace an existing preset."), *MACHINE)),
+             flag("force", ("--force",), "With --save: replace an existing preset."),
+             Param("quantization", ("--quantization",), str, "Quantize online at load (e.g. fp8)."),
+             Param("kv_cache_dtype", ("--kv-cache-dtype",), str, "KV cache dtype (e.g. fp8)."),
+             Param("others", ("--model",), str, "Also try this checkpoint (e.g. a quantized one) when MODEL "
+                   "does not fit; repeatable.", many=True),
+             JSON, *MACHINE)),
     Command("recipes", "recipes:recipes", "vLLM's model recipes (a vllm-project/recipes checkout): list "
             "them, or turn one into a checked preset for this machine.",
             (argument("model", "[MODEL]", "The model whose recipe to turn into a preset (none: list them).",
@@ -108,6 +113,7 @@ COMMANDS: tuple[Command, ...] = (
                   "named, streamed and not, two tools, a tool result, the client's prompt length."),
              Param("client_prompt_tokens", ("--client-prompt-tokens",), int,
                    "With --tools: also call a tool behind a system prompt of this many tokens.", metavar="N"),
-             flag("list_rules", ("--list",), "List the checks and their codes."), JSON, *OVERRIDES)),
+             flag("list_rules", ("--list",), "List the checks and their codes."), VLLM_VERSION, JSON,
+             *OVERRIDES)),
 )
 BY_NAME: dict[str, Command] = {command.name: command for command in COMMANDS}

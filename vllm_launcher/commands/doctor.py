@@ -61,8 +61,9 @@ def format_rules() -> str:
 def doctor(names: list[str] | None = None, hardware_file: str | None = None, endpoint: str | None = None,
            log_file: str | None = None, list_rules: bool = False, as_json: bool = False,
            overrides: list | None = None, tools: bool = False,
-           client_prompt_tokens: int | None = None) -> Result:
-    """Run doctor; exit 1 when any error was found."""
+           client_prompt_tokens: int | None = None, vllm_version: str | None = None) -> Result:
+    """Run doctor; exit 1 when any error was found. VLLM_VERSION: the presets' flags are checked against
+    that release (as `render --vllm-version`) instead of the installed vLLM."""
     if list_rules:
         from vllm_launcher.doctor.registry import all_rules
 
@@ -79,7 +80,11 @@ def doctor(names: list[str] | None = None, hardware_file: str | None = None, end
                           "--tools")
     findings = run_doctor(names or [], hardware_file=hardware_file, endpoint=endpoint, log_file=log_file,
                           overrides=overrides or None,
-                          tools=ToolOptions(tools, client_prompt_tokens) if tools else None)
+                          tools=ToolOptions(tools, client_prompt_tokens) if tools else None,
+                          vllm_version=vllm_version)
+    report: dict[str, object] = {"findings": [f.model_dump() for f in findings]}
+    if vllm_version is not None:
+        report["vllm_version"] = vllm_version
     return Result(text=format_report(findings, log_file=log_file, endpoint=endpoint),
-                  data={"findings": [f.model_dump() for f in findings]}, as_json=as_json,
+                  data=report, as_json=as_json,
                   code=EXIT_FAILURE if has_errors(findings) else 0)

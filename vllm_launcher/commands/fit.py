@@ -224,12 +224,16 @@ def save_user_preset(preset: Preset, name: str, force: bool) -> str:
 
 def fit(model: str, context: int | None = None, concurrency: int = 1, save: str | None = None,
         force: bool = False, hardware_file: str | None = None, device: str | None = None,
-        gpus: int | None = None, gpu_mem_gib: float | None = None, ram_gib: float | None = None) -> Result:
-    """A working preset for MODEL on this (or a hypothetical) machine, as YAML; optionally saved."""
-    from vllm_launcher.fit import check_preset_name
+        gpus: int | None = None, gpu_mem_gib: float | None = None, ram_gib: float | None = None,
+        quantization: str | None = None, kv_cache_dtype: str | None = None, others: list[str] | None = None,
+        as_json: bool = False) -> Result:
+    """A working preset for MODEL on this (or a hypothetical) machine, as YAML; optionally saved. When
+    nothing fits: exit 1, the reason, and the nearest launches that would fit, each with its estimate and
+    the command that gives it."""
+    from vllm_launcher.fit import Ask, check_preset_name
     from vllm_launcher.fit import fit as propose
     from vllm_launcher.inputs import check_number
-    from vllm_launcher.presets import MAX_TOKENS, preset_as_yaml
+    from vllm_launcher.presets import MAX_TOKENS, QUANTIZATION_METHODS, preset_as_yaml
 
     if save is not None:
         check_preset_name(save)
@@ -239,7 +243,75 @@ def fit(model: str, context: int | None = None, concurrency: int = 1, save: str 
     if context is not None and context < 16:
         raise ConfigError("must be at least 16 tokens", field="--context")
     check_number("--context", context, low=16, high=MAX_TOKENS)
+    if quantization is not None and quantization not in QUANTIZATION_METHODS:
+        raise ConfigError(f"{quantization!r} is not a vLLM quantization (e.g. fp8)", field="--quantization")
+    if kv_cache_dtype is not None and kv_cache_dtype not in KV_CACHE_DTYPES:
+        raise ConfigError(f"must be one of {', '.join(KV_CACHE_DTYPES)}", field="--kv-cache-dtype")
     hw = select_hardware(hardware_file, device, gpus, gpu_mem_gib, ram_gib)
-    preset = propose(model, hw, context=context, concurrency=concurrency, device=device, name=save)
+    try:
+        preset = propose(model, hw, context=context, concurrency=concurrency, device=device, name=save,
+                         quantization=quantization, kv_cache_dtype=kv_cache_dtype)
+    except ConfigError:
+        raise
+    except LaunchError as exc:
+        ask = Ask(model, context, concurrency, device, _machine_args(hardware_file, device, gpus, gpu_mem_gib,
+                                                                     ram_gib), tuple(others or ()),
+                  quantization, kv_cache_dtype)
+        return _no_fit(str(exc), ask, hw, as_json)
     notes = [f"saved {save_user_preset(preset, save, force)}"] if save else []
+    if as_json:
+        from vllm_launcher.estimate import estimate as run_estimate
+        from vllm_launcher.models import load_arch
+
+        est = run_estimate(preset, load_arch(preset.model), hw)
+        return Result(data={"fits": True, "preset": preset.model_dump(mode="json", exclude_none=True),
+                            "estimate": estimate_as_dict(est)}, as_json=True, notes=notes)
     return Result(text=preset_as_yaml(preset).rstrip("\n"), notes=notes)
+
+
+KV_CACHE_DTYPES = ("auto", "bfloat16", "fp8", "fp8_e4m3", "fp8_e5m2")
+
+
+def _machine_args(hardware_file: str | None, device: str | None, gpus: int | None, gpu_mem_gib: float | None,
+                  ram_gib: float | None) -> tuple[str, ...]:
+    """The machine as the command line gave it, to repeat in a proposal's command."""
+    if hardware_file:
+        return ("--hardware", hardware_file)
+    args: list[str] = []
+    for flag, value in (("--device", device), ("--gpus", gpus), ("--gpu-mem-gib", gpu_mem_gib),
+                        ("--ram-gib", ram_gib)):
+        if value is not None:
+            args += [flag, f"{value:g}" if isinstance(value, float) else str(value)]
+    return tuple(args)
+
+
+def _no_fit(reason: str, ask, hw: Hardware, as_json: bool) -> Result:
+    import shlex
+
+    from vllm_launcher.fit import proposals
+
+    found = proposals(ask, hw)
+    data = {"fits": False, "reason": reason, "proposals": [
+        {"change": p.change, "note": p.note, "command": shlex.join(p.command),
+         "preset": p.preset.model_dump(mode="json", exclude_none=True),
+         "estimate": estimate_as_dict(p.estimate)}
+        for p in found]}
+    if as_json:
+        return Result(data=data, as_json=True, code=EXIT_FAILURE)
+    lines = ["Nearest launches that fit:" if found else "No nearby launch fits either (tried: online fp8, an "
+             "fp8 KV cache, a shorter context, quantized checkpoints, more GPUs)."]
+    for p in found:
+        est = p.estimate
+        gpus = est.tensor_parallel_size * est.pipeline_parallel_size
+        layout = (f"TP {est.tensor_parallel_size}" + (f" x PP {est.pipeline_parallel_size}"
+                                                     if est.pipeline_parallel_size > 1 else "")
+                  if est.device == "cuda" else "CPU")
+        per = " per GPU" if est.device == "cuda" else ""
+        lines.append(f"  - {p.change}: {layout} ({gpus} GPU{'s' if gpus > 1 else ''}), max_model_len "
+                     f"{est.effective_max_model_len}, weights {est.weights_bytes_per_gpu / GIB:.2f} GiB"
+                     f"{per}, "
+                     f"KV cache {est.kv_cache_gib} GiB "
+                     f"({est.kv_cache_tokens:,} tokens, {est.max_concurrency}x)"
+                     + (f"; {p.note}" if p.note else ""))
+        lines.append(f"      {shlex.join(p.command)}")
+    return Result(text="\n".join(lines), errors=[reason], code=EXIT_FAILURE)

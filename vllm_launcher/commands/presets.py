@@ -85,13 +85,7 @@ def _check_release(argv: list[str], version: str) -> list[str]:
     """Warnings for deprecated flags; ConfigError (exit 2) for flags the release lacks."""
     from vllm_launcher import flagtable
 
-    if not flagtable.valid_version(version):
-        shown = repr(version[:40]) + ("..." if len(version) > 40 else "")
-        raise ConfigError(f"{shown} is not a vLLM version (e.g. 0.32.0)", field="--vllm-version")
-    if flagtable.release_for(version) is None:
-        versions = flagtable.table()["versions"]
-        raise ConfigError(f"vLLM {version} is outside the flag table ({versions[0]} to {versions[-1]}; "
-                          "scripts/vllm_flag_table.py regenerates it)", field="--vllm-version")
+    flagtable.target_release(version)
     verdicts = flagtable.check_argv(argv, version)
     absent = [v.message for v in verdicts if v.status == "absent"]
     if absent:

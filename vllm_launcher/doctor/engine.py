@@ -87,8 +87,10 @@ def check_facts(facts: Facts, preset_name: str | None) -> list[Finding]:
 
 
 def check_preset(preset: Preset, hardware: Hardware | None, *, local: bool = True,
-                 managed_running: bool = False) -> list[Finding]:
+                 managed_running: bool = False, vllm_version: str | None = None) -> list[Finding]:
+    """Every preset-scope rule on PRESET; VLLM_VERSION: check the flags against that release (VL119)."""
     facts = preset_facts(preset, hardware, local=local, managed_running=managed_running)
+    facts.target_vllm_version = vllm_version
     return check_facts(facts, preset.name)
 
 
@@ -124,9 +126,15 @@ def _read_log(path: str) -> str:
 
 def run_doctor(names: list[str], *, hardware_file: str | None = None, endpoint: str | None = None,
                log_file: str | None = None, overrides: list | None = None,
-               tools: ToolOptions | None = None) -> list[Finding]:
-    """The whole `vllm-launch doctor` run. No names and no endpoint/log: every preset plus the environment."""
+               tools: ToolOptions | None = None, vllm_version: str | None = None) -> list[Finding]:
+    """The whole `vllm-launch doctor` run. No names and no endpoint/log: every preset plus the environment.
+    VLLM_VERSION: the presets' flags are checked against that release instead of the installed one."""
     from vllm_launcher.doctor.logs import explain_log
+
+    if vllm_version is not None:
+        from vllm_launcher.flagtable import target_release
+
+        target_release(vllm_version)  # not a version, or outside the table: a usage error (exit 2)
 
     if endpoint:
         from vllm_launcher.doctor.live import check_endpoint_url
@@ -144,7 +152,8 @@ def run_doctor(names: list[str], *, hardware_file: str | None = None, endpoint: 
     if presets:
         hardware, local = _hardware(hardware_file)
         for preset in presets:
-            findings.extend(_check_one(preset, hardware, local, servers.get(preset.name), endpoint, tools))
+            findings.extend(_check_one(preset, hardware, local, servers.get(preset.name), endpoint, tools,
+                                       vllm_version))
     if not names and not only_live:
         findings.extend(check_environment())
     single = presets[0] if len(presets) == 1 else None
@@ -193,11 +202,13 @@ def _every_preset(overrides: list | None) -> tuple[list[Preset], list[Finding]]:
 
 
 def _check_one(preset: Preset, hardware: Hardware, local: bool, server: Record | None,
-               endpoint: str | None, tools: ToolOptions | None = None) -> list[Finding]:
+               endpoint: str | None, tools: ToolOptions | None = None,
+               vllm_version: str | None = None) -> list[Finding]:
     """A preset's static findings; for a running managed server also its live checks and its log."""
     from vllm_launcher.doctor.logs import explain_log
 
-    findings = check_preset(preset, hardware, local=local, managed_running=server is not None)
+    findings = check_preset(preset, hardware, local=local, managed_running=server is not None,
+                            vllm_version=vllm_version)
     if server is not None:
         findings.extend(_check_managed(preset, server, endpoint, tools))
         if Path(server.log_path).is_file():

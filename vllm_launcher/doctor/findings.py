@@ -71,6 +71,7 @@ class Facts:
     port_owner: PortOwner | None = None  # looked up at the edge
     port_error: str | None = None  # the host:port could not be tried (the host is not an address here)
     managed_running: bool = False  # a managed server of this preset is up (its port is ours)
+    target_vllm_version: str | None = None  # `doctor --vllm-version X`: the flags are checked against X
 
 
 RuleFunc = Callable[..., "Hit | Iterable[Hit] | None"]  # Facts (scope preset) or EnvFacts (environment)

@@ -325,12 +325,72 @@ def _gated(m: re.Match) -> tuple[str, str]:
              "(--set hf_token_env=HF_TOKEN)"))
 
 
+@known("VL533", "model-path", "error", "the model is a path that does not exist, or no model vLLM can open",
+       r"(?:HFValidationError|OSError): "
+       r"(?:Repo id must|Cannot have -- or \.\. in repo_id|Repo_id cannot end by)[^\n]*'(?P<model>[^'\n]*)'",
+       r"Invalid repository ID or local directory specified: '(?P<dir>[^'\n]*)'",
+       r"(?P<missing>\S+) is not a local folder and is not a valid model identifier",
+       r"(?P<missing>\S+) is not a local folder or a valid repository name")
+def _model_path(m: re.Match) -> tuple[str, str]:
+    groups = m.groupdict()
+    if groups.get("dir") is not None:
+        return (f"vLLM found no config.json for {groups['dir']} (a directory without it, a file, or a "
+                "partial download)",
+                "set model: to the directory that holds config.json (a complete download has config.json, "
+                "the tokenizer and *.safetensors); `vllm-launch doctor PRESET` checks it before launch "
+                "(VL124)")
+    return _model_story((groups.get("model") or groups.get("missing") or "").strip("'\""),
+                        hub_checked=groups.get("missing") is not None)
+
+
+def _model_story(model: str, *, hub_checked: bool) -> tuple[str, str]:
+    """Cause and fix for a --model vLLM could not open: a `~`, a path that does not exist, a name that is
+    no repo id, or (HUB_CHECKED) a repo id the Hub does not have."""
+    from vllm_launcher.doctor.rules_model import looks_like_path
+
+    if model.startswith("~"):
+        return (f"--model {model} starts with '~', which nothing expands: vLLM took it for a Hugging Face "
+                "repo id", "write the full path in model: (/home/... instead of ~/...)")
+    if looks_like_path(model):
+        return (f"no directory {model} on the machine vLLM ran on, so vLLM took it for a Hugging Face repo "
+                "id (which it is not)", "correct the path in model: to the directory holding config.json "
+                "(`vllm-launch doctor PRESET` checks it before launch: VL124)")
+    if hub_checked:
+        return (f"{model} is neither a local directory nor a model on the Hugging Face Hub (a typo, a "
+                "private or gated repo)",
+                "check the repo id on huggingface.co (for a private or gated one set hf_token_env), or give "
+                "the path of a local directory holding config.json")
+    tag = " (an Ollama tag such as qwen2.5:7b is not a vLLM model)" if ":" in model else ""
+    return (f"{model!r} is neither a local directory nor a valid Hugging Face repo id{tag}",
+            "model: ORG/NAME as on huggingface.co (e.g. Qwen/Qwen2.5-7B-Instruct), or the path of a "
+            "directory holding config.json")
+
+
+_MODEL_ARG = re.compile(r"non-default args: \{[^\n]*?'model': '(?P<model>[^'\n]*)'")
+
+
 @known("VL523", "model-not-found", "error", "model not found or not downloadable",
+       r"LocalEntryNotFoundError: Cannot find an appropriate cached snapshot folder[^\n]*outgoing traffic "
+       r"has been disabled",
        r"We couldn't connect to '?https://huggingface\.co'?[^\n]*",
-       r"(\S+) is not a local folder and is not a valid model identifier",
        r"RepositoryNotFoundError|Repository Not Found for url|LocalEntryNotFoundError",
        r"Can't load the configuration of|does not appear to have a file named config\.json")
 def _model_unavailable(m: re.Match) -> tuple[str, str]:
+    named = _MODEL_ARG.search(m.string)  # the model as vLLM got it, from its "non-default args" line
+    model = named.group("model") if named else None
+    if "outgoing traffic has been disabled" in m.group(0):
+        shown = model or "the model"
+        return (f"HF_HUB_OFFLINE is set and {shown} is not in the Hugging Face cache (nor a local directory)",
+                f"download it once where the server runs (hf download {shown}), or unset HF_HUB_OFFLINE; a "
+                "local model is a path to its directory")
+    if "couldn't connect" in m.group(0):
+        shown = model or "the model"
+        return (f"vLLM could not reach huggingface.co to fetch {shown} (no network, or a proxy), and the "
+                "Hugging Face cache does not have it",
+                f"download it where there is a network (hf download {shown}), then set env "
+                "HF_HUB_OFFLINE: '1'; for a gated model set hf_token_env to the variable holding your token")
+    if model and ("RepositoryNotFound" in m.group(0) or "Repository Not Found" in m.group(0)):
+        return _model_story(model, hub_checked=True)
     return ("vLLM could not load the model from a local path or the Hugging Face Hub",
             ("check --model (an HF id, or a local directory with config.json); for a gated model set "
              "hf_token_env to the variable holding your token; offline, download it first and set env "
