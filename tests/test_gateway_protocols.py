@@ -425,3 +425,47 @@ def test_response_ids_are_read_from_a_body_or_a_streams_first_event():
     assert protocols.response_id_of(stream) == "resp_2"
     assert protocols.response_id_of(stream[:40]) is None
     assert protocols.response_id_of(b'{"id": "../../etc"}') is None  # never a path
+
+
+# --------------------------------------------------------------------------- the official SDKs, fake vLLM
+
+
+def test_the_official_sdks_requests_pass_unchanged_and_parse_the_answers(gateways, fake_env):
+    """The anthropic and openai SDKs themselves as the clients (their own headers, multipart encoding,
+    query strings and stream parsers) against fake servers that echo what they received."""
+    import anthropic
+    from openai import OpenAI
+
+    preset(fake_env, "alpha", aliases=[CLAUDE, "whisper-1"], env={"FAKE_VLLM_STREAM_TOKENS": "3"})
+    gateway = gateways("alpha", "--idle", "0")
+    claude = anthropic.Anthropic(base_url=gateway.url, api_key="any", max_retries=0, timeout=60)
+    message = claude.messages.create(model=CLAUDE, max_tokens=16, tools=TOOLS_ANTHROPIC,
+                                     messages=[{"role": "user", "content": "Weather in Paris?"}])
+    assert message.stop_reason == "tool_use" and message.content[1].input == {"city": "Paris"}
+    received = message.model_extra["received"]
+    assert received["headers"]["anthropic-version"] and "x-api-key" not in received["headers"]
+    assert received["body"]["model"] == "fake/alpha" and received["body"]["tools"] == TOOLS_ANTHROPIC
+    hi = [{"role": "user", "content": "hi"}]
+    with claude.messages.stream(model=CLAUDE, max_tokens=16, messages=hi) as stream:
+        text = "".join(stream.text_stream)
+    assert text == "tok0 tok1 tok2 "
+    beta = claude.beta.messages.create(model=CLAUDE, max_tokens=8, betas=["some-beta-2025-01-01"],
+                                       messages=[{"role": "user", "content": "hi"}])
+    assert beta.model_extra["received"]["headers"]["anthropic-beta"] == "some-beta-2025-01-01"
+    assert claude.messages.count_tokens(model=CLAUDE, messages=hi).input_tokens == 7
+    with pytest.raises(anthropic.NotFoundError) as missing:
+        claude.messages.create(model="claude-opus-4-1", max_tokens=8, messages=hi)
+    assert missing.value.body["error"]["type"] == "not_found_error"
+
+    client = OpenAI(base_url=f"{gateway.url}/v1", api_key="any", max_retries=0, timeout=60)
+    events = list(client.responses.create(model=CLAUDE, input="hi", stream=True))
+    assert events[0].type == "response.created" and events[-1].type == "response.completed"
+    response_id = events[0].response.id
+    assert client.responses.retrieve(response_id).id == response_id
+    assert client.responses.cancel(response_id).status == "cancelled"
+    audio = bytes(range(256)) * 16
+    transcript = client.audio.transcriptions.create(model="whisper-1", file=("a.wav", audio, "audio/wav"))
+    body = transcript.model_extra["received"]["body"]
+    assert transcript.text == "fake transcript" and body["model"] == "fake/alpha"
+    assert body["file"]["bytes"] == len(audio)
+    assert client.embeddings.create(model=CLAUDE, input="x").data[0].embedding == [0.1, 0.2]
