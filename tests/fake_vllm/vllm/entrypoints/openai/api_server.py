@@ -29,7 +29,7 @@ The tests drive it with environment variables:
 
 The gateway's protocols, answered in each one's shape with what the server received (`received`: the
 path with its query, the headers a client may set, the body) so tests can check it passed unchanged:
-/v1/messages (Anthropic: stream and not, tool_use when tools are offered), /v1/messages/count_tokens,
+/v1/messages (Anthropic: stream and not, tool_use when get_weather is offered), /v1/messages/count_tokens,
 /v1/responses (ids remembered: GET/DELETE /v1/responses/{id}, POST .../cancel; streamed as the Responses
 API's events), /v1/audio/transcriptions and /translations (multipart), rerank/score/pooling/classify.
 """
@@ -290,7 +290,7 @@ class Handler(BaseHTTPRequestHandler):
                        "model": request.get("model"), "content": [], "stop_reason": None,
                        "usage": {"input_tokens": 3, "output_tokens": 0}, "received": self._received(request)}
             send("message_start", {"type": "message_start", "message": message})
-            tools = request.get("tools") or []
+            tools = _weather_tools(request)
             for index in range(count):
                 if "crash_mid_stream" in MODES and index == 2:
                     os._exit(1)
@@ -398,9 +398,15 @@ def _response(request: dict) -> dict:
     return dict(response)
 
 
+def _weather_tools(request: dict) -> list[dict]:
+    """The tools the fake calls: get_weather only (an agent's own tools, Claude Code's Bash or Task, are
+    never called, so that one prompt of a real agent ends with its text)."""
+    return [tool for tool in request.get("tools") or [] if tool.get("name") == "get_weather"]
+
+
 def _message(request: dict) -> dict:
     """Anthropic's Messages answer: a tool_use block when tools are offered."""
-    tools = request.get("tools") or []
+    tools = _weather_tools(request)
     content: list[dict] = [{"type": "text", "text": "hello from fake vllm"}]
     if tools:
         content.append({"type": "tool_use", "id": "toolu_fake", "name": tools[0]["name"],
