@@ -19,7 +19,7 @@ import httpx
 import pytest
 import test_gateway
 from conftest import cli, wait_for
-from test_gateway import HARDWARE, preset, status
+from test_gateway import HARDWARE, preset, small, status
 
 from vllm_launcher.gateway import protocols
 
@@ -298,6 +298,30 @@ def test_a_request_for_a_server_being_stopped_waits_for_a_fresh_start(gateways, 
     assert status(fake_env)["held"]["pid"] != first["pid"]  # a fresh server
     assert gateway.metric("vllm_launch_gateway_cold_starts_total", model="held") == 2
     assert "POST /v1/chat/completions held -> held 200" in gateway.log()
+
+
+def test_a_request_for_a_server_being_evicted_is_not_sent_to_it(gateways, fake_env, tmp_path):
+    """beta's start evicts alpha (only one fits); alpha's server holds its exit: a request for alpha in that
+    window waits for the stop, then tries a fresh start, which cannot fit while beta starts for its own
+    request: a 503 with the numbers, never the dying server's 502."""
+    release = tmp_path / "release-stop"
+    small(fake_env, "alpha", env={"FAKE_VLLM_HOLD_STOP_FILE": str(release)})
+    small(fake_env, "beta")
+    gateway = gateways("alpha", "beta", "--idle", "0", "--memory-gib", "10")
+    assert gateway.chat("alpha").status_code == 200
+    alpha_log = Path(status(fake_env)["alpha"]["log"])
+    with ThreadPoolExecutor(2) as pool:
+        for_beta = pool.submit(gateway.chat, "beta")
+        wait_for(lambda: "stop requested" in alpha_log.read_text(), 30)  # the eviction is under way
+        assert gateway.state("alpha") == "stopping"
+        for_alpha = pool.submit(gateway.chat, "alpha")
+        wait_for(lambda: gateway.metric("vllm_launch_gateway_waiting", model="alpha") == 1, 30)
+        release.write_text("")
+        beta_answer, alpha_answer = for_beta.result(timeout=60), for_alpha.result(timeout=60)
+    assert beta_answer.status_code == 200, beta_answer.text
+    assert alpha_answer.status_code == 503, alpha_answer.text
+    assert alpha_answer.json()["error"]["message"].startswith("cannot start alpha needs")
+    assert gateway.metric("vllm_launch_gateway_evictions_total", model="alpha") == 1
 
 
 def test_an_upstream_key_behind_a_reachable_gateway_without_its_own_key_is_refused(gateways, fake_env):

@@ -253,16 +253,30 @@ class Fleet:
             self._spawn_task(self._start(backend))
 
     async def _make_room(self, decision: Decision) -> None:
-        """Put to sleep, then stop, what DECISION names (under the lock). Every server to stop is STOPPING
-        before the first stop begins: a request for one of them must not slip in while another stops."""
-        for name in decision.stop:
-            self._mark_stopping(self.backends[name])
-        for name in decision.sleep:
-            await self._sleep(self.backends[name], reason="making room")
-        for name in decision.stop:
-            await self._stop(self.backends[name], reason="making room")
-            if self.metrics:
-                self.metrics.evictions.labels(model=name).inc()
+        """Put to sleep, then stop, what DECISION names (under the lock). Every server named is STOPPING (or
+        SLEEPING) before the first step begins: a request for one of them must not slip in while another
+        stops. When a step fails, those not reached yet are running again."""
+        sleeping = [self.backends[name] for name in decision.sleep]
+        stopping = [self.backends[name] for name in decision.stop]
+        for backend in stopping:
+            self._mark_stopping(backend)
+        for backend in sleeping:  # a request for one waits for the lock, then wakes it
+            backend.state = SLEEPING
+        done: set[str] = set()
+        try:
+            for backend in sleeping:
+                await self._sleep(backend, reason="making room")
+                done.add(backend.route.name)
+            for backend in stopping:
+                await self._stop(backend, reason="making room")
+                done.add(backend.route.name)
+                if self.metrics:
+                    self.metrics.evictions.labels(model=backend.route.name).inc()
+        finally:
+            for backend in sleeping + stopping:
+                if backend.route.name not in done and backend.state in (SLEEPING, STOPPING):
+                    backend.state = RUNNING
+                    backend.stopped.set()
 
     def _spawn_task(self, coro: Any) -> None:
         task = asyncio.ensure_future(coro)
