@@ -540,7 +540,7 @@ def test_detach_status_and_down_gateway_leave_nothing(fake_env, tag):
     started = cli(["gateway", "alpha", "beta", "--detach", "--port", str(port), "--hardware", HARDWARE,
                    "--idle", "0"], fake_env)
     assert started.returncode == 0, started.stderr
-    assert "gateway gateway is ready" in started.stdout
+    assert "gateway is ready" in started.stdout and "gateway gateway" not in started.stdout
     assert f"base_url: http://127.0.0.1:{port}/v1" in started.stdout
     assert f"export OPENAI_BASE_URL=http://127.0.0.1:{port}/v1" in started.stdout
     assert "export OPENAI_API_KEY=EMPTY" in started.stdout  # no --api-key-env: any key works

@@ -162,10 +162,11 @@ UP_PARAMS: tuple[Param, ...] = (
 # --------------------------------------------------------------------------------------- gateway
 
 GATEWAY_PARAMS: tuple[Param, ...] = (
-    argument("presets", "[PRESET]...", "Presets to serve (names or YAML paths); none: every preset that fits "
+    argument("presets", "PRESET", "Presets to serve (names or YAML paths); none: every preset that fits "
              "this machine.", required=False, many=True),
     Param("name", ("--name",), str, "The gateway's name (status, logs, down).", default="gateway"),
-    Param("host", ("--host",), str, "Address to bind (default 127.0.0.1).", default="127.0.0.1"),
+    Param("host", ("--host",), str, "Address to bind; one other than loopback needs --api-key-env when a "
+          "preset has api_key_env.", default="127.0.0.1"),
     Param("port", ("--port",), int, "Port of the one endpoint.", default=8080),
     Param("idle", ("--idle",), str, "Stop (or put to sleep) a server after this long without requests, "
           "unless its preset sets idle_timeout; 0: never.", default="10m", metavar="DURATION"),
@@ -182,6 +183,8 @@ GATEWAY_PARAMS: tuple[Param, ...] = (
           "(default: each GPU's total).", metavar="GIB"),
     Param("start_timeout", ("--start-timeout",), str, "Give up on a cold start after this long.",
           default="30m", metavar="DURATION"),
+    Param("drain", ("--drain",), str, "On stop, let requests in flight end for this long; then open streams "
+          "get an error event.", default="10s", metavar="DURATION"),
     Param("render", ("--render",), str, "Print a unit file for this gateway instead of running it.",
           choices=("systemd",)),
     Param("output_dir", ("--output", "-o"), str, "With --render: write the file into this directory."),

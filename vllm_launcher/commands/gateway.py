@@ -20,7 +20,7 @@ def gateway(presets: list[str] | None = None, name: str = "gateway", host: str =
             memory_gib: float | None = None,
             gpu_memory_gib: float | None = None, start_timeout: str = "30m", render: str | None = None,
             output_dir: str | None = None, client_config: str | None = None,
-            log_file: str | None = None) -> Result:
+            log_file: str | None = None, drain: str = "10s") -> Result:
     """Serve PRESETS (default: every preset that fits this machine) behind one endpoint."""
     from vllm_launcher.client_config import write_profile
     from vllm_launcher.gateway.service import GatewayConfig, run, start_detached
@@ -34,6 +34,7 @@ def gateway(presets: list[str] | None = None, name: str = "gateway", host: str =
         check_host(host)
         idle_s = parse_duration(idle, "--idle")
         start_s = parse_duration(start_timeout, "--start-timeout")
+        drain_s = parse_duration(drain, "--drain")
     except ValueError as exc:
         raise ConfigError(str(exc)) from None
     import re
@@ -43,17 +44,18 @@ def gateway(presets: list[str] | None = None, name: str = "gateway", host: str =
     if api_key_env is not None and not re.fullmatch(ENV_NAME, api_key_env):
         raise ConfigError(f"{api_key_env!r} is not an environment variable name", source="--api-key-env")
     argv = _argv(presets or [], name, host, port, idle, api_key_env, upstream or [], hardware_file,
-                 memory_gib, gpu_memory_gib, start_timeout)
+                 memory_gib, gpu_memory_gib, start_timeout, drain)
     config = GatewayConfig(name=name, presets=list(presets or []), upstreams=list(upstream or []), host=host,
                            port=port, idle_s=idle_s, api_key_env=api_key_env, hardware_file=hardware_file,
                            memory_gib=memory_gib, gpu_memory_gib=gpu_memory_gib, start_timeout_s=start_s,
-                           argv=[sys.executable, "-m", "vllm_launcher", *argv])
+                           drain_s=drain_s, argv=[sys.executable, "-m", "vllm_launcher", *argv])
     if render is not None:
         if client_config is not None:
             raise ConfigError("--client-config points a client at a running gateway; --render starts none",
                               source="--client-config")
         return _render(render, config, output_dir)
     profile = _client_profile(client_config, host, port)
+    _check_exposure(host, api_key_env, presets or [])
     if detach:
         started = start_detached(config, argv)
         if profile is not None and started.code == 0:  # once it listens: a failed start leaves the file alone
@@ -62,6 +64,17 @@ def gateway(presets: list[str] | None = None, name: str = "gateway", host: str =
     if profile is not None:  # in the foreground the gateway runs until stopped: written as it starts
         write_profile(profile)
     return Result(code=run(config, log_path=log_file or ""))
+
+
+def _check_exposure(host: str, api_key_env: str | None, presets: list[str]) -> None:
+    """The named presets' upstream keys on a reachable address with no gateway key: refused before anything
+    starts (the gateway checks again, for every preset it serves)."""
+    from vllm_launcher.gateway.service import exposure_problem
+    from vllm_launcher.presets import resolve
+
+    problem = exposure_problem(host, api_key_env, [resolve(ref).preset for ref in presets])
+    if problem:
+        raise ConfigError(problem, source="--host")
 
 
 def _client_profile(path: str | None, host: str, port: int) -> ProfileWrite | None:
@@ -77,10 +90,10 @@ def _client_profile(path: str | None, host: str, port: int) -> ProfileWrite | No
 def _argv(presets: list[str], name: str, host: str, port: int, idle: str, api_key_env: str | None,
           upstream: list[str], hardware_file: str | None, memory_gib: float | None,
           gpu_memory_gib: float | None,
-          start_timeout: str) -> list[str]:
+          start_timeout: str, drain: str = "10s") -> list[str]:
     """The `gateway` command line that runs this gateway (the detached daemon's and the unit's)."""
     argv = ["gateway", *presets, "--name", name, "--host", host, "--port", str(port), "--idle", str(idle),
-            "--start-timeout", str(start_timeout)]
+            "--start-timeout", str(start_timeout), "--drain", str(drain)]
     for flag, value in (("--api-key-env", api_key_env), ("--hardware", hardware_file),
                         ("--memory-gib", memory_gib), ("--gpu-memory-gib", gpu_memory_gib)):
         if value is not None:

@@ -38,6 +38,9 @@ GPU_SERVER_RAM_BYTES = 2 * GIB
 POLL_S = 0.025  # the record, while a server starts: a small file, read 40 times a second
 
 STOPPED, STARTING, RUNNING, SLEEPING, FAILED = "stopped", "starting", "running", "sleeping", "failed"
+# Being stopped (idle, making room, shutdown): set under the lock before the stop begins, so that no request
+# is forwarded into a dying server; requests for it wait until the stop ends, then start it afresh.
+STOPPING = "stopping"
 
 
 class GatewayError(Exception):
@@ -72,6 +75,7 @@ class Backend:
     failed_at: float = 0.0
     api_key: str | None = None  # the upstream's key, from the preset's api_key_env
     ready: asyncio.Event = field(default_factory=asyncio.Event)
+    stopped: asyncio.Event = field(default_factory=asyncio.Event)  # set when a stop under way ends
 
     @property
     def pinned(self) -> bool:
@@ -176,6 +180,8 @@ class Fleet:
         """BACKEND ready to take a request (started, woken, or waited for), counted in flight. Raises
         GatewayError: 503 (cannot start, does not fit, failed), 429 (too many waiting)."""
         while True:
+            if self.closing:
+                raise GatewayError(503, "the gateway is stopping", retry_after_s=5)
             if backend.state == RUNNING:
                 backend.in_flight += 1
                 backend.last_used = time.monotonic()
@@ -187,8 +193,9 @@ class Fleet:
             if backend.state == FAILED and since < FAILURE_COOLDOWN_S:
                 raise GatewayError(503, f"{backend.route.name} failed to start: {backend.failure}",
                                    retry_after_s=max(1, int(FAILURE_COOLDOWN_S - since)))
-            if self.closing:
-                raise GatewayError(503, "the gateway is stopping", retry_after_s=5)
+            if backend.state == STOPPING:
+                await self._wait_for_stop(backend)
+                continue
             if backend.state == STARTING:
                 await self._wait_for_start(backend)
                 continue
@@ -211,6 +218,14 @@ class Fleet:
         except asyncio.TimeoutError:
             raise GatewayError(503, f"{backend.route.name} is still starting after "
                                f"{self.options.start_timeout_s:g} s") from None
+        finally:
+            backend.waiting -= 1
+
+    async def _wait_for_stop(self, backend: Backend) -> None:
+        """Until the stop of BACKEND under way has ended (then the caller starts it again)."""
+        backend.waiting += 1
+        try:
+            await backend.stopped.wait()
         finally:
             backend.waiting -= 1
 
@@ -238,13 +253,30 @@ class Fleet:
             self._spawn_task(self._start(backend))
 
     async def _make_room(self, decision: Decision) -> None:
-        """Put to sleep, then stop, what DECISION names (under the lock)."""
-        for name in decision.sleep:
-            await self._sleep(self.backends[name], reason="making room")
-        for name in decision.stop:
-            await self._stop(self.backends[name], reason="making room")
-            if self.metrics:
-                self.metrics.evictions.labels(model=name).inc()
+        """Put to sleep, then stop, what DECISION names (under the lock). Every server named is STOPPING (or
+        SLEEPING) before the first step begins: a request for one of them must not slip in while another
+        stops. When a step fails, those not reached yet are running again."""
+        sleeping = [self.backends[name] for name in decision.sleep]
+        stopping = [self.backends[name] for name in decision.stop]
+        for backend in stopping:
+            self._mark_stopping(backend)
+        for backend in sleeping:  # a request for one waits for the lock, then wakes it
+            backend.state = SLEEPING
+        done: set[str] = set()
+        try:
+            for backend in sleeping:
+                await self._sleep(backend, reason="making room")
+                done.add(backend.route.name)
+            for backend in stopping:
+                await self._stop(backend, reason="making room")
+                done.add(backend.route.name)
+                if self.metrics:
+                    self.metrics.evictions.labels(model=backend.route.name).inc()
+        finally:
+            for backend in sleeping + stopping:
+                if backend.route.name not in done and backend.state in (SLEEPING, STOPPING):
+                    backend.state = RUNNING
+                    backend.stopped.set()
 
     def _spawn_task(self, coro: Any) -> None:
         task = asyncio.ensure_future(coro)
@@ -373,18 +405,33 @@ class Fleet:
                     self.log(f"stopping {server_name}: GPU memory still held after "
                              f"{self.options.stop_timeout_s:g} s; going on")
 
+    def _mark_stopping(self, backend: Backend) -> None:
+        """BACKEND is STOPPING from now on (no await between the decision to stop and this)."""
+        if backend.ours and not backend.route.external and backend.state != STOPPING:
+            backend.state = STOPPING
+            backend.stopped = asyncio.Event()
+
     async def _stop(self, backend: Backend, reason: str) -> None:
         if not backend.ours or backend.route.external:
             return
+        self._mark_stopping(backend)
         self.log(f"stopping {backend.route.name} ({reason})")
-        await asyncio.to_thread(self._cleanup_blocking, backend.server_name)
-        backend.state, backend.base_url = STOPPED, None
+        try:
+            await asyncio.to_thread(self._cleanup_blocking, backend.server_name)
+        finally:
+            backend.state, backend.base_url = STOPPED, None
+            backend.stopped.set()
 
     async def _sleep(self, backend: Backend, reason: str) -> None:
         """vLLM's sleep mode, level 1: weights to host RAM, KV cache dropped; the process stays."""
         self.log(f"putting {backend.route.name} to sleep ({reason})")
-        await self._dev_call(backend, "POST", "/sleep?level=1")
+        # SLEEPING before the call: a request arriving meanwhile waits for the lock, then wakes it.
         backend.state = SLEEPING
+        try:
+            await self._dev_call(backend, "POST", "/sleep?level=1")
+        except GatewayError:
+            backend.state = RUNNING
+            raise
         if self.metrics:
             self.metrics.sleeps.labels(model=backend.route.name).inc()
 
@@ -471,7 +518,7 @@ class Fleet:
         if self._tasks:
             await asyncio.gather(*self._tasks, return_exceptions=True)
         for backend in self.backends.values():
-            if backend.ours and backend.state in (STARTING, RUNNING, SLEEPING, FAILED):
+            if backend.ours and backend.state in (STARTING, RUNNING, SLEEPING, FAILED, STOPPING):
                 await self._stop(backend, reason="the gateway stops")
             elif backend.ours and backend.server_name and not backend.route.external:
                 # Stopped after its server ended on its own (tick saw it): its record, which names this

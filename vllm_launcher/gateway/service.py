@@ -28,6 +28,7 @@ if TYPE_CHECKING:
     from vllm_launcher.presets import Preset
 
 TICK_S = 1.0
+DRAIN_S = 10.0  # on shutdown, how long requests in flight (streams) may take to end before they are cut
 
 
 @dataclass
@@ -43,7 +44,27 @@ class GatewayConfig:
     memory_gib: float | None = None
     gpu_memory_gib: float | None = None
     start_timeout_s: float = 1800.0
+    drain_s: float = DRAIN_S
     argv: list[str] = field(default_factory=list)
+
+
+def label(name: str) -> str:
+    """How the gateway names itself: "gateway" for the default name, else "gateway NAME"."""
+    return "gateway" if name == "gateway" else f"gateway {name}"
+
+
+def exposure_problem(host: str, api_key_env: str | None, presets: list[Preset]) -> str | None:
+    """Why a gateway on HOST must not run: on an address others can reach, with no key of its own, it would
+    send a preset's upstream key (api_key_env) on behalf of anyone who reaches it. None: fine."""
+    from vllm_launcher.system import is_loopback
+
+    if api_key_env or is_loopback(host):
+        return None
+    keyed = [f"{p.name} (api_key_env {p.api_key_env})" for p in presets if p.api_key_env]
+    if not keyed:
+        return None
+    return (f"--host {host} with no --api-key-env would let anyone who reaches it use the key of "
+            f"{', '.join(keyed)}: give the gateway its own key (--api-key-env NAME) or bind 127.0.0.1")
 
 
 def build_routes(config: GatewayConfig, hardware: Hardware) -> tuple[RouteTable, list[str]]:
@@ -116,6 +137,10 @@ def run(config: GatewayConfig, log_path: str = "") -> int:
     table, notes = build_routes(config, hardware)
     for note in notes:
         output.err(f"vllm-launch: gateway: {note}")
+    exposed = exposure_problem(config.host, config.api_key_env,
+                               [r.preset for r in table.routes if r.preset is not None])
+    if exposed:
+        raise ConfigError(exposed, source="--host")
     unwritable = preflight.state_dirs_problem()
     if unwritable:
         raise LaunchError(f"not starting the gateway: {unwritable}")
@@ -157,7 +182,7 @@ async def _serve(config: GatewayConfig, table: RouteTable, hardware: Hardware, r
 
     from vllm_launcher.gateway.backends import Fleet, FleetOptions
     from vllm_launcher.gateway.metrics import Metrics
-    from vllm_launcher.gateway.proxy import make_app
+    from vllm_launcher.gateway.proxy import drain, make_app
 
     def log(text: str) -> None:
         with contextlib.suppress(OSError, ValueError):
@@ -185,18 +210,24 @@ async def _serve(config: GatewayConfig, table: RouteTable, hardware: Hardware, r
         record.state = records.READY.value
         record.ready_at = time.time()
         records.write(record)
-        log(f"gateway {config.name} on {record.base_url} for "
+        log(f"{label(config.name)} on {record.base_url} for "
             + ", ".join(f"{r.name} ({', '.join(r.names)})" for r in table.routes))
+        for line in client_lines(record, config.api_key_env):
+            with contextlib.suppress(OSError, ValueError):
+                print(line, flush=True)
         while not stop.is_set():
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(stop.wait(), TICK_S)
             await fleet.tick()
-        log(f"gateway {config.name}: stopping the servers it started")
         options.stop_timeout_s = records.requested_stop_timeout(config.name, options.stop_timeout_s)
+        fleet.closing = True  # new requests get 503 from now on
+        await drain(app, min(config.drain_s, options.stop_timeout_s / 2), lambda text: log(
+            f"{label(config.name)}: {text}"))
+        log(f"{label(config.name)}: stopping the servers it started")
         await fleet.shutdown()
     finally:
         await runner.cleanup()
-    log(f"gateway {config.name}: stopped")
+    log(f"{label(config.name)}: stopped")
     return 0
 
 
@@ -227,18 +258,33 @@ def start_detached(config: GatewayConfig, argv: list[str]) -> output.Result:
 
 
 def gateway_text(record: records.Record, key_env: str | None = None) -> str:
-    from vllm_launcher.client_config import gateway_entry, profile_yaml, sdk_env_lines
-
-    profile = profile_yaml(gateway_entry(record.base_url))
     return "\n".join([
-        f"gateway {record.name} is ready",
+        f"{label(record.name)} is ready",
         f"  endpoint:      {record.endpoint}",
         f"  OpenAI base:   {record.base_url}",
         f"  models:        {record.served_model}",
         f"  log:           {record.log_path or '(this terminal)'}",
+        *client_lines(record, key_env),
+    ])
+
+
+def client_lines(record: records.Record, key_env: str | None = None) -> list[str]:
+    """How clients reach this gateway: the agent's profiles.yaml entry, the OpenAI SDK's and Anthropic's
+    (Claude Code's) environment, the key by reference to the user's variable, never its value; and how to
+    stop it."""
+    import shlex
+
+    from vllm_launcher.client_config import gateway_entry, profile_yaml, sdk_env_lines
+
+    profile = profile_yaml(gateway_entry(record.base_url))
+    token = f'"${key_env}"' if key_env else "any  # this gateway checks no key"
+    return [
         "profiles.yaml entry for the client:",
         *("  " + line for line in profile.splitlines()),
         "OpenAI SDK environment:",
         *sdk_env_lines(record.base_url, key_env),
+        "Anthropic SDK / Claude Code environment (no /v1):",
+        f"  export ANTHROPIC_BASE_URL={shlex.quote(record.endpoint)}",
+        f"  export ANTHROPIC_AUTH_TOKEN={token}",
         f"stop it (and the servers it started) with: vllm-launch down {record.name}",
-    ])
+    ]
