@@ -5,15 +5,17 @@ aiohttp server in its own process): every figure near the truth and near vLLM's 
 from __future__ import annotations
 
 import json
+import os
 import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
 
+import psutil
 import pytest
 from cli_helpers import run_cli
-from conftest import free_port
+from conftest import free_port, write_preset
 from timed_server import TimedServer, vllm_bench, write_tokenizer
 
 TTFT_MS, ITL_MS, TOKENS = 400.0, 30.0, 10
@@ -297,3 +299,106 @@ def test_help_has_the_options(isolated_xdg):
     assert result.returncode == 0
     for option in ("--workload", "--concurrency", "--request-rate", "--slo", "--plot", "--save", "--url"):
         assert option in result.stdout
+
+
+# ----------------------------------------------------------------------- a preset started for the run
+
+TIMED_DIR = Path(__file__).resolve().parent / "fake_timed_vllm"
+
+
+def timed_env(isolated_xdg: dict[str, str], **timing: object) -> dict[str, str]:
+    """The env of a CLI run whose `python -m vllm.entrypoints.openai.api_server` is the timed fake."""
+    env = {k: v for k, v in isolated_xdg.items() if not k.startswith("FAKE_TIMED_")}
+    env["PYTHONPATH"] = os.pathsep.join([str(TIMED_DIR), str(TIMED_DIR.parent.parent)])
+    env["PYTHONUNBUFFERED"] = "1"
+    env["FAKE_TIMED_START_S"] = "0.2"
+    env.update({f"FAKE_TIMED_{k.upper()}": str(v) for k, v in timing.items()})
+    return env
+
+
+def no_servers_left(env: dict[str, str]) -> None:
+    status = subprocess.run(
+        [sys.executable, "-m", "vllm_launcher", "status", "--json"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert status.returncode == 0 and json.loads(status.stdout) == [], status.stdout
+    leftovers = [
+        p
+        for p in psutil.process_iter(["cmdline", "environ"])
+        if "fake_timed_vllm" in ((p.info.get("environ") or {}).get("PYTHONPATH") or "")
+        and "api_server" in " ".join(p.info.get("cmdline") or [])
+        and (p.info.get("environ") or {}).get("XDG_STATE_HOME") == env["XDG_STATE_HOME"]
+    ]
+    assert not leftovers, leftovers
+
+
+def test_a_preset_is_started_for_the_run_and_stopped(isolated_xdg):
+    env = timed_env(isolated_xdg, ttft_ms=20, itl_ms=5)
+    write_preset(env, "timed", free_port(), max_num_seqs=2)
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "vllm_launcher",
+            "bench",
+            "timed",
+            "-n",
+            "6",
+            "--output-tokens",
+            "4",
+            "--input-tokens",
+            "16",
+            "--json",
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    data = json.loads(result.stdout)
+    assert data["completed"] == 6 and data["started_for_run"] is True and data["server_name"] == "bench-timed"
+    assert "stopped bench-timed" in result.stderr
+    no_servers_left(env)
+
+
+def test_ctrl_c_stops_the_server_bench_started(isolated_xdg):
+    env = timed_env(isolated_xdg, ttft_ms=5, itl_ms=100)
+    write_preset(env, "timed", free_port())
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "vllm_launcher",
+            "bench",
+            "timed",
+            "-n",
+            "40",
+            "-c",
+            "2",
+            "--output-tokens",
+            "30",
+        ],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.monotonic() + 240
+    record = Path(env["XDG_STATE_HOME"]) / "vllm-launch" / "servers" / "bench-timed.json"
+    while time.monotonic() < deadline:
+        if record.exists() and json.loads(record.read_text()).get("state") == "ready":
+            break
+        time.sleep(0.2)
+    time.sleep(4.0)  # some requests finish (3 s each)
+    process.send_signal(signal.SIGINT)
+    out, err = process.communicate(timeout=120)
+    assert process.returncode == 130, out + err
+    assert "interrupted" in err and "stopped bench-timed" in err and "Traceback" not in err
+    assert "Successful requests" in out
+    no_servers_left(env)

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from vllm_launcher import records
+from vllm_launcher import output, records
 from vllm_launcher.errors import ConfigError, LaunchError
 from vllm_launcher.inputs import check_number
 from vllm_launcher.output import Result
@@ -567,5 +567,244 @@ def tune(
     as_json: bool = False,
     timeout_s: float = 900.0,
 ) -> Result:
-    """Not yet: the grid, each candidate started, benched and stopped, the best under --slo."""
-    raise LaunchError("tune is not implemented yet")
+    """Each candidate of the grid started (as `up --detach`), benched with one workload and stopped; the
+    best under --slo chosen, and with --save written as a user preset extending PRESET."""
+    from vllm_launcher.benchmark import tune as tuning
+    from vllm_launcher.benchmark.metrics import parse_slo
+    from vllm_launcher.presets import resolve
+
+    wargs = WorkloadArgs(
+        workload,
+        requests,
+        input_tokens,
+        output_tokens,
+        sessions,
+        turns,
+        client_prompt_tokens,
+        tool_result_tokens,
+        prefix_tokens,
+        tokenizer,
+        seed,
+    )
+    wargs.check()
+    levels = parse_levels(concurrency)
+    if len(levels) != 1:
+        raise ConfigError(
+            "tune benches every candidate at one level: give one number", source="--concurrency"
+        )
+    rate = parse_rate(request_rate)
+    slos = parse_slo(slo)
+    seqs = tuning.parse_list(max_num_seqs, "--max-num-seqs")
+    batched = tuning.parse_list(max_num_batched_tokens, "--max-num-batched-tokens")
+    _count("--max-candidates", max_candidates, 1000)
+    check_number("--timeout", timeout_s, low=0, high=7 * 86400, low_inclusive=False)
+    if save is not None:
+        from vllm_launcher.fit import check_preset_name
+
+        check_preset_name(save)
+    base = resolve(preset).preset
+    if save is not None and save == base.name:
+        raise ConfigError(f"the tuned preset extends {base.name}: give it another name", source="--save")
+    load = wargs.build(base.model, base.client_prompt_tokens, seed)
+    if base.max_model_len and load.longest_tokens > base.max_model_len:
+        raise ConfigError(
+            f"the {load.name} workload's longest request (~{load.longest_tokens} tokens) does not "
+            f"fit {base.name}'s max_model_len ({base.max_model_len}): lower the sizes",
+            source="--workload",
+        )
+    from vllm_launcher.commands.fit import select_hardware
+
+    hardware = select_hardware(hardware_file)
+    kept, left, how = tuning.grid(
+        base, hardware, load.longest_tokens, seqs, batched, prefix_caching, chunked_prefill, max_candidates
+    )
+    if not kept:
+        reasons = "; ".join(f"{c.label()}: {c.why_not}" for c in left[:3])
+        raise ConfigError(f"no candidate fits: {reasons}")
+    interrupted = _run_candidates(
+        preset, base, kept, load, levels[0], rate, slos, seed, timeout_s, hardware_file
+    )
+    best = tuning.choose(kept, slos)
+    data = {
+        "best": {"settings": best.settings, "result": best.result} if best else None,
+        "candidates": [
+            {"settings": c.settings, "result": c.result, "meets_slo": c.meets_slo, "error": c.error}
+            for c in kept
+        ],
+        "left_out": [{"settings": c.settings, "why": c.why_not} for c in left],
+        "grid": how,
+        "workload": load.name,
+        "workload_description": load.description,
+        "concurrency": levels[0],
+        "slo": slos or None,
+    }
+    notes: list[str] = []
+    code = INTERRUPTED if interrupted else 0
+    if interrupted:
+        notes.append("vllm-launch: interrupted: the table covers the candidates measured so far")
+    if best is None:
+        code = code or 1
+        notes.append("vllm-launch: no candidate " + ("met every --slo" if slos else "completed its run"))
+    elif save is not None and not interrupted:
+        notes.append(f"vllm-launch: saved {_save_tuned(base, preset, best, load, levels[0], save, force)}")
+    return Result(
+        text=_tune_text(kept, left, best, how, load, levels[0], slos),
+        data=data,
+        as_json=as_json,
+        notes=notes,
+        code=code,
+    )
+
+
+def _run_candidates(
+    ref: str,
+    base: Any,
+    kept: list,
+    load: Workload,
+    level: int | None,
+    rate: float,
+    slos: dict[str, float],
+    seed: int,
+    timeout_s: float,
+    hardware_file: str | None,
+) -> bool:
+    """Start, bench and stop each candidate in turn; True when Ctrl-C cut the grid short."""
+    from vllm_launcher.benchmark import client
+    from vllm_launcher.benchmark.tune import overrides_for
+    from vllm_launcher.presets import resolve
+
+    name = f"tune-{base.name}"[:64]
+    for index, candidate in enumerate(kept, start=1):
+        output.err(f"vllm-launch: tune {index}/{len(kept)}: {candidate.label()}: starting")
+        try:
+            resolved = resolve(ref, overrides_for(candidate.settings, list(base.extra_args)))
+            record, seconds = start_server(resolved, name, timeout_s, hardware_file)
+        except (LaunchError, ConfigError) as exc:
+            candidate.error = str(exc)
+            output.err(f"vllm-launch: tune {index}/{len(kept)}: {candidate.label()}: {candidate.error}")
+            continue
+        try:
+            target = client.Target(
+                record.base_url,
+                base.served_model_name or base.model,
+                _api_key(base.api_key_env) if base.api_key_env else None,
+            )
+            client.probe_blocking(target)
+            result, _run = run_level(
+                target, load, level, rate, slos, seed, True, f"tune {index}/{len(kept)} {candidate.label()}"
+            )
+            result["start_s"] = seconds
+            candidate.result = result
+        except (LaunchError, ConfigError) as exc:
+            candidate.error = str(exc)
+        finally:
+            stop_server(name)
+        if candidate.result and candidate.result.get("interrupted"):
+            return True
+    return False
+
+
+def _fmt(value: Any, digits: int = 1) -> str:
+    return "-" if value is None else f"{float(value):.{digits}f}"
+
+
+def _tune_text(
+    kept: list, left: list, best: Any, how: str, load: Workload, level: int | None, slos: dict[str, float]
+) -> str:
+    rows = []
+    for c in kept:
+        r = c.result or {}
+        status = (
+            "best"
+            if c is best
+            else (
+                "failed: " + (c.error or "")[:60]
+                if c.error
+                else ("meets SLO" if c.meets_slo and slos else ("ok" if c.meets_slo else "misses"))
+            )
+        )
+        rows.append(
+            [
+                c.label(),
+                r.get("completed", "-"),
+                r.get("failed", "-"),
+                _fmt(r.get("request_throughput"), 2),
+                _fmt(r.get("request_goodput"), 2),
+                _fmt(r.get("output_throughput")),
+                _fmt(r.get("mean_ttft_ms")),
+                _fmt(r.get("p99_ttft_ms")),
+                _fmt(r.get("mean_tpot_ms"), 2),
+                _fmt(r.get("p99_itl_ms"), 2),
+                _fmt(r.get("mean_e2el_ms")),
+                status,
+            ]
+        )
+    table = output.table(
+        [
+            "CANDIDATE",
+            "DONE",
+            "FAILED",
+            "REQ/S",
+            "GOOD/S",
+            "TOK/S",
+            "TTFT",
+            "P99 TTFT",
+            "TPOT",
+            "P99 ITL",
+            "E2EL",
+            "",
+        ],
+        rows,
+    )
+    head = [f"{load.description}, concurrency {level or 'inf'}; grid {how}"]
+    if slos:
+        head.append(
+            "SLO: " + ", ".join(f"{k} <= {v:g} ms" for k, v in slos.items()) + " (ms columns: means and p99s)"
+        )
+    tail = [f"left out {c.label()}: {c.why_not}" for c in left[:10]]
+    if len(left) > 10:
+        tail.append(f"... and {len(left) - 10} more left out")
+    if best is not None:
+        tail.append(f"best: {best.label()}")
+    return "\n".join([*head, "", table, *(["", *tail] if tail else [])])
+
+
+def _save_tuned(
+    base: Any, ref: str, best: Any, load: Workload, level: int | None, name: str, force: bool
+) -> str:
+    """A user preset NAME: `extends` PRESET, the chosen settings, the measured figures in its description."""
+    import yaml
+
+    from vllm_launcher import atomic
+    from vllm_launcher.benchmark.tune import prefix_caching_args
+    from vllm_launcher.paths import user_presets_dir
+    from vllm_launcher.presets import known_presets
+
+    r = best.result or {}
+    figures = (
+        f"{r.get('output_throughput', 0):.1f} output tok/s, {r.get('request_throughput', 0):.2f} req/s"
+        + (f", goodput {r['request_goodput']:.2f} req/s" if r.get("request_goodput") is not None else "")
+        + f", mean TTFT {r.get('mean_ttft_ms', 0):.0f} ms, mean TPOT {r.get('mean_tpot_ms', 0):.1f} ms"
+    )
+    data: dict[str, Any] = {
+        "extends": base.name if base.name in known_presets() else ref,
+        "description": (
+            f"{base.name} tuned by vllm-launch tune ({time.strftime('%Y-%m-%d')}): {best.label()}. "
+            f"Measured with {load.description} at concurrency {level or 'inf'}: {figures}."
+        ),
+    }
+    for key, value in best.settings.items():
+        if key != "prefix_caching":
+            data[key] = value
+    if best.settings.get("prefix_caching") is False:
+        data["extra_args"] = prefix_caching_args(list(base.extra_args), on=False)
+    directory = user_presets_dir()
+    target = directory / f"{name}.yaml"
+    if target.exists() and not force:
+        raise ConfigError(f"user preset {name!r} exists; use --force to replace it", source=target)
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        atomic.write_text(target, yaml.safe_dump(data, sort_keys=False, allow_unicode=True), mode=0o600)
+    except OSError as exc:
+        raise LaunchError(f"cannot save {target}: {exc.strerror or exc}") from None
+    return str(target)
