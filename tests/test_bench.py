@@ -402,3 +402,17 @@ def test_ctrl_c_stops_the_server_bench_started(isolated_xdg):
     assert "interrupted" in err and "stopped bench-timed" in err and "Traceback" not in err
     assert "Successful requests" in out
     no_servers_left(env)
+
+
+@pytest.mark.parametrize("args", [["bench", "--help"], ["tune", "--help"]])
+def test_help_imports_nothing_heavy(args, isolated_xdg):
+    probe = (
+        "import sys\nfrom vllm_launcher.cli import run\ncode = run(sys.argv[1:])\n"
+        "heavy = [m for m in ('torch', 'vllm', 'transformers', 'aiohttp', 'numpy') if m in sys.modules]\n"
+        "print('HEAVY:' + ','.join(heavy))\n"
+    )
+    env = dict(isolated_xdg, PYTHONPATH=str(Path(__file__).resolve().parent.parent))
+    result = subprocess.run(
+        [sys.executable, "-c", probe, *args], env=env, capture_output=True, text=True, timeout=60, check=False
+    )
+    assert result.stdout.rstrip().endswith("HEAVY:"), result.stdout[-500:] + result.stderr[-2000:]

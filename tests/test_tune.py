@@ -165,3 +165,47 @@ def test_bad_tune_input_is_one_line(isolated_xdg, args, words):
     result = run_cli(["tune", "timed", *args], isolated_xdg)
     assert result.returncode == 2, result.stdout + result.stderr
     assert len(result.stderr.strip().splitlines()) == 1 and words in result.stderr, result.stderr
+
+
+def test_ctrl_c_prints_the_candidates_so_far_and_stops_the_server(isolated_xdg):
+    import signal
+    import time
+
+    env = timed_env(isolated_xdg, ttft_ms=5, itl_ms=50)
+    write_preset(env, "timed", free_port())
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "vllm_launcher",
+            "tune",
+            "timed",
+            "--max-num-seqs",
+            "2,4",
+            "--max-num-batched-tokens",
+            "1024",
+            "-n",
+            "8",
+            "-c",
+            "2",
+            "--output-tokens",
+            "20",
+        ],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    log = Path(env["XDG_STATE_HOME"]) / "vllm-launch" / "logs"
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline:  # the second candidate's server has started
+        if sum(f.read_text().count("Starting vLLM server") for f in log.glob("**/*.log")) >= 2:
+            break
+        time.sleep(0.2)
+    time.sleep(1.5)
+    process.send_signal(signal.SIGINT)
+    out, err = process.communicate(timeout=120)
+    assert process.returncode == 130, out + err
+    assert "interrupted" in err and "Traceback" not in err
+    assert "seqs=2 batched=1024" in out and "seqs=4 batched=1024" in out  # the table, as far as it got
+    no_servers_left(env)

@@ -683,20 +683,33 @@ def _run_candidates(
             candidate.error = str(exc)
             output.err(f"vllm-launch: tune {index}/{len(kept)}: {candidate.label()}: {candidate.error}")
             continue
+        except KeyboardInterrupt:  # start_server has stopped what it started
+            candidate.error = "interrupted while starting"
+            return True
         try:
             target = client.Target(
                 record.base_url,
                 base.served_model_name or base.model,
                 _api_key(base.api_key_env) if base.api_key_env else None,
             )
-            client.probe_blocking(target)
+            info = client.probe_blocking(target)
             result, _run = run_level(
-                target, load, level, rate, slos, seed, True, f"tune {index}/{len(kept)} {candidate.label()}"
+                target,
+                load,
+                level,
+                rate,
+                slos,
+                seed,
+                info.is_vllm,
+                f"tune {index}/{len(kept)} {candidate.label()}",
             )
             result["start_s"] = seconds
             candidate.result = result
         except (LaunchError, ConfigError) as exc:
             candidate.error = str(exc)
+        except KeyboardInterrupt:
+            candidate.error = "interrupted"
+            return True
         finally:
             stop_server(name)
         if candidate.result and candidate.result.get("interrupted"):
