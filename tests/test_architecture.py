@@ -21,7 +21,8 @@ LAYERS: dict[str, set[str]] = {
     "doctor": {"base", "core", "machine"},
     "supervise": {"base", "core", "machine", "doctor"},
     "gateway": {"base", "core", "machine", "doctor", "supervise", "exporters"},
-    "commands": {"base", "core", "machine", "exporters", "doctor", "supervise", "gateway"},
+    "benchmark": {"base", "core"},
+    "commands": {"base", "core", "machine", "exporters", "doctor", "supervise", "gateway", "benchmark"},
     "cli": {"base", "commands"},
 }
 BASE = {"errors", "paths", "units", "safe_text", "files", "atomic", "inputs", "output", "stat_cache",
@@ -37,7 +38,7 @@ def layer_of(module: str) -> str:
         return "base"
     if parts[0] == "__main__":  # `python -m vllm_launcher`: the CLI
         return "cli"
-    if parts[0] in ("exporters", "doctor", "supervise", "gateway", "commands", "cli"):
+    if parts[0] in ("exporters", "doctor", "supervise", "gateway", "benchmark", "commands", "cli"):
         return parts[0]
     if parts[0] in CORE:
         return "core"

@@ -11,6 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from vllm_launcher.cli.bench_options import BENCH_HELP, BENCH_PARAMS, TUNE_HELP, TUNE_PARAMS
 from vllm_launcher.cli.options import (
     ENTRYPOINT,
     EXPORTS,
@@ -115,5 +116,7 @@ COMMANDS: tuple[Command, ...] = (
                    "With --tools: also call a tool behind a system prompt of this many tokens.", metavar="N"),
              flag("list_rules", ("--list",), "List the checks and their codes."), VLLM_VERSION, JSON,
              *OVERRIDES)),
+    Command("bench", "bench:bench", BENCH_HELP, BENCH_PARAMS),
+    Command("tune", "bench:tune", TUNE_HELP, TUNE_PARAMS),
 )
 BY_NAME: dict[str, Command] = {command.name: command for command in COMMANDS}
