@@ -18,6 +18,7 @@ from vllm_launcher.cli.options import (
     GATEWAY_PARAMS,
     HARDWARE,
     JSON,
+    LAUNCH_PARAMS,
     MACHINE,
     OUTPUT,
     OVERRIDES,
@@ -109,5 +110,8 @@ COMMANDS: tuple[Command, ...] = (
              Param("client_prompt_tokens", ("--client-prompt-tokens",), int,
                    "With --tools: also call a tool behind a system prompt of this many tokens.", metavar="N"),
              flag("list_rules", ("--list",), "List the checks and their codes."), JSON, *OVERRIDES)),
+    Command("launch", "launch:launch", "Start a coding agent (claude, codex, opencode, aider, agent) on your "
+            "model: the gateway, checks, its config merged, then the client; `-- ARGS` go to the client.",
+            LAUNCH_PARAMS),
 )
 BY_NAME: dict[str, Command] = {command.name: command for command in COMMANDS}
