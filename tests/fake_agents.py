@@ -24,11 +24,12 @@ HEADERS = ("authorization", "x-api-key", "anthropic-version", "anthropic-beta", 
 class FakeAgentBackend:
     """`with FakeAgentBackend("demo") as server: server.root` -> http://127.0.0.1:PORT"""
 
-    def __init__(self, model: str = "demo", max_model_len: int = 131072) -> None:
-        self.model, self.max_model_len = model, max_model_len
+    def __init__(self, model: str = "demo", max_model_len: int = 131072, *, host: str = "127.0.0.1",
+                 port: int = 0, log_path: str | None = None) -> None:
+        self.model, self.max_model_len, self.log_path = model, max_model_len, log_path
         self.requests: list[dict] = []
         self._lock = threading.Lock()
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
+        self._server = ThreadingHTTPServer((host, port), self._handler())
         self.port = self._server.server_address[1]
         self.root = f"http://127.0.0.1:{self.port}"
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
@@ -48,6 +49,9 @@ class FakeAgentBackend:
     def _record(self, entry: dict) -> None:
         with self._lock:
             self.requests.append(entry)
+            if self.log_path:  # another process's view (the server the gateway started)
+                with open(self.log_path, "a", encoding="utf-8") as handle:
+                    handle.write(json.dumps(entry) + "\n")
 
     def _handler(self) -> type[BaseHTTPRequestHandler]:  # noqa: C901 (one small method per route)
         backend = self
