@@ -9,13 +9,13 @@ from vllm_launcher.clients.edits import YamlProfile
 
 
 def plan(target: Target) -> ClientPlan:
-    from vllm_launcher.client_config import gateway_entry, profile_entry
+    from vllm_launcher.client_config import gateway_entry
 
-    entry = profile_entry(target.base_url, target.device) if target.device != "cpu" else \
-        gateway_entry(target.base_url)
+    entry = gateway_entry(target.base_url)  # the CPU timeout: a first request may wait for a cold start
     result = ClientPlan(argv=["chat", "--provider", "vllm", "--model", target.model])
     key_env(target, result, "OPENAI_API_KEY")
-    result.edits.append(YamlProfile(home() / ".victor" / "profiles.yaml", entry, "the agent's profiles"))
+    result.edits.append(YamlProfile(home() / ".victor" / "profiles.yaml", entry,
+                                    "the vllm: profile in the agent's profiles"))
     return result
 
 

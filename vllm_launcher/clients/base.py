@@ -18,14 +18,12 @@ NO_KEY = "vllm-launch"  # what the clients send when the server checks no key (t
 @dataclass(frozen=True)
 class Target:
     """The server a client talks to: ROOT_URL (http://HOST:PORT, no /v1), the MODEL name to ask for, its
-    context length (None: unknown), the variable holding the key (None: no key checked), and the device
-    (a CPU answers slowly: timeouts)."""
+    context length (None: unknown), and the variable holding the key (None: no key checked)."""
 
     root_url: str
     model: str
     context_tokens: int | None = None
     key_env: str | None = None
-    device: str = "cpu"
 
     @property
     def base_url(self) -> str:

@@ -29,7 +29,7 @@ def plan(target: Target) -> ClientPlan:
     if target.context_tokens:
         result.env["CLAUDE_CODE_AUTO_COMPACT_WINDOW"] = str(target.context_tokens)
     result.edits.append(JsonEntries(settings_path(), {("env", "CLAUDE_CODE_ATTRIBUTION_HEADER"): "0"},
-                                    "Claude Code's settings"))
+                                    "an env entry in Claude Code's settings"))
     return result
 
 

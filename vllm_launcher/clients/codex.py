@@ -23,7 +23,7 @@ def plan(target: Target) -> ClientPlan:
     key_env(target, result, KEY_VAR)
     result.edits.append(TomlBlock(codex_home() / "config.toml", ("model_providers", PROVIDER),
                                   {"name": PROVIDER, "base_url": target.base_url, "env_key": KEY_VAR,
-                                   "wire_api": "responses"}, "Codex's config (a model provider)"))
+                                   "wire_api": "responses"}, "a model provider in Codex's config"))
     profile: dict[str, object] = {"model": target.model, "model_provider": PROVIDER}
     if target.context_tokens:
         profile["model_context_window"] = target.context_tokens

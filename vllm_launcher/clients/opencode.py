@@ -30,7 +30,7 @@ def plan(target: Target) -> ClientPlan:
                 "options": {"baseURL": target.base_url, "apiKey": f"{{env:{KEY_VAR}}}"},
                 "models": {target.model: model}}
     result.edits.append(JsonEntries(config_path(), {("provider", PROVIDER): provider},
-                                    "opencode's config (a provider)"))
+                                    "a provider in opencode's config"))
     return result
 
 

@@ -141,7 +141,7 @@ def _resolve(client: Client, refs: list[str], endpoint: str | None, model: str |
     name = served_model_name(preset)
     if "/" in name and client.protocol == "messages":
         name = preset.name  # the gateway answers to the preset's name too
-    target = Target(gateway.root_url, name, _context_of(preset), key_env, preset.device)
+    target = Target(gateway.root_url, name, _context_of(preset), key_env)
     return Launch(client, target, client.plan(target), preset, gateway,
                   static_checks(client, target, preset))
 
