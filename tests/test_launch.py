@@ -361,3 +361,21 @@ def test_as_root_a_users_config_stays_theirs(home_env):
                  home / ".claude" / "settings.json"):
         assert (path.stat().st_uid, path.stat().st_gid) == (12345, 23456), path
     assert stat.S_IMODE(config.stat().st_mode) == 0o600
+
+
+def test_a_file_we_cannot_merge_is_one_line_naming_it(home_env):
+    claude = Path(home_env["HOME"]) / ".claude"
+    claude.mkdir()
+    (claude / "settings.json").write_text('{\n  "theme": "dark",\n  oops\n}\n')
+    (Path(home_env["HOME"]) / ".codex").mkdir()
+    (Path(home_env["HOME"]) / ".codex" / "config.toml").write_text("model_providers = { mine = 1 }\n")
+    with FakeAgentBackend("coder") as server:
+        for client, expected in (("claude", "settings.json: line 3: not JSON"),
+                                 ("codex", "config.toml: cannot add [model_providers.vllm-launch] without "
+                                           "changing the meaning")):
+            for args in (["--print"], ["--config-only", "--no-check"]):
+                result = cli(["launch", client, "--endpoint", server.root, *args], home_env)
+                assert result.returncode == 2, result.stderr
+                assert expected in result.stderr and len(result.stderr.strip().splitlines()) == 1
+                assert "Traceback" not in result.stderr
+    assert (claude / "settings.json").read_text() == '{\n  "theme": "dark",\n  oops\n}\n'

@@ -22,5 +22,5 @@ def plan(target: Target) -> ClientPlan:
 CLIENT = Client(
     name="agent", aliases=("victor", "guide"), title="Victor",
     description="the guide's agent, Victor (chat completions)",
-    binary="victor", install="install Victor, the guide's agent, so that `victor` is on PATH",
+    binary="victor", install="python -m pip install victor-ai (Victor, the guide's agent)",
     min_context=16384, prompt_tokens=6500, plan=plan)

@@ -254,7 +254,11 @@ class TomlBlock:
         new = before + block + after
         expected = json.loads(json.dumps(rest_data, default=str))
         _set(expected, self.table, dict(self.values), state.shown)
-        if json.loads(json.dumps(_toml(new, state.shown), default=str)) != expected:
+        try:
+            merged = json.loads(json.dumps(_toml(new, state.shown), default=str))
+        except ConfigError:
+            merged = None  # e.g. `model_providers = {...}` inline: a table cannot be added to it
+        if merged != expected:
             raise ConfigError(f"cannot add [{'.'.join(self.table)}] without changing the meaning of the rest "
                               "(an inline table?): add it by hand", source=state.shown)
         return Change(self.path, state, new, self.what, block.rstrip("\r\n"))

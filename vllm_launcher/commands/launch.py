@@ -74,7 +74,7 @@ def launch(client: str, presets: list[str] | None = None, endpoint: str | None =
     refused = [verdict.text for verdict in found.checks if not verdict.ok]
     if refused and not force:
         return Result(errors=[*refused, "(--force launches anyway)"], code=1)
-    changes = _prepare(found.plan)  # every file checked before anything starts or is written
+    _prepare(found.plan)  # every file checked before anything starts or is written
     if found.gateway is not None and not found.gateway.running:
         started = _start_gateway(found.gateway, api_key_env)
         if started is not None:
@@ -84,7 +84,7 @@ def launch(client: str, presets: list[str] | None = None, endpoint: str | None =
         if problems and not force:
             return Result(errors=[*problems, "(--force launches anyway; --no-check skips this check)"],
                           code=1)
-    written = _write(changes)
+    written = _write(_prepare(found.plan))  # read again: the checks took a while, the user may have edited
     env = _environment(found.plan)
     if config_only:
         return Result(text="\n".join([*written, "environment for the client (set it yourself):",
