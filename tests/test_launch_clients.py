@@ -132,9 +132,10 @@ def test_aider_message_through_launch_and_the_gateway(agent_env, gateway_preset)
 
 def test_claude_print_through_launch_to_the_backend(agent_env):
     installed(NPM_BIN / "claude")
+    agent_env["MY_SERVER_KEY"] = "s3cret-from-the-environment"
     with FakeAgentBackend("coder") as backend:
-        ran = run_launch(agent_env, "claude", "--endpoint", backend.root, "--no-check", "--",
-                         "-p", "What is the answer?")
+        ran = run_launch(agent_env, "claude", "--endpoint", backend.root, "--api-key-env", "MY_SERVER_KEY",
+                         "--no-check", "--", "-p", "What is the answer?")
         assert ran.returncode == 0, ran.stdout + ran.stderr
         assert ANSWER in ran.stdout, ran.stdout + ran.stderr
         messages = backend.posts("/v1/messages")
@@ -144,7 +145,10 @@ def test_claude_print_through_launch_to_the_backend(agent_env):
     assert sent["path"] == "/v1/messages?beta=true"  # ANTHROPIC_BASE_URL without /v1: no /v1/v1
     assert sent["body"]["model"] == "coder" and sent["body"]["stream"] is True
     assert {tool["name"] for tool in sent["body"]["tools"]} >= {"Bash", "Read"}
-    assert sent["headers"]["authorization"] == "Bearer vllm-launch"  # ANTHROPIC_AUTH_TOKEN
+    # the key went by environment (ANTHROPIC_AUTH_TOKEN), never argv or a file
+    assert sent["headers"]["authorization"] == "Bearer s3cret-from-the-environment"
+    home = Path(agent_env["HOME"])
+    assert not any("s3cret" in p.read_text(errors="replace") for p in home.rglob("*.json") if p.is_file())
     assert "anthropic-version" in sent["headers"]
     settings = json.loads((Path(agent_env["HOME"]) / ".claude" / "settings.json").read_text())
     assert settings["env"]["CLAUDE_CODE_ATTRIBUTION_HEADER"] == "0"

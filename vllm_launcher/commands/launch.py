@@ -82,8 +82,10 @@ def launch(client: str, presets: list[str] | None = None, endpoint: str | None =
     if not no_check:
         problems = _live_checks(found, api_key_env)
         if problems and not force:
+            notes = [f"gateway {found.gateway.name} keeps running (vllm-launch down {found.gateway.name})"] \
+                if found.gateway is not None else []
             return Result(errors=[*problems, "(--force launches anyway; --no-check skips this check)"],
-                          code=1)
+                          notes=notes, code=1)
     written = _write(_prepare(found.plan))  # read again: the checks took a while, the user may have edited
     env = _environment(found.plan)
     if config_only:
