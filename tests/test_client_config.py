@@ -169,3 +169,47 @@ def test_a_rendered_gateway_has_no_endpoint_to_write(fake_env, tmp_path: Path):
                   fake_env)
     assert refused.returncode == 2 and "--render starts none" in refused.stderr
     assert not (tmp_path / "p.yaml").exists()
+
+
+# --------------------------------------------------------------- issue 23: owner, CRLF, comments after
+
+
+def test_as_root_the_users_file_stays_theirs_with_its_mode(tmp_path: Path):
+    assert os.geteuid() == 0, "this case is about running as root (the tests run as root here)"
+    profiles = tmp_path / "profiles.yaml"
+    profiles.write_text("openai:\n  model: gpt\n")
+    os.chown(profiles, 12345, 23456)
+    profiles.chmod(0o640)
+    write_profile(prepare_profile(str(profiles), ENTRY))
+    info = profiles.stat()
+    assert (info.st_uid, info.st_gid, info.st_mode & 0o777) == (12345, 23456, 0o640)
+    assert yaml.safe_load(profiles.read_text())["vllm"] == ENTRY
+    home = tmp_path / "someone"
+    home.mkdir()
+    os.chown(home, 12345, 23456)
+    write_profile(prepare_profile(str(home / "new.yaml"), ENTRY))  # a new file in their directory: theirs
+    assert ((home / "new.yaml").stat().st_uid, (home / "new.yaml").stat().st_gid) == (12345, 23456)
+
+
+@pytest.mark.parametrize("had_vllm", [False, True])
+def test_a_crlf_file_gets_crlf_lines(tmp_path: Path, had_vllm: bool):
+    text = "# mine\r\nopenai:\r\n  model: gpt\r\n" + ("vllm:\r\n  base_url: old\r\n" if had_vllm else "")
+    profiles = tmp_path / "profiles.yaml"
+    profiles.write_bytes(text.encode())
+    write_profile(prepare_profile(str(profiles), ENTRY))
+    written = profiles.read_bytes().decode()
+    assert written.startswith("# mine\r\nopenai:\r\n  model: gpt\r\n")
+    assert "\n" not in written.replace("\r\n", ""), repr(written)  # no bare LF line
+    assert yaml.safe_load(written) == {"openai": {"model": "gpt"}, "vllm": ENTRY}
+
+
+def test_a_comment_after_the_vllm_block_belongs_to_the_next_profile_and_stays():
+    existing = ("vllm:\n  base_url: http://old:1/v1\n  timeout: 9\n# the next one is my laptop\n\n"
+                "laptop:\n  base_url: http://laptop/v1\n")
+    placed = placed_profile(existing, ENTRY, "p.yaml")
+    assert placed.endswith("\n# the next one is my laptop\n\nlaptop:\n  base_url: http://laptop/v1\n")
+    assert yaml.safe_load(placed) == {"vllm": ENTRY, "laptop": {"base_url": "http://laptop/v1"}}
+    last = "openai:\n  model: gpt\nvllm:\n  base_url: old\n# a closing note\n"
+    assert placed_profile(last, ENTRY, "p.yaml").endswith("timeout: 300\n# a closing note\n")
+    with pytest.raises(ConfigError, match="has comments"):  # a comment inside the block still refuses
+        placed_profile("vllm:\n  # mine\n  base_url: old\n", ENTRY, "p.yaml")

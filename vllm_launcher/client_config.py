@@ -9,6 +9,7 @@ so is refused before anything starts, and the write is atomic, through symlinks,
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import shlex
 from dataclasses import dataclass
@@ -59,39 +60,95 @@ class ProfileWrite:
     entry: dict
 
 
-def placed_profile(existing: str | None, entry: dict, source: str) -> str:
-    """The profiles file with ENTRY as its `vllm:` profile. Only the `vllm:` block's text changes (the rest of
-    the file, comments and all, stays byte for byte): a new block is appended, an existing one replaced, its
-    own other keys kept. ConfigError, naming SOURCE, where that cannot be done without loss."""
-    if existing is None or not existing.strip():
-        return profile_yaml(entry)
+def _profiles_node(existing: str, source: str) -> tuple[dict, yaml.MappingNode]:
     data, node, _ = compose_yaml(existing, source, what="a profiles file", hint="write the entries out")
     if not isinstance(data, dict) or not isinstance(node, yaml.MappingNode) or node.flow_style:
         raise ConfigError("expected a block mapping of profiles (`name:` lines), found "
                           f"{type(data).__name__ if not isinstance(data, dict) else 'a {...} flow mapping'}",
                           source=source)
-    old = data.get(PROFILE_KEY)
-    merged = {**old, **entry} if isinstance(old, dict) else entry
-    block = profile_yaml(merged)
+    return data, node
+
+
+def _content_end(existing: str, node: yaml.Node) -> int:
+    """Where NODE's text ends: the end of the line of its last scalar. PyYAML ends a block mapping where the
+    next key starts, so comment lines after it (at column 0, before the next profile) would count as its
+    own; they are the next profile's, and stay."""
+    while isinstance(node, (yaml.MappingNode, yaml.SequenceNode)) and node.value:
+        last = node.value[-1]
+        node = last[1] if isinstance(node, yaml.MappingNode) else last
+    end = node.end_mark.index
+    if end > 0 and existing[end - 1] == "\n":
+        return end
+    newline = existing.find("\n", end)
+    return len(existing) if newline < 0 else newline + 1
+
+
+def _profile_span(existing: str, node: yaml.MappingNode, base_url: str,
+                  source: str) -> tuple[int, int] | None:
+    """(start, end) of the `vllm:` block's text, or None when there is none; ConfigError when rewriting it
+    would drop a comment (or it is indented)."""
     found = next(((k, v) for k, v in node.value if k.value == PROFILE_KEY), None)
     if found is None:
-        text = (existing if existing.endswith("\n") else existing + "\n") + block
+        return None
+    key, value = found
+    start, end = key.start_mark.index, _content_end(existing, value)
+    if "#" in existing[start:end] or key.start_mark.column != 0:
+        raise ConfigError(f"its {PROFILE_KEY}: entry has comments (or is indented) that a rewrite would "
+                          f"drop: set base_url: {base_url} there by hand", source=source)
+    return start, end
+
+
+def current_profile(existing: str | None, source: str) -> object | None:
+    """The `vllm:` profile in the profiles file's text (None: no file, or no such profile)."""
+    if existing is None or not existing.strip():
+        return None
+    data, _ = _profiles_node(existing, source)
+    return data.get(PROFILE_KEY)
+
+
+def placed_profile(existing: str | None, entry: dict, source: str, *, replace: bool = False) -> str:
+    """The profiles file with ENTRY as its `vllm:` profile. Only the `vllm:` block's text changes (the rest of
+    the file, comments and all, stays byte for byte; a CRLF file gets CRLF lines): a new block is appended,
+    an existing one replaced, its own other keys kept (REPLACE: not kept). ConfigError, naming SOURCE, where
+    that cannot be done without loss."""
+    if existing is None or not existing.strip():
+        return profile_yaml(entry)
+    newline = "\r\n" if "\r\n" in existing else "\n"
+    data, node = _profiles_node(existing, source)
+    old = data.get(PROFILE_KEY)
+    merged = {**old, **entry} if isinstance(old, dict) and not replace else entry
+    block = profile_yaml(merged).replace("\n", newline)
+    base_url = entry.get("base_url", "...")
+    span = _profile_span(existing, node, base_url, source)
+    if span is None:
+        text = (existing if existing.endswith("\n") else existing + newline) + block
     else:
-        key, value = found
-        start, end = key.start_mark.index, value.end_mark.index
-        if "#" in existing[start:end] or key.start_mark.column != 0:
-            raise ConfigError(f"its {PROFILE_KEY}: entry has comments (or is indented) that a rewrite would "
-                              f"drop: set base_url: {entry['base_url']} there by hand", source=source)
-        text = existing[:start] + (block if existing[start:end].endswith("\n") else block.rstrip("\n")) + \
+        start, end = span
+        text = existing[:start] + (block if existing[start:end].endswith("\n") else block.rstrip("\r\n")) + \
             existing[end:]
+    _check_reads_back(text, {**data, PROFILE_KEY: merged}, base_url, source)
+    return text
+
+
+def removed_profile(existing: str, source: str) -> str:
+    """The profiles file without its `vllm:` block (the rest byte for byte)."""
+    data, node = _profiles_node(existing, source)
+    span = _profile_span(existing, node, "...", source)
+    if span is None:
+        return existing
+    text = existing[:span[0]] + existing[span[1]:]
+    _check_reads_back(text, {k: v for k, v in data.items() if k != PROFILE_KEY}, "...", source)
+    return text
+
+
+def _check_reads_back(text: str, expected: dict, base_url: str, source: str) -> None:
     try:
         placed, _, _ = compose_yaml(text, source, what="a profiles file", hint="write the entries out")
     except ConfigError:
         placed = None
-    if placed != {**data, PROFILE_KEY: merged}:  # e.g. a `...` end marker: the block would land outside
+    if (placed or {}) != expected:  # e.g. a `...` end marker: the block would land outside
         raise ConfigError(f"cannot place a {PROFILE_KEY}: entry in it without changing the rest: set "
-                          f"base_url: {entry['base_url']} there by hand", source=source)
-    return text
+                          f"base_url: {base_url} there by hand", source=source)
 
 
 def _real_target(path: str) -> Path:
@@ -133,21 +190,15 @@ def prepare_profile(path: str, entry: dict) -> ProfileWrite:
 
 def write_profile(plan: ProfileWrite) -> None:
     """Write the prepared file atomically (placed again if the file changed since it was read), keeping an
-    existing file's permissions (a new one gets the umask's), and say so on stderr."""
-    from vllm_launcher import atomic, output
+    existing file's permissions and owner (as root on a user's file: still theirs; a new one gets the
+    umask's mode), and say so on stderr."""
+    from vllm_launcher import output
+    from vllm_launcher.clients.writing import read_state, write_keeping
     from vllm_launcher.safe_text import printable
 
-    current = _read_existing(plan.target, plan.source)
-    text = plan.text if current == plan.original else placed_profile(current, plan.entry, plan.source)
-    try:
-        if current is not None:
-            mode = plan.target.stat().st_mode & 0o777
-        else:
-            umask = os.umask(0)
-            os.umask(umask)
-            mode = 0o666 & ~umask
-        atomic.write_text(plan.target, text, mode=mode)
-    except OSError as exc:
-        raise ConfigError(f"cannot write: {exc.strerror or exc}", source=plan.source) from None
+    current = dataclasses.replace(read_state(plan.target), shown=plan.source)
+    unchanged = current.text == plan.original
+    text = plan.text if unchanged else placed_profile(current.text, plan.entry, plan.source)
+    write_keeping(current, text, backup=False)
     output.err(f"vllm-launch: wrote the client's profile (vllm: {plan.entry['base_url']}) to "
                f"{printable(str(plan.target))}")

@@ -101,6 +101,8 @@ for _command in COMMANDS:
 
 def main(argv: list[str]) -> int:
     """Run the typer CLI; every expected error becomes one line on stderr and an exit code."""
+    if argv[:1] == ["launch"] and "--" in argv:  # what follows `--` is the client's, untouched by click
+        argv = [*argv[:argv.index("--")], *(f"--client-arg={arg}" for arg in argv[argv.index("--") + 1:])]
     try:
         result = app(args=argv, prog_name="vllm-launch", standalone_mode=False)
     except click_exceptions.NoArgsIsHelpError as exc:

@@ -193,6 +193,32 @@ GATEWAY_PARAMS: tuple[Param, ...] = (
 )
 
 
+# ---------------------------------------------------------------------------------------- launch
+
+LAUNCH_PARAMS: tuple[Param, ...] = (
+    argument("client", "CLIENT", "claude, codex, opencode, aider or agent (the guide's Victor)."),
+    argument("presets", "[PRESET]...", "Presets to serve through the gateway (the first is the client's "
+             "model unless --model).", required=False, many=True),
+    Param("endpoint", ("--endpoint",), str, "A server that runs already (http://HOST:PORT) instead of the "
+          "gateway.", metavar="URL"),
+    Param("model", ("--model",), str, "Which model the client uses: a preset's name, or one the endpoint "
+          "lists."),
+    Param("gateway_name", ("--gateway-name",), str, "The gateway to start or reuse.", default="gateway",
+          metavar="NAME"),
+    Param("port", ("--port",), int, "Its port, when it starts.", default=8080),
+    Param("api_key_env", ("--api-key-env",), str, "The variable holding the server's key (passed to the "
+          "client by reference).", metavar="NAME"),
+    flag("print_only", ("--print",), "Show what it would start, set and write; change nothing."),
+    flag("config_only", ("--config-only",), "Write the client's config, do not start the client."),
+    flag("restore", ("--restore",), "Remove what vllm-launch wrote into the client's config."),
+    flag("force", ("--force",), "Launch although a check fails."),
+    flag("no_check", ("--no-check",), "Skip the live tool-calling check (doctor --tools)."),
+    JSON,
+    Param("client_args", ("--client-arg",), str, "What follows `--` (for the client).", many=True,
+          hidden=True),
+)
+
+
 # ------------------------------------------------------------------------------------ overrides
 
 

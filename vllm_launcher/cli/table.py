@@ -19,6 +19,7 @@ from vllm_launcher.cli.options import (
     GATEWAY_PARAMS,
     HARDWARE,
     JSON,
+    LAUNCH_PARAMS,
     MACHINE,
     OUTPUT,
     OVERRIDES,
@@ -118,5 +119,8 @@ COMMANDS: tuple[Command, ...] = (
              *OVERRIDES)),
     Command("bench", "bench:bench", BENCH_HELP, BENCH_PARAMS),
     Command("tune", "bench:tune", TUNE_HELP, TUNE_PARAMS),
+    Command("launch", "launch:launch", "Start a coding agent (claude, codex, opencode, aider, agent) on your "
+            "model: the gateway, checks, its config merged, then the client; `-- ARGS` go to the client.",
+            LAUNCH_PARAMS),
 )
 BY_NAME: dict[str, Command] = {command.name: command for command in COMMANDS}
