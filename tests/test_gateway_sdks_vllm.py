@@ -105,7 +105,7 @@ def _anthropic_side(client: anthropic.Anthropic) -> None:
     assert final.content and final.content[0].type == "text"
 
     tool = client.messages.create(model=CLAUDE, max_tokens=48, tools=ANTHROPIC_TOOLS,
-                                  tool_choice={"type": "any"}, temperature=0,
+                                  tool_choice={"type": "any"},  # vLLM: "required", a constrained call
                                   messages=[{"role": "user", "content": "Weather in Paris?"}])
     uses = [block for block in tool.content if block.type == "tool_use"]
     assert uses and uses[0].name == "get_weather" and set(uses[0].input) == {"city"}, tool.content
