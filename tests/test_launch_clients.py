@@ -1,8 +1,9 @@
 """The real agent CLIs, each run once through `vllm-launch launch` with one non-interactive prompt: Codex
-(`codex exec`), opencode (`opencode run`) and aider (`aider --message`) through the real gateway to a fake
-backend that the gateway starts as the preset's server (tests/fake_agent_vllm), Claude Code (`claude -p`)
-straight to the fake backend with --endpoint (today's gateway has no /v1/messages route). Each asserts what
-the client sent (route, model, stream, tools) and that it printed the backend's answer.
+(`codex exec`), opencode (`opencode run`), aider (`aider --message`) and Claude Code (`claude -p`) through
+the real gateway to a fake backend that the gateway starts as the preset's server (tests/fake_agent_vllm);
+Claude Code also straight to the backend with --endpoint and a key, to see the headers the gateway does
+not pass on. Each asserts what the client sent (route, model, stream, tools) and that it printed the
+backend's answer.
 
 HOME is a fresh directory, so each client starts from nothing but what `launch` wrote (and, for Codex, a
 user config with telemetry off, into which launch merges its provider). The CLIs come from
@@ -152,3 +153,19 @@ def test_claude_print_through_launch_to_the_backend(agent_env):
     assert "anthropic-version" in sent["headers"]
     settings = json.loads((Path(agent_env["HOME"]) / ".claude" / "settings.json").read_text())
     assert settings["env"]["CLAUDE_CODE_ATTRIBUTION_HEADER"] == "0"
+
+
+def test_claude_print_through_launch_and_the_gateway(agent_env, gateway_preset):
+    installed(NPM_BIN / "claude")
+    ran = run_launch(agent_env, "claude", "coder", "--port", str(gateway_preset), "--no-check", "--",
+                     "-p", "What is the answer?")
+    assert ran.returncode == 0, ran.stdout + ran.stderr
+    assert ANSWER in ran.stdout, ran.stdout + ran.stderr
+    messages = backend_posts(agent_env, "/v1/messages")
+    agent = [m for m in messages if "What is the answer?" in json.dumps(m["body"].get("messages"))]
+    assert agent, [m["path"] for m in messages]
+    sent = agent[-1]
+    assert sent["path"] == "/v1/messages?beta=true"  # the query string kept by the gateway
+    assert sent["body"]["model"] == "coder" and sent["body"]["stream"] is True
+    assert {tool["name"] for tool in sent["body"]["tools"]} >= {"Bash", "Read"}
+    assert "anthropic-version" in sent["headers"]  # passed on
