@@ -48,6 +48,22 @@ def test_detached_demo_ready_chat_status(demo_server):
     assert entry["kv_cache_usage"] is not None  # from /metrics
 
 
+def test_the_demo_greets_when_no_tools_are_offered(demo_server):
+    """The README's first question, with the demo's own sampling (generation_config: temperature 0.7,
+    top_p 0.8), twice: a greeting, never a `<tool_call>` written as text."""
+    from vllm_launcher.tiny_model import GREETING
+
+    for _ in range(2):
+        body = json.dumps({"model": demo_server.model, "max_tokens": 24,
+                           "messages": [{"role": "user", "content": "Hello, who are you?"}]}).encode()
+        request = urllib.request.Request(f"{demo_server.base_url}/chat/completions", data=body,
+                                         headers={"Content-Type": "application/json"})
+        with urllib.request.urlopen(request, timeout=120) as response:
+            message = json.loads(response.read())["choices"][0]["message"]
+        assert not message.get("tool_calls") and "<tool_call>" not in (message["content"] or "")
+        assert message["content"].startswith(GREETING), message
+
+
 def own_demo_env(root: Path, demo_server) -> dict[str, str]:
     """Directories of its own for a second demo start, but the session's cache: the demo model is built
     (and trained, a minute and a half) once per session, not once per start."""
