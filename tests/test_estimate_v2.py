@@ -221,6 +221,42 @@ def test_the_sampler_warm_up_is_its_own_line_and_a_fix():
     assert estimate(preset.model_copy(update={"max_num_seqs": seqs}), gemma, hw).fits
 
 
+H100 = ("NVIDIA H100 80GB HBM3", 1, 79.19)
+
+
+def test_the_sampler_warm_up_after_the_kv_cache_refuses_gpt_oss_at_0_95():
+    """vLLM's _dummy_sampler_run after the KV cache and CUDA graphs: 1024 dummy requests (an H100's default
+    max_num_seqs) x gpt-oss's 201,088-token vocabulary, in bf16 logits (2 bytes), their float32 copy (4)
+    and apply_top_k_top_p_pytorch's sort (float32 values 4, int64 indices 8, softmax 4, mask 1): 4.41 GiB,
+    more than the 3.96 GiB an H100 keeps above utilization 0.95; at vLLM's default 0.92 there are 6.3 GiB."""
+    oss = arch("gpt-oss-20b")
+    preset = Preset(name="t", model="m", max_model_len=8192, gpu_memory_utilization=0.95)
+    est = estimate(preset, oss, gpus(*H100))
+    assert est.sampler_warmup_gib == pytest.approx(1024 * 201088 * (2 + 4 + 4 + 8 + 4 + 1) / GIB, abs=0.01)
+    assert not est.fits
+    reason = next(r for r in est.reasons if "warms the sampler up" in r)
+    assert "1024 dummy requests x 201088 vocab" in reason and "warming up sampler" in reason
+    assert estimate(preset.model_copy(update={"gpu_memory_utilization": 0.92}), oss, gpus(*H100)).fits
+    for fix in est.fixes:  # each fix the refusal gives is one that fits
+        if fix.startswith("lower max_num_seqs to "):
+            assert estimate(preset.model_copy(update={"max_num_seqs": int(fix.split()[3])}), oss,
+                            gpus(*H100)).fits
+        if fix.startswith("lower gpu_memory_utilization to "):
+            assert estimate(preset.model_copy(update={"gpu_memory_utilization": float(fix.split()[3])}), oss,
+                            gpus(*H100)).fits
+    # A vocabulary of 152K (Qwen2.5) at 0.95 leaves room: the warm-up is not a blanket refusal of 0.95.
+    assert estimate(preset, arch("Qwen2.5-7B-Instruct"), gpus(*H100)).fits
+
+
+def test_fit_never_proposes_a_launch_whose_sampler_warm_up_runs_out():
+    from vllm_launcher.fit import fit
+
+    hw = gpus(*H100)
+    preset = fit(str(CONFIGS / "gpt-oss-20b"), hw)
+    est = estimate(preset, arch("gpt-oss-20b"), hw)
+    assert est.fits and est.sampler_warmup_gib < (1 - est.gpu_memory_utilization) * est.gpu_total_gib
+
+
 def test_quantized_mla_and_sliding_models_price_a_gpu_free_check():
     busy = Hardware(ram_total_bytes=64 * GIB, ram_available_bytes=60 * GIB, cpu_logical=8, cpu_physical=4,
                     gpus=[GpuInfo(index=0, name="NVIDIA H100 80GB HBM3", total_bytes=int(79.19 * GIB),
