@@ -88,6 +88,7 @@ class Estimate(BaseModel):
     activation_gib: float = 0.0  # the profile's peak, sampler warm-up included
     sampler_gib: float = 0.0  # the sampler's warm-up: max_num_seqs rows of float32 logits, ~2.4 copies
     sampler_warmup_gib: float = 0.0  # its peak again after the KV cache, above gpu_memory_utilization
+    encoder_gib: float = 0.0  # a multimodal encoder's share of the activations (forward beyond the LM, cache)
     non_torch_gib: float = 0.0
     cuda_graph_gib: float = 0.0
     max_num_batched_tokens: int
@@ -167,8 +168,28 @@ def activation_bytes(arch: ModelArch, batched_tokens: int, max_num_seqs: int, dt
     else:
         intermediate = arch.intermediate_size
     per_token = 2 * intermediate / tp + ACTIVATION_HIDDEN_BUFFERS * arch.hidden_size
-    return int(batched_tokens * dtype_bytes * per_token
+    language = batched_tokens * dtype_bytes * per_token
+    encoder_forward, encoder_outputs = encoder_profile_bytes(arch, batched_tokens, dtype, tp)
+    # The encoder runs first and its outputs stay in the encoder cache through the language model's pass.
+    return int(max(language, encoder_forward) + encoder_outputs
                + (sampler_bytes(arch, batched_tokens, max_num_seqs) if sampler else 0))
+
+
+def encoder_profile_bytes(arch: ModelArch, batched_tokens: int, dtype: str, tp: int = 1) -> tuple[int, int]:
+    """(forward peak, outputs kept) of the multimodal encoder in vLLM's profile (gpu_model_runner
+    profile_run): the encoder budget is max(max_num_batched_tokens, the largest item's tokens); as many of
+    the largest items as fit in it run through the encoder (each language-model token behind
+    encoder_patches_per_token patches: the MLP output plus ACTIVATION_HIDDEN_BUFFERS widths per patch), and
+    their embeddings (text hidden size) stay in the encoder cache. (0, 0) for a text-only model."""
+    per_item = arch.encoder_tokens_per_item
+    if per_item <= 0:
+        return 0, 0
+    dtype_bytes = DTYPE_BYTES.get(dtype, 2)
+    tokens = max(1, max(batched_tokens, per_item) // per_item) * per_item
+    patches = tokens * arch.encoder_patches_per_token
+    forward = patches * dtype_bytes * (arch.encoder_intermediate_size / tp
+                                       + ACTIVATION_HIDDEN_BUFFERS * arch.encoder_hidden_size)
+    return int(forward), tokens * arch.hidden_size * dtype_bytes
 
 
 def default_batching(device: str, gpu_total_bytes: int, gpu_name: str, world_size: int) -> tuple[int, int]:
@@ -362,6 +383,8 @@ def _estimate_gpu(preset: Preset, arch: ModelArch, hw: Hardware, common: dict, s
         block_size=kv.block_size, max_concurrency=round(concurrency, 2), gpu_total_gib=gib(total),
         gpu_memory_utilization=util, requested_gib=gib(requested), activation_gib=gib(act + sampler),
         sampler_gib=gib(sampler), sampler_warmup_gib=gib(warmup), non_torch_gib=gib(non_torch),
+        encoder_gib=gib(act - activation_bytes(arch.model_copy(update={"encoder_tokens_per_item": 0}),
+                                               batched, seqs, dtype, tp, sampler=False)),
         cuda_graph_gib=gib(graphs),
         max_num_batched_tokens=batched, max_num_seqs=seqs, largest_max_model_len=largest, fits=not reasons,
         reasons=reasons, fixes=fixes, warnings=warnings, breakdown=breakdown,
