@@ -112,6 +112,10 @@ CASES = [
      "VL531", ["AMX_MLA", "amx_tile", "dtype: bfloat16", "--attention-backend=CPU_MLA"]),
     ("AssertionError: AMXMLAImpl only supports an unquantized (bf16) KV cache; fp8 KV cache for CPU MLA is "
      "not yet implemented.", "VL532", ["unquantized KV cache", "remove kv_cache_dtype"]),
+    # vllm-project/vllm#27508 (gpt-oss-120b on an H100), as the worker logs it.
+    (("RuntimeError: CUDA out of memory occurred when warming up sampler with 1024 dummy requests. Please "
+      "try lowering `max_num_seqs` or `gpu_memory_utilization` when initializing the engine."), "VL534",
+     ["1024 dummy requests", "--max-num-seqs 512", "after the KV cache"]),
     ("RuntimeError: Engine core initialization failed. See root cause above. Failed core proc(s): {}",
      "VL525", ["first ERROR"]),
     (("INFO [kv_cache_utils.py:1330] CPU KV cache size: 1,048,576 tokens\n"
@@ -131,6 +135,18 @@ def test_known_error_text_is_explained_with_its_numbers(text, code, expected):
 
 def test_every_log_pattern_has_a_case():
     assert {p.code for p in PATTERNS} == {code for _, code, _ in CASES}
+
+
+def test_the_sampler_warm_up_oom_is_named_before_the_torch_oom_it_wraps():
+    """The worker logs torch's OutOfMemoryError first, then vLLM's RuntimeError naming the warm-up."""
+    log = ("torch.OutOfMemoryError: CUDA out of memory. Tried to allocate 1.74 GiB. GPU 0 has a total "
+           "capacity of 79.19 GiB of which 1.2 GiB is free.\n\nThe above exception was the direct cause of "
+           "the following exception:\n\nTraceback (most recent call last):\n  File \"x.py\", line 1, in "
+           "<module>\nRuntimeError: CUDA out of memory occurred when warming up sampler with 256 dummy "
+           "requests. Please try lowering `max_num_seqs` or `gpu_memory_utilization` when initializing the "
+           "engine.\n")
+    assert diagnose(log).code == "VL534" and "--max-num-seqs 128" in diagnose(log).fix
+    assert diagnose(log.split("\n\nThe above")[0]).code == "VL520"  # a plain OOM stays a plain OOM
 
 
 def test_generic_engine_failure_is_dropped_when_a_cause_is_known():

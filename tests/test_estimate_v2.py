@@ -17,6 +17,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from vllm_launcher import kvcache
+from vllm_launcher.errors import LaunchError
 from vllm_launcher.estimate import estimate, non_torch_bytes
 from vllm_launcher.hardware import GIB, GpuInfo, Hardware, hypothetical
 from vllm_launcher.models import arch_from_config, load_arch
@@ -221,6 +222,42 @@ def test_the_sampler_warm_up_is_its_own_line_and_a_fix():
     assert estimate(preset.model_copy(update={"max_num_seqs": seqs}), gemma, hw).fits
 
 
+H100 = ("NVIDIA H100 80GB HBM3", 1, 79.19)
+
+
+def test_the_sampler_warm_up_after_the_kv_cache_refuses_gpt_oss_at_0_95():
+    """vLLM's _dummy_sampler_run after the KV cache and CUDA graphs: 1024 dummy requests (an H100's default
+    max_num_seqs) x gpt-oss's 201,088-token vocabulary, in bf16 logits (2 bytes), their float32 copy (4)
+    and apply_top_k_top_p_pytorch's sort (float32 values 4, int64 indices 8, softmax 4, mask 1): 4.41 GiB,
+    more than the 3.96 GiB an H100 keeps above utilization 0.95; at vLLM's default 0.92 there are 6.3 GiB."""
+    oss = arch("gpt-oss-20b")
+    preset = Preset(name="t", model="m", max_model_len=8192, gpu_memory_utilization=0.95)
+    est = estimate(preset, oss, gpus(*H100))
+    assert est.sampler_warmup_gib == pytest.approx(1024 * 201088 * (2 + 4 + 4 + 8 + 4 + 1) / GIB, abs=0.01)
+    assert not est.fits
+    reason = next(r for r in est.reasons if "warms the sampler up" in r)
+    assert "1024 dummy requests x 201088 vocab" in reason and "warming up sampler" in reason
+    assert estimate(preset.model_copy(update={"gpu_memory_utilization": 0.92}), oss, gpus(*H100)).fits
+    for fix in est.fixes:  # each fix the refusal gives is one that fits
+        if fix.startswith("lower max_num_seqs to "):
+            assert estimate(preset.model_copy(update={"max_num_seqs": int(fix.split()[3])}), oss,
+                            gpus(*H100)).fits
+        if fix.startswith("lower gpu_memory_utilization to "):
+            assert estimate(preset.model_copy(update={"gpu_memory_utilization": float(fix.split()[3])}), oss,
+                            gpus(*H100)).fits
+    # A vocabulary of 152K (Qwen2.5) at 0.95 leaves room: the warm-up is not a blanket refusal of 0.95.
+    assert estimate(preset, arch("Qwen2.5-7B-Instruct"), gpus(*H100)).fits
+
+
+def test_fit_never_proposes_a_launch_whose_sampler_warm_up_runs_out():
+    from vllm_launcher.fit import fit
+
+    hw = gpus(*H100)
+    preset = fit(str(CONFIGS / "gpt-oss-20b"), hw)
+    est = estimate(preset, arch("gpt-oss-20b"), hw)
+    assert est.fits and est.sampler_warmup_gib < (1 - est.gpu_memory_utilization) * est.gpu_total_gib
+
+
 def test_quantized_mla_and_sliding_models_price_a_gpu_free_check():
     busy = Hardware(ram_total_bytes=64 * GIB, ram_available_bytes=60 * GIB, cpu_logical=8, cpu_physical=4,
                     gpus=[GpuInfo(index=0, name="NVIDIA H100 80GB HBM3", total_bytes=int(79.19 * GIB),
@@ -336,3 +373,76 @@ def test_quantization_combinations_vllm_032_refuses_or_accepts():
                                                               "num_bits": 4, "strategy": "group",
                                                               "group_size": -1}}}}})
     assert negative.group_size is None and negative.bytes_per_weight() > 0
+
+
+# ------------------------------------------------------------------------------------- multimodal
+
+# Qwen2.5-VL-7B-Instruct's config.json (the numbers the estimate reads): a 32-block vision tower of 1280
+# merging 2x2 patches into one token, up to max_pixels 12845056 (16,384 tokens) per image.
+QWEN25_VL_7B = {
+    "architectures": ["Qwen2_5_VLForConditionalGeneration"], "model_type": "qwen2_5_vl",
+    "torch_dtype": "bfloat16", "hidden_size": 3584, "intermediate_size": 18944, "num_hidden_layers": 28,
+    "num_attention_heads": 28, "num_key_value_heads": 4, "vocab_size": 152064,
+    "max_position_embeddings": 128000,
+    "tie_word_embeddings": False, "use_sliding_window": False,
+    "vision_config": {"depth": 32, "hidden_size": 1280, "intermediate_size": 3420, "num_heads": 16,
+                      "patch_size": 14, "spatial_merge_size": 2, "temporal_patch_size": 2,
+                      "out_hidden_size": 3584,
+                      "in_chans": 3, "window_size": 112, "fullatt_block_indexes": [7, 15, 23, 31]},
+}
+# Qwen2-Audio-7B's audio_config (Whisper-large-style encoder: 32 layers of 1280, FFN 5120, 128 mel bins).
+QWEN2_AUDIO_7B = {
+    "architectures": ["Qwen2AudioForConditionalGeneration"], "model_type": "qwen2_audio",
+    "audio_config": {"model_type": "qwen2_audio_encoder", "num_mel_bins": 128, "encoder_layers": 32,
+                     "encoder_attention_heads": 20, "encoder_ffn_dim": 5120, "d_model": 1280},
+    "text_config": {"model_type": "qwen2", "hidden_size": 4096, "intermediate_size": 11008,
+                    "num_hidden_layers": 32, "num_attention_heads": 32, "num_key_value_heads": 32,
+                    "vocab_size": 156032, "max_position_embeddings": 8192},
+}
+
+
+def _text_only(model):
+    return model.model_copy(update={"encoder_tokens_per_item": 0})
+
+
+def test_the_encoder_profile_is_counted_so_a_context_the_text_model_holds_is_refused():
+    """vLLM's profile runs the vision encoder on its largest image (16,384 tokens, 65,536 patches) and keeps
+    the embeddings in the encoder cache: on an L4, 65,536 tokens fit the language model alone, not with it."""
+    from vllm_launcher.estimate import encoder_profile_bytes
+
+    vl = arch_from_config(QWEN25_VL_7B, "Qwen2.5-VL-7B-Instruct config.json")
+    assert (vl.encoder_tokens_per_item, vl.encoder_patches_per_token) == (16384, 4)
+    forward, outputs = encoder_profile_bytes(vl, 2048, "bfloat16")
+    assert outputs == 16384 * 3584 * 2 and forward == 16384 * 4 * 2 * (3420 + 4 * 1280)
+    preset = Preset(name="t", model="m", max_model_len=65536)
+    l4 = gpus("NVIDIA L4", 1, 22.05)
+    assert estimate(preset, _text_only(vl), l4).fits
+    est = estimate(preset, vl, l4)
+    assert not est.fits and est.encoder_gib > 0.9
+    assert any("cannot hold one request" in r for r in est.reasons)
+    assert vl.param_count == pytest.approx(8.29e9, rel=0.03)  # the card's 8.29B, vision tower included
+
+
+def test_an_audio_tower_is_weighed_and_profiled():
+    audio = arch_from_config(QWEN2_AUDIO_7B, "Qwen2-Audio-7B config.json")
+    assert audio.audio_params == pytest.approx(0.64e9, rel=0.05)  # Whisper-large-v3's encoder, ~0.64B
+    assert audio.encoder_tokens_per_item == 750 and audio.encoder_patches_per_token == 2
+    with_tower = model_weights(audio, "bfloat16").per_worker
+    assert with_tower - model_weights(audio.model_copy(update={"audio_params": 0}), "bfloat16").per_worker \
+        == audio.audio_params * 2
+
+
+def test_llama_4_scout_counts_its_vision_tower_shared_experts_and_encoder():
+    """Llama-4-Scout: 109B parameters (16 routed experts and a shared one in each of 48 layers, a 34-block
+    vision tower); bf16 weights need TP 4 on H100s, and its encoder adds to the profile."""
+    from vllm_launcher.fit import fit
+
+    scout = load_arch("meta-llama/Llama-4-Scout-17B-16E-Instruct")
+    assert scout.param_count == pytest.approx(109e9, rel=0.02)
+    assert scout.num_shared_experts == 1 and scout.vision_params > 0.5e9
+    h100s = gpus(H100[0], 4, H100[2])
+    preset = fit("meta-llama/Llama-4-Scout-17B-16E-Instruct", h100s, context=32768)
+    est = estimate(preset, scout, h100s)
+    assert preset.tensor_parallel_size == 4 and est.fits and est.encoder_gib > 0
+    with pytest.raises(LaunchError, match="weights need"):
+        fit("meta-llama/Llama-4-Scout-17B-16E-Instruct", gpus(*H100))

@@ -223,3 +223,15 @@ def test_fit_json_when_it_fits_and_when_it_does_not(tmp_path):
     yes = run_cli(["fit", "Qwen/Qwen2.5-Coder-32B-Instruct-AWQ", *machine, "--json"], env)
     assert yes.returncode == 0 and json.loads(yes.stdout)["fits"] is True
     assert json.loads(yes.stdout)["estimate"]["fits"] is True
+
+
+def test_llama_4_scout_on_one_80gib_gpu_gets_its_w4a16_checkpoint_and_four_gpus():
+    """A multimodal MoE model: the proposals' estimates carry the vision tower and the encoder profile."""
+    from vllm_launcher.fit import proposals
+
+    model = "meta-llama/Llama-4-Scout-17B-16E-Instruct"
+    hw = hypothetical("cuda", 1, 80)
+    found = {p.change: p for p in proposals(_ask(model), hw)}
+    w4a16 = found["the quantized checkpoint RedHatAI/Llama-4-Scout-17B-16E-Instruct-quantized.w4a16"]
+    assert w4a16.estimate.fits and w4a16.estimate.encoder_gib > 0
+    assert found["4 GPUs like these"].preset.tensor_parallel_size == 4

@@ -102,6 +102,29 @@ CATALOG: dict[str, dict[str, Any]] = {
         "config": {**_LLAMA31_COMMON, "hidden_size": 8192, "intermediate_size": 28672,
                    "num_hidden_layers": 80, "num_attention_heads": 64, "num_key_value_heads": 8},
     },
+    "meta-llama/Llama-4-Scout-17B-16E-Instruct": {
+        "source": "huggingface.co/meta-llama/Llama-4-Scout-17B-16E-Instruct config.json (card: 109B total, "
+                  "17B active params, 16 experts); not independently confirmed (text_config as recalled: "
+                  "hidden 5120, 48 layers, every one MoE with 16 routed experts of 8192 plus a shared one, "
+                  "40 Q / 8 KV heads; vision_config 34 layers of 1408 wide, MLP 5632, 336-pixel tiles of "
+                  "14-pixel patches, pixel shuffle 0.5)",
+        "config": {"architectures": ["Llama4ForConditionalGeneration"], "model_type": "llama4",
+                   "torch_dtype": "bfloat16", "tie_word_embeddings": False,
+                   "text_config": {"model_type": "llama4_text", "hidden_size": 5120,
+                                   "intermediate_size": 8192,
+                                   "intermediate_size_mlp": 16384, "num_hidden_layers": 48,
+                                   "num_attention_heads": 40, "num_key_value_heads": 8, "head_dim": 128,
+                                   "num_local_experts": 16, "num_experts_per_tok": 1,
+                                   "interleave_moe_layer_step": 1, "vocab_size": 202048,
+                                   "max_position_embeddings": 10485760, "attention_chunk_size": 8192,
+                                   "use_qk_norm": True, "tie_word_embeddings": False},
+                   "vision_config": {"model_type": "llama4_vision_model", "hidden_size": 1408,
+                                     "intermediate_size": 5632, "num_hidden_layers": 34,
+                                     "num_attention_heads": 16, "image_size": 336, "patch_size": 14,
+                                     "num_channels": 3, "pixel_shuffle_ratio": 0.5,
+                                     "projector_input_dim": 4096,
+                                     "projector_output_dim": 4096, "vision_output_dim": 4096}},
+    },
     "vllm-launch/tiny-qwen2": {
         "source": "vllm-launch's demo model (vllm_launcher/tiny_model.py DEFAULT_ARCH); random weights",
         "config": {"architectures": ["Qwen2ForCausalLM"], "model_type": "qwen2", "torch_dtype": "float32",
@@ -132,6 +155,8 @@ QUANTIZED_CHECKPOINTS: dict[str, list[tuple[str, dict[str, Any]]]] = {
     "Qwen/Qwen2.5-Coder-32B-Instruct": [("Qwen/Qwen2.5-Coder-32B-Instruct-AWQ", _AWQ),
                                         ("Qwen/Qwen2.5-Coder-32B-Instruct-GPTQ-Int4", _GPTQ_INT4),
                                         ("Qwen/Qwen2.5-Coder-32B-Instruct-GPTQ-Int8", _GPTQ_INT8)],
+    "meta-llama/Llama-4-Scout-17B-16E-Instruct": [
+        ("RedHatAI/Llama-4-Scout-17B-16E-Instruct-quantized.w4a16", _CT_W4A16)],
     "meta-llama/Llama-3.3-70B-Instruct": [("RedHatAI/Llama-3.3-70B-Instruct-FP8-dynamic", _CT_FP8_DYNAMIC),
                                           ("RedHatAI/Llama-3.3-70B-Instruct-quantized.w4a16", _CT_W4A16)],
 }

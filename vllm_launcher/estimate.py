@@ -46,6 +46,15 @@ CUDA_GRAPH_GIB = 0.5
 # buffers; plus the sampler's float32 logits for up to max_num_seqs rows, ~2.4 copies (logits, probs, sort).
 ACTIVATION_HIDDEN_BUFFERS = 4
 SAMPLER_LOGIT_COPIES = 2.4
+# vLLM warms the sampler up again after the KV cache and CUDA graphs are allocated (gpu_worker.py
+# compile_or_warm_up_model -> gpu_model_runner._dummy_sampler_run): min(max_num_seqs, batched) dummy
+# requests with top-k = vocab - 1 and top-p 0.9, each a row of vocab_size logits, in fresh allocations
+# that only the memory above gpu_memory_utilization can hold ("CUDA out of memory occurred when warming up
+# sampler"). Bytes per logit at its peak: the model-dtype logits of compute_logits, their float32 copy
+# (Sampler.forward; none for a float32 model), then apply_top_k_top_p_pytorch's sorted float32 values,
+# int64 indices, float32 softmax of the sorted row and bool mask (Triton's in-place kernel, where vLLM
+# has it, needs less: this errs on the side of refusing).
+SAMPLER_SORT_BYTES = 4 + 8 + 4 + 1
 # CPU runtime beyond weights and KV: API server + engine core + worker (~2.9 GB RSS over 4 processes for
 # the tiny demo model here), of which about 1 GiB sits in the worker that vLLM's default KV rule counts.
 CPU_RUNTIME_GIB = 2.7
@@ -78,6 +87,8 @@ class Estimate(BaseModel):
     requested_gib: float | None = None  # GPU: total × utilization
     activation_gib: float = 0.0  # the profile's peak, sampler warm-up included
     sampler_gib: float = 0.0  # the sampler's warm-up: max_num_seqs rows of float32 logits, ~2.4 copies
+    sampler_warmup_gib: float = 0.0  # its peak again after the KV cache, above gpu_memory_utilization
+    encoder_gib: float = 0.0  # a multimodal encoder's share of the activations (forward beyond the LM, cache)
     non_torch_gib: float = 0.0
     cuda_graph_gib: float = 0.0
     max_num_batched_tokens: int
@@ -139,6 +150,13 @@ def sampler_bytes(arch: ModelArch, batched_tokens: int, max_num_seqs: int) -> in
     return int(min(max_num_seqs, batched_tokens) * arch.vocab_size * 4 * SAMPLER_LOGIT_COPIES)
 
 
+def sampler_warmup_bytes(arch: ModelArch, batched_tokens: int, max_num_seqs: int, dtype: str) -> int:
+    """The peak of vLLM's sampler warm-up after the KV cache is allocated (SAMPLER_SORT_BYTES above)."""
+    logit_bytes = DTYPE_BYTES.get(dtype, 2)
+    per_logit = logit_bytes + (0 if logit_bytes >= 4 else 4) + SAMPLER_SORT_BYTES
+    return min(max_num_seqs, batched_tokens) * arch.vocab_size * per_logit
+
+
 def activation_bytes(arch: ModelArch, batched_tokens: int, max_num_seqs: int, dtype: str, tp: int,
                      sampler: bool = True) -> int:
     """Peak activation memory of vLLM's profiling run (see ACTIVATION_* above), with the sampler's unless
@@ -150,8 +168,28 @@ def activation_bytes(arch: ModelArch, batched_tokens: int, max_num_seqs: int, dt
     else:
         intermediate = arch.intermediate_size
     per_token = 2 * intermediate / tp + ACTIVATION_HIDDEN_BUFFERS * arch.hidden_size
-    return int(batched_tokens * dtype_bytes * per_token
+    language = batched_tokens * dtype_bytes * per_token
+    encoder_forward, encoder_outputs = encoder_profile_bytes(arch, batched_tokens, dtype, tp)
+    # The encoder runs first and its outputs stay in the encoder cache through the language model's pass.
+    return int(max(language, encoder_forward) + encoder_outputs
                + (sampler_bytes(arch, batched_tokens, max_num_seqs) if sampler else 0))
+
+
+def encoder_profile_bytes(arch: ModelArch, batched_tokens: int, dtype: str, tp: int = 1) -> tuple[int, int]:
+    """(forward peak, outputs kept) of the multimodal encoder in vLLM's profile (gpu_model_runner
+    profile_run): the encoder budget is max(max_num_batched_tokens, the largest item's tokens); as many of
+    the largest items as fit in it run through the encoder (each language-model token behind
+    encoder_patches_per_token patches: the MLP output plus ACTIVATION_HIDDEN_BUFFERS widths per patch), and
+    their embeddings (text hidden size) stay in the encoder cache. (0, 0) for a text-only model."""
+    per_item = arch.encoder_tokens_per_item
+    if per_item <= 0:
+        return 0, 0
+    dtype_bytes = DTYPE_BYTES.get(dtype, 2)
+    tokens = max(1, max(batched_tokens, per_item) // per_item) * per_item
+    patches = tokens * arch.encoder_patches_per_token
+    forward = patches * dtype_bytes * (arch.encoder_intermediate_size / tp
+                                       + ACTIVATION_HIDDEN_BUFFERS * arch.encoder_hidden_size)
+    return int(forward), tokens * arch.hidden_size * dtype_bytes
 
 
 def default_batching(device: str, gpu_total_bytes: int, gpu_name: str, world_size: int) -> tuple[int, int]:
@@ -315,6 +353,7 @@ def _estimate_gpu(preset: Preset, arch: ModelArch, hw: Hardware, common: dict, s
     requested = int(total * util)
     act = activation_bytes(arch, batched, seqs, dtype, tp, sampler=False)
     sampler = sampler_bytes(arch, batched, seqs)
+    warmup = sampler_warmup_bytes(arch, batched, seqs, dtype)
     non_torch = non_torch_bytes(name, world)
     graphs = 0 if preset.enforce_eager else int(CUDA_GRAPH_GIB * GIB)
     # Every pipeline stage sizes its own cache; vLLM keeps the smallest block count (the last stage also
@@ -332,7 +371,7 @@ def _estimate_gpu(preset: Preset, arch: ModelArch, hw: Hardware, common: dict, s
     if used:
         _check_gpu_memory(preset, arch, hw, common, reasons, fixes, _GpuBudget(
             total, free, requested, act, sampler, non_torch + graphs, kv_bytes, tokens, kv_fits, largest,
-            util, kv.bytes_for_one(max_len, in_flight), seqs))
+            util, kv.bytes_for_one(max_len, in_flight), seqs, warmup, min(seqs, batched)))
 
     weights_here = common["weights_bytes_per_gpu"]
     non_kv = weights_here + act + sampler + non_torch + graphs
@@ -343,7 +382,10 @@ def _estimate_gpu(preset: Preset, arch: ModelArch, hw: Hardware, common: dict, s
         device="cuda", **common, kv_cache_gib=gib(kv_bytes), kv_cache_tokens=tokens, num_blocks=num_blocks,
         block_size=kv.block_size, max_concurrency=round(concurrency, 2), gpu_total_gib=gib(total),
         gpu_memory_utilization=util, requested_gib=gib(requested), activation_gib=gib(act + sampler),
-        sampler_gib=gib(sampler), non_torch_gib=gib(non_torch), cuda_graph_gib=gib(graphs),
+        sampler_gib=gib(sampler), sampler_warmup_gib=gib(warmup), non_torch_gib=gib(non_torch),
+        encoder_gib=gib(act - activation_bytes(arch.model_copy(update={"encoder_tokens_per_item": 0}),
+                                               batched, seqs, dtype, tp, sampler=False)),
+        cuda_graph_gib=gib(graphs),
         max_num_batched_tokens=batched, max_num_seqs=seqs, largest_max_model_len=largest, fits=not reasons,
         reasons=reasons, fixes=fixes, warnings=warnings, breakdown=breakdown,
     )
@@ -389,6 +431,8 @@ class _GpuBudget:
     util: float
     one_request: int  # KV bytes one request of max_model_len needs (null block included)
     seqs: int
+    warmup: int = 0  # the sampler warm-up's peak after the KV cache (sampler_warmup_bytes)
+    warmup_rows: int = 0  # its dummy requests: min(max_num_seqs, max_num_batched_tokens)
 
 
 def _sampler_fix(arch: ModelArch, weights: int, b: _GpuBudget) -> list[str]:
@@ -401,6 +445,23 @@ def _sampler_fix(arch: ModelArch, weights: int, b: _GpuBudget) -> list[str]:
         return [f"lower max_num_seqs to {seqs_fit} (the sampler's warm-up takes {gib(b.sampler)} GiB for "
                 f"{b.seqs} sequences x {arch.vocab_size} vocab)"]
     return []
+
+
+def _warmup_short(arch: ModelArch, b: _GpuBudget, reasons: list[str], fixes: list[str]) -> None:
+    """The sampler's warm-up after the KV cache needs more than the memory above gpu_memory_utilization."""
+    outside = b.total - b.requested
+    rows = max(1, b.warmup_rows)
+    reasons.append(f"vLLM warms the sampler up after the KV cache is allocated: {rows} dummy requests x "
+                   f"{arch.vocab_size} vocab need {gib(b.warmup)} GiB (logits, their float32 copy and the "
+                   f"top-k/top-p sort), more than the {gib(outside)} GiB above gpu_memory_utilization "
+                   f"{b.util}: it stops with \"CUDA out of memory occurred when warming up sampler\"")
+    per_row = b.warmup / rows
+    seqs_fit = int(outside // per_row) if per_row else 0
+    if seqs_fit >= 1:
+        fixes.append(f"lower max_num_seqs to {min(seqs_fit, rows - 1)} (the warm-up's rows)")
+    util_fit = math.floor((b.total - b.warmup) / b.total * 100) / 100
+    if 0 < util_fit < b.util:
+        fixes.append(f"lower gpu_memory_utilization to {util_fit}")
 
 
 def _check_gpu_memory(preset: Preset, arch: ModelArch, hw: Hardware, common: dict, reasons: list[str],
@@ -433,6 +494,8 @@ def _check_gpu_memory(preset: Preset, arch: ModelArch, hw: Hardware, common: dic
             fixes.append(f"raise gpu_memory_utilization to {math.ceil(util_needed * 100) / 100}")
     if weights < b.requested and not b.kv_fits:
         fixes.extend(_sampler_fix(arch, weights, b))
+    if weights < b.requested and b.total and b.warmup > b.total - b.requested:
+        _warmup_short(arch, b, reasons, fixes)
     if not b.kv_fits or weights >= b.requested:
         fixes.extend(_larger_fixes(preset, arch, hw, tp))
 

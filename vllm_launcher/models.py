@@ -83,6 +83,13 @@ class ModelArch(BaseModel):
     attention_sinks: bool = False
     expert_bias: bool = False
     vision_params: int = 0  # a multimodal checkpoint's vision tower and projector (run dtype)
+    audio_params: int = 0  # an audio tower (Whisper-style encoder) and its projector (run dtype)
+    # The multimodal encoder as vLLM's profile runs it (gpu_model_runner.profile_run): a width and MLP size,
+    # the patches (or audio frames) behind one language-model token, and the tokens of the largest item.
+    encoder_hidden_size: int = 0
+    encoder_intermediate_size: int = 0
+    encoder_patches_per_token: int = 1
+    encoder_tokens_per_item: int = 0  # 0: no encoder to profile
     # Multi-head latent attention (DeepSeek-V2/V3): the KV cache keeps kv_lora_rank + qk_rope_head_dim.
     kv_lora_rank: int | None = None
     q_lora_rank: int | None = None
@@ -179,13 +186,72 @@ def _vision_params(config: dict, text_hidden: int) -> int:
     return blocks + channels * patch * patch * temporal * hidden + merged * merged + merged * text_hidden
 
 
+def _audio_params(config: dict, text_hidden: int) -> int:
+    """An audio tower's parameters from audio_config (Whisper-style, as Qwen2-Audio and Qwen2.5-Omni use):
+    two convolutions over the mel bins, transformer blocks, and the projector into the language model."""
+    audio = config.get("audio_config")
+    if not isinstance(audio, dict):
+        return 0
+    width = _get(audio, "d_model", "hidden_size")
+    layers = _get(audio, "encoder_layers", "num_hidden_layers")
+    if not isinstance(width, int) or not isinstance(layers, int):
+        return 0
+    ffn = int(_get(audio, "encoder_ffn_dim", "intermediate_size", default=4 * width))
+    mels = int(_get(audio, "num_mel_bins", default=128))
+    blocks = layers * (4 * width * width + 2 * width * ffn + 9 * width)
+    return mels * width * 3 + width * width * 3 + blocks + width * text_hidden
+
+
+# What vLLM's processors make of the largest item when config.json does not say (their defaults):
+# Qwen2-VL/2.5-VL max_pixels 12845056 (16384 tokens after the 2x2 merge), Llama 4 16 tiles plus a global
+# one, a Whisper-style encoder's 30 s window (1500 frames, pooled 2:1).
+QWEN_VL_MAX_PIXELS = 12845056
+LLAMA4_MAX_TILES = 16
+AUDIO_FRAMES, AUDIO_POOL = 1500, 2
+
+
+def _encoder_profile(config: dict) -> dict[str, int]:
+    """The encoder fields of ModelArch: width, MLP size, patches per language-model token and the tokens of
+    the largest item, for a vision tower (preferred) or an audio tower; {} when there is neither."""
+    vision, audio = config.get("vision_config"), config.get("audio_config")
+    if isinstance(vision, dict) and _vision_params(config, 1):
+        hidden = int(_get(vision, "hidden_size", "embed_dim", "width"))
+        ratio = float(_get(vision, "mlp_ratio", default=4))
+        mlp = int(_get(vision, "intermediate_size", default=None) or ratio * hidden)
+        patch = int(_get(vision, "patch_size", default=14))
+        grid = (int(_get(vision, "image_size", default=336)) // max(1, patch)) ** 2
+        merge = int(_get(vision, "spatial_merge_size", default=1))
+        shuffle = _get(vision, "pixel_shuffle_ratio")
+        if isinstance(shuffle, (int, float)) and 0 < shuffle < 1:  # Llama 4: tiles of pixel-shuffled patches
+            per_token = round(1 / (shuffle * shuffle))
+            tokens = (LLAMA4_MAX_TILES + 1) * grid // per_token
+        elif merge > 1:  # Qwen2-VL family: dynamic resolution up to max_pixels
+            per_token = merge * merge
+            tokens = QWEN_VL_MAX_PIXELS // (patch * patch * per_token)
+        elif isinstance(config.get("mm_tokens_per_image"), int) and config["mm_tokens_per_image"] > 0:
+            tokens = int(config["mm_tokens_per_image"])  # Gemma 3: pooled to a fixed count
+            per_token = max(1, grid // tokens)
+        else:
+            per_token, tokens = 1, grid
+        return {"encoder_hidden_size": hidden, "encoder_intermediate_size": mlp,
+                "encoder_patches_per_token": per_token, "encoder_tokens_per_item": tokens}
+    if isinstance(audio, dict) and _audio_params(config, 1):
+        width = int(_get(audio, "d_model", "hidden_size"))
+        return {"encoder_hidden_size": width,
+                "encoder_intermediate_size": int(_get(audio, "encoder_ffn_dim", "intermediate_size",
+                                                      default=4 * width)),
+                "encoder_patches_per_token": AUDIO_POOL,
+                "encoder_tokens_per_item": AUDIO_FRAMES // AUDIO_POOL}
+    return {}
+
+
 def count_params(arch: ModelArch) -> int:
     """Parameters computed from the architecture (embeddings, attention, MLP or experts, norms, vision)."""
     embed = arch.vocab_size * arch.hidden_size * (1 if arch.tie_word_embeddings else 2)
     dense, moe = layer_params(arch, moe=False), layer_params(arch, moe=True)
     per_dense, per_moe = dense.linear + dense.experts + dense.plain, moe.linear + moe.experts + moe.plain
     layers = (arch.num_layers - arch.moe_layers) * per_dense + arch.moe_layers * per_moe
-    return embed + layers + arch.hidden_size + arch.vision_params
+    return embed + layers + arch.hidden_size + arch.vision_params + arch.audio_params
 
 
 def _with_defaults(config: dict) -> tuple[dict, list[str]]:
@@ -288,7 +354,8 @@ def _arch_from_config(config: dict, source: str, param_count: int | None = None)
         source=source,
         defaults_applied=applied,
     )
-    arch = arch.model_copy(update={"vision_params": _vision_params(config, hidden)})
+    arch = arch.model_copy(update={"vision_params": _vision_params(config, hidden),
+                                   "audio_params": _audio_params(config, hidden), **_encoder_profile(config)})
     return arch.model_copy(update={"param_count": param_count or count_params(arch)})
 
 

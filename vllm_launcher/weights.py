@@ -262,7 +262,7 @@ def model_weights(arch: ModelArch, dtype: str = "bfloat16", tp: int = 1, pp: int
     dense_layers = arch.num_layers - arch.moe_layers
     embed = arch.vocab_size * arch.hidden_size * run
     lm_head = arch.vocab_size * arch.hidden_size * run
-    vision = arch.vision_params * run
+    vision = (arch.vision_params + arch.audio_params) * run
     parts = pp_partition(arch.num_layers, pp)
     stages, quantized_total, start = [], 0.0, 0
     for index, count in enumerate(parts):

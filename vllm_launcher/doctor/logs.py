@@ -291,9 +291,21 @@ def _cpu_head_dim(m: re.Match) -> tuple[str, str]:
             "use a model with a head size of 32 or more, or run it on a GPU (device: cuda)")
 
 
+@known("VL534", "sampler-warmup-oom", "error", "out of memory warming up the sampler after the KV cache",
+       r"(?:OutOfMemoryError: CUDA out of memory\.[^\n]*[\s\S]{0,20000}?)?CUDA out of memory occurred when "
+       r"warming up sampler with (\d+) dummy requests")
+def _sampler_warmup(m: re.Match) -> tuple[str, str]:
+    rows = int(m.group(1))
+    return (f"vLLM ran out of GPU memory warming up the sampler for {rows} dummy requests (max_num_seqs rows "
+            "of logits and top-k/top-p sort buffers), allocated after the KV cache took "
+            "gpu_memory_utilization",
+            f"lower max_num_seqs (e.g. --max-num-seqs {max(1, rows // 2)}) or gpu_memory_utilization (e.g. "
+            "0.90); `vllm-launch estimate PRESET` predicts it for a large vocabulary")
+
+
 @known("VL520", "out-of-memory", "error", "CUDA out of memory",
        r"(?:OutOfMemoryError|RuntimeError): CUDA out of memory\.(?: Tried to allocate ([\d.]+ [GMK]iB))?",
-       r"CUDA out of memory|torch\.OutOfMemoryError")
+       r"CUDA out of memory(?! occurred when warming up sampler)|torch\.OutOfMemoryError")
 def _cuda_oom(m: re.Match) -> tuple[str, str]:
     size = f" (tried to allocate {m.group(1)})" if m.re.groups and m.group(1) else ""
     return (f"the GPU ran out of memory while starting{size}",
