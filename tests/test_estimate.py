@@ -16,7 +16,7 @@ from vllm_launcher.estimate import (
 from vllm_launcher.hardware import GIB, Hardware, NumaNode, hypothetical
 from vllm_launcher.models import load_arch
 from vllm_launcher.presets import Preset
-from vllm_launcher.weights import Quant
+from vllm_launcher.quant import Quant
 
 CONFIGS = Path(__file__).parent / "fixtures" / "configs"
 H100_GIB = 79.19  # what vLLM 0.19 reports for an H100 80GB

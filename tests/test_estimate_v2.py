@@ -22,7 +22,8 @@ from vllm_launcher.estimate import estimate, non_torch_bytes
 from vllm_launcher.hardware import GIB, GpuInfo, Hardware, hypothetical
 from vllm_launcher.models import arch_from_config, load_arch
 from vllm_launcher.presets import Preset
-from vllm_launcher.weights import model_weights, pp_partition, quant_from_config
+from vllm_launcher.quant import quant_from_config
+from vllm_launcher.weights import model_weights, pp_partition
 
 FIXTURES = Path(__file__).parent / "fixtures"
 CONFIGS = FIXTURES / "configs"

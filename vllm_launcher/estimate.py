@@ -22,8 +22,9 @@ from pydantic import BaseModel, Field
 
 from vllm_launcher import flagtable, kvcache
 from vllm_launcher.hardware import Hardware
-from vllm_launcher.models import DTYPE_BYTES, ModelArch
+from vllm_launcher.models import ModelArch
 from vllm_launcher.presets import Preset, vllm_flag_name
+from vllm_launcher.quant import DTYPE_BYTES
 from vllm_launcher.units import GIB
 from vllm_launcher.weights import effective_quant, model_weights
 

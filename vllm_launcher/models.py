@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -18,9 +19,9 @@ from pydantic import BaseModel
 from vllm_launcher import demo
 from vllm_launcher.catalog import catalog_entry
 from vllm_launcher.errors import ConfigError
-from vllm_launcher.weights import DTYPE_BYTES, Quant, layer_params, quant_from_config
+from vllm_launcher.quant import Quant, quant_from_config
 
-__all__ = ["ARCH_DEFAULTS", "DTYPE_BYTES", "ModelArch", "arch_from_config", "load_arch"]
+__all__ = ["ARCH_DEFAULTS", "ModelArch", "arch_from_config", "load_arch"]
 
 # What config.json leaves out because transformers' config class has a default, and vLLM builds the model
 # from that default: (model_type, key, value, source). Applied only where config.json omits the key.
@@ -243,6 +244,64 @@ def _encoder_profile(config: dict) -> dict[str, int]:
                 "encoder_patches_per_token": AUDIO_POOL,
                 "encoder_tokens_per_item": AUDIO_FRAMES // AUDIO_POOL}
     return {}
+
+
+@dataclass(frozen=True)
+class LayerParams:
+    """One decoder layer's parameters, by how they are stored."""
+
+    linear: int  # attention and dense-MLP (and shared-expert) projections: quantized when the model is
+    experts: int  # routed experts' projections
+    plain: int  # norms, biases, routers, sinks: always in the run dtype
+
+
+def _attention(arch: ModelArch) -> tuple[int, int]:
+    """(projection weights, biases and small tensors) of one attention block."""
+    hidden, heads = arch.hidden_size, arch.num_attention_heads
+    if arch.is_mla:
+        rope = arch.qk_rope_head_dim or 0
+        nope = arch.qk_nope_head_dim or arch.head_dim
+        v_dim = arch.v_head_dim or arch.head_dim
+        q_head = nope + rope
+        rank = arch.kv_lora_rank or 0
+        q_proj = (hidden * arch.q_lora_rank + arch.q_lora_rank * heads * q_head if arch.q_lora_rank
+                  else hidden * heads * q_head)
+        linear = q_proj + hidden * (rank + rope) + rank * heads * (nope + v_dim) + heads * v_dim * hidden
+        return linear, rank + (arch.q_lora_rank or 0)
+    q_size, kv_size = heads * arch.head_dim, arch.num_kv_heads * arch.head_dim
+    linear = hidden * (q_size + 2 * kv_size) + q_size * hidden
+    plain = (q_size + 2 * kv_size if arch.attention_bias else 0) + (2 * arch.head_dim if arch.qk_norm else 0)
+    return linear, plain + (heads if arch.attention_sinks else 0)
+
+
+def layer_params(arch: ModelArch, moe: bool, pad_experts: bool = False, tp: int = 1) -> LayerParams:
+    """A decoder layer: MoE layers hold routed experts (padded as vLLM's MXFP4 kernels pad them) and shared
+    experts; dense layers hold one MLP of intermediate_size."""
+    hidden = arch.hidden_size
+    attention, plain = _attention(arch)
+    plain += (4 if arch.sandwich_norms else 2) * hidden  # input and post-attention norms (Gemma: 4)
+    if not moe:
+        return LayerParams(attention + 3 * hidden * arch.intermediate_size, 0, plain)
+    expert_size = arch.moe_intermediate_size or arch.intermediate_size
+    expert_hidden = hidden
+    if pad_experts:  # Marlin/TRT-LLM MXFP4 MoE: each TP slice's intermediate to 128, hidden to 256
+        # (fused_moe/oracle/mxfp4.py; other kernels pad less: within a few percent)
+        expert_size = _round_up(-(-expert_size // tp), 128) * tp
+        expert_hidden = _round_up(hidden, 256)
+    experts = (arch.num_experts or 0) * 3 * expert_hidden * expert_size
+    if arch.shared_expert_intermediate_size:
+        shared = 3 * hidden * arch.shared_expert_intermediate_size
+        plain += hidden  # Qwen2-MoE's shared_expert_gate
+    else:
+        shared = arch.num_shared_experts * 3 * hidden * (arch.moe_intermediate_size or arch.intermediate_size)
+    router = (arch.num_experts or 0) * hidden
+    if arch.expert_bias:
+        plain += (arch.num_experts or 0) * (2 * expert_size + hidden) + (arch.num_experts or 0)
+    return LayerParams(attention + shared, experts, plain + router)
+
+
+def _round_up(value: int, multiple: int) -> int:
+    return -(-value // multiple) * multiple
 
 
 def count_params(arch: ModelArch) -> int:
