@@ -122,6 +122,10 @@ def test_routine_vllm_warnings_stay_in_the_log_and_are_counted():
         reporter.line(line)
     assert not any(r in out.getvalue() for r in ROUTINE)
     assert reporter.last_meaningful and not is_noise(reporter.last_meaningful)  # the status line skips them
+    reporter.line("<site-packages>/vllm/triton_utils/dispatcher.py:139: FutureWarning: `torch.distributed."
+                  "reduce_op` is deprecated, please use `torch.distributed.ReduceOp` instead")
+    reporter.line('  wrapper = lookup(vars(value).get("kernel"))')  # the warning's source line
+    assert "lookup" not in reporter.last_meaningful and "reduce_op" not in reporter.last_meaningful
     # What needs the user is still shown: a warning about their settings, an error.
     needs_you = ("(APIServer pid=1) WARNING 11-25 10:20:39 [arg_utils.py:3005] This model does not "
                  "officially support disabling chunked prefill. Disabling this manually may cause the engine "
