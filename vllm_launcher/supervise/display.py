@@ -174,7 +174,8 @@ class TerminalReporter(Reporter):
             return
         level, message = classify(text)
         noise = level == "WARNING" and is_noise(message)
-        if message and level != "DEBUG" and not noise:
+        continuation = not level and text[:1].isspace()  # the source line under a Python warning, ...
+        if message and level != "DEBUG" and not noise and not continuation:
             self.last_meaningful = message
         if not self.echo:
             return
