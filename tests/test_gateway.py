@@ -554,7 +554,7 @@ def test_detach_status_and_down_gateway_leave_nothing(fake_env, tag):
     assert "cold start alpha: ready" in logs.stdout
     stopped = cli(["down", "gateway"], fake_env)
     assert stopped.returncode == 0, stopped.stderr
-    assert "stopped gateway gateway" in stopped.stdout
+    assert "stopped the gateway (" in stopped.stdout and "gateway gateway" not in stopped.stdout
     assert status(fake_env) == {}
     assert all(port_is_free(p) for p in [port, *server_ports])
     assert not tagged_processes(tag)

@@ -225,6 +225,11 @@ def _servers_of_gateways(targets: list[records.AnyRecord]) -> list[records.AnyRe
     return [r for r in records.list_records() if r.managed_by in gateways]
 
 
+def _gateway_label(name: str | None) -> str:
+    """The default gateway is named "gateway": "the gateway", not "gateway gateway"."""
+    return "the gateway" if name in (None, "gateway") else f"gateway {name}"
+
+
 def _stop_one(record: records.AnyRecord, gateway: bool, timeout_s: float, lines: list[str],
               errors: list[str]) -> None:
     from vllm_launcher.supervise.stop import cleanup
@@ -245,7 +250,7 @@ def _stop_one(record: records.AnyRecord, gateway: bool, timeout_s: float, lines:
             f"removed the damaged record of {record.name} ({how}{shm})"
         (errors if left else lines).append(done + left)
     else:
-        what = f"gateway {record.name}" if gateway else record.name
+        what = _gateway_label(record.name) if gateway else record.name
         done = f"stopped {what} ({how}; {result.seconds:.1f} s{shm}); port {record.port} is free"
         (errors if left else lines).append(done + left)
 
@@ -277,7 +282,7 @@ def down(name: str | None = None, all_servers: bool = False, timeout_s: float = 
     for record in [*gateways, *named, *left]:
         if record not in gateways and records.read_any(record.name) is None:
             if isinstance(record, records.Record) and record.managed_by:
-                lines.append(f"stopped {record.name} (by its gateway {record.managed_by})")
+                lines.append(f"stopped {record.name} (by {_gateway_label(record.managed_by)})")
             continue
         _stop_one(record, record in gateways, timeout_s, lines, errors)
     return Result(text="\n".join(lines) if lines else None, errors=errors, code=1 if errors else 0)
