@@ -235,3 +235,28 @@ def test_llama_4_scout_on_one_80gib_gpu_gets_its_w4a16_checkpoint_and_four_gpus(
     w4a16 = found["the quantized checkpoint RedHatAI/Llama-4-Scout-17B-16E-Instruct-quantized.w4a16"]
     assert w4a16.estimate.fits and w4a16.estimate.encoder_gib > 0
     assert found["4 GPUs like these"].preset.tensor_parallel_size == 4
+
+
+def test_the_variants_of_the_models_vllm_recipe_are_tried(tmp_path, monkeypatch):
+    """$VLLM_LAUNCH_RECIPES: a recipe whose variant serves another checkpoint (here a local AWQ copy)."""
+    from vllm_launcher.catalog import catalog_entry
+    from vllm_launcher.fit import proposals, recipe_checkpoints
+
+    awq = tmp_path / "coder-32b-awq"
+    awq.mkdir()
+    config = catalog_entry("Qwen/Qwen2.5-Coder-32B-Instruct-AWQ")["config"]
+    (awq / "config.json").write_text(json.dumps(config))
+    recipe = tmp_path / "recipes" / "models" / "Qwen" / "Qwen2.5-Coder-32B-Instruct.yaml"
+    recipe.parent.mkdir(parents=True)
+    recipe.write_text(yaml.safe_dump({
+        "meta": {"title": "Qwen2.5-Coder-32B-Instruct"},
+        "model": {"model_id": "Qwen/Qwen2.5-Coder-32B-Instruct"},
+        "variants": {"default": {"precision": "bf16", "vram_minimum_gb": 80},
+                     "awq": {"precision": "int4", "vram_minimum_gb": 24, "model_id": str(awq)}}}))
+    model, hw = "Qwen/Qwen2.5-Coder-32B-Instruct", hypothetical("cuda", 2, 24)
+    assert recipe_checkpoints(model) == []
+    assert str(awq) not in [p.preset.model for p in proposals(_ask(model), hw)]
+    monkeypatch.setenv("VLLM_LAUNCH_RECIPES", str(tmp_path / "recipes"))
+    assert recipe_checkpoints(model) == [str(awq)]
+    found = [p for p in proposals(_ask(model), hw) if p.preset.model == str(awq)]
+    assert found and found[0].estimate.fits

@@ -274,9 +274,9 @@ def _try(ask: Ask, hw: Hardware, change: str, command: list[str], note: str = ""
 
 def proposals(ask: Ask, hw: Hardware) -> list[Proposal]:
     """The nearest launches that fit when ASK does not, nearest first: online fp8 (where the GPU runs it),
-    an fp8 KV cache, the largest context, published quantized checkpoints of the model (catalog) and the
-    ones the user named, then more of the same GPU (TP within a node, then PP). Each is a real `fit` run,
-    with its estimate and the command that gives it."""
+    an fp8 KV cache, the largest context, published quantized checkpoints of the model (catalog, the
+    variants of its vLLM recipe) and the ones the user named, then more of the same GPU (TP within a
+    node, then PP). Each is a real `fit` run, with its estimate and the command that gives it."""
     from vllm_launcher.catalog import quantized_checkpoints
 
     arch = load_arch(ask.model)
@@ -290,12 +290,35 @@ def proposals(ask: Ask, hw: Hardware) -> list[Proposal]:
         found.append(_try(ask, hw, "fp8 KV cache (kv_cache_dtype: fp8)", _command(ask, kv_cache_dtype="fp8"),
                           "half the KV bytes per token; quality close to bf16", kv_cache_dtype="fp8"))
     found.append(_largest_context(ask, hw, arch))
-    for other in [*quantized_checkpoints(ask.model), *ask.others]:
+    others = dict.fromkeys([*quantized_checkpoints(ask.model), *recipe_checkpoints(ask.model),
+                            *ask.others])
+    for other in others:
         found.append(_try(ask, hw, f"the quantized checkpoint {other}", _command(ask, model=other),
                           "a separate download", model=other))
     if gpu:
         found.append(_more_gpus(ask, hw, arch))
     return [p for p in found if p is not None]
+
+
+RECIPES_ENV = "VLLM_LAUNCH_RECIPES"  # as `vllm-launch recipes` reads it
+
+
+def recipe_checkpoints(model: str) -> list[str]:
+    """The other checkpoints (an FP8 or AWQ repo) that variants of MODEL's vLLM recipe serve, when a recipes
+    checkout is set in $VLLM_LAUNCH_RECIPES (none without one, or without a recipe for MODEL)."""
+    import os
+    from pathlib import Path
+
+    from vllm_launcher.recipes import recipe_for
+
+    directory = os.environ.get(RECIPES_ENV)
+    if not directory:
+        return []
+    try:
+        recipe = recipe_for(model, Path(directory).expanduser())
+    except (LaunchError, OSError):
+        return []
+    return [v.model_id for v in recipe.variants if v.model_id and v.model_id.lower() != model.lower()]
 
 
 def _largest_context(ask: Ask, hw: Hardware, arch: ModelArch) -> Proposal | None:
