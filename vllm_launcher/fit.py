@@ -300,16 +300,13 @@ def proposals(ask: Ask, hw: Hardware) -> list[Proposal]:
     return [p for p in found if p is not None]
 
 
-RECIPES_ENV = "VLLM_LAUNCH_RECIPES"  # as `vllm-launch recipes` reads it
-
-
 def recipe_checkpoints(model: str) -> list[str]:
     """The other checkpoints (an FP8 or AWQ repo) that variants of MODEL's vLLM recipe serve, when a recipes
     checkout is set in $VLLM_LAUNCH_RECIPES (none without one, or without a recipe for MODEL)."""
     import os
     from pathlib import Path
 
-    from vllm_launcher.recipes import recipe_for
+    from vllm_launcher.recipes import RECIPES_ENV, recipe_for
 
     directory = os.environ.get(RECIPES_ENV)
     if not directory:

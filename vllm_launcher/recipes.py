@@ -15,6 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from vllm_launcher.errors import ConfigError
 
+RECIPES_ENV = "VLLM_LAUNCH_RECIPES"  # the recipes checkout, for `recipes` and for fit's proposals
 MAX_RECIPE_BYTES = 256 << 10
 
 # Recipe flags that are preset fields: (preset field, how the value is read).

@@ -11,10 +11,10 @@ from vllm_launcher.errors import ConfigError
 from vllm_launcher.output import Result, table
 from vllm_launcher.safe_text import printable
 
-RECIPES_ENV = "VLLM_LAUNCH_RECIPES"
-
 
 def _directory(directory: str | None) -> Path:
+    from vllm_launcher.recipes import RECIPES_ENV
+
     chosen = directory or os.environ.get(RECIPES_ENV)
     if not chosen:
         raise ConfigError(f"give --dir DIR (a checkout of https://github.com/vllm-project/recipes) or set "
