@@ -14,18 +14,19 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 CONFIGS = REPO / "tests" / "fixtures" / "configs"
 COLD = ("import time; t = time.perf_counter();"
-        "from vllm_launcher.estimate import estimate; from vllm_launcher.models import load_arch;"
-        "from vllm_launcher.presets import Preset; from vllm_launcher.hardware import hypothetical;"
+        "from vllm_launcher.memory.estimate import estimate; from vllm_launcher.memory.arch import load_arch;"
+        "from vllm_launcher.preset.schema import Preset; "
+        "from vllm_launcher.machine.hardware import hypothetical;"
         "a = load_arch({model!r});"
         "estimate(Preset(name='t', model='m', max_model_len=32768), a, hypothetical('cuda', 8, 79.19));"
         "print(time.perf_counter() - t)")
 
 
 def main() -> None:
-    from vllm_launcher.estimate import estimate
-    from vllm_launcher.hardware import hypothetical
-    from vllm_launcher.models import load_arch
-    from vllm_launcher.presets import Preset
+    from vllm_launcher.machine.hardware import hypothetical
+    from vllm_launcher.memory.arch import load_arch
+    from vllm_launcher.memory.estimate import estimate
+    from vllm_launcher.preset.schema import Preset
 
     for name in ("gpt-oss-120b", "Qwen2.5-7B-Instruct", "DeepSeek-Coder-V2-Lite-Instruct"):
         path = str(CONFIGS / name)

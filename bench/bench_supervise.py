@@ -31,7 +31,7 @@ def free_port() -> int:
 
 def readiness_latency(runs: int, tmp: Path) -> list[float]:
     """Seconds from the fake's first /health 200 to the supervisor noticing ready (in-process)."""
-    from vllm_launcher import records
+    from vllm_launcher.machine import records
     from vllm_launcher.supervise.supervisor import Supervisor
 
     latencies = []

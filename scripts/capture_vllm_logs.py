@@ -2,7 +2,7 @@
 
     /work/venv-probe/bin/python scripts/capture_vllm_logs.py [--only NAME ...] [--out DIR]
 
-Builds the tiny models with vllm_launcher/tiny_model.py (standalone, run by the vLLM interpreter), then
+Builds the tiny models with vllm_launcher/demo/tiny_model.py (standalone, run by the vLLM interpreter), then
 starts `python -m vllm.entrypoints.openai.api_server` once per scenario, one at a time, each in its own
 process group on a free 127.0.0.1 port. A failing scenario is timed until vLLM exits; a starting one
 until `GET /health` answers 200, after which /v1/models and two chat completions (with and without
@@ -398,7 +398,7 @@ def write_readme(out: Path, index: dict) -> None:
         "",
         "Captured by `scripts/capture_vllm_logs.py` (regenerate: `/work/venv-probe/bin/python",
         "scripts/capture_vllm_logs.py [--only NAME]`).",
-        "Models are the tiny random-weight Qwen2 builds of `vllm_launcher/tiny_model.py`; their configs",
+        "Models are the tiny random-weight Qwen2 builds of `vllm_launcher/demo/tiny_model.py`; their configs",
         "are in `../tiny_configs/`. Failure logs start 3 lines before the first ERROR/Traceback (after",
         "vLLM's `non-default args` line);",
         "`ready_*` logs are complete (note the ERROR `EngineDeadError` that vLLM logs during a normal",

@@ -11,12 +11,12 @@ from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parent.parent / "vllm_launcher"
 
-# Who may import whom: a module of a layer imports only its own layer and those listed for it.
+# Who may import whom: a module of a layer imports only its own layer and those listed for it. Each package
+# of vllm_launcher is in one layer; the core's packages (memory, preset, demo, clients) are pure.
 LAYERS: dict[str, set[str]] = {
-    "base": set(),  # errors, paths, units, safe_text, files, atomic, inputs, output, stat_cache
-    "core": {"base"},  # presets, plan, models, catalog, hardware, estimate, fit, tool_parsers, demo,
-                       # tiny_model
-    "machine": {"base"},  # system, records
+    "base": set(),
+    "machine": {"base"},
+    "core": {"base", "machine"},  # of the machine, only the Hardware value (test_the_core_is_pure)
     "exporters": {"base", "core"},
     "doctor": {"base", "core", "machine"},
     "supervise": {"base", "core", "machine", "doctor"},
@@ -25,29 +25,33 @@ LAYERS: dict[str, set[str]] = {
     "commands": {"base", "core", "machine", "exporters", "doctor", "supervise", "gateway", "benchmark"},
     "cli": {"base", "commands"},
 }
-BASE = {"errors", "paths", "units", "safe_text", "files", "atomic", "inputs", "output", "stat_cache",
-        "__init__"}
-CORE = {"presets", "preset_yaml", "plan", "models", "catalog", "hardware", "estimate", "fit", "tool_parsers",
-        "demo", "tiny_model", "weights", "quant", "kvcache", "flagtable", "recipes", "client_config",
-        "clients"}
-MACHINE = {"system", "records"}
+PACKAGE_LAYERS = {"base": "base", "machine": "machine", "memory": "core", "preset": "core", "demo": "core",
+                  "clients": "core", "exporters": "exporters", "doctor": "doctor", "supervise": "supervise",
+                  "gateway": "gateway", "benchmark": "benchmark", "commands": "commands", "cli": "cli",
+                  "__main__": "cli", "__init__": "base"}
 
 
 def layer_of(module: str) -> str:
     parts = module.split(".")[1:]
     if not parts:
         return "base"
-    if parts[0] == "__main__":  # `python -m vllm_launcher`: the CLI
-        return "cli"
-    if parts[0] in ("exporters", "doctor", "supervise", "gateway", "benchmark", "commands", "cli"):
-        return parts[0]
-    if parts[0] in CORE:
-        return "core"
-    if parts[0] in MACHINE:
-        return "machine"
-    if parts[0] in BASE:
-        return "base"
-    raise AssertionError(f"{module} is in no layer: add it to test_architecture.LAYERS")
+    if parts[0] not in PACKAGE_LAYERS:
+        raise AssertionError(f"{module} is in no layer: add its package to test_architecture.PACKAGE_LAYERS")
+    return PACKAGE_LAYERS[parts[0]]
+
+
+def test_no_module_sits_loose_in_the_package():
+    loose = sorted(p.name for p in PACKAGE.glob("*.py") if p.stem not in ("__init__", "__main__"))
+    assert loose == []
+
+
+def test_the_core_is_pure():
+    """The memory fit, presets, the demo model and the clients' config read the machine only as the Hardware
+    value: never processes, ports or server records."""
+    wrong = [f"{module} imports {target}" for module, imported in import_graph().items()
+             if layer_of(module) == "core" for target in imported
+             if layer_of(target) == "machine" and target != "vllm_launcher.machine.hardware"]
+    assert wrong == []
 
 
 def modules() -> dict[str, Path]:

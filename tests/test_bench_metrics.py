@@ -9,9 +9,9 @@ import random
 import numpy
 import pytest
 
+from vllm_launcher.base.errors import ConfigError
 from vllm_launcher.benchmark import client, metrics, server_metrics
 from vllm_launcher.benchmark.metrics import RequestRecord
-from vllm_launcher.errors import ConfigError
 
 
 def record(

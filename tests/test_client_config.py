@@ -13,14 +13,14 @@ from conftest import cli, free_port, write_preset
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from vllm_launcher.client_config import (
+from vllm_launcher.base.errors import ConfigError
+from vllm_launcher.clients.agent_profile import (
     placed_profile,
     prepare_profile,
     profile_entry,
     profile_yaml,
     write_profile,
 )
-from vllm_launcher.errors import ConfigError
 
 ENTRY = profile_entry("http://127.0.0.1:8000/v1", "cpu")
 

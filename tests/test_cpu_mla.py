@@ -12,15 +12,15 @@ from pathlib import Path
 import pytest
 
 from tests.cli_helpers import isolated_env, run_cli
-from vllm_launcher import kvcache
 from vllm_launcher.doctor.engine import check_facts
 from vllm_launcher.doctor.findings import Facts
 from vllm_launcher.doctor.logs import diagnose
-from vllm_launcher.estimate import estimate
-from vllm_launcher.fit import fit
-from vllm_launcher.hardware import Hardware, NumaNode, load_hardware, parse_cpu_flags
-from vllm_launcher.models import load_arch
-from vllm_launcher.presets import Preset
+from vllm_launcher.machine.hardware import Hardware, NumaNode, load_hardware, parse_cpu_flags
+from vllm_launcher.memory import kvcache
+from vllm_launcher.memory.arch import load_arch
+from vllm_launcher.memory.estimate import estimate
+from vllm_launcher.memory.fit import fit
+from vllm_launcher.preset.schema import Preset
 
 FIXTURES = Path(__file__).parent / "fixtures"
 DEEPSEEK = load_arch(str(FIXTURES / "configs" / "DeepSeek-Coder-V2-Lite-Instruct"))  # MLA, 27 layers
@@ -65,7 +65,7 @@ def test_cpuinfo_flags_keep_what_vllm_reads():
 def test_saved_probe_without_flags_still_loads_and_this_probe_has_them():
     old = load_hardware(FIXTURES / "hardware" / "cpu-2core-24gib.json")  # saved before flags were recorded
     assert old.cpu_flags is None and old.cpu_arch is None
-    from vllm_launcher.hardware import probe
+    from vllm_launcher.machine.hardware import probe
 
     here = probe(include_gpus=False)
     assert here.cpu_flags is not None and here.cpu_arch

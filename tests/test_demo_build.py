@@ -15,8 +15,9 @@ from pathlib import Path
 import psutil
 import pytest
 
-from vllm_launcher import demo, tiny_model
-from vllm_launcher.errors import LaunchError
+from vllm_launcher import demo
+from vllm_launcher.base.errors import LaunchError
+from vllm_launcher.demo import tiny_model
 from vllm_launcher.supervise.display import BuildDisplay
 
 STEPS = 40

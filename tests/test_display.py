@@ -111,7 +111,7 @@ ROUTINE = ("api_server` is deprecated", "command is deprecated", "Triton is not 
 
 
 def test_routine_vllm_warnings_stay_in_the_log_and_are_counted():
-    from vllm_launcher.records import Record
+    from vllm_launcher.machine.records import Record
 
     lines = (FIXTURES / "ready_gqa.log").read_text().splitlines()
     warnings = [line for line in lines if classify(line)[0] == "WARNING"]

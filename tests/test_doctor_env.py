@@ -13,11 +13,11 @@ from pathlib import Path
 
 import pytest
 
-from vllm_launcher import system
 from vllm_launcher.doctor import environment
 from vllm_launcher.doctor.engine import check_environment
 from vllm_launcher.doctor.environment import EnvFacts
-from vllm_launcher.system import VllmInfo
+from vllm_launcher.machine import system
+from vllm_launcher.machine.system import VllmInfo
 
 
 def codes(env: EnvFacts) -> dict[str, list]:
@@ -84,7 +84,7 @@ def test_vl307_shm_orphans_only_when_no_process_maps_them():
 
 def test_vl308_stale_state_record(tmp_path, monkeypatch):
     monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path))
-    from vllm_launcher import records
+    from vllm_launcher.machine import records
 
     assert environment.stale_records() == []
     dead = subprocess.Popen([sys.executable, "-c", "pass"])

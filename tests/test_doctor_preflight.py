@@ -7,7 +7,7 @@ import pytest
 from conftest import FAKE_VLLM_DIR, cli, port_is_free, tagged_processes, wait_for, write_preset
 
 from vllm_launcher.doctor.preflight import preflight_errors
-from vllm_launcher.presets import Preset
+from vllm_launcher.preset.schema import Preset
 
 # kv_cache_space_gib: a CPU preset without it trips VL205 when this machine's memory is short (vLLM's
 # default reservation), which is not what these tests are about.
@@ -18,7 +18,7 @@ KV = {"kv_cache_space_gib": 1}
 def importable_vllm(monkeypatch):
     """The fake vLLM package importable in this process (as the CLI tests have it on PYTHONPATH), so that
     these checks do not depend on whether the real one is installed (VL302)."""
-    from vllm_launcher import system
+    from vllm_launcher.machine import system
 
     monkeypatch.syspath_prepend(str(FAKE_VLLM_DIR))
     monkeypatch.setenv("PYTHONPATH", str(FAKE_VLLM_DIR))

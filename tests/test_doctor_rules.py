@@ -12,15 +12,15 @@ from pathlib import Path
 
 import pytest
 
-from vllm_launcher import system
 from vllm_launcher.doctor import environment
 from vllm_launcher.doctor.engine import check_facts, check_preset
 from vllm_launcher.doctor.findings import Facts
 from vllm_launcher.doctor.registry import rules_by_code
-from vllm_launcher.estimate import estimate
-from vllm_launcher.hardware import GpuInfo, Hardware, NumaNode
-from vllm_launcher.models import load_arch
-from vllm_launcher.presets import Preset
+from vllm_launcher.machine import system
+from vllm_launcher.machine.hardware import GpuInfo, Hardware, NumaNode
+from vllm_launcher.memory.arch import load_arch
+from vllm_launcher.memory.estimate import estimate
+from vllm_launcher.preset.schema import Preset
 
 CONFIGS = Path(__file__).parent / "fixtures" / "configs"
 GIB = 1024**3
@@ -219,7 +219,7 @@ def test_vl118_sleep_mode_is_cuda_only():
 
 
 def test_vl190_shows_the_whole_reason_the_model_is_unknown():
-    from vllm_launcher.errors import LaunchError
+    from vllm_launcher.base.errors import LaunchError
 
     preset = Preset(name="t", model="nosuch-org/nosuch-model-7b", device="cpu", kv_cache_space_gib=1)
     with pytest.raises(LaunchError) as caught:
@@ -242,7 +242,7 @@ def test_vl130_slow_cpu_inference_gets_the_guides_advice():
                               kv_cache_space_gib=4, max_model_len=16384)
     assert "VL130" not in run(device="cuda", max_model_len=32768)
     for name in ("cpu-test", "cpu-16k", "cpu-3b"):  # the guide's own CPU models and contexts
-        from vllm_launcher.presets import resolve
+        from vllm_launcher.preset.schema import resolve
 
         preset = resolve(name).preset
         facts = Facts(preset=preset, arch=load_arch(preset.model), hardware=cpu_machine(),
@@ -285,7 +285,7 @@ NODE0_CASES = [(8.2, 6.8), (8.2, 7.9), (10, 9.5), (10.59, 10.3), (16, 15), (64, 
 def test_vl205_takes_its_verdict_and_numbers_from_the_estimate(node_total_gib, node_free_gib):
     """`estimate` and `doctor` on the same Hardware value: VL205 (an error, never a warning) exactly when the
     estimate refuses vLLM's default CPU KV sizing, with the estimate's reasons and fix."""
-    from vllm_launcher.presets import resolve
+    from vllm_launcher.preset.schema import resolve
 
     preset = resolve("cpu-16k").preset
     arch = load_arch(preset.model)

@@ -182,7 +182,7 @@ def test_stream_chunks_of_the_wrong_shape_are_broken_streams(chunk):
 
 
 def test_server_text_never_reaches_the_terminal_raw():
-    from vllm_launcher.safe_text import printable
+    from vllm_launcher.base.safe_text import printable
 
     assert printable("x\x1b[31m\nFAKE\x07") == "x\\x1b[31m\\nFAKE\\x07"
 

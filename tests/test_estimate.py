@@ -6,17 +6,17 @@ from pathlib import Path
 
 import pytest
 
-from vllm_launcher.estimate import (
+from vllm_launcher.machine.hardware import GIB, Hardware, NumaNode, hypothetical
+from vllm_launcher.memory.arch import load_arch
+from vllm_launcher.memory.estimate import (
     estimate,
     kv_bytes_per_token,
     reported_tokens,
     resolve_model_dtype,
     weights_bytes,
 )
-from vllm_launcher.hardware import GIB, Hardware, NumaNode, hypothetical
-from vllm_launcher.models import load_arch
-from vllm_launcher.presets import Preset
-from vllm_launcher.quant import Quant
+from vllm_launcher.memory.quant import Quant
+from vllm_launcher.preset.schema import Preset
 
 CONFIGS = Path(__file__).parent / "fixtures" / "configs"
 H100_GIB = 79.19  # what vLLM 0.19 reports for an H100 80GB

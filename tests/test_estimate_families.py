@@ -28,11 +28,11 @@ import pytest
 from conftest import vllm_log_excerpt
 from test_estimate_vllm import KV_LINE, _require_vllm, _run_vllm
 
-from vllm_launcher.estimate import estimate
-from vllm_launcher.hardware import probe
-from vllm_launcher.models import load_arch, safetensors_bytes
-from vllm_launcher.presets import Preset
-from vllm_launcher.weights import model_weights
+from vllm_launcher.machine.hardware import probe
+from vllm_launcher.memory.arch import load_arch, safetensors_bytes
+from vllm_launcher.memory.estimate import estimate
+from vllm_launcher.memory.weights import model_weights
+from vllm_launcher.preset.schema import Preset
 
 HERE = Path(__file__).parent
 TINY_MODEL = HERE.parent / "vllm_launcher" / "tiny_model.py"

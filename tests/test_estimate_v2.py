@@ -1,7 +1,7 @@
 """Fit v2: quantized weights, MoE, sliding windows, MLA, uneven PP, DP, and the refusals vLLM makes.
 
 GPU figures are checked against public vLLM logs (tests/fixtures/gpu_logs, within 5% each); layouts and
-rules against vLLM 0.32's source (cited in vllm_launcher/weights.py and kvcache.py).
+rules against vLLM 0.32's source (cited in vllm_launcher/memory/weights.py and kvcache.py).
 """
 
 from __future__ import annotations
@@ -16,14 +16,14 @@ from cli_helpers import REPO
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from vllm_launcher import kvcache
-from vllm_launcher.errors import LaunchError
-from vllm_launcher.estimate import estimate, non_torch_bytes
-from vllm_launcher.hardware import GIB, GpuInfo, Hardware, hypothetical
-from vllm_launcher.models import arch_from_config, load_arch
-from vllm_launcher.presets import Preset
-from vllm_launcher.quant import quant_from_config
-from vllm_launcher.weights import model_weights, pp_partition
+from vllm_launcher.base.errors import LaunchError
+from vllm_launcher.machine.hardware import GIB, GpuInfo, Hardware, hypothetical
+from vllm_launcher.memory import kvcache
+from vllm_launcher.memory.arch import arch_from_config, load_arch
+from vllm_launcher.memory.estimate import estimate, non_torch_bytes
+from vllm_launcher.memory.quant import quant_from_config
+from vllm_launcher.memory.weights import model_weights, pp_partition
+from vllm_launcher.preset.schema import Preset
 
 FIXTURES = Path(__file__).parent / "fixtures"
 CONFIGS = FIXTURES / "configs"
@@ -251,7 +251,7 @@ def test_the_sampler_warm_up_after_the_kv_cache_refuses_gpt_oss_at_0_95():
 
 
 def test_fit_never_proposes_a_launch_whose_sampler_warm_up_runs_out():
-    from vllm_launcher.fit import fit
+    from vllm_launcher.memory.fit import fit
 
     hw = gpus(*H100)
     preset = fit(str(CONFIGS / "gpt-oss-20b"), hw)
@@ -273,8 +273,10 @@ def test_quantized_mla_and_sliding_models_price_a_gpu_free_check():
 def test_estimate_imports_no_torch_or_vllm(tmp_path):
     """(Its time is measured in bench/bench_estimate.py, not asserted here.)"""
     code = ("import sys, time; t = time.perf_counter();"
-            "from vllm_launcher.estimate import estimate; from vllm_launcher.models import load_arch;"
-            "from vllm_launcher.presets import Preset; from vllm_launcher.hardware import hypothetical;"
+            "from vllm_launcher.memory.estimate import estimate; "
+            "from vllm_launcher.memory.arch import load_arch;"
+            "from vllm_launcher.preset.schema import Preset; "
+            "from vllm_launcher.machine.hardware import hypothetical;"
             f"a = load_arch({str(CONFIGS / 'gpt-oss-120b')!r});"
             "e = estimate(Preset(name='t', model='m', quantization=None, max_model_len=131072), a,"
             " hypothetical('cuda', 1, 79.19));"
@@ -409,7 +411,7 @@ def _text_only(model):
 def test_the_encoder_profile_is_counted_so_a_context_the_text_model_holds_is_refused():
     """vLLM's profile runs the vision encoder on its largest image (16,384 tokens, 65,536 patches) and keeps
     the embeddings in the encoder cache: on an L4, 65,536 tokens fit the language model alone, not with it."""
-    from vllm_launcher.estimate import encoder_profile_bytes
+    from vllm_launcher.memory.estimate import encoder_profile_bytes
 
     vl = arch_from_config(QWEN25_VL_7B, "Qwen2.5-VL-7B-Instruct config.json")
     assert (vl.encoder_tokens_per_item, vl.encoder_patches_per_token) == (16384, 4)
@@ -436,7 +438,7 @@ def test_an_audio_tower_is_weighed_and_profiled():
 def test_llama_4_scout_counts_its_vision_tower_shared_experts_and_encoder():
     """Llama-4-Scout: 109B parameters (16 routed experts and a shared one in each of 48 layers, a 34-block
     vision tower); bf16 weights need TP 4 on H100s, and its encoder adds to the profile."""
-    from vllm_launcher.fit import fit
+    from vllm_launcher.memory.fit import fit
 
     scout = load_arch("meta-llama/Llama-4-Scout-17B-16E-Instruct")
     assert scout.param_count == pytest.approx(109e9, rel=0.02)

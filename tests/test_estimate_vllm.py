@@ -3,7 +3,7 @@
 Predicted CPU KV tokens must equal what vLLM logs (`CPU KV cache size: N tokens`) for two tiny
 architectures (GQA float32, and no GQA with vLLM's default dtype and a max_model_len that is not a multiple
 of the block), and a config the estimate calls "does not fit" (the null block makes an exact fit fail) must
-be refused by vLLM. Models come from vllm_launcher/tiny_model.py (random weights, nothing downloaded).
+be refused by vLLM. Models come from vllm_launcher/demo/tiny_model.py (random weights, nothing downloaded).
 """
 
 from __future__ import annotations
@@ -22,10 +22,10 @@ from pathlib import Path
 import pytest
 from conftest import free_port, vllm_log_excerpt
 
-from vllm_launcher.estimate import estimate
-from vllm_launcher.hardware import probe
-from vllm_launcher.models import load_arch
-from vllm_launcher.presets import Preset
+from vllm_launcher.machine.hardware import probe
+from vllm_launcher.memory.arch import load_arch
+from vllm_launcher.memory.estimate import estimate
+from vllm_launcher.preset.schema import Preset
 
 TINY_MODEL = Path(__file__).parent.parent / "vllm_launcher" / "tiny_model.py"
 KV_LINE = re.compile(r"CPU KV cache size: ([\d,]+) tokens")

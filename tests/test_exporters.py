@@ -17,8 +17,8 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from vllm_launcher import paths
-from vllm_launcher.errors import ConfigError
+from vllm_launcher.base import paths
+from vllm_launcher.base.errors import ConfigError
 from vllm_launcher.exporters import (
     EXPORTERS,
     FORMATS,
@@ -29,7 +29,7 @@ from vllm_launcher.exporters import (
     write_files,
 )
 from vllm_launcher.exporters.options import ExportOptions, make_options
-from vllm_launcher.presets import Preset, resolve
+from vllm_launcher.preset.schema import Preset, resolve
 
 GOLDEN = Path(__file__).parent / "golden" / "exporters"
 BUILTIN = sorted(p.stem for p in paths.builtin_presets_dir().glob("*.yaml"))
@@ -587,7 +587,7 @@ def test_as_text_separates_several_files_and_keeps_one_as_is():
 
 
 def test_rendering_imports_nothing_heavy():
-    code = ("import sys\nfrom vllm_launcher.presets import resolve\n"
+    code = ("import sys\nfrom vllm_launcher.preset.schema import resolve\n"
             "from vllm_launcher.exporters import render\n"
             "for fmt in ('docker', 'compose', 'k8s', 'systemd'): render(fmt, resolve('gpu-7b'))\n"
             "for fmt in ('lws', 'ray'): render(fmt, resolve('llama-70b-2x8'))\n"

@@ -8,11 +8,11 @@ import subprocess
 import pytest
 import yaml
 
-from vllm_launcher.errors import ConfigError, LaunchError
-from vllm_launcher.estimate import estimate
-from vllm_launcher.fit import fit, tool_parser_for
-from vllm_launcher.hardware import GIB, hypothetical
-from vllm_launcher.models import load_arch
+from vllm_launcher.base.errors import ConfigError, LaunchError
+from vllm_launcher.machine.hardware import GIB, hypothetical
+from vllm_launcher.memory.arch import load_arch
+from vllm_launcher.memory.estimate import estimate
+from vllm_launcher.memory.fit import fit, tool_parser_for
 
 
 def test_gpu_fit_largest_context_for_concurrency_fits():
@@ -101,7 +101,7 @@ def test_bad_preset_name_is_refused_before_building_the_preset():
 
 
 def _ask(model: str, *machine: str, **fields):
-    from vllm_launcher.fit import Ask
+    from vllm_launcher.memory.fit import Ask
 
     return Ask(model, machine_args=tuple(machine), **fields)
 
@@ -115,7 +115,7 @@ def _run_fit(argv: list[str], tmp_path) -> subprocess.CompletedProcess:
 
 def test_32b_on_two_24gib_gpus_gets_fp8_awq_and_four_gpus(tmp_path):
     """The issue's case: every proposal is a real fit whose command, run, gives that preset."""
-    from vllm_launcher.fit import proposals
+    from vllm_launcher.memory.fit import proposals
 
     model = "Qwen/Qwen2.5-Coder-32B-Instruct"
     machine = ("--device", "cuda", "--gpus", "2", "--gpu-mem-gib", "24")
@@ -142,7 +142,7 @@ def test_32b_on_two_24gib_gpus_gets_fp8_awq_and_four_gpus(tmp_path):
 
 
 def test_70b_on_one_80gib_gpu_gets_fp8_w4a16_and_two_gpus():
-    from vllm_launcher.fit import proposals
+    from vllm_launcher.memory.fit import proposals
 
     model = "meta-llama/Llama-3.3-70B-Instruct"
     hw = hypothetical("cuda", 1, 80)
@@ -154,7 +154,7 @@ def test_70b_on_one_80gib_gpu_gets_fp8_w4a16_and_two_gpus():
 
 
 def test_a_shorter_context_and_an_fp8_kv_cache_when_only_the_kv_is_short():
-    from vllm_launcher.fit import proposals
+    from vllm_launcher.memory.fit import proposals
 
     model, hw = "Qwen/Qwen2.5-Coder-7B-Instruct", hypothetical("cuda", 1, 24)
     with pytest.raises(LaunchError):
@@ -168,8 +168,8 @@ def test_a_shorter_context_and_an_fp8_kv_cache_when_only_the_kv_is_short():
 
 def test_a_checkpoint_the_user_names_is_tried(tmp_path):
     """--model OTHER: a local copy of a quantized checkpoint (a real config.json with AWQ's quantization)."""
-    from vllm_launcher.catalog import catalog_entry
-    from vllm_launcher.fit import proposals
+    from vllm_launcher.memory.catalog import catalog_entry
+    from vllm_launcher.memory.fit import proposals
 
     other = tmp_path / "coder-32b-awq"
     other.mkdir()
@@ -182,7 +182,7 @@ def test_a_checkpoint_the_user_names_is_tried(tmp_path):
 
 
 def test_no_fp8_on_a_gpu_older_than_ampere():
-    from vllm_launcher.fit import proposals
+    from vllm_launcher.memory.fit import proposals
 
     hw = hypothetical("cuda", 2, 24)
     turing = [g.model_copy(update={"compute_capability": (7, 5)}) for g in hw.gpus]
@@ -196,7 +196,7 @@ def test_no_fp8_on_a_gpu_older_than_ampere():
 
 
 def test_tensor_parallel_within_a_node_then_pipeline_stages():
-    from vllm_launcher.fit import _layouts
+    from vllm_launcher.memory.fit import _layouts
 
     llama = load_arch("meta-llama/Llama-3.3-70B-Instruct")
     assert _layouts(llama, 16) == [(1, 1), (2, 1), (4, 1), (8, 1), (8, 2)]
@@ -227,7 +227,7 @@ def test_fit_json_when_it_fits_and_when_it_does_not(tmp_path):
 
 def test_llama_4_scout_on_one_80gib_gpu_gets_its_w4a16_checkpoint_and_four_gpus():
     """A multimodal MoE model: the proposals' estimates carry the vision tower and the encoder profile."""
-    from vllm_launcher.fit import proposals
+    from vllm_launcher.memory.fit import proposals
 
     model = "meta-llama/Llama-4-Scout-17B-16E-Instruct"
     hw = hypothetical("cuda", 1, 80)
@@ -239,8 +239,8 @@ def test_llama_4_scout_on_one_80gib_gpu_gets_its_w4a16_checkpoint_and_four_gpus(
 
 def test_the_variants_of_the_models_vllm_recipe_are_tried(tmp_path, monkeypatch):
     """$VLLM_LAUNCH_RECIPES: a recipe whose variant serves another checkpoint (here a local AWQ copy)."""
-    from vllm_launcher.catalog import catalog_entry
-    from vllm_launcher.fit import proposals, recipe_checkpoints
+    from vllm_launcher.memory.catalog import catalog_entry
+    from vllm_launcher.memory.fit import proposals, recipe_checkpoints
 
     awq = tmp_path / "coder-32b-awq"
     awq.mkdir()

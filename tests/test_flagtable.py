@@ -12,7 +12,7 @@ import sys
 import pytest
 from cli_helpers import REPO, isolated_env, render_json, run_cli, user_presets_dir
 
-from vllm_launcher import flagtable
+from vllm_launcher.preset import flagtable
 
 RELEASES = ["0.28.0", "0.29.0", "0.30.0", "0.31.0", "0.32.0", "0.33.0"]
 
@@ -151,7 +151,7 @@ def test_the_table_matches_the_installed_vllms_parser():
 def test_the_module_entry_point_is_deprecated_from_0_29_and_auto_picks_the_working_form(tmp_path):
     from vllm_launcher.doctor.engine import check_environment
     from vllm_launcher.doctor.environment import EnvFacts
-    from vllm_launcher.system import VllmInfo
+    from vllm_launcher.machine.system import VllmInfo
 
     assert flagtable.table()["module_entrypoint_deprecated_in"] == "0.29.0"  # read from each release's shim
     assert flagtable.preferred_entrypoint("vllm", "0.28.0") == "api_server"
@@ -173,8 +173,8 @@ def test_the_estimate_takes_the_utilization_default_of_the_machines_vllm():
     """The estimate assumes the --gpu-memory-utilization default of the vLLM the machine (or the saved probe)
     runs, from the table: 0.92 in every release from 0.28 (none moved). A default that did move is read per
     release, from real data (--prefix-cache-retention-interval: None, then 0 from 0.30)."""
-    from vllm_launcher.estimate import default_utilization
-    from vllm_launcher.hardware import Hardware, VllmInstall
+    from vllm_launcher.machine.hardware import Hardware, VllmInstall
+    from vllm_launcher.memory.estimate import default_utilization
 
     entry = flagtable.table()["flags"]["--gpu-memory-utilization"]
     assert entry["default"] == 0.92 and "defaults" not in entry
@@ -191,8 +191,8 @@ def test_the_estimate_takes_the_utilization_default_of_the_machines_vllm():
 
 def test_a_moved_default_reaches_the_estimate(monkeypatch):
     """Were a release to move the utilization default, the estimate of a machine running it would follow."""
-    from vllm_launcher.estimate import default_utilization
-    from vllm_launcher.hardware import Hardware, VllmInstall
+    from vllm_launcher.machine.hardware import Hardware, VllmInstall
+    from vllm_launcher.memory.estimate import default_utilization
 
     table = json.loads(json.dumps(flagtable.table()))
     table["flags"]["--gpu-memory-utilization"]["defaults"] = {"0.28.0": 0.9, "0.31.0": 0.92}

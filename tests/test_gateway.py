@@ -258,10 +258,10 @@ def test_the_least_recently_used_idle_server_makes_room(gateways, fake_env):
 
 
 def _expected_shortfall(env: dict[str, str], name: str, capacity_gib: float, used_by: str) -> str:
+    from vllm_launcher.base.units import GIB
     from vllm_launcher.gateway.backends import estimate_need
-    from vllm_launcher.hardware import load_hardware
-    from vllm_launcher.presets import Preset
-    from vllm_launcher.units import GIB
+    from vllm_launcher.machine.hardware import load_hardware
+    from vllm_launcher.preset.schema import Preset
 
     hardware = load_hardware(HARDWARE)
     need, held = (estimate_need(Preset(name=n, model=SMALL, device="cpu", kv_cache_space_gib=1),

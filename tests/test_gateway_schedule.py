@@ -5,9 +5,9 @@ from __future__ import annotations
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from vllm_launcher.base.units import GIB
 from vllm_launcher.gateway.routes import build_routes, upstream_route
 from vllm_launcher.gateway.schedule import Capacity, Loaded, Need, place_on_gpus, plan_start
-from vllm_launcher.units import GIB
 
 
 def gpu(gib: float, index: int = 0, ram_gib: float = 2) -> Need:
@@ -73,7 +73,7 @@ def test_gpus_are_placed_on_the_freest_or_where_the_preset_says():
 def test_upstream_specs_and_route_conflicts():
     import pytest
 
-    from vllm_launcher.errors import ConfigError
+    from vllm_launcher.base.errors import ConfigError
 
     route = upstream_route("qwen=http://127.0.0.1:8000/")
     assert route.upstream == "http://127.0.0.1:8000" and route.names == ("qwen",)

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from vllm_launcher.errors import ConfigError
-from vllm_launcher.hardware import (
+from vllm_launcher.base.errors import ConfigError
+from vllm_launcher.machine.hardware import (
     GIB,
     Hardware,
     gpu_may_be_present,
@@ -40,7 +40,7 @@ def test_probe_reports_this_machine():
 
 
 def test_probe_does_not_import_torch_without_a_gpu():
-    code = ("import sys; from vllm_launcher.hardware import probe, gpu_may_be_present; probe(); "
+    code = ("import sys; from vllm_launcher.machine.hardware import probe, gpu_may_be_present; probe(); "
             "print(gpu_may_be_present(), 'torch' in sys.modules)")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     may, imported = done.stdout.split()
@@ -50,7 +50,7 @@ def test_probe_does_not_import_torch_without_a_gpu():
 
 @pytest.mark.vllm  # reads the installed vLLM
 def test_installed_vllm_reads_metadata_without_importing_vllm():
-    code = ("import sys; from vllm_launcher.hardware import installed_vllm as f; v=f(); "
+    code = ("import sys; from vllm_launcher.machine.hardware import installed_vllm as f; v=f(); "
             "print(v.version, 'vllm' in sys.modules)")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     version, imported = done.stdout.split()

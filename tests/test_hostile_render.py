@@ -36,8 +36,8 @@ from pydantic import ValidationError
 from vllm_launcher.exporters import as_text, render
 from vllm_launcher.exporters.common import container_preset
 from vllm_launcher.exporters.options import ExportOptions
-from vllm_launcher.plan import build_plan, format_json, format_shell, vllm_flags
-from vllm_launcher.presets import Preset
+from vllm_launcher.preset.plan import build_plan, format_json, format_shell, vllm_flags
+from vllm_launcher.preset.schema import Preset
 
 # The oracle's own list (not the product's): controls, format characters, surrogates, line/paragraph
 # separators cannot be carried by every format, so validation must refuse them in argv text.
@@ -90,7 +90,7 @@ def unquotable(value: str, *, env_value: bool = False) -> bool:
     return value.startswith("-") or any(unicodedata.category(c) in FORBIDDEN_CATEGORIES for c in value)
 
 
-# A served model name is a name (vllm_launcher.inputs.SERVED_NAME, restated): the SERVED text is the name
+# A served model name is a name (vllm_launcher.base.inputs.SERVED_NAME, restated): the SERVED text is the name
 # when it is one, and rides in any case as a flag's value (--tokenizer=), so every format carries it.
 SERVED_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:/@+-]{0,255}")
 
@@ -463,8 +463,8 @@ def test_multi_node_formats_carry_hostile_text_exactly(model, served, env_a, ext
 
 def test_a_newline_in_the_model_cannot_inject_a_pod(tmp_path):
     """The case from the report: `render --format k8s | kubectl apply -f -` must never create a Pod."""
-    from vllm_launcher.errors import ConfigError
-    from vllm_launcher.presets import resolve
+    from vllm_launcher.base.errors import ConfigError
+    from vllm_launcher.preset.schema import resolve
 
     bad = tmp_path / "evil.yaml"
     bad.write_text('model: "Qwen/x\\n---\\napiVersion: v1\\nkind: Pod\\nmetadata: {name: pwn}\\n"\n')
@@ -473,7 +473,7 @@ def test_a_newline_in_the_model_cannot_inject_a_pod(tmp_path):
 
 
 def test_plain_ray_head_script_passes_bash_n(tmp_path):
-    from vllm_launcher.presets import resolve
+    from vllm_launcher.preset.schema import resolve
 
     for name, text in render("ray", resolve("llama-70b-2x8")).items():
         path = tmp_path / name
@@ -494,7 +494,7 @@ def test_comment_headers_carry_no_raw_preset_text():
 
 
 def test_export_options_refuse_what_their_formats_cannot_quote():
-    from vllm_launcher.errors import ConfigError
+    from vllm_launcher.base.errors import ConfigError
     from vllm_launcher.exporters.options import make_options
 
     for option, value in [("hf_cache_path", "/data:/etc"), ("hf_cache_path", "/a\nb"),

@@ -11,10 +11,10 @@ import tomllib
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
+from vllm_launcher.base.errors import ConfigError
 from vllm_launcher.clients.edits import END, TomlBlock
 from vllm_launcher.clients.toml_text import toml_string, toml_table
 from vllm_launcher.clients.writing import FileState
-from vllm_launcher.errors import ConfigError
 
 BLOCK = TomlBlock(Path("config.toml"), ("model_providers", "vllm-launch"),
                   {"name": "vllm-launch", "base_url": "http://127.0.0.1:8080/v1", "wire_api": "responses"},

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from vllm_launcher.catalog import CATALOG
-from vllm_launcher.errors import ConfigError
-from vllm_launcher.models import catalog_arch, load_arch
+from vllm_launcher.base.errors import ConfigError
+from vllm_launcher.memory.arch import catalog_arch, load_arch
+from vllm_launcher.memory.catalog import CATALOG
 
 CONFIGS = Path(__file__).parent / "fixtures" / "configs"
 PRESETS = Path(__file__).parent.parent / "presets"
@@ -129,7 +129,8 @@ def test_models_and_estimate_import_no_heavy_modules():
     import subprocess
     import sys
 
-    code = ("import sys, vllm_launcher.models, vllm_launcher.estimate, vllm_launcher.catalog; "
+    code = ("import sys, vllm_launcher.memory.arch, vllm_launcher.memory.estimate, "
+            "vllm_launcher.memory.catalog; "
             "print([m for m in ('torch', 'transformers', 'httpx', 'vllm', 'rich') if m in sys.modules])")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert done.stdout.strip() == "[]"

@@ -1,4 +1,4 @@
-"""One validator for every name (vllm_launcher.inputs.name_problem): preset names, `--save` names, server
+"""One validator for every name (vllm_launcher.base.inputs.name_problem): preset names, `--save` names, server
 names, served model names and gateway aliases. Every command that takes a name, given a hostile one, exits
 2 with one line on stderr that says what is valid, never a traceback (hypothesis, plus the cases seen)."""
 
@@ -12,7 +12,7 @@ from cli_helpers import isolated_env, run_cli, user_presets_dir
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from vllm_launcher.inputs import ALIAS_NAME, PRESET_NAME, SERVED_NAME, SERVER_NAME, name_problem
+from vllm_launcher.base.inputs import ALIAS_NAME, PRESET_NAME, SERVED_NAME, SERVER_NAME, name_problem
 
 NAME_CHARS = string.ascii_letters + string.digits + "._-"
 # Characters no kind of name allows: whitespace and control characters, shell and YAML syntax, non-ASCII.
@@ -148,7 +148,7 @@ def test_served_names_take_repo_ids_and_tags(name):
 
 
 def test_fit_names_a_long_model_directory_within_the_limit(tmp_path):
-    from vllm_launcher.fit import _slug
+    from vllm_launcher.memory.fit import _slug
 
     slug = _slug(str(tmp_path / ("Very-Long-Model-Name" * 10 + "..v2.yaml")))
     assert name_problem("fit-" + slug, PRESET_NAME) is None

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from cli_helpers import isolated_env, run_cli
 
-from vllm_launcher.presets import resolve
+from vllm_launcher.preset.schema import resolve
 
 ROOT = Path(__file__).resolve().parent.parent
 README = (ROOT / "README.md").read_text(encoding="utf-8")

@@ -11,9 +11,9 @@ import pytest
 import yaml
 from cli_helpers import isolated_env, render_json, run_cli
 
-from vllm_launcher import recipes as recipe_mod
-from vllm_launcher import tool_parsers
 from vllm_launcher.doctor.rules_preset import COMPATIBLE_PARSERS
+from vllm_launcher.preset import recipes as recipe_mod
+from vllm_launcher.preset import tool_parsers
 
 RECIPES = Path(__file__).parent / "fixtures" / "recipes"
 CODER = "Qwen/Qwen2.5-Coder-7B-Instruct"

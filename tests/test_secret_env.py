@@ -26,7 +26,7 @@ def secret_preset(env: dict[str, str], device: str = "cpu") -> str:
     ("TOKENIZERS_PARALLELISM", False), ("VLLM_USE_V1", False), ("HF_TOKEN_PATH", False),
 ])
 def test_which_names_look_like_secrets(name, secret):
-    from vllm_launcher.plan import looks_secret
+    from vllm_launcher.preset.plan import looks_secret
 
     assert looks_secret(name) is secret
 

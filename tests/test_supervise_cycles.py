@@ -13,7 +13,7 @@ CYCLES = 100
 
 
 def test_hundred_start_stop_cycles_leave_nothing(port, monkeypatch):
-    from vllm_launcher import records
+    from vllm_launcher.machine import records
     from vllm_launcher.supervise import procs
     from vllm_launcher.supervise.supervisor import Supervisor
 

@@ -114,7 +114,7 @@ def test_exit_during_start_detached(fake_env, tag, port):
 
 
 def test_crash_after_ready_is_restarted_with_growing_backoff_then_gives_up(fake_env, tag, port, monkeypatch):
-    from vllm_launcher import records
+    from vllm_launcher.machine import records
     from vllm_launcher.supervise.lifecycle import RestartPolicy
     from vllm_launcher.supervise.supervisor import Supervisor
 

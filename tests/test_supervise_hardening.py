@@ -93,8 +93,8 @@ def test_logs_of_a_damaged_record_never_follows_its_log_path(fake_env, tmp_path)
 
 
 def test_logs_reads_only_files_in_its_own_logs_directory(fake_env, tmp_path, port):
-    from vllm_launcher import records
-    from vllm_launcher.presets import resolve
+    from vllm_launcher.machine import records
+    from vllm_launcher.preset.schema import resolve
     from vllm_launcher.supervise.claim import make_record
 
     target = outside_file(tmp_path)

@@ -57,8 +57,8 @@ def test_down_during_the_handoff_stops_the_daemon_too(fake_env, tag, port, pause
 def test_the_daemon_does_not_start_a_server_whose_claimer_is_gone(fake_env, tag, port):
     """`up` was killed (or stopped by `down`) after its claim, before its daemon took over: the daemon
     must not start the server behind `down`'s back."""
-    from vllm_launcher import records
-    from vllm_launcher.presets import resolve
+    from vllm_launcher.machine import records
+    from vllm_launcher.preset.schema import resolve
     from vllm_launcher.supervise.claim import make_record
 
     write_preset(fake_env, "orphaned", port)

@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from vllm_launcher import records, system
+from vllm_launcher.machine import records, system
 from vllm_launcher.supervise import diagnose, history, readiness
 from vllm_launcher.supervise.lifecycle import RestartPolicy, gpu_lock_plan
 

@@ -51,7 +51,7 @@ def test_detached_demo_ready_chat_status(demo_server):
 def test_the_demo_greets_when_no_tools_are_offered(demo_server):
     """The README's first question, with the demo's own sampling (generation_config: temperature 0.7,
     top_p 0.8), twice: a greeting, never a `<tool_call>` written as text."""
-    from vllm_launcher.tiny_model import GREETING
+    from vllm_launcher.demo.tiny_model import GREETING
 
     for _ in range(2):
         body = json.dumps({"model": demo_server.model, "max_tokens": 24,
@@ -125,7 +125,7 @@ def test_foreground_sigint_stops_the_demo(tmp_path, demo_server):
 def test_the_demo_listener_is_its_api_server_in_our_tree(demo_server):
     """Readiness counted only because the process listening on the port is in the server's own tree: with
     real vLLM that is the API server process itself."""
-    from vllm_launcher import system
+    from vllm_launcher.machine import system
 
     record = json.loads((Path(demo_server.env["XDG_STATE_HOME"]) / "vllm-launch" / "servers" /
                          f"{demo_server.name}.json").read_text())
@@ -138,7 +138,7 @@ def test_the_demo_listener_is_its_api_server_in_our_tree(demo_server):
 def test_down_of_a_starting_demo_takes_seconds_and_leaves_nothing(tmp_path, demo_server):
     """Before ready there is nothing to drain: `down` sends SIGINT, waits 2.5 s, kills the tree and removes
     its /dev/shm segments. vLLM 0.32 takes ~20 s to honour SIGINT while it loads."""
-    from vllm_launcher import system
+    from vllm_launcher.machine import system
 
     env = own_demo_env(tmp_path / "early", demo_server)
     port = free_port()

@@ -12,10 +12,10 @@ from pathlib import Path
 
 import pytest
 
-from vllm_launcher import system
 from vllm_launcher.doctor.engine import check_preset
-from vllm_launcher.hardware import Hardware
-from vllm_launcher.presets import Preset
+from vllm_launcher.machine import system
+from vllm_launcher.machine.hardware import Hardware
+from vllm_launcher.preset.schema import Preset
 
 
 def _venv(path: Path) -> Path:

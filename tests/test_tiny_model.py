@@ -10,9 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from vllm_launcher import demo, tiny_model
-from vllm_launcher.errors import LaunchError
-from vllm_launcher.presets import resolve
+from vllm_launcher import demo
+from vllm_launcher.base.errors import LaunchError
+from vllm_launcher.demo import tiny_model
+from vllm_launcher.preset.schema import resolve
 
 BUILDER = Path(tiny_model.__file__)
 FIXTURES = Path(__file__).parent / "fixtures" / "tiny_configs"

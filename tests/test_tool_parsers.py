@@ -8,11 +8,11 @@ import sys
 
 import pytest
 
-from vllm_launcher import system
 from vllm_launcher.doctor import environment
 from vllm_launcher.doctor.rules_preset import expected_parser
-from vllm_launcher.fit import tool_parser_for
-from vllm_launcher.tool_parsers import FAMILIES, family_of, parser_for
+from vllm_launcher.machine import system
+from vllm_launcher.memory.fit import tool_parser_for
+from vllm_launcher.preset.tool_parsers import FAMILIES, family_of, parser_for
 
 # (model id, parser or None for "no tool calling we know of"): the guide's rows first.
 CASES = [
@@ -80,7 +80,7 @@ def test_family_names():
 
 
 def test_import_is_cheap():
-    code = ("import sys, vllm_launcher.tool_parsers; print(sorted(m for m in sys.modules "
+    code = ("import sys, vllm_launcher.preset.tool_parsers; print(sorted(m for m in sys.modules "
             "if m.startswith(('pydantic', 'yaml', 'torch', 'vllm.'))))")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert done.stdout.strip() == "[]"

@@ -21,7 +21,7 @@ import psutil
 import pytest
 from conftest import cli, port_is_free, record_json, status_of, tagged_processes, wait_for, write_preset
 
-from vllm_launcher import records
+from vllm_launcher.machine import records
 
 
 def servers(tag: str) -> list[psutil.Process]:
@@ -179,7 +179,7 @@ def test_status_never_fails_while_servers_come_and_go(fake_env, tag, port):
 
 
 def test_transitions_are_checked():
-    from vllm_launcher.records import State
+    from vllm_launcher.machine.records import State
 
     records.check_transition("starting", State.READY)
     records.check_transition("ready", State.BACKOFF)
@@ -192,7 +192,7 @@ def test_transitions_are_checked():
 
 
 def test_every_state_is_reachable_and_every_live_state_can_stop():
-    from vllm_launcher.records import State
+    from vllm_launcher.machine.records import State
 
     reachable = {State.STARTING}
     frontier = [State.STARTING]

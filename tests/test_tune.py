@@ -16,10 +16,10 @@ from cli_helpers import run_cli
 from conftest import free_port, write_preset
 from test_bench import no_servers_left, timed_env
 
+from vllm_launcher.base.errors import ConfigError
 from vllm_launcher.benchmark import tune
-from vllm_launcher.errors import ConfigError
-from vllm_launcher.hardware import hypothetical
-from vllm_launcher.presets import resolve
+from vllm_launcher.machine.hardware import hypothetical
+from vllm_launcher.preset.schema import resolve
 
 CPU = hypothetical("cpu", 1, 0, ram_gib=24)
 

@@ -68,7 +68,7 @@ def test_every_builtin_preset_parses_with_vllm(tmp_path: Path) -> None:
 
 def test_quantization_choices_are_the_installed_vllms() -> None:
     """The preset's `quantization` choices are exactly what the installed vLLM's --quantization accepts."""
-    from vllm_launcher.presets import QUANTIZATION_METHODS
+    from vllm_launcher.preset.schema import QUANTIZATION_METHODS
 
     result = subprocess.run(
         [sys.executable, "-c", "import json; from vllm.model_executor.layers.quantization import "
@@ -97,7 +97,7 @@ FLAG_SPELLINGS = r"""
 import argparse, contextlib, io, json
 from vllm.utils.argparse_utils import FlexibleArgumentParser
 from vllm.entrypoints.launchers.cli_args import make_arg_parser
-from vllm_launcher.presets import _check_flag
+from vllm_launcher.preset.schema import _check_flag
 
 PROTECTED = {"model", "served_model_name", "host", "port", "enable_auto_tool_choice", "tool_call_parser",
              "dtype", "enforce_eager", "max_model_len", "max_num_batched_tokens", "max_num_seqs",

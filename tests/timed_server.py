@@ -81,7 +81,7 @@ class TimedServer:
 
 def write_tokenizer(directory: Path) -> Path:
     """The demo model's tokenizer (trained locally in about a second): tokenizer.json and its config."""
-    from vllm_launcher import tiny_model
+    from vllm_launcher.demo import tiny_model
 
     directory.mkdir(parents=True, exist_ok=True)
     tokenizer = tiny_model.train_tokenizer()

@@ -7,7 +7,7 @@ vLLM 0.32 refuses a window on only some Qwen2 layers). Written for tests/test_es
 
 Writes config.json, model.safetensors (transformers AutoModelForCausalLM.from_config + save_pretrained,
 safe_serialization, float32), generation_config.json and the tokenizer files. The tokenizer is the one
-vllm_launcher/tiny_model.py trains (vocab 4100): it is copied from --tokenizer-from (a
+vllm_launcher/demo/tiny_model.py trains (vocab 4100): it is copied from --tokenizer-from (a
 directory built by tiny_model.py), built there first if that directory is missing. vocab_size in every
 config is set to the tokenizer's vocabulary size. Fixed seed: same family + arch -> same weights.
 """

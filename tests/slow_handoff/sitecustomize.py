@@ -18,7 +18,7 @@ except OSError:
     _is_daemon = False
 
 if _pause_s > 0 and _is_daemon:
-    from vllm_launcher import records
+    from vllm_launcher.machine import records
 
     _read_any = records.read_any
     _done: list[bool] = []

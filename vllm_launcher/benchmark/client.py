@@ -22,10 +22,10 @@ from typing import Any
 
 import aiohttp
 
+from vllm_launcher.base.errors import ConfigError
 from vllm_launcher.benchmark import server_metrics
 from vllm_launcher.benchmark.metrics import RequestRecord
 from vllm_launcher.benchmark.workloads import Session, Workload
-from vllm_launcher.errors import ConfigError
 
 METRICS_POLL_S = 1.0
 PROBE_TIMEOUT_S = 30.0

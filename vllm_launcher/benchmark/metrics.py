@@ -17,7 +17,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
-from vllm_launcher.errors import ConfigError
+from vllm_launcher.base.errors import ConfigError
 
 PERCENTILES = (50.0, 90.0, 99.0)
 SLO_KEYS = ("ttft", "tpot", "itl", "e2el")

@@ -8,8 +8,8 @@ import html
 from pathlib import Path
 from typing import Any
 
-from vllm_launcher import output
-from vllm_launcher.errors import ConfigError
+from vllm_launcher.base import output
+from vllm_launcher.base.errors import ConfigError
 
 ROWS: tuple[tuple[str, str, str], ...] = (
     ("completed", "Successful requests", "{:d}"),
@@ -226,7 +226,7 @@ def write_plot(result: dict[str, Any], target: str) -> str:
             if _png(result, path):
                 return str(path)
             path = path.with_suffix(".html")
-        from vllm_launcher.atomic import write_text
+        from vllm_launcher.base.atomic import write_text
 
         write_text(path, html_report(result))
     except OSError as exc:

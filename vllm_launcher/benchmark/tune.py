@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from vllm_launcher.errors import ConfigError, LaunchError
+from vllm_launcher.base.errors import ConfigError, LaunchError
 
 GRID_SEQS = (1, 2, 4, 8, 16, 32, 64)
 GRID_BATCHED = (512, 1024, 2048, 4096, 8192)
@@ -92,8 +92,8 @@ def grid(
     limit: int,
 ) -> tuple[list[Candidate], list[Candidate], str]:
     """(candidates to run, candidates the estimate left out, how the grid was bounded)."""
-    from vllm_launcher.estimate import estimate
-    from vllm_launcher.models import load_arch
+    from vllm_launcher.memory.arch import load_arch
+    from vllm_launcher.memory.estimate import estimate
 
     try:
         arch = load_arch(preset.model)

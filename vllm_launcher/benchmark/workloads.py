@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from vllm_launcher.errors import ConfigError
+from vllm_launcher.base.errors import ConfigError
 
 BUILTIN = ("random", "agent", "prefix")
 DEFAULT_CLIENT_PROMPT_TOKENS = 6500  # the guide's coding agent: system prompt and tool schemas
@@ -364,7 +364,7 @@ def find_tokenizer(model: str | None, explicit: str | None = None) -> Path | Non
     if not model:
         return None
     from vllm_launcher import demo
-    from vllm_launcher.models import find_in_hf_cache
+    from vllm_launcher.memory.arch import find_in_hf_cache
 
     directories: list[Path] = []
     if demo.is_demo_model(model):

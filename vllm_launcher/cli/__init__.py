@@ -1,7 +1,7 @@
 """The `vllm-launch` command line: the stdlib fast path when well-formed, else the typer app.
 
 Both are built from one command table (cli.table) and one option table (cli.options); command bodies
-live in vllm_launcher.commands and return results that vllm_launcher.output prints. This module stays
+live in vllm_launcher.commands and return results that vllm_launcher.base.output prints. This module stays
 light: importing typer alone costs about half of `render`'s time budget.
 """
 
@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import sys
 
-from vllm_launcher.errors import LaunchError
+from vllm_launcher.base.errors import LaunchError
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -19,7 +19,7 @@ def main(argv: list[str] | None = None) -> None:
 
 
 def run(args: list[str]) -> int:
-    from vllm_launcher import output
+    from vllm_launcher.base import output
 
     try:
         if args == ["--version"]:

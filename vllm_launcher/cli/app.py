@@ -18,10 +18,11 @@ try:  # typer >= 0.20 vendors click; older releases use the click package
 except ImportError:  # pragma: no cover
     from click import exceptions as click_exceptions  # type: ignore[no-redef]
 
-from vllm_launcher import __version__, output
+from vllm_launcher import __version__
+from vllm_launcher.base import output
+from vllm_launcher.base.errors import EXIT_USAGE
 from vllm_launcher.cli.options import Param, body_arguments
 from vllm_launcher.cli.table import COMMANDS, Command
-from vllm_launcher.errors import EXIT_USAGE
 
 app = typer.Typer(
     name="vllm-launch",

@@ -50,7 +50,7 @@ def parser_for(command: Command) -> argparse.ArgumentParser:
 
 def run(argv: list[str]) -> int | None:
     """The exit code of the command when ARGV is a well-formed invocation; None: not handled, use typer."""
-    from vllm_launcher import output
+    from vllm_launcher.base import output
 
     command = BY_NAME.get(argv[0]) if argv else None
     if command is None or any(a in ("-h", "--help", "--") for a in argv):

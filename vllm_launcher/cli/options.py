@@ -10,13 +10,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from vllm_launcher.errors import ConfigError
+from vllm_launcher.base.errors import ConfigError
 
 if TYPE_CHECKING:
-    from vllm_launcher.presets import Override
+    from vllm_launcher.preset.schema import Override
 
+from vllm_launcher.base.inputs import RESTART_MODES
 from vllm_launcher.commands.presets import ENTRYPOINTS, RENDER_FORMATS
-from vllm_launcher.inputs import RESTART_MODES
 
 # Help sections of the long option lists.
 OVERRIDES_PANEL = "Overrides"

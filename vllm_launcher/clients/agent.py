@@ -9,7 +9,7 @@ from vllm_launcher.clients.edits import YamlProfile
 
 
 def plan(target: Target) -> ClientPlan:
-    from vllm_launcher.client_config import gateway_entry
+    from vllm_launcher.clients.agent_profile import gateway_entry
 
     entry = gateway_entry(target.base_url)  # the CPU timeout: a first request may wait for a cold start
     result = ClientPlan(argv=["chat", "--provider", "vllm", "--model", target.model])

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 from vllm_launcher.clients.base import Client, Target
 
 if TYPE_CHECKING:
-    from vllm_launcher.presets import Preset
+    from vllm_launcher.preset.schema import Preset
 
 
 @dataclass(frozen=True)
@@ -38,7 +38,7 @@ def _context(client: Client, target: Target, preset_name: str | None) -> Verdict
 def _tools(client: Client, preset: Preset | None) -> Verdict | None:
     if not client.uses_tools or preset is None:
         return None
-    from vllm_launcher.tool_parsers import lookup
+    from vllm_launcher.preset.tool_parsers import lookup
 
     tools, model = preset.tool_calling, preset.model
     row = lookup(model)

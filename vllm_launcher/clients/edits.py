@@ -21,8 +21,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from vllm_launcher.base.errors import ConfigError
 from vllm_launcher.clients.writing import ABSENT, FileState
-from vllm_launcher.errors import ConfigError
 
 MARK = "vllm-launch"
 BEGIN = "# >>> vllm-launch: written by `vllm-launch launch`; `vllm-launch launch CLIENT --restore` removes it"
@@ -308,7 +308,12 @@ class YamlProfile:
     what: str
 
     def plan(self, state: FileState, owned: dict) -> Change:
-        from vllm_launcher.client_config import PROFILE_KEY, current_profile, placed_profile, profile_yaml
+        from vllm_launcher.clients.agent_profile import (
+            PROFILE_KEY,
+            current_profile,
+            placed_profile,
+            profile_yaml,
+        )
 
         current = current_profile(state.text, state.shown)
         mine = owned.get(PROFILE_KEY)
@@ -325,7 +330,12 @@ class YamlProfile:
                       {PROFILE_KEY: {"wrote": placed, "before": before}}, notes)
 
     def unplan(self, state: FileState, owned: dict) -> Change | None:
-        from vllm_launcher.client_config import PROFILE_KEY, current_profile, placed_profile, removed_profile
+        from vllm_launcher.clients.agent_profile import (
+            PROFILE_KEY,
+            current_profile,
+            placed_profile,
+            removed_profile,
+        )
 
         mine = owned.get(PROFILE_KEY)
         if state.text is None or mine is None:

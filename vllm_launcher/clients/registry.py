@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+from vllm_launcher.base.errors import ConfigError
 from vllm_launcher.clients import agent, aider, claude, codex, opencode
 from vllm_launcher.clients.base import Client
-from vllm_launcher.errors import ConfigError
 
 CLIENTS: tuple[Client, ...] = (claude.CLIENT, codex.CLIENT, opencode.CLIENT, aider.CLIENT, agent.CLIENT)
 

@@ -12,7 +12,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from vllm_launcher.errors import ConfigError
+from vllm_launcher.base.errors import ConfigError
 
 MAX_CONFIG_BYTES = 4 << 20
 BACKUP_SUFFIX = ".vllm-launch.bak"
@@ -46,7 +46,7 @@ def real_target(path: Path) -> Path:
 
 def read_state(path: Path) -> FileState:
     """The file at PATH now (bounded; a non-regular file is refused by files.read_user_file)."""
-    from vllm_launcher.files import read_user_file
+    from vllm_launcher.base.files import read_user_file
 
     target = real_target(path)
     try:
@@ -139,7 +139,7 @@ def remove_file(before: FileState) -> None:
 
 
 def ledger_path() -> Path:
-    from vllm_launcher.paths import state_dir
+    from vllm_launcher.base.paths import state_dir
 
     return state_dir() / "clients.json"
 
@@ -155,7 +155,7 @@ def read_ledger() -> dict:
 
 
 def write_ledger(data: dict) -> None:
-    from vllm_launcher import atomic
+    from vllm_launcher.base import atomic
 
     path = ledger_path()
     try:

@@ -19,15 +19,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from vllm_launcher import output, records
-from vllm_launcher.errors import ConfigError, LaunchError
-from vllm_launcher.inputs import check_number
-from vllm_launcher.output import Result
+from vllm_launcher.base import output
+from vllm_launcher.base.errors import ConfigError, LaunchError
+from vllm_launcher.base.inputs import check_number
+from vllm_launcher.base.output import Result
+from vllm_launcher.machine import records
 
 if TYPE_CHECKING:
     from vllm_launcher.benchmark.client import RunResult, Target
     from vllm_launcher.benchmark.workloads import Shape, Workload
-    from vllm_launcher.presets import ResolvedPreset
+    from vllm_launcher.preset.schema import ResolvedPreset
 
 MAX_COUNT = 1_000_000
 MAX_TOKENS = 10_000_000
@@ -177,7 +178,7 @@ def start_server(
     the seconds it took. LaunchError (the server's own reason) when it does not become ready; nothing is
     left behind then."""
     from vllm_launcher.gateway.backends import free_port
-    from vllm_launcher.presets import ResolvedPreset as Resolved
+    from vllm_launcher.preset.schema import ResolvedPreset as Resolved
     from vllm_launcher.supervise import claim, detach, preflight
     from vllm_launcher.supervise.display import TerminalReporter
     from vllm_launcher.supervise.stop import cleanup
@@ -246,7 +247,7 @@ def serving(
         base = base if base.endswith("/v1") else base + "/v1"
         yield Serving(Target(base, model or "", key), started=False), None
         return
-    from vllm_launcher.presets import resolve
+    from vllm_launcher.preset.schema import resolve
 
     if model is not None:
         raise ConfigError("--model names the model of --url; a preset names its own", source="--model")
@@ -384,7 +385,7 @@ def bench_once(
 
 
 def _write_json(path: str, data: Any) -> None:
-    from vllm_launcher.atomic import write_text
+    from vllm_launcher.base.atomic import write_text
 
     target = Path(path).expanduser()
     try:
@@ -442,7 +443,7 @@ def bench(
     check_number("--timeout", timeout_s, low=0, high=7 * 86400, low_inclusive=False)
     preset = None
     if url is None and target is not None:
-        from vllm_launcher.presets import resolve
+        from vllm_launcher.preset.schema import resolve
 
         preset = resolve(target, overrides).preset  # a bad preset or --set: a usage error before any start
     # The prompts first: a bad workload is a usage error before any server is started or asked.
@@ -571,7 +572,7 @@ def tune(
     best under --slo chosen, and with --save written as a user preset extending PRESET."""
     from vllm_launcher.benchmark import tune as tuning
     from vllm_launcher.benchmark.metrics import parse_slo
-    from vllm_launcher.presets import resolve
+    from vllm_launcher.preset.schema import resolve
 
     wargs = WorkloadArgs(
         workload,
@@ -599,7 +600,7 @@ def tune(
     _count("--max-candidates", max_candidates, 1000)
     check_number("--timeout", timeout_s, low=0, high=7 * 86400, low_inclusive=False)
     if save is not None:
-        from vllm_launcher.fit import check_preset_name
+        from vllm_launcher.memory.fit import check_preset_name
 
         check_preset_name(save)
     base = resolve(preset).preset
@@ -671,7 +672,7 @@ def _run_candidates(
     """Start, bench and stop each candidate in turn; True when Ctrl-C cut the grid short."""
     from vllm_launcher.benchmark import client
     from vllm_launcher.benchmark.tune import overrides_for
-    from vllm_launcher.presets import resolve
+    from vllm_launcher.preset.schema import resolve
 
     name = f"tune-{base.name}"[:64]
     for index, candidate in enumerate(kept, start=1):
@@ -788,10 +789,10 @@ def _save_tuned(
     """A user preset NAME: `extends` PRESET, the chosen settings, the measured figures in its description."""
     import yaml
 
-    from vllm_launcher import atomic
+    from vllm_launcher.base import atomic
+    from vllm_launcher.base.paths import user_presets_dir
     from vllm_launcher.benchmark.tune import prefix_caching_args
-    from vllm_launcher.paths import user_presets_dir
-    from vllm_launcher.presets import known_presets
+    from vllm_launcher.preset.schema import known_presets
 
     r = best.result or {}
     figures = (

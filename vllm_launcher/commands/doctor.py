@@ -7,8 +7,8 @@ a vLLM log; `--list`: the rules. Exit 1 when any error is found, else 0; 2 for b
 
 from __future__ import annotations
 
-from vllm_launcher.errors import EXIT_FAILURE
-from vllm_launcher.output import Result, table
+from vllm_launcher.base.errors import EXIT_FAILURE
+from vllm_launcher.base.output import Result, table
 
 SEVERITY_LABEL = {"error": "ERROR", "warning": "WARN ", "info": "info "}
 
@@ -70,10 +70,10 @@ def doctor(names: list[str] | None = None, hardware_file: str | None = None, end
         data = {"rules": [{"code": r.code, "severity": r.severity, "scope": r.scope, "title": r.title}
                           for r in all_rules()]}
         return Result(text=format_rules(), data=data, as_json=as_json)
+    from vllm_launcher.base.errors import ConfigError
     from vllm_launcher.doctor.engine import ToolOptions, run_doctor
     from vllm_launcher.doctor.findings import has_errors
     from vllm_launcher.doctor.tools import MAX_PROMPT_TOKENS
-    from vllm_launcher.errors import ConfigError
 
     if client_prompt_tokens is not None and (not 1 <= client_prompt_tokens <= MAX_PROMPT_TOKENS or not tools):
         raise ConfigError(f"--client-prompt-tokens must be 1 to {MAX_PROMPT_TOKENS:,} tokens, given with "

@@ -8,14 +8,14 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from vllm_launcher.errors import EXIT_FAILURE, ConfigError, LaunchError
-from vllm_launcher.output import Result, table
-from vllm_launcher.units import GIB
+from vllm_launcher.base.errors import EXIT_FAILURE, ConfigError, LaunchError
+from vllm_launcher.base.output import Result, table
+from vllm_launcher.base.units import GIB
 
 if TYPE_CHECKING:
-    from vllm_launcher.estimate import Estimate
-    from vllm_launcher.hardware import Hardware
-    from vllm_launcher.presets import Override, Preset
+    from vllm_launcher.machine.hardware import Hardware
+    from vllm_launcher.memory.estimate import Estimate
+    from vllm_launcher.preset.schema import Override, Preset
 
 BAR_WIDTH = 60
 BAR_SYMBOLS = {"weights": "W", "activations": "A", "non-torch": "N", "cuda graphs": "G", "KV cache": "K",
@@ -28,8 +28,8 @@ def select_hardware(hardware_file: str | None = None, device: str | None = None,
                     gpu_mem_gib: float | None = None, ram_gib: float | None = None) -> Hardware:
     """--hardware FILE, else a hypothetical machine when --device/--gpus/--gpu-mem-gib are given, else
     this machine's probe."""
-    from vllm_launcher import hardware
-    from vllm_launcher.inputs import MAX_GPU_MEM_GIB, MAX_GPUS, MAX_RAM_GIB, check_number
+    from vllm_launcher.base.inputs import MAX_GPU_MEM_GIB, MAX_GPUS, MAX_RAM_GIB, check_number
+    from vllm_launcher.machine import hardware
 
     check_number("--gpus", gpus, low=1, high=MAX_GPUS)
     check_number("--gpu-mem-gib", gpu_mem_gib, low=0, high=MAX_GPU_MEM_GIB, low_inclusive=False)
@@ -55,7 +55,7 @@ def select_hardware(hardware_file: str | None = None, device: str | None = None,
 
 def preset_for(ref: str | None, overrides: list[Override], device: str | None) -> Preset:
     """A named preset with overrides, or (no name) a preset built from --model and the overrides."""
-    from vllm_launcher import presets
+    from vllm_launcher.preset import schema as presets
 
     if ref and looks_like_model_id(ref):
         overrides = [("PRESET", "model", ref), *overrides]
@@ -157,7 +157,7 @@ def format_estimate(est: Estimate, name: str, hw: Hardware) -> str:
 
 def probe(as_json: bool = False) -> Result:
     """This machine: GPUs, RAM, cores, NUMA nodes and the installed vLLM."""
-    from vllm_launcher.hardware import probe as run_probe
+    from vllm_launcher.machine.hardware import probe as run_probe
 
     hw = run_probe()
     lines = []
@@ -189,8 +189,8 @@ def estimate(preset: str | None = None, as_json: bool = False, hardware_file: st
              ram_gib: float | None = None, overrides: list[Override] | None = None) -> Result:
     """Memory estimate of a preset (or --model) on this or a hypothetical machine; exit 1 when it does not
     fit."""
-    from vllm_launcher.estimate import estimate as run_estimate
-    from vllm_launcher.models import load_arch
+    from vllm_launcher.memory.arch import load_arch
+    from vllm_launcher.memory.estimate import estimate as run_estimate
 
     resolved = preset_for(preset, overrides or [], device)
     hw = select_hardware(hardware_file, device, gpus, gpu_mem_gib, ram_gib)
@@ -201,10 +201,10 @@ def estimate(preset: str | None = None, as_json: bool = False, hardware_file: st
 
 def save_user_preset(preset: Preset, name: str, force: bool) -> str:
     """Write `preset` as the user preset NAME, atomically; refuses to replace one unless `force`."""
-    from vllm_launcher import atomic
-    from vllm_launcher.fit import check_preset_name
-    from vllm_launcher.paths import user_presets_dir
-    from vllm_launcher.presets import preset_as_yaml
+    from vllm_launcher.base import atomic
+    from vllm_launcher.base.paths import user_presets_dir
+    from vllm_launcher.memory.fit import check_preset_name
+    from vllm_launcher.preset.schema import preset_as_yaml
 
     check_preset_name(name)
     directory = user_presets_dir()
@@ -230,10 +230,10 @@ def fit(model: str, context: int | None = None, concurrency: int = 1, save: str 
     """A working preset for MODEL on this (or a hypothetical) machine, as YAML; optionally saved. When
     nothing fits: exit 1, the reason, and the nearest launches that would fit, each with its estimate and
     the command that gives it."""
-    from vllm_launcher.fit import Ask, check_preset_name
-    from vllm_launcher.fit import fit as propose
-    from vllm_launcher.inputs import check_number
-    from vllm_launcher.presets import MAX_TOKENS, QUANTIZATION_METHODS, preset_as_yaml
+    from vllm_launcher.base.inputs import check_number
+    from vllm_launcher.memory.fit import Ask, check_preset_name
+    from vllm_launcher.memory.fit import fit as propose
+    from vllm_launcher.preset.schema import MAX_TOKENS, QUANTIZATION_METHODS, preset_as_yaml
 
     if save is not None:
         check_preset_name(save)
@@ -260,8 +260,8 @@ def fit(model: str, context: int | None = None, concurrency: int = 1, save: str 
         return _no_fit(str(exc), ask, hw, as_json)
     notes = [f"saved {save_user_preset(preset, save, force)}"] if save else []
     if as_json:
-        from vllm_launcher.estimate import estimate as run_estimate
-        from vllm_launcher.models import load_arch
+        from vllm_launcher.memory.arch import load_arch
+        from vllm_launcher.memory.estimate import estimate as run_estimate
 
         est = run_estimate(preset, load_arch(preset.model), hw)
         return Result(data={"fits": True, "preset": preset.model_dump(mode="json", exclude_none=True),
@@ -288,7 +288,7 @@ def _machine_args(hardware_file: str | None, device: str | None, gpus: int | Non
 def _no_fit(reason: str, ask, hw: Hardware, as_json: bool) -> Result:
     import shlex
 
-    from vllm_launcher.fit import proposals
+    from vllm_launcher.memory.fit import proposals
 
     found = proposals(ask, hw)
     data = {"fits": False, "reason": reason, "proposals": [

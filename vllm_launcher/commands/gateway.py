@@ -5,12 +5,12 @@ from __future__ import annotations
 import sys
 from typing import TYPE_CHECKING
 
-from vllm_launcher.errors import ConfigError
-from vllm_launcher.inputs import check_number, check_server_name, parse_duration
-from vllm_launcher.output import Result
+from vllm_launcher.base.errors import ConfigError
+from vllm_launcher.base.inputs import check_number, check_server_name, parse_duration
+from vllm_launcher.base.output import Result
 
 if TYPE_CHECKING:
-    from vllm_launcher.client_config import ProfileWrite
+    from vllm_launcher.clients.agent_profile import ProfileWrite
     from vllm_launcher.gateway.service import GatewayConfig
 
 
@@ -22,9 +22,9 @@ def gateway(presets: list[str] | None = None, name: str = "gateway", host: str =
             output_dir: str | None = None, client_config: str | None = None,
             log_file: str | None = None, drain: str = "10s") -> Result:
     """Serve PRESETS (default: every preset that fits this machine) behind one endpoint."""
-    from vllm_launcher.client_config import write_profile
+    from vllm_launcher.base.safe_text import check_host
+    from vllm_launcher.clients.agent_profile import write_profile
     from vllm_launcher.gateway.service import GatewayConfig, run, start_detached
-    from vllm_launcher.safe_text import check_host
 
     check_server_name("--name", name)
     check_number("--port", port, low=1, high=65535)
@@ -39,7 +39,7 @@ def gateway(presets: list[str] | None = None, name: str = "gateway", host: str =
         raise ConfigError(str(exc)) from None
     import re
 
-    from vllm_launcher.presets import ENV_NAME
+    from vllm_launcher.preset.schema import ENV_NAME
 
     if api_key_env is not None and not re.fullmatch(ENV_NAME, api_key_env):
         raise ConfigError(f"{api_key_env!r} is not an environment variable name", source="--api-key-env")
@@ -70,7 +70,7 @@ def _check_exposure(host: str, api_key_env: str | None, presets: list[str]) -> N
     """The named presets' upstream keys on a reachable address with no gateway key: refused before anything
     starts (the gateway checks again, for every preset it serves)."""
     from vllm_launcher.gateway.service import exposure_problem
-    from vllm_launcher.presets import resolve
+    from vllm_launcher.preset.schema import resolve
 
     problem = exposure_problem(host, api_key_env, [resolve(ref).preset for ref in presets])
     if problem:
@@ -81,8 +81,8 @@ def _client_profile(path: str | None, host: str, port: int) -> ProfileWrite | No
     """The agent's `vllm:` profile pointing at the gateway, checked before the gateway starts."""
     if path is None:
         return None
-    from vllm_launcher.client_config import gateway_entry, prepare_profile
-    from vllm_launcher.records import endpoint_url
+    from vllm_launcher.clients.agent_profile import gateway_entry, prepare_profile
+    from vllm_launcher.machine.records import endpoint_url
 
     return prepare_profile(path, gateway_entry(endpoint_url(host, port) + "/v1"))
 

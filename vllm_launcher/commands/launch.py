@@ -17,14 +17,14 @@ import sys
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from vllm_launcher.errors import ConfigError, LaunchError
-from vllm_launcher.output import Result
+from vllm_launcher.base.errors import ConfigError, LaunchError
+from vllm_launcher.base.output import Result
 
 if TYPE_CHECKING:
     from vllm_launcher.clients.base import Client, ClientPlan, Target
     from vllm_launcher.clients.checks import Verdict
     from vllm_launcher.clients.edits import Change
-    from vllm_launcher.presets import Preset
+    from vllm_launcher.preset.schema import Preset
 
 WARM_UP_TIMEOUT_S = 1800.0  # a cold start through the gateway (its own --start-timeout is 30 min)
 
@@ -91,7 +91,7 @@ def launch(client: str, presets: list[str] | None = None, endpoint: str | None =
     if config_only:
         return Result(text="\n".join([*written, "environment for the client (set it yourself):",
                                       *_env_lines(found.plan)]))
-    from vllm_launcher import output
+    from vllm_launcher.base import output
 
     for line in written:
         output.err(f"vllm-launch: {line}")
@@ -105,8 +105,8 @@ def launch(client: str, presets: list[str] | None = None, endpoint: str | None =
 def _check_inputs(gateway_name: str, port: int, key_env: str | None, both: bool) -> None:
     import re
 
-    from vllm_launcher.inputs import check_number, check_server_name
-    from vllm_launcher.presets import ENV_NAME
+    from vllm_launcher.base.inputs import check_number, check_server_name
+    from vllm_launcher.preset.schema import ENV_NAME
 
     check_server_name("--gateway-name", gateway_name)
     check_number("--port", port, low=1, high=65535)
@@ -134,8 +134,8 @@ def _resolve(client: Client, refs: list[str], endpoint: str | None, model: str |
     if not refs:
         raise ConfigError("name a preset to serve (vllm-launch presets lists them) or a running server "
                           "with --endpoint URL", field="PRESET")
-    from vllm_launcher.plan import served_model_name
-    from vllm_launcher.presets import resolve
+    from vllm_launcher.preset.plan import served_model_name
+    from vllm_launcher.preset.schema import resolve
 
     chosen = [resolve(ref).preset for ref in refs]
     preset = _pick(chosen, model)
@@ -149,7 +149,7 @@ def _resolve(client: Client, refs: list[str], endpoint: str | None, model: str |
 
 
 def _pick(presets: list[Preset], model: str | None) -> Preset:
-    from vllm_launcher.plan import served_model_name
+    from vllm_launcher.preset.plan import served_model_name
 
     if model is None:
         return presets[0]
@@ -163,7 +163,7 @@ def _pick(presets: list[Preset], model: str | None) -> Preset:
 def _context_of(preset: Preset) -> int | None:
     if preset.max_model_len is not None:
         return preset.max_model_len
-    from vllm_launcher.models import load_arch
+    from vllm_launcher.memory.arch import load_arch
 
     try:
         return load_arch(preset.model).max_position_embeddings
@@ -174,7 +174,7 @@ def _context_of(preset: Preset) -> int | None:
 def _gateway(name: str, port: int, refs: list[str], presets: list[Preset]) -> Gateway:
     """The running gateway NAME when it serves every preset; else one to start on PORT. A gateway NAME that
     runs for other presets is refused (stopping it would take the user's other clients down)."""
-    from vllm_launcher import records
+    from vllm_launcher.machine import records
 
     record = records.read(name)
     live = (record is not None and record.kind == "gateway" and records.supervisor_alive(record)
@@ -190,7 +190,7 @@ def _gateway(name: str, port: int, refs: list[str], presets: list[Preset]) -> Ga
     if record is not None and records.supervisor_alive(record):
         raise ConfigError(f"a server named {name} runs already (and is no ready gateway): pick another "
                           "--gateway-name", source="--gateway-name")
-    from vllm_launcher.records import endpoint_url
+    from vllm_launcher.machine.records import endpoint_url
 
     return Gateway(name, port, refs, False, endpoint_url("127.0.0.1", port))
 
@@ -218,7 +218,7 @@ def _served(root: str, model: str | None, key_env: str | None) -> tuple[str, int
 
 
 def _start_gateway(gateway: Gateway, key_env: str | None) -> Result | None:
-    from vllm_launcher import output
+    from vllm_launcher.base import output
     from vllm_launcher.commands.gateway import gateway as gateway_command
 
     started = gateway_command(presets=gateway.presets, name=gateway.name, port=gateway.port, detach=True,
@@ -235,7 +235,7 @@ def _live_checks(found: Launch, key_env: str | None) -> list[str]:
     the errors, each with its fix."""
     import httpx
 
-    from vllm_launcher import output
+    from vllm_launcher.base import output
 
     if not found.client.uses_tools:
         return []
@@ -273,8 +273,8 @@ def _prepare(plan: ClientPlan) -> list[Change]:
 
 
 def _write(changes: list[Change]) -> list[str]:
+    from vllm_launcher.base.safe_text import printable
     from vllm_launcher.clients.writing import read_ledger, remove_file, write_keeping, write_ledger
-    from vllm_launcher.safe_text import printable
 
     ledger = read_ledger()
     lines = []
@@ -301,6 +301,7 @@ def _write(changes: list[Change]) -> list[str]:
 
 
 def _restore(client: Client) -> Result:
+    from vllm_launcher.base.safe_text import printable
     from vllm_launcher.clients.base import Target
     from vllm_launcher.clients.writing import (
         read_ledger,
@@ -309,7 +310,6 @@ def _restore(client: Client) -> Result:
         write_keeping,
         write_ledger,
     )
-    from vllm_launcher.safe_text import printable
 
     plan = client.plan(Target("http://127.0.0.1:8080", "model"))
     ledger = read_ledger()
@@ -353,7 +353,7 @@ def _environment(plan: ClientPlan) -> dict[str, str]:
 
 
 def _env_lines(plan: ClientPlan) -> list[str]:
-    from vllm_launcher.safe_text import printable
+    from vllm_launcher.base.safe_text import printable
 
     lines = [f"  {name}={printable(shlex.quote(value))}" for name, value in plan.env.items()]
     lines += [f'  {name}="${source}"' for name, source in plan.secret_env.items()]
@@ -361,7 +361,7 @@ def _env_lines(plan: ClientPlan) -> list[str]:
 
 
 def _printed(found: Launch, client_args: list[str], as_json: bool) -> Result:
-    from vllm_launcher.safe_text import printable
+    from vllm_launcher.base.safe_text import printable
 
     changes = _prepare(found.plan)
     argv = [found.client.binary, *found.plan.argv, *client_args]

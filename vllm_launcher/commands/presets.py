@@ -6,13 +6,13 @@ from __future__ import annotations
 import os
 from typing import TYPE_CHECKING, Any
 
-from vllm_launcher import stat_cache
-from vllm_launcher.errors import ConfigError
-from vllm_launcher.output import Result, table
+from vllm_launcher.base import stat_cache
+from vllm_launcher.base.errors import ConfigError
+from vllm_launcher.base.output import Result, table
 
 if TYPE_CHECKING:
-    from vllm_launcher.plan import LaunchPlan
-    from vllm_launcher.presets import Override
+    from vllm_launcher.preset.plan import LaunchPlan
+    from vllm_launcher.preset.schema import Override
 
 PLAN_FORMATS = ("shell", "json")
 # Deployment formats: the exporter registry's names, kept as a tuple here so that the hot path need not
@@ -26,7 +26,7 @@ _HF_ENV = ("HF_HOME", "HF_HUB_CACHE", "HUGGINGFACE_HUB_CACHE")
 
 def presets(as_json: bool = False) -> Result:
     """Every preset, built-in and the user's; a broken one is listed with its error."""
-    from vllm_launcher.presets import list_presets
+    from vllm_launcher.preset.schema import list_presets
 
     entries = list_presets()
     data = [{"name": e.name, "origin": e.origin, "source": e.source, "error": e.error,
@@ -48,7 +48,7 @@ def presets(as_json: bool = False) -> Result:
 
 def show(preset: str, overrides: list[Override] | None = None) -> Result:
     """The resolved preset as YAML, after a comment naming the files it came from."""
-    from vllm_launcher.presets import preset_as_yaml, resolve
+    from vllm_launcher.preset.schema import preset_as_yaml, resolve
 
     resolved = resolve(preset, overrides or [])
     head = f"# {resolved.preset.name} ({resolved.origin}): {' <- '.join(resolved.chain)}"
@@ -73,8 +73,9 @@ def render(preset: str, fmt: str = "shell", entrypoint: str = "api_server", outp
 
 def _auto_entrypoint(preset: str, overrides: list[Override]) -> str:
     """The form the preset's vLLM prefers (package metadata of its interpreter, no import)."""
-    from vllm_launcher import flagtable, system
-    from vllm_launcher.presets import resolve
+    from vllm_launcher.machine import system
+    from vllm_launcher.preset import flagtable
+    from vllm_launcher.preset.schema import resolve
 
     resolved = resolve(preset, overrides).preset
     info = system.vllm_info(resolved.python)
@@ -83,7 +84,7 @@ def _auto_entrypoint(preset: str, overrides: list[Override]) -> str:
 
 def _check_release(argv: list[str], version: str) -> list[str]:
     """Warnings for deprecated flags; ConfigError (exit 2) for flags the release lacks."""
-    from vllm_launcher import flagtable
+    from vllm_launcher.preset import flagtable
 
     flagtable.target_release(version)
     verdicts = flagtable.check_argv(argv, version)
@@ -102,7 +103,7 @@ def _render(preset: str, fmt: str, entrypoint: str, output_dir: str | None,
         if not output_dir:
             return Result(text=as_text(files).rstrip("\n"))
     else:
-        from vllm_launcher.plan import format_json, format_shell
+        from vllm_launcher.preset.plan import format_json, format_shell
 
         plan = cached_plan(preset, overrides, entrypoint)
         text = format_json(plan) if fmt == "json" else format_shell(plan)
@@ -119,11 +120,11 @@ def _render(preset: str, fmt: str, entrypoint: str, output_dir: str | None,
 
 def cached_plan(ref: str, overrides: list[Override], entrypoint: str) -> LaunchPlan:
     """The plan for a preset reference and overrides, validated in full on a cache miss (ConfigError)."""
-    from vllm_launcher.plan import LaunchPlan
+    from vllm_launcher.preset.plan import LaunchPlan
 
     def build() -> tuple[dict, list[str]]:
-        from vllm_launcher.plan import build_plan, plan_deps
-        from vllm_launcher.presets import resolve
+        from vllm_launcher.preset.plan import build_plan, plan_deps
+        from vllm_launcher.preset.schema import resolve
 
         resolved = resolve(ref, overrides)
         plan = build_plan(resolved.preset, entrypoint)  # type: ignore[arg-type]
@@ -135,7 +136,7 @@ def cached_plan(ref: str, overrides: list[Override], entrypoint: str) -> LaunchP
 
 def model_deps(model: str) -> list[str]:
     """Where models.load_arch looks for a model's config: a local directory, or the HF cache dirs."""
-    from vllm_launcher.models import hf_cache_dirs
+    from vllm_launcher.memory.arch import hf_cache_dirs
 
     deps = [model] if model.startswith(("/", ".", "~")) else []
     for hub in hf_cache_dirs():
@@ -152,7 +153,7 @@ def rendered_files(ref: str, overrides: list[Override], fmt: str,
     def build() -> tuple[dict[str, str], list[str]]:
         from vllm_launcher.exporters.options import make_options
         from vllm_launcher.exporters.registry import render as render_format
-        from vllm_launcher.presets import resolve
+        from vllm_launcher.preset.schema import resolve
 
         resolved = resolve(ref, overrides)
         files = render_format(fmt, resolved, make_options(**values))

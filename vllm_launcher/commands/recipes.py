@@ -7,13 +7,13 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from vllm_launcher.errors import ConfigError
-from vllm_launcher.output import Result, table
-from vllm_launcher.safe_text import printable
+from vllm_launcher.base.errors import ConfigError
+from vllm_launcher.base.output import Result, table
+from vllm_launcher.base.safe_text import printable
 
 
 def _directory(directory: str | None) -> Path:
-    from vllm_launcher.recipes import RECIPES_ENV
+    from vllm_launcher.preset.recipes import RECIPES_ENV
 
     chosen = directory or os.environ.get(RECIPES_ENV)
     if not chosen:
@@ -29,7 +29,7 @@ def recipes(model: str | None = None, directory: str | None = None, variant: str
             ram_gib: float | None = None, trust_recipe: bool = False) -> Result:
     """Without MODEL: the recipes in the directory. With MODEL: its recipe as a preset (the variant the
     machine's GPU memory holds, unless --variant), checked like any preset; --save NAME keeps it."""
-    from vllm_launcher import recipes as recipe_mod
+    from vllm_launcher.preset import recipes as recipe_mod
 
     where = _directory(directory)
     if model is None:
@@ -42,8 +42,8 @@ def recipes(model: str | None = None, directory: str | None = None, variant: str
                       data=data, as_json=as_json,
                       notes=[f"vllm-launch: warning: {printable(b)}" for b in broken])
     from vllm_launcher.commands.fit import save_user_preset, select_hardware
-    from vllm_launcher.fit import check_preset_name
-    from vllm_launcher.presets import preset_as_yaml
+    from vllm_launcher.memory.fit import check_preset_name
+    from vllm_launcher.preset.schema import preset_as_yaml
 
     if save is not None:
         check_preset_name(save)
@@ -76,7 +76,8 @@ def recipes(model: str | None = None, directory: str | None = None, variant: str
 
 def _version_notes(recipe) -> list[str]:
     """A warning when the installed vLLM is older than the recipe asks."""
-    from vllm_launcher import flagtable, system
+    from vllm_launcher.machine import system
+    from vllm_launcher.preset import flagtable
 
     installed = system.vllm_info().version
     if not recipe.min_vllm_version:

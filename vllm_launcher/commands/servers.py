@@ -11,20 +11,21 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from vllm_launcher import output, records
-from vllm_launcher.errors import ConfigError, LaunchError
-from vllm_launcher.inputs import (
+from vllm_launcher.base import output
+from vllm_launcher.base.errors import ConfigError, LaunchError
+from vllm_launcher.base.inputs import (
     MAX_LOG_LINES,
     MAX_START_TIMEOUT_S,
     MAX_STOP_TIMEOUT_S,
     check_number,
     check_server_name,
 )
-from vllm_launcher.output import Result
-from vllm_launcher.units import GIB, MIB
+from vllm_launcher.base.output import Result
+from vllm_launcher.base.units import GIB, MIB
+from vllm_launcher.machine import records
 
 if TYPE_CHECKING:
-    from vllm_launcher.client_config import ProfileWrite
+    from vllm_launcher.clients.agent_profile import ProfileWrite
 
 
 def up(preset: str, name: str | None = None, detach: bool = False, timeout_s: float | None = None,
@@ -32,9 +33,9 @@ def up(preset: str, name: str | None = None, detach: bool = False, timeout_s: fl
        hardware_file: str | None = None, verbose: bool = False, client_config: str | None = None,
        overrides: list | None = None) -> Result:
     """Pre-flight (doctor's findings), claim the name and port, then supervise here or in the background."""
-    from vllm_launcher.plan import build_plan, format_shell
-    from vllm_launcher.presets import resolve
-    from vllm_launcher.safe_text import printable
+    from vllm_launcher.base.safe_text import printable
+    from vllm_launcher.preset.plan import build_plan, format_shell
+    from vllm_launcher.preset.schema import resolve
     from vllm_launcher.supervise import claim, preflight
     from vllm_launcher.supervise import detach as detaching
 
@@ -71,7 +72,7 @@ def up(preset: str, name: str | None = None, detach: bool = False, timeout_s: fl
         output.err(f"vllm-launch: warning: {problem} (starting anyway: --force)")
     preflight.ensure_demo(resolved.preset)
     if profile is not None:  # as the start begins, so the agent can be pointed at it while vLLM loads;
-        from vllm_launcher.client_config import write_profile
+        from vllm_launcher.clients.agent_profile import write_profile
 
         write_profile(profile)  # and before the claim: a failed write leaves no record behind
     if not detach:
@@ -86,7 +87,7 @@ def _prepare_profile(client_config: str | None, record: records.Record) -> Profi
     """--client-config: read and checked before anything starts (a file we could not rewrite stops us)."""
     if client_config is None:
         return None
-    from vllm_launcher.client_config import prepare_profile, profile_entry
+    from vllm_launcher.clients.agent_profile import prepare_profile, profile_entry
 
     return prepare_profile(client_config, profile_entry(record.base_url, record.device))
 
@@ -167,7 +168,7 @@ def status(name: str | None = None, as_json: bool = False, watch: bool = False) 
 
 def logs(name: str, follow: bool = False, lines: int = 50) -> Result:
     """The last LINES lines of a server's vLLM log; with FOLLOW, new lines until Ctrl-C."""
-    from vllm_launcher.safe_text import printable
+    from vllm_launcher.base.safe_text import printable
     from vllm_launcher.supervise import readiness
     from vllm_launcher.supervise.claim import unknown_server
 

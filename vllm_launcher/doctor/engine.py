@@ -9,21 +9,21 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from vllm_launcher import system
+from vllm_launcher.base.errors import ConfigError, LaunchError
 from vllm_launcher.doctor import registry
 from vllm_launcher.doctor.findings import Facts, Finding, run_rule, sort_findings
-from vllm_launcher.errors import ConfigError, LaunchError
+from vllm_launcher.machine import system
 
 if TYPE_CHECKING:
     from vllm_launcher.doctor.environment import EnvFacts
-    from vllm_launcher.hardware import Hardware
-    from vllm_launcher.models import ModelArch
-    from vllm_launcher.presets import Preset
-    from vllm_launcher.records import Record
+    from vllm_launcher.machine.hardware import Hardware
+    from vllm_launcher.machine.records import Record
+    from vllm_launcher.memory.arch import ModelArch
+    from vllm_launcher.preset.schema import Preset
 
 
 def _arch_for(model: str) -> ModelArch:
-    from vllm_launcher.models import load_arch
+    from vllm_launcher.memory.arch import load_arch
 
     return load_arch(model)
 
@@ -41,7 +41,7 @@ def preset_facts(preset: Preset, hardware: Hardware | None, *, local: bool = Tru
     estimate = None
     if arch is not None and hardware is not None:
         try:
-            from vllm_launcher.estimate import estimate as run_estimate
+            from vllm_launcher.memory.estimate import estimate as run_estimate
 
             estimate = run_estimate(preset, arch, hardware)
         except (LaunchError, ValueError, ZeroDivisionError, ArithmeticError):
@@ -106,7 +106,7 @@ def check_environment(env_facts: EnvFacts | None = None) -> list[Finding]:
 
 
 def _hardware(hardware_file: str | None) -> tuple[Hardware, bool]:
-    from vllm_launcher import hardware
+    from vllm_launcher.machine import hardware
 
     if hardware_file:
         return hardware.load_hardware(hardware_file), False
@@ -118,7 +118,7 @@ MAX_LOG_BYTES = 64 << 20
 
 
 def _read_log(path: str) -> str:
-    from vllm_launcher.files import read_user_file
+    from vllm_launcher.base.files import read_user_file
 
     return read_user_file(path, max_bytes=MAX_LOG_BYTES, tail=True, what="cannot read log",
                           missing="no such log file")
@@ -132,7 +132,7 @@ def run_doctor(names: list[str], *, hardware_file: str | None = None, endpoint: 
     from vllm_launcher.doctor.logs import explain_log
 
     if vllm_version is not None:
-        from vllm_launcher.flagtable import target_release
+        from vllm_launcher.preset.flagtable import target_release
 
         target_release(vllm_version)  # not a version, or outside the table: a usage error (exit 2)
 
@@ -169,7 +169,7 @@ def _named_presets(names: list[str], overrides: list | None, servers: dict[str, 
     """The presets NAMES stands for (a preset, a path, or a managed server's name); SERVERS gets the running
     server of each that has one. Raises ConfigError for a bad name or file (exit 2)."""
     from vllm_launcher.doctor import environment
-    from vllm_launcher.presets import resolve
+    from vllm_launcher.preset.schema import resolve
 
     presets = []
     for name in names:
@@ -186,7 +186,7 @@ def _named_presets(names: list[str], overrides: list | None, servers: dict[str, 
 
 def _every_preset(overrides: list | None) -> tuple[list[Preset], list[Finding]]:
     """Every preset that loads, and a VL100 finding for each that does not."""
-    from vllm_launcher.presets import list_presets, resolve
+    from vllm_launcher.preset.schema import list_presets, resolve
 
     presets, broken = [], []
     for entry in list_presets():
@@ -217,7 +217,7 @@ def _check_one(preset: Preset, hardware: Hardware, local: bool, server: Record |
 
 
 def _is_preset(name: str) -> bool:
-    from vllm_launcher.presets import find_preset
+    from vllm_launcher.preset.schema import find_preset
 
     try:
         find_preset(name)
@@ -239,7 +239,7 @@ def check_live(endpoint: str, preset: Preset | None = None,
     """Live checks against `endpoint`, with the preset's expectations and API key when one is given; with
     TOOLS enabled, the tool-calling conformance checks (doctor.tools) too."""
     from vllm_launcher.doctor.live import Expectations, fetch, judge
-    from vllm_launcher.plan import served_model_name
+    from vllm_launcher.preset.plan import served_model_name
 
     probe = not (tools and tools.enabled)  # the conformance checks replace the single tool probe
     if preset is None:

@@ -11,8 +11,8 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from vllm_launcher import records, system
-from vllm_launcher.system import VllmInfo
+from vllm_launcher.machine import records, system
+from vllm_launcher.machine.system import VllmInfo
 
 
 @dataclass(frozen=True)
@@ -77,7 +77,7 @@ def tool_parsers(package_dir: str | None) -> frozenset[str] | None:
 @functools.lru_cache(maxsize=1)
 def cpu_flags() -> frozenset[str] | None:
     """CPU feature flags from /proc/cpuinfo (`flags` on x86, `Features` on ARM); None when unreadable."""
-    from vllm_launcher.hardware import all_cpu_flags
+    from vllm_launcher.machine.hardware import all_cpu_flags
 
     return all_cpu_flags()
 

@@ -15,10 +15,10 @@ from pydantic import BaseModel
 
 if TYPE_CHECKING:
     from vllm_launcher.doctor.environment import PortOwner
-    from vllm_launcher.estimate import Estimate
-    from vllm_launcher.hardware import Hardware
-    from vllm_launcher.models import ModelArch
-    from vllm_launcher.presets import Preset
+    from vllm_launcher.machine.hardware import Hardware
+    from vllm_launcher.memory.arch import ModelArch
+    from vllm_launcher.memory.estimate import Estimate
+    from vllm_launcher.preset.schema import Preset
 
 Severity = Literal["error", "warning", "info"]
 Scope = Literal["preset", "environment", "live", "log"]

@@ -174,7 +174,7 @@ def check_endpoint_url(url: str) -> str:
     """URL itself when it names an HTTP server (http(s)://HOST[:PORT][/v1]); else ConfigError (exit 2)."""
     from urllib.parse import urlsplit
 
-    from vllm_launcher.errors import ConfigError
+    from vllm_launcher.base.errors import ConfigError
 
     try:
         parts = urlsplit(url.strip())

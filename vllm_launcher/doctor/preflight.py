@@ -38,8 +38,8 @@ def preflight_findings(preset: Any, *, hardware_file: str | None = None,
 
     hardware_file: check against a saved probe instead of this machine (then ports and installs are not
     looked at). skip: codes not to report."""
-    from vllm_launcher import hardware as hardware_mod
     from vllm_launcher.doctor.engine import check_preset
+    from vllm_launcher.machine import hardware as hardware_mod
 
     if hardware_file:
         hardware, local = hardware_mod.load_hardware(hardware_file), False

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import platform
 
-from vllm_launcher import kvcache
 from vllm_launcher.doctor.findings import Facts, Hit
+from vllm_launcher.memory import kvcache
 
 
 def _x86(facts: Facts) -> bool | None:
@@ -22,7 +22,7 @@ def _x86(facts: Facts) -> bool | None:
 
 
 def mla_backend_vs_dtype(facts: Facts) -> list[Hit]:
-    from vllm_launcher.estimate import resolve_model_dtype
+    from vllm_launcher.memory.estimate import resolve_model_dtype
 
     p, arch = facts.preset, facts.arch
     if p.device != "cpu" or arch is None or not arch.is_mla:

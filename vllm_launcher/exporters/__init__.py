@@ -14,7 +14,7 @@ import importlib
 from pathlib import Path
 from typing import Any
 
-from vllm_launcher.errors import ConfigError, LaunchError
+from vllm_launcher.base.errors import ConfigError, LaunchError
 
 # The registry (and with it pydantic and the preset schema) loads on first use, so that the render cache
 # (exporters.cache) can answer a repeated `render` without importing either.
@@ -43,7 +43,7 @@ def write_files(files: dict[str, str], directory: str | Path) -> list[Path]:
     in the same directory, then renames, so a reader never sees half a file and a failure (a full disk)
     changes none of them. Scripts (*.sh) are made executable. Returns the paths written. Raises
     LaunchError on I/O failure."""
-    from vllm_launcher import atomic
+    from vllm_launcher.base import atomic
 
     target = Path(directory)
     if target.exists() and not target.is_dir():

@@ -12,12 +12,12 @@ import shlex
 from dataclasses import dataclass
 from typing import Any
 
-from vllm_launcher.errors import ConfigError, LaunchError
+from vllm_launcher.base.errors import ConfigError, LaunchError
+from vllm_launcher.base.safe_text import LINE_BREAKS, assert_single_line, comment_safe
+from vllm_launcher.base.units import GIB
 from vllm_launcher.exporters.options import ExportOptions
-from vllm_launcher.plan import build_plan, plan_env, plan_secret_env, vllm_flags
-from vllm_launcher.presets import Preset
-from vllm_launcher.safe_text import LINE_BREAKS, assert_single_line, comment_safe
-from vllm_launcher.units import GIB
+from vllm_launcher.preset.plan import build_plan, plan_env, plan_secret_env, vllm_flags
+from vllm_launcher.preset.schema import Preset
 
 HF_CACHE_IN_CONTAINER = "/root/.cache/huggingface"  # vLLM's images run as root (vLLM's Docker docs)
 DEFAULT_HOST_HF_CACHE = "~/.cache/huggingface"
@@ -187,7 +187,8 @@ class Sizing:
 def model_weights_gib(preset: Preset) -> tuple[float | None, str]:
     """(weights GiB of the whole model, where the number came from); (None, why) when unknown.
     Offline only: models.load_arch reads local directories, the HF cache and the built-in catalog."""
-    from vllm_launcher import estimate, models
+    from vllm_launcher.memory import arch as models
+    from vllm_launcher.memory import estimate
 
     try:
         arch = models.load_arch(preset.model)

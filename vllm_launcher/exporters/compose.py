@@ -8,7 +8,7 @@ from typing import Any
 from vllm_launcher.exporters import common
 from vllm_launcher.exporters.docker import host_hf_cache, publish
 from vllm_launcher.exporters.options import ExportOptions
-from vllm_launcher.presets import Preset
+from vllm_launcher.preset.schema import Preset
 
 
 def _literal(value: str) -> str:

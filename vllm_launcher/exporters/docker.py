@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from vllm_launcher.exporters import common
 from vllm_launcher.exporters.options import ExportOptions
-from vllm_launcher.presets import Preset
+from vllm_launcher.preset.schema import Preset
 
 
 def publish(preset: Preset) -> str:

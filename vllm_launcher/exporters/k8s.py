@@ -8,7 +8,7 @@ from typing import Any
 
 from vllm_launcher.exporters import common
 from vllm_launcher.exporters.options import ExportOptions
-from vllm_launcher.presets import Preset
+from vllm_launcher.preset.schema import Preset
 
 PROBE_PERIOD_S = 10
 PART_OF = "vllm-launch"

@@ -17,7 +17,7 @@ from typing import Any
 
 from vllm_launcher.exporters import common, k8s
 from vllm_launcher.exporters.options import ExportOptions
-from vllm_launcher.presets import Preset
+from vllm_launcher.preset.schema import Preset
 
 RAY_SCRIPT = "/vllm-workspace/examples/online_serving/multi-node-serving.sh"  # shipped in vLLM's image
 RAY_CLUSTER_WAIT_S = 300  # the script's own timeout for the group to join

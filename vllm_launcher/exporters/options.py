@@ -6,7 +6,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from vllm_launcher.errors import ConfigError
+from vllm_launcher.base.errors import ConfigError
 
 # Kubernetes object names: DNS-1035 labels (Services need them); 40 characters leave room for suffixes
 # such as `-hf-cache` and LeaderWorkerSet pod names (`NAME-0-1`).

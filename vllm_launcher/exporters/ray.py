@@ -8,8 +8,8 @@ from __future__ import annotations
 from vllm_launcher.exporters import common
 from vllm_launcher.exporters.docker import secret_exports
 from vllm_launcher.exporters.options import ExportOptions
-from vllm_launcher.plan import build_plan, plan_env
-from vllm_launcher.presets import Preset
+from vllm_launcher.preset.plan import build_plan, plan_env
+from vllm_launcher.preset.schema import Preset
 
 # Counts live Ray nodes, as vLLM's multi-node-serving.sh does.
 COUNT_NODES = ("import ray; ray.init(address=\"auto\", logging_level=\"ERROR\"); "

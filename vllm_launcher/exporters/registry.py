@@ -5,13 +5,13 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
+from vllm_launcher.base.errors import ConfigError
 from vllm_launcher.demo import DEMO_MODEL_ID
-from vllm_launcher.errors import ConfigError
 from vllm_launcher.exporters import compose, docker, k8s, lws, ray, systemd
 
 if TYPE_CHECKING:
     from vllm_launcher.exporters.options import ExportOptions
-    from vllm_launcher.presets import Preset, ResolvedPreset
+    from vllm_launcher.preset.schema import Preset, ResolvedPreset
 
 Exporter = Callable[["Preset", "ExportOptions"], dict[str, str]]
 
@@ -40,7 +40,7 @@ def render(fmt: str, preset: Preset | ResolvedPreset, options: ExportOptions | N
     """Render a preset (or a resolved one, whose file then names errors) in one format.
     Returns {filename: text} in order. Raises ConfigError (unknown format, preset not applicable)."""
     from vllm_launcher.exporters.options import ExportOptions
-    from vllm_launcher.presets import ResolvedPreset
+    from vllm_launcher.preset.schema import ResolvedPreset
 
     if fmt not in EXPORTERS:
         raise ConfigError(f"unknown format {fmt!r}; valid formats: {', '.join(FORMATS)}", source="--format")

@@ -12,8 +12,8 @@ import re
 
 from vllm_launcher.exporters import common
 from vllm_launcher.exporters.options import ExportOptions
-from vllm_launcher.plan import build_plan
-from vllm_launcher.presets import Preset
+from vllm_launcher.preset.plan import build_plan
+from vllm_launcher.preset.schema import Preset
 
 RESTART_SEC_S = 10
 START_LIMIT_BURST = 5

@@ -18,17 +18,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from vllm_launcher import records
-from vllm_launcher.errors import LaunchError
+from vllm_launcher.base.errors import LaunchError
+from vllm_launcher.base.units import GIB
 from vllm_launcher.gateway.routes import Route, RouteTable
 from vllm_launcher.gateway.schedule import Capacity, Decision, Loaded, Need, place_on_gpus, plan_start
-from vllm_launcher.units import GIB
+from vllm_launcher.machine import records
 
 if TYPE_CHECKING:
     import subprocess
 
-    from vllm_launcher.hardware import Hardware
-    from vllm_launcher.presets import Preset
+    from vllm_launcher.machine.hardware import Hardware
+    from vllm_launcher.preset.schema import Preset
 
 # A model that failed to start answers 503 with its diagnosis for this long, instead of starting again on
 # every request (a config error would fail the same way).
@@ -108,10 +108,10 @@ def free_port() -> int:
 
 def estimate_need(preset: Preset, hardware: Hardware) -> tuple[Need, int, int | None]:
     """(memory the preset's server takes, its weights in bytes, its context length) from
-    vllm_launcher.estimate; an unknown model needs nothing we can count (vLLM refuses it if it does not
+    vllm_launcher.memory.estimate; an unknown model needs nothing we can count (vLLM refuses it if it does not
     fit)."""
-    from vllm_launcher.estimate import estimate
-    from vllm_launcher.models import load_arch
+    from vllm_launcher.memory.arch import load_arch
+    from vllm_launcher.memory.estimate import estimate
 
     try:
         est = estimate(preset, load_arch(preset.model), hardware)
@@ -321,7 +321,7 @@ class Fleet:
 
     def _start_blocking(self, backend: Backend) -> tuple[records.Record, subprocess.Popen]:
         """Pre-flight, claim and detached supervisor: exactly `up --detach`, on a free loopback port."""
-        from vllm_launcher.presets import ResolvedPreset
+        from vllm_launcher.preset.schema import ResolvedPreset
         from vllm_launcher.supervise import claim, detach, preflight
 
         route = backend.route
@@ -395,7 +395,7 @@ class Fleet:
         if isinstance(record, records.Record) and record.device == "cuda":
             # The next start on these GPUs measures free memory when it starts: wait until the stopped tree
             # no longer holds any (nvidia-smi), as the supervisor does before a restart.
-            from vllm_launcher import system
+            from vllm_launcher.machine import system
 
             pids = [int(pid) for pid, _created in record.tree or []] + [p for p in (record.server_pid,) if p]
             if not system.wait_gpu_released(pids, timeout_s=0):

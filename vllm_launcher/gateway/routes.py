@@ -7,10 +7,10 @@ import re
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from vllm_launcher.errors import ConfigError
+from vllm_launcher.base.errors import ConfigError
 
 if TYPE_CHECKING:
-    from vllm_launcher.presets import Preset
+    from vllm_launcher.preset.schema import Preset
 
 UPSTREAM = re.compile(r"(?P<name>[A-Za-z0-9][A-Za-z0-9._/-]{0,127})=(?P<url>https?://[^\s/]+(?::\d+)?)/?")
 
@@ -38,7 +38,7 @@ class Route:
 
 
 def preset_route(preset: Preset, source: str) -> Route:
-    from vllm_launcher.plan import served_model_name
+    from vllm_launcher.preset.plan import served_model_name
 
     served = served_model_name(preset)
     names = tuple(dict.fromkeys([served, preset.name, *preset.aliases]))

@@ -1,6 +1,6 @@
 """What must make room for a server to start, by the memory estimate: pure arithmetic over what is loaded.
 
-Each server needs bytes on each GPU it uses and bytes of host RAM (vllm_launcher.estimate: on GPU the
+Each server needs bytes on each GPU it uses and bytes of host RAM (vllm_launcher.memory.estimate: on GPU the
 utilization share of each GPU, or weights + activations + KV when the KV size is fixed; on CPU weights + KV
 + runtime). A sleeping server (vLLM's sleep mode, level 1) keeps only its CUDA context on the GPU and holds
 its weights in host RAM. When the free room is short, the least recently used servers with no request in
@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from vllm_launcher.units import GIB
+from vllm_launcher.base.units import GIB
 
 # What a sleeping vLLM keeps on each of its GPUs (CUDA context, allocator pools).
 SLEEPING_GPU_BYTES = GIB // 2

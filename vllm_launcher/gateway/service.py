@@ -15,17 +15,18 @@ import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from vllm_launcher import output, records
-from vllm_launcher.errors import ConfigError, LaunchError
-from vllm_launcher.units import GIB
+from vllm_launcher.base import output
+from vllm_launcher.base.errors import ConfigError, LaunchError
+from vllm_launcher.base.units import GIB
+from vllm_launcher.machine import records
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
 
     from vllm_launcher.gateway.routes import RouteTable
     from vllm_launcher.gateway.schedule import Capacity
-    from vllm_launcher.hardware import Hardware
-    from vllm_launcher.presets import Preset
+    from vllm_launcher.machine.hardware import Hardware
+    from vllm_launcher.preset.schema import Preset
 
 TICK_S = 1.0
 DRAIN_S = 10.0  # on shutdown, how long requests in flight (streams) may take to end before they are cut
@@ -56,7 +57,7 @@ def label(name: str) -> str:
 def exposure_problem(host: str, api_key_env: str | None, presets: list[Preset]) -> str | None:
     """Why a gateway on HOST must not run: on an address others can reach, with no key of its own, it would
     send a preset's upstream key (api_key_env) on behalf of anyone who reaches it. None: fine."""
-    from vllm_launcher.system import is_loopback
+    from vllm_launcher.machine.system import is_loopback
 
     if api_key_env or is_loopback(host):
         return None
@@ -71,7 +72,7 @@ def build_routes(config: GatewayConfig, hardware: Hardware) -> tuple[RouteTable,
     """The route table, and notes on presets left out (the default is every preset that fits here)."""
     from vllm_launcher.gateway.routes import build_routes as table_of
     from vllm_launcher.gateway.routes import preset_route, upstream_route
-    from vllm_launcher.presets import list_presets, resolve
+    from vllm_launcher.preset.schema import list_presets, resolve
 
     routes = [upstream_route(spec) for spec in config.upstreams]
     notes: list[str] = []
@@ -93,8 +94,8 @@ def build_routes(config: GatewayConfig, hardware: Hardware) -> tuple[RouteTable,
 
 
 def _does_not_fit(preset: Preset, hardware: Hardware) -> str | None:
-    from vllm_launcher.estimate import estimate
-    from vllm_launcher.models import load_arch
+    from vllm_launcher.memory.arch import load_arch
+    from vllm_launcher.memory.estimate import estimate
 
     try:
         est = estimate(preset, load_arch(preset.model), hardware)
@@ -129,7 +130,7 @@ def gateway_record(config: GatewayConfig, routes: RouteTable, log_path: str) -> 
 
 def run(config: GatewayConfig, log_path: str = "") -> int:
     """Serve in this process until SIGINT or SIGTERM; 0 after a clean stop."""
-    from vllm_launcher import hardware as hardware_mod
+    from vllm_launcher.machine import hardware as hardware_mod
     from vllm_launcher.supervise import claim, preflight
 
     hardware = (hardware_mod.load_hardware(config.hardware_file) if config.hardware_file
@@ -144,7 +145,7 @@ def run(config: GatewayConfig, log_path: str = "") -> int:
     unwritable = preflight.state_dirs_problem()
     if unwritable:
         raise LaunchError(f"not starting the gateway: {unwritable}")
-    from vllm_launcher import system
+    from vllm_launcher.machine import system
 
     verdict = system.port_check(config.host, config.port)
     if verdict == system.PORT_NOT_LOCAL:
@@ -274,7 +275,7 @@ def client_lines(record: records.Record, key_env: str | None = None) -> list[str
     stop it."""
     import shlex
 
-    from vllm_launcher.client_config import gateway_entry, profile_yaml, sdk_env_lines
+    from vllm_launcher.clients.agent_profile import gateway_entry, profile_yaml, sdk_env_lines
 
     profile = profile_yaml(gateway_entry(record.base_url))
     token = f'"${key_env}"' if key_env else "any  # this gateway checks no key"

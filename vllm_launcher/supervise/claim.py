@@ -11,16 +11,16 @@ from typing import Any
 
 import psutil
 
-from vllm_launcher import records
-from vllm_launcher.errors import ConfigError, LaunchError
-from vllm_launcher.inputs import RESTART_MODES, check_server_name
-from vllm_launcher.records import AnyRecord, CorruptRecord, Record
+from vllm_launcher.base.errors import ConfigError, LaunchError
+from vllm_launcher.base.inputs import RESTART_MODES, check_server_name
+from vllm_launcher.machine import records
+from vllm_launcher.machine.records import AnyRecord, CorruptRecord, Record
 
 
 def make_record(resolved: Any, name: str | None = None, gpus: str | None = None,
                 restart: str = "on-failure", timeout_s: float | None = None, detach: bool = False) -> Record:
     """A resolved preset → the record of a server about to start (argv and env from plan.build_plan)."""
-    from vllm_launcher.plan import build_plan
+    from vllm_launcher.preset.plan import build_plan
 
     preset = resolved.preset
     if restart not in RESTART_MODES:

@@ -11,8 +11,8 @@ import sys
 
 import psutil
 
-from vllm_launcher import records
-from vllm_launcher.records import Record
+from vllm_launcher.machine import records
+from vllm_launcher.machine.records import Record
 from vllm_launcher.supervise.lifecycle import PrintReporter
 from vllm_launcher.supervise.supervisor import Supervisor
 

@@ -17,10 +17,10 @@ from typing import Any
 
 import psutil
 
-from vllm_launcher import records
-from vllm_launcher.errors import LaunchError
-from vllm_launcher.output import Result
-from vllm_launcher.records import Record
+from vllm_launcher.base.errors import LaunchError
+from vllm_launcher.base.output import Result
+from vllm_launcher.machine import records
+from vllm_launcher.machine.records import Record
 from vllm_launcher.supervise import history, procs, readiness
 
 

@@ -16,9 +16,9 @@ import sys
 import time
 from typing import Any, TextIO
 
-from vllm_launcher.records import Record
+from vllm_launcher.base.units import GIB, MIB
+from vllm_launcher.machine.records import Record
 from vllm_launcher.supervise.lifecycle import Outcome, Reporter
-from vllm_launcher.units import GIB, MIB
 
 SPINNER = "|/-\\"
 # The supervisor's own probes in vLLM's access log: not worth echoing, even with --verbose.
@@ -86,7 +86,7 @@ def classify(line: str) -> tuple[str, str]:
 
 
 def ready_text(record: Record, seconds: float | None) -> str:
-    from vllm_launcher.client_config import profile_entry, profile_yaml, sdk_env_lines
+    from vllm_launcher.clients.agent_profile import profile_entry, profile_yaml, sdk_env_lines
 
     took = f" in {seconds:.1f} s" if seconds is not None else ""
     lines = [

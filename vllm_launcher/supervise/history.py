@@ -8,8 +8,8 @@ import json
 import statistics
 from pathlib import Path
 
-from vllm_launcher import paths
-from vllm_launcher.records import atomic_write_json, file_lock
+from vllm_launcher.base import paths
+from vllm_launcher.machine.records import atomic_write_json, file_lock
 
 KEEP = 5  # the last few starts: the machine and vLLM version change over time
 # Without history: the first start may download weights or compile kernels, with long silences.

@@ -9,7 +9,7 @@ import os
 import time
 from dataclasses import dataclass, field
 
-from vllm_launcher.records import Record
+from vllm_launcher.machine.records import Record
 from vllm_launcher.supervise import diagnose
 
 

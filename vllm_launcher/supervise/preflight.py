@@ -12,8 +12,8 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from vllm_launcher import records
-from vllm_launcher.errors import ConfigError
+from vllm_launcher.base.errors import ConfigError
+from vllm_launcher.machine import records
 
 # Below this much free space in the state directory, `up` refuses: vLLM's start-up log alone is ~100 KB
 # and the records are rewritten on every state change.
@@ -77,8 +77,9 @@ def ensure_demo(preset: Any) -> None:
 
     if not demo.is_demo_model(preset.model):
         return
-    from vllm_launcher import output, tiny_model
-    from vllm_launcher.plan import interpreter
+    from vllm_launcher.base import output
+    from vllm_launcher.demo import tiny_model
+    from vllm_launcher.preset.plan import interpreter
     from vllm_launcher.supervise.display import BuildDisplay, fmt_s
 
     directory = demo.demo_model_dir()

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import psutil
 
-from vllm_launcher import system
+from vllm_launcher.machine import system
 
 
 def spawn(argv: list[str], env: Mapping[str, str], log_path: Path,

@@ -8,9 +8,9 @@ from typing import Any
 
 import psutil
 
-from vllm_launcher import records
-from vllm_launcher.inputs import check_server_name
-from vllm_launcher.records import AnyRecord, CorruptRecord
+from vllm_launcher.base.inputs import check_server_name
+from vllm_launcher.machine import records
+from vllm_launcher.machine.records import AnyRecord, CorruptRecord
 from vllm_launcher.supervise import procs, readiness
 
 

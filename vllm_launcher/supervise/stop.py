@@ -12,8 +12,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from vllm_launcher import records, system
-from vllm_launcher.records import AnyRecord
+from vllm_launcher.machine import records, system
+from vllm_launcher.machine.records import AnyRecord
 from vllm_launcher.supervise import procs
 
 SUPERVISOR_KILL_MARGIN_S = 12.0

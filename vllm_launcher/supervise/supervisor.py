@@ -17,8 +17,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from vllm_launcher import records, system
-from vllm_launcher.records import Record, State
+from vllm_launcher.machine import records, system
+from vllm_launcher.machine.records import Record, State
 from vllm_launcher.supervise import diagnose, history, procs, readiness
 from vllm_launcher.supervise.lifecycle import (
     Outcome,

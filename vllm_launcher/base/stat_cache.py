@@ -18,10 +18,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from vllm_launcher import paths
+from vllm_launcher.base import paths
 
 if TYPE_CHECKING:
-    from vllm_launcher.presets import ResolvedPreset
+    from vllm_launcher.preset.schema import ResolvedPreset
 
 FORMAT_VERSION = 1
 
@@ -60,7 +60,7 @@ def store(entry: Path, value: Any, deps: list[str]) -> None:
     """Write atomically (temp file + rename); a read-only cache only costs speed."""
     record = {"value": value, "deps": [[dep, signature(dep)] for dep in deps]}
     try:
-        from vllm_launcher import atomic  # tempfile: only a cache miss writes
+        from vllm_launcher.base import atomic  # tempfile: only a cache miss writes
 
         entry.parent.mkdir(parents=True, exist_ok=True)
         atomic.write_text(entry, json.dumps(record), durable=False)

@@ -25,11 +25,11 @@ from pydantic import (
     field_validator,
 )
 
-from vllm_launcher import paths
-from vllm_launcher.errors import ConfigError
-from vllm_launcher.inputs import ALIAS_NAME, PRESET_NAME, SERVED_NAME, NameKind, name_problem
-from vllm_launcher.preset_yaml import Provenance, load_yaml_mapping
-from vllm_launcher.safe_text import check_host, check_not_option, check_plain
+from vllm_launcher.base import paths
+from vllm_launcher.base.errors import ConfigError
+from vllm_launcher.base.inputs import ALIAS_NAME, PRESET_NAME, SERVED_NAME, NameKind, name_problem
+from vllm_launcher.base.safe_text import check_host, check_not_option, check_plain
+from vllm_launcher.preset.yaml_files import Provenance, load_yaml_mapping
 
 Origin = Literal["builtin", "user", "file"]
 
@@ -165,7 +165,7 @@ Host = Annotated[str, AfterValidator(check_host)]
 
 
 def _duration(value: object) -> int:
-    from vllm_launcher.inputs import parse_duration
+    from vllm_launcher.base.inputs import parse_duration
 
     return round(parse_duration(value))
 

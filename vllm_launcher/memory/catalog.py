@@ -126,7 +126,7 @@ CATALOG: dict[str, dict[str, Any]] = {
                                      "projector_output_dim": 4096, "vision_output_dim": 4096}},
     },
     "vllm-launch/tiny-qwen2": {
-        "source": "vllm-launch's demo model (vllm_launcher/tiny_model.py DEFAULT_ARCH); random weights",
+        "source": "vllm-launch's demo model (vllm_launcher/demo/tiny_model.py DEFAULT_ARCH); random weights",
         "config": {"architectures": ["Qwen2ForCausalLM"], "model_type": "qwen2", "torch_dtype": "float32",
                    "hidden_size": 128, "intermediate_size": 256, "num_hidden_layers": 2,
                    "num_attention_heads": 4, "num_key_value_heads": 2, "head_dim": 32, "vocab_size": 4096,

@@ -23,8 +23,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from vllm_launcher import atomic, paths
-from vllm_launcher.inputs import valid_name
+from vllm_launcher.base import atomic, paths
+from vllm_launcher.base.inputs import valid_name
 
 
 def endpoint_url(host: str, port: int) -> str:

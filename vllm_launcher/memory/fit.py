@@ -12,9 +12,12 @@ import re
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from vllm_launcher import kvcache
-from vllm_launcher.errors import ConfigError, LaunchError
-from vllm_launcher.estimate import (
+from vllm_launcher.base.errors import ConfigError, LaunchError
+from vllm_launcher.base.inputs import PRESET_NAME, check_name
+from vllm_launcher.machine.hardware import GIB, Hardware
+from vllm_launcher.memory import kvcache
+from vllm_launcher.memory.arch import ModelArch, load_arch
+from vllm_launcher.memory.estimate import (
     CPU_BLOCK_SIZE,
     CPU_MLA_BLOCK_SIZE,
     CPU_RUNTIME_GIB,
@@ -26,15 +29,12 @@ from vllm_launcher.estimate import (
     resolve_model_dtype,
     weights_bytes,
 )
-from vllm_launcher.hardware import GIB, Hardware
-from vllm_launcher.inputs import PRESET_NAME, check_name
-from vllm_launcher.models import ModelArch, load_arch
-from vllm_launcher.presets import Preset, ToolCalling
-from vllm_launcher.tool_parsers import parser_for
+from vllm_launcher.preset.schema import Preset, ToolCalling
+from vllm_launcher.preset.tool_parsers import parser_for
 
 
 def tool_parser_for(model: str, arch: ModelArch | None = None) -> str | None:
-    """The vLLM tool-call parser for a model family (vllm_launcher.tool_parsers, shared with doctor)."""
+    """The vLLM tool-call parser for a model family (preset.tool_parsers, shared with doctor)."""
     return parser_for(model, arch)
 
 
@@ -277,7 +277,7 @@ def proposals(ask: Ask, hw: Hardware) -> list[Proposal]:
     an fp8 KV cache, the largest context, published quantized checkpoints of the model (catalog, the
     variants of its vLLM recipe) and the ones the user named, then more of the same GPU (TP within a
     node, then PP). Each is a real `fit` run, with its estimate and the command that gives it."""
-    from vllm_launcher.catalog import quantized_checkpoints
+    from vllm_launcher.memory.catalog import quantized_checkpoints
 
     arch = load_arch(ask.model)
     found: list[Proposal | None] = []
@@ -306,7 +306,7 @@ def recipe_checkpoints(model: str) -> list[str]:
     import os
     from pathlib import Path
 
-    from vllm_launcher.recipes import RECIPES_ENV, recipe_for
+    from vllm_launcher.preset.recipes import RECIPES_ENV, recipe_for
 
     directory = os.environ.get(RECIPES_ENV)
     if not directory:

@@ -17,8 +17,8 @@ from pathlib import Path
 
 import yaml
 
-from vllm_launcher.errors import ConfigError
-from vllm_launcher.preset_yaml import compose_yaml
+from vllm_launcher.base.errors import ConfigError
+from vllm_launcher.preset.yaml_files import compose_yaml
 
 CPU_TIMEOUT_S = 300  # the guide's value: a CPU answers slowly
 GPU_TIMEOUT_S = 120
@@ -170,7 +170,7 @@ def _real_target(path: str) -> Path:
 
 
 def _read_existing(target: Path, source: str) -> str | None:
-    from vllm_launcher.files import read_user_file
+    from vllm_launcher.base.files import read_user_file
 
     try:
         if not os.path.lexists(target):
@@ -192,9 +192,9 @@ def write_profile(plan: ProfileWrite) -> None:
     """Write the prepared file atomically (placed again if the file changed since it was read), keeping an
     existing file's permissions and owner (as root on a user's file: still theirs; a new one gets the
     umask's mode), and say so on stderr."""
-    from vllm_launcher import output
+    from vllm_launcher.base import output
+    from vllm_launcher.base.safe_text import printable
     from vllm_launcher.clients.writing import read_state, write_keeping
-    from vllm_launcher.safe_text import printable
 
     current = dataclasses.replace(read_state(plan.target), shown=plan.source)
     unchanged = current.text == plan.original

@@ -27,11 +27,11 @@ import sys
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Literal
 
+from vllm_launcher.base.units import GIB
 from vllm_launcher.demo import DEMO_MODEL_ID
-from vllm_launcher.units import GIB
 
 if TYPE_CHECKING:  # plans are also formatted from the plan cache, without loading pydantic
-    from vllm_launcher.presets import Preset
+    from vllm_launcher.preset.schema import Preset
 
 API_SERVER_MODULE = "vllm.entrypoints.openai.api_server"
 Entrypoint = Literal["api_server", "serve"]

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
 
 if TYPE_CHECKING:
-    from vllm_launcher.models import ModelArch
+    from vllm_launcher.memory.arch import ModelArch
 
 GPU_BLOCK_SIZE = 16
 CPU_BLOCK_SIZE = 128
@@ -102,7 +102,7 @@ class KvLayout:
 
 
 def kv_dtype_bytes(kv_dtype: str | None, model_dtype: str) -> int:
-    from vllm_launcher.weights import DTYPE_BYTES
+    from vllm_launcher.memory.weights import DTYPE_BYTES
 
     if kv_dtype and kv_dtype.startswith("fp8"):
         return 1
@@ -136,7 +136,7 @@ def layout(arch: ModelArch, device: str, tp: int = 1, pp: int = 1, kv_dtype: str
     group, and a request still needs blocks from every group. Without the hybrid allocator
     (--disable-hybrid-kv-cache-manager) sliding layers are sized as full attention. MLA_BACKEND: the CPU
     MLA backend (cpu_mla_backend; None is taken as the reference one)."""
-    from vllm_launcher.weights import pp_partition
+    from vllm_launcher.memory.weights import pp_partition
 
     block = GPU_BLOCK_SIZE
     if device == "cpu":

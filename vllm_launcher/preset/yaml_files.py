@@ -10,8 +10,8 @@ from typing import Any
 
 import yaml
 
-from vllm_launcher.errors import ConfigError
-from vllm_launcher.files import read_user_file
+from vllm_launcher.base.errors import ConfigError
+from vllm_launcher.base.files import read_user_file
 
 # (source, line) of each key path, so that a validation error can name the file and line it came from.
 Provenance = dict[tuple[str, ...], tuple[str, int | None]]

@@ -11,7 +11,7 @@ import math
 import re
 from dataclasses import dataclass
 
-from vllm_launcher.errors import ConfigError
+from vllm_launcher.base.errors import ConfigError
 
 DAY_S = 24 * 3600
 # `up --timeout`: a start may take hours (a first download of a large model), never a week.

@@ -17,9 +17,9 @@ from typing import Any
 from pydantic import BaseModel
 
 from vllm_launcher import demo
-from vllm_launcher.catalog import catalog_entry
-from vllm_launcher.errors import ConfigError
-from vllm_launcher.quant import Quant, quant_from_config
+from vllm_launcher.base.errors import ConfigError
+from vllm_launcher.memory.catalog import catalog_entry
+from vllm_launcher.memory.quant import Quant, quant_from_config
 
 __all__ = ["ARCH_DEFAULTS", "ModelArch", "arch_from_config", "load_arch"]
 
@@ -439,7 +439,7 @@ def safetensors_bytes(directory: Path) -> int | None:
 
 
 def _from_directory(directory: Path, source: str) -> ModelArch:
-    from vllm_launcher.files import read_user_file
+    from vllm_launcher.base.files import read_user_file
 
     config_path = directory / "config.json"
     if not os.path.lexists(config_path):

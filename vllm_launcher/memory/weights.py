@@ -13,8 +13,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from vllm_launcher.models import ModelArch, layer_params
-from vllm_launcher.quant import DTYPE_BYTES, MXFP4_BLOCK, Quant
+from vllm_launcher.memory.arch import ModelArch, layer_params
+from vllm_launcher.memory.quant import DTYPE_BYTES, MXFP4_BLOCK, Quant
 
 # Online quantization (the preset's `quantization` on an unquantized checkpoint): what vLLM 0.32 makes of
 # the bf16 weights at load (vllm/model_executor/layers/quantization/online, fp8.py, experts_int8.py).

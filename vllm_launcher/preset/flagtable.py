@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-TABLE = Path(__file__).parent / "data" / "vllm_flags.json"
+TABLE = Path(__file__).parent.parent / "data" / "vllm_flags.json"
 
 
 @functools.cache
@@ -68,7 +68,7 @@ def release_for(version: str) -> str | None:
 def target_release(version: str, option: str = "--vllm-version") -> str:
     """The table's release for a target VERSION given on the command line; ConfigError (exit 2) when it is
     not a version or lies outside the table."""
-    from vllm_launcher.errors import ConfigError
+    from vllm_launcher.base.errors import ConfigError
 
     if not valid_version(version):
         shown = repr(version[:40]) + ("..." if len(version) > 40 else "")
@@ -119,7 +119,7 @@ def _unknown(written: str, flag: str, release: str, first: str, last: str) -> st
 
 def check_argv(argv: list[str], version: str) -> list[FlagVerdict]:
     """The flags of ARGV (vLLM's serve arguments) that the release of VERSION does not have or deprecates."""
-    from vllm_launcher.presets import vllm_flag_name
+    from vllm_launcher.preset.schema import vllm_flag_name
 
     release = release_for(version)
     if release is None:

@@ -19,8 +19,8 @@ from typing import Literal
 
 from pydantic import BaseModel, Field, ValidationError
 
-from vllm_launcher.errors import ConfigError
-from vllm_launcher.units import GIB
+from vllm_launcher.base.errors import ConfigError
+from vllm_launcher.base.units import GIB
 
 MIB = 1 << 20
 
@@ -280,7 +280,7 @@ MAX_HARDWARE_FILE_BYTES = 16 << 20
 
 def load_hardware(path: str | Path) -> Hardware:
     """A probe saved with `vllm-launch probe --json > FILE`. Raises ConfigError on a missing or bad file."""
-    from vllm_launcher.files import read_user_file
+    from vllm_launcher.base.files import read_user_file
 
     text = read_user_file(path, max_bytes=MAX_HARDWARE_FILE_BYTES, what="cannot read hardware file")
     try:

@@ -15,10 +15,10 @@ def _xdg(var: str, fallback: str) -> Path:
 
 def builtin_presets_dir() -> Path:
     """The presets shipped with the package: inside the wheel, or the repository's top-level `presets/`."""
-    packaged = Path(__file__).parent / "presets"
+    packaged = Path(__file__).parent.parent / "presets"
     if packaged.is_dir():
         return packaged
-    return Path(__file__).resolve().parent.parent / "presets"
+    return Path(__file__).resolve().parent.parent.parent / "presets"
 
 
 def user_presets_dir() -> Path:

@@ -12,7 +12,7 @@ import os
 import stat
 from pathlib import Path
 
-from vllm_launcher.errors import ConfigError
+from vllm_launcher.base.errors import ConfigError
 
 
 def read_user_file(path: str | Path, *, max_bytes: int, tail: bool = False, what: str = "",

@@ -19,8 +19,8 @@ from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from vllm_launcher import paths
-from vllm_launcher.errors import LaunchError
+from vllm_launcher.base import paths
+from vllm_launcher.base.errors import LaunchError
 
 if TYPE_CHECKING:
     import subprocess
@@ -94,7 +94,7 @@ def ensure_demo_model(python: str, timeout_s: float = BUILD_TIMEOUT_S,
     import signal
     import subprocess
 
-    from vllm_launcher import tiny_model
+    from vllm_launcher.demo import tiny_model
 
     out = demo_model_dir()
     if tiny_model.is_complete(out):
@@ -128,7 +128,7 @@ def _follow(builder: subprocess.Popen, state: BuildProgress,
     import queue
     import threading
 
-    from vllm_launcher import tiny_model
+    from vllm_launcher.demo import tiny_model
 
     deadline = time.monotonic() + timeout_s
 

@@ -13,7 +13,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from vllm_launcher.errors import ConfigError
+from vllm_launcher.base.errors import ConfigError
 
 RECIPES_ENV = "VLLM_LAUNCH_RECIPES"  # the recipes checkout, for `recipes` and for fit's proposals
 MAX_RECIPE_BYTES = 256 << 10
@@ -111,7 +111,7 @@ def _env(value: Any) -> dict[str, str]:
 
 
 def _version(value: Any) -> str | None:
-    from vllm_launcher.flagtable import valid_version
+    from vllm_launcher.preset.flagtable import valid_version
 
     if value is None:
         return None
@@ -124,8 +124,8 @@ def load_recipe(path: Path) -> Recipe:
     """One recipe file; ConfigError (naming the file) when it is not a recipe."""
     import yaml
 
-    from vllm_launcher.files import read_user_file
-    from vllm_launcher.preset_yaml import check_yaml_shape
+    from vllm_launcher.base.files import read_user_file
+    from vllm_launcher.preset.yaml_files import check_yaml_shape
 
     text = read_user_file(path, max_bytes=MAX_RECIPE_BYTES, what="cannot read the recipe")
     # No aliases (an alias bomb), bounded nesting: checked on the event stream before anything is built.
@@ -249,7 +249,7 @@ def to_preset(recipe: Recipe, name: str, *, variant: Variant | None, features: l
     valid preset (the preset's own checks: hostile flags, secrets on argv, field-flags in extra_args)."""
     from pydantic import ValidationError
 
-    from vllm_launcher.presets import Preset
+    from vllm_launcher.preset.schema import Preset
 
     chosen = chosen_features(recipe, features)
     unknown = [f for f in chosen if f not in recipe.features]

@@ -20,13 +20,14 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
-from vllm_launcher import flagtable, kvcache
-from vllm_launcher.hardware import Hardware
-from vllm_launcher.models import ModelArch
-from vllm_launcher.presets import Preset, vllm_flag_name
-from vllm_launcher.quant import DTYPE_BYTES
-from vllm_launcher.units import GIB
-from vllm_launcher.weights import effective_quant, model_weights
+from vllm_launcher.base.units import GIB
+from vllm_launcher.machine.hardware import Hardware
+from vllm_launcher.memory import kvcache
+from vllm_launcher.memory.arch import ModelArch
+from vllm_launcher.memory.quant import DTYPE_BYTES
+from vllm_launcher.memory.weights import effective_quant, model_weights
+from vllm_launcher.preset import flagtable
+from vllm_launcher.preset.schema import Preset, vllm_flag_name
 
 HYBRID_OFF = "--disable-hybrid-kv-cache-manager"  # in extra_args: sliding layers sized as full attention
 GPU_BLOCK_SIZE, CPU_BLOCK_SIZE, CPU_MLA_BLOCK_SIZE = (kvcache.GPU_BLOCK_SIZE, kvcache.CPU_BLOCK_SIZE,
@@ -133,7 +134,7 @@ def resolve_model_dtype(preset_dtype: str | None, arch: ModelArch) -> str:
 
 def kv_bytes_per_token(arch: ModelArch, tp: int = 1, kv_dtype: str | None = None,
                        model_dtype: str = "bfloat16", pp: int = 1) -> int:
-    """KV-cache bytes one token takes on the worker with the most layers (vllm_launcher.kvcache): full
+    """KV-cache bytes one token takes on the worker with the most layers (vllm_launcher.memory.kvcache): full
     attention 2 x KV heads per TP rank (at least 1) x head_dim x bytes per layer; MLA one latent
     (kv_lora_rank + qk_rope_head_dim) per layer, not split by TP."""
     return kvcache.layout(arch, "cuda", tp, pp, kv_dtype, model_dtype).bytes_per_token
@@ -141,7 +142,7 @@ def kv_bytes_per_token(arch: ModelArch, tp: int = 1, kv_dtype: str | None = None
 
 def weights_bytes(arch: ModelArch, dtype: str = "bfloat16", tp: int = 1, pp: int = 1,
                   quantization: str | None = None) -> int:
-    """Weights bytes of the largest worker (the whole model at TP 1, PP 1): vllm_launcher.weights."""
+    """Weights bytes of the largest worker (the whole model at TP 1, PP 1): vllm_launcher.memory.weights."""
     return model_weights(arch, dtype, tp, pp, quantization).per_worker
 
 
