@@ -34,7 +34,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
-BUILDER = REPO / "vllm_launcher" / "tiny_model.py"
+BUILDER = REPO / "vllm_launcher" / "demo" / "tiny_model.py"
 API_SERVER = "vllm.entrypoints.openai.api_server"
 CONTEXT_LINES = 3
 # Shutdown noise of the triton/nanobind and multiprocessing modules, dropped from the fixtures.

@@ -35,7 +35,7 @@ from vllm_launcher.memory.weights import model_weights
 from vllm_launcher.preset.schema import Preset
 
 HERE = Path(__file__).parent
-TINY_MODEL = HERE.parent / "vllm_launcher" / "tiny_model.py"
+TINY_MODEL = HERE.parent / "vllm_launcher" / "demo" / "tiny_model.py"
 FAKE_AMX = {"PYTHONPATH": str(HERE / "fake_amx")}
 REFERENCE_MLA = ["--attention-backend=CPU_MLA"]
 FAMILIES = [

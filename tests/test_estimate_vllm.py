@@ -27,7 +27,7 @@ from vllm_launcher.memory.arch import load_arch
 from vllm_launcher.memory.estimate import estimate
 from vllm_launcher.preset.schema import Preset
 
-TINY_MODEL = Path(__file__).parent.parent / "vllm_launcher" / "tiny_model.py"
+TINY_MODEL = Path(__file__).parent.parent / "vllm_launcher" / "demo" / "tiny_model.py"
 KV_LINE = re.compile(r"CPU KV cache size: ([\d,]+) tokens")
 REFUSAL = re.compile(r"To serve at least one request with the model'?s max seq len \((\d+)\)")
 START_TIMEOUT_S = 240

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 SEED = 1234
-TINY_MODEL = str(Path(__file__).resolve().parent.parent / "vllm_launcher" / "tiny_model.py")
+TINY_MODEL = str(Path(__file__).resolve().parent.parent / "vllm_launcher" / "demo" / "tiny_model.py")
 DEFAULT_TOKENIZER_DIR = ""  # the tests pass --tokenizer-from
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json")
 
