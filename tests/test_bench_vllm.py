@@ -50,6 +50,12 @@ COMPARED = (
 )
 ROUNDS = 3
 CLOSE = 0.10  # medians of three alternating runs on a busy 2-core machine
+# A round counts only where vLLM's own client saw the server stream token by token: on a loaded machine
+# (CI runs the fast tier and a second vLLM beside this test) vLLM's API server can deliver a whole answer
+# in one burst, and then TPOT and ITL are ~0 for any client and their ratio means nothing. Ours is held to
+# vLLM's within the same round, so a burst that only our client sees still fails.
+STREAMED_ITL_MS = 1.0
+MAX_ATTEMPTS = 10
 
 
 def bench_json(env: dict[str, str], *args: str) -> dict:
@@ -120,10 +126,18 @@ def test_bench_demo_agent_workload(demo_server):
 
 
 def test_bench_demo_matches_vllms_benchmark_on_the_same_server(demo_server):
-    ours, theirs = [], []
-    for _ in range(ROUNDS):  # alternate, so that the machine's load falls on both alike
-        ours.append(bench_json(demo_server.env, "demo", *OURS))
-        theirs.append(vllm_bench(demo_server.base_url, "demo", demo_dir(demo_server.env), *THEIRS))
+    ours, theirs, bursts = [], [], []
+    for _ in range(MAX_ATTEMPTS):  # alternate, so that the machine's load falls on both alike
+        vllms = vllm_bench(demo_server.base_url, "demo", demo_dir(demo_server.env), *THEIRS)
+        mine = bench_json(demo_server.env, "demo", *OURS)
+        if vllms["median_itl_ms"] < STREAMED_ITL_MS:
+            bursts.append(round(vllms["median_itl_ms"], 3))
+            continue
+        theirs.append(vllms)
+        ours.append(mine)
+        if len(ours) == ROUNDS:
+            break
+    assert len(ours) == ROUNDS, f"the server streamed in bursts (vLLM's median ITL, ms): {bursts}"
     for run in ours:
         assert run["completed"] == 8 and run["failed"] == 0 and run["total_output_tokens"] == 8 * 16
         assert run["metrics_by"] == "vllm.benchmarks.serve.calculate_metrics"
