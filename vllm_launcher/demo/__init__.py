@@ -81,6 +81,7 @@ class BuildProgress:
 MIN_STEPS_FOR_ETA = 10
 SAVE_S = 1.0
 TICK_S = 0.5
+GROUP_GONE_S = 2.0  # how long a killed build's group may take to leave (zombies of a careless init stay)
 
 
 def ensure_demo_model(python: str, timeout_s: float = BUILD_TIMEOUT_S,
@@ -113,12 +114,28 @@ def ensure_demo_model(python: str, timeout_s: float = BUILD_TIMEOUT_S,
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(builder.pid, signal.SIGKILL)
         builder.wait()
+        _wait_group_gone(builder.pid, GROUP_GONE_S)
         raise
     if builder.returncode != 0 or not tiny_model.is_complete(out):
         text = " | ".join(line for line in tail if line)
         raise LaunchError(f"building the demo model with {python} failed (exit {builder.returncode}): "
                           f"{text or 'no output'}")
     return out
+
+
+def _wait_group_gone(pgid: int, timeout_s: float) -> None:
+    """SIGKILL is delivered, not yet acted on, when killpg returns: on a loaded machine what the builder
+    started can run a few milliseconds more. Return once the group is empty (or only its unreaped zombies
+    are left when TIMEOUT_S is up), so that nothing of the build outlives the error."""
+    import os
+
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            os.killpg(pgid, 0)
+        except (ProcessLookupError, PermissionError):
+            return
+        time.sleep(0.02)
 
 
 def _follow(builder: subprocess.Popen, state: BuildProgress,
