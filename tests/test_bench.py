@@ -19,7 +19,10 @@ from conftest import free_port, write_preset
 from timed_server import TimedServer, vllm_bench, write_tokenizer
 
 TTFT_MS, ITL_MS, TOKENS = 400.0, 30.0, 10
-CLOSE = 0.05  # "within a few percent"
+CLOSE = 0.05  # "within a few percent": ours against vLLM's client on the same fake
+# Each client against the fake's set timing: its sleeps run late on a loaded machine (an AMD EPYC, 2 cores,
+# with the suite's other workers: mean TTFT 424 ms for a 400 ms setting), for both clients alike
+TRUTH_CLOSE = 0.10
 
 
 @pytest.fixture(scope="module")
@@ -95,14 +98,26 @@ def test_figures_are_the_truth_and_vllms(isolated_xdg, tokenizer_dir):
         "request_goodput": 4 / (e2el / 1000),
     }
     for key, value in truth.items():
-        assert near(ours[key], value), (key, ours[key], value)
-        assert near(theirs[key], value), (key, theirs[key], value)
+        assert near(ours[key], value, TRUTH_CLOSE), (key, ours[key], value)
+        assert near(theirs[key], value, TRUTH_CLOSE), (key, theirs[key], value)
         assert near(ours[key], theirs[key]), (key, ours[key], theirs[key])
     # The prompts differ (ours sized by the tokenizer, vLLM's from random token ids), the arithmetic does not.
     assert ours["total_token_throughput"] == pytest.approx(
         (ours["total_input_tokens"] + ours["total_output_tokens"]) / ours["duration"]
     )
     assert ours["server"]["prefix_cache_hit_rate"] is not None
+
+
+def test_one_untimed_warm_up_request_goes_first(isolated_xdg):
+    # As vLLM's client sends its "initial single prompt test run": the server generates its tokens too (and
+    # the probe's, which asks whether the model answers at all), the figures count only the timed requests.
+    from vllm_launcher.benchmark.client import PROBE_TOKENS, WARM_UP_TOKENS
+
+    with TimedServer(ttft_ms=5, itl_ms=2) as server:
+        result = bench_json(isolated_xdg, "--url", server.base_url, "-n", "4", "--output-tokens", "6")
+        generated = [line for line in server.metrics().splitlines() if line.startswith("vllm:generation_tokens")]
+    assert result["completed"] == 4 and result["total_output_tokens"] == 4 * 6
+    assert float(generated[0].rsplit(" ", 1)[1]) == 4 * 6 + PROBE_TOKENS + WARM_UP_TOKENS
 
 
 def test_agent_workload_ttft_per_turn_and_the_servers_prefix_cache(isolated_xdg):

@@ -4,7 +4,8 @@ per later chunk, latency at the last one, the server's usage for the token count
 
 Requests leave at a Poisson rate (inf: all at once) under a cap on requests in flight (--concurrency); the
 turns of one session (the agent's conversation) run one after another. SIGINT sets a stop: the requests in
-flight are cancelled, and what finished is the result (`interrupted`).
+flight are cancelled, and what finished is the result (`interrupted`). Before the clock starts, one short
+untimed request wakes the server, as vLLM's benchmark sends its "initial single prompt test run".
 """
 
 from __future__ import annotations
@@ -29,6 +30,10 @@ from vllm_launcher.benchmark.workloads import Session, Workload
 
 METRICS_POLL_S = 1.0
 PROBE_TIMEOUT_S = 30.0
+PROBE_TOKENS = 2  # the probe's test request: does the model answer at all
+WARM_UP_MESSAGES = [{"role": "user", "content": "Hi"}]
+WARM_UP_TOKENS = 4
+WARM_UP_TIMEOUT_S = 30.0
 
 
 @dataclass
@@ -293,7 +298,7 @@ async def probe(target: Target) -> ServerInfo:
             async with session.get(f"{target.root}/version") as response:
                 if response.status == 200:
                     version = (await response.json(content_type=None)).get("version")
-        test = await chat_request(session, target, [{"role": "user", "content": "Hi"}], None, 2, False, 1)
+        test = await chat_request(session, target, WARM_UP_MESSAGES, None, PROBE_TOKENS, False, 1)
         if not test.success:
             raise ConfigError(
                 f"the test request to {target.model} at {target.base_url} failed: {test.error}",
@@ -380,6 +385,24 @@ class _Run:
                 self.kv_peak = max(self.kv_peak or 0.0, now["kv_cache_usage"])
 
 
+async def warm_up(
+    http: aiohttp.ClientSession, target: Target, options: LoadOptions, stop: asyncio.Event
+) -> None:
+    """One short untimed request before the clock starts, as vLLM's client sends its "initial single prompt
+    test run": the connection is open and a server that sat idle is awake (on CPU its worker threads) when
+    the first timed request leaves, so the figures start from the state vLLM's start from. Unrelated to
+    every workload's prompts, so turn 1 finds no prefix of its own in the cache; its faults are left for
+    the timed requests to report."""
+    request = asyncio.ensure_future(
+        chat_request(http, target, WARM_UP_MESSAGES, None, WARM_UP_TOKENS, options.ignore_eos, 0)
+    )
+    stopped = asyncio.ensure_future(stop.wait())
+    await asyncio.wait([request, stopped], timeout=WARM_UP_TIMEOUT_S, return_when=asyncio.FIRST_COMPLETED)
+    for future in (request, stopped):
+        future.cancel()
+    await asyncio.gather(request, stopped, return_exceptions=True)
+
+
 async def run(
     target: Target,
     workload: Workload,
@@ -394,7 +417,8 @@ async def run(
     timeout = aiohttp.ClientTimeout(total=options.request_timeout_s)
     async with aiohttp.ClientSession(connector=connector, timeout=timeout) as http:
         state = _Run(http, target, options, workload.requests, on_progress)
-        before = await fetch_metrics(http, target)
+        await warm_up(http, target, options, stop)
+        before = await fetch_metrics(http, target)  # after the warm-up: the server's figures are the load's
         delays = arrival_delays(len(workload.sessions), options.request_rate, random.Random(options.seed))
         started = time.perf_counter()
         state.progress.started = started
