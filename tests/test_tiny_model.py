@@ -190,8 +190,9 @@ def test_demo_dir_is_in_the_cache_and_named_by_the_builder_hash(monkeypatch, tmp
 
 
 def test_ensure_demo_model_builds_once(monkeypatch, demo_server) -> None:
-    """The session's demo server built the model (`up demo`: tiny_model.py --tools, a minute and a half of
-    training): it is complete where demo_model_dir says, and never built again."""
+    """The session's demo server has the model (built by `up demo`: tiny_model.py --tools, a minute or two
+    of training, or copied from the one scripts/install.sh built): it is complete where demo_model_dir says,
+    and never built again."""
     monkeypatch.setenv("XDG_CACHE_HOME", demo_server.env["XDG_CACHE_HOME"])
     path = demo.ensure_demo_model(sys.executable)
     assert path == demo.demo_model_dir() and tiny_model.is_complete(path)
@@ -199,6 +200,21 @@ def test_ensure_demo_model_builds_once(monkeypatch, demo_server) -> None:
     # Once built, no interpreter is needed at all.
     assert demo.ensure_demo_model("/nonexistent/python") == path
     assert (path / "model.safetensors").stat().st_mtime_ns == before
+
+
+def test_python_m_demo_builds_nothing_when_the_model_is_there(demo_server) -> None:
+    """`python -m vllm_launcher.demo` (what scripts/install.sh runs): with the model built, one line naming
+    it, exit 0, and the files untouched."""
+    cache = Path(demo_server.env["XDG_CACHE_HOME"])
+    weights = next(cache.glob("vllm-launch/models/tiny-qwen2-*/model.safetensors"))
+    before = weights.stat().st_mtime_ns
+    done = subprocess.run([sys.executable, "-m", "vllm_launcher.demo"], env=demo_server.env,
+                          capture_output=True, text=True, timeout=120, check=False)
+    assert done.returncode == 0, done.stderr
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and "the demo model is ready" in lines[0], done.stderr  # no build stage shown
+    assert Path(lines[0].rsplit(": ", 1)[1]) == weights.parent
+    assert weights.stat().st_mtime_ns == before
 
 
 def test_ensure_demo_model_reports_a_failing_interpreter(monkeypatch, tmp_path: Path) -> None:
