@@ -284,8 +284,14 @@ def demo_server(tmp_path_factory: pytest.TempPathFactory):
     seed_demo_model(env)
     port = free_port()
     name = "demo-session"
-    started = cli(["up", "demo", "--detach", "--name", name, "--port", str(port), "--timeout", "900"],
-                  env, timeout=1800)
+    try:
+        started = cli(["up", "demo", "--detach", "--name", name, "--port", str(port), "--timeout", "900"],
+                      env, timeout=1800)
+    except subprocess.TimeoutExpired as exc:  # `up` is killed, the daemon it spawned is not: down stops it
+        cli(["down", name], env, timeout=120)
+        said = exc.stderr.decode(errors="replace") if isinstance(exc.stderr, bytes) else exc.stderr or ""
+        pytest.fail(f"`up demo` ran past {exc.timeout:.0f} s:\n{said[-3000:]}\nits log, "
+                    f"{server_log_excerpt(env, name)}")
     if started.returncode != 0:
         log = server_log_excerpt(env, name)
         cli(["down", name], env, timeout=120)
