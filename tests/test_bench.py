@@ -115,7 +115,7 @@ def test_one_untimed_warm_up_request_goes_first(isolated_xdg):
 
     with TimedServer(ttft_ms=5, itl_ms=2) as server:
         result = bench_json(isolated_xdg, "--url", server.base_url, "-n", "4", "--output-tokens", "6")
-        generated = [line for line in server.metrics().splitlines() if line.startswith("vllm:generation_tokens")]
+        generated = [ln for ln in server.metrics().splitlines() if ln.startswith("vllm:generation_tokens")]
     assert result["completed"] == 4 and result["total_output_tokens"] == 4 * 6
     assert float(generated[0].rsplit(" ", 1)[1]) == 4 * 6 + PROBE_TOKENS + WARM_UP_TOKENS
 
