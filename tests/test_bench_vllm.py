@@ -52,19 +52,22 @@ COMPARED = (
     "mean_e2el_ms",
     "median_e2el_ms",
 )
-CLOSE = 0.10  # medians over the rounds; measured in lockstep: throughput, TPOT, ITL, E2EL within 2%
-# TTFT: ours read 0.84-0.87 of vLLM's in the suite's run (0.95-1.0 in a script on the same machine), where
-# every other figure of the same requests agreed within 2%; about one engine step (ITL ~6 ms) of a 36 ms
-# median. Not explained yet (the same definitions: first chunk with choices, clock started before the POST;
-# both clients time the same way, and vLLM's trust_env lookups are taken out): allowed, and printed.
+CLOSE = 0.10  # medians over the rounds; measured in lockstep on a quiet machine: within 6% (TTFT 11%)
+# TTFT moves most between runs, either way: ours/vLLM's read 0.84-0.87 in one run, 1.07-1.11 in another
+# (about one engine step of a 20-36 ms median), while the other figures of the same requests agreed.
 TTFT_CLOSE = 0.20
-ROUNDS = 3  # rounds that count, each a median of its own; one stray request cannot move the median of 3
+ROUNDS = 5  # rounds that count; the median of 5 is not moved by one or two stray rounds
+# With the fast tier and a second vLLM on the same two cores, the clients get the CPU by turns and no
+# longer measure the same thing (CI: throughput 1.46, TTFT 0.69, ITL 0.93). The test waits for a quiet
+# machine: the fast tier ends long before the demo server's tests do.
+QUIET_CPU_PERCENT = 50.0
+QUIET_WAIT_S = 900.0
 # A round counts when both clients saw the server stream token by token. A vLLM on a loaded 2-core machine
 # (CI runs the fast tier and a second vLLM beside this test) now and then delivers whole answers in one
 # burst: TPOT and ITL are ~0 for any client and TTFT is the burst's wait, so no figure of that round means
 # anything to compare.
 STREAMED_ITL_MS = 1.0
-MAX_ATTEMPTS = 12
+MAX_ATTEMPTS = 15
 
 
 def bench_json(env: dict[str, str], *args: str) -> dict:
@@ -139,7 +142,9 @@ def test_bench_demo_matches_vllms_benchmark_on_the_same_server(demo_server):
     theirs_argv = vllm_bench_argv(demo_server.base_url, "demo", tokenizer, *THEIRS)
     ours_job = dict(OURS, base_url=demo_server.base_url, model="demo", tokenizer=str(tokenizer))
     rounds, bursts = [], 0
+    waited = wait_for_a_quiet_machine()
     with LockstepClients() as pair:  # both clients on the server at the same time, in the same batches
+        pair.run(theirs_argv, ours_job)  # a first round for both to warm up in (tokenizers, connections)
         for _ in range(MAX_ATTEMPTS):
             theirs, ours = pair.run(theirs_argv, ours_job)
             for run in (theirs, ours):
@@ -158,10 +163,24 @@ def test_bench_demo_matches_vllms_benchmark_on_the_same_server(demo_server):
         mine = statistics.median(ours[key] for ours, _ in rounds)
         vllms = statistics.median(theirs[key] for _, theirs in rounds)
         rows[key] = (round(mine, 2), round(vllms, 2), round(mine / vllms, 3))
-    print(f"random, {bursts} burst rounds left out (ours, vLLM's, ratio):", json.dumps(rows))
+    print(f"random, after {waited:.0f} s waiting for a quiet machine, {bursts} burst rounds left out "
+          "(ours, vLLM's, ratio):", json.dumps(rows))
     off = {key: row for key, row in rows.items()
            if abs(row[2] - 1) > (TTFT_CLOSE if "ttft" in key else CLOSE)}
     assert not off, off
+
+
+def wait_for_a_quiet_machine() -> float:
+    """Seconds waited until two 2-second samples in a row show the CPUs under QUIET_CPU_PERCENT busy (at
+    most QUIET_WAIT_S: then the comparison runs anyway, and says how it went)."""
+    import time
+
+    import psutil
+
+    started, quiet = time.monotonic(), 0
+    while quiet < 2 and time.monotonic() - started < QUIET_WAIT_S:
+        quiet = quiet + 1 if psutil.cpu_percent(interval=2.0) < QUIET_CPU_PERCENT else 0
+    return time.monotonic() - started
 
 
 def test_tune_one_candidate_pair_on_the_real_demo(demo_server):
