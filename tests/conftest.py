@@ -258,7 +258,7 @@ def _user_demo_model() -> Path:
 USER_DEMO_MODEL = _user_demo_model()
 
 
-def seed_demo_model(env: dict[str, str]) -> bool:
+def seed_demo_model(env: dict[str, str]) -> None:
     """Copy the demo model install.sh built into ENV's cache, when it is complete: the same hash of its
     builder names both, so it is the model `up demo` would build. Building it under the suite's load (three
     other workers on two cores) took more than the 15 minutes the session's server was given, on an AMD
@@ -267,11 +267,9 @@ def seed_demo_model(env: dict[str, str]) -> bool:
 
     from vllm_launcher.demo import tiny_model
 
-    if not tiny_model.is_complete(USER_DEMO_MODEL):
-        return False
-    target = Path(env["XDG_CACHE_HOME"]) / USER_DEMO_MODEL.relative_to(USER_DEMO_MODEL.parents[2])
-    shutil.copytree(USER_DEMO_MODEL, target, dirs_exist_ok=True)
-    return True
+    if tiny_model.is_complete(USER_DEMO_MODEL):
+        target = Path(env["XDG_CACHE_HOME"]) / USER_DEMO_MODEL.relative_to(USER_DEMO_MODEL.parents[2])
+        shutil.copytree(USER_DEMO_MODEL, target, dirs_exist_ok=True)
 
 
 @pytest.fixture(scope="session")

@@ -30,8 +30,8 @@ from vllm_launcher.benchmark.workloads import Session, Workload
 
 METRICS_POLL_S = 1.0
 PROBE_TIMEOUT_S = 30.0
+SHORT_CHAT = [{"role": "user", "content": "Hi"}]  # the probe's and the warm-up's request
 PROBE_TOKENS = 2  # the probe's test request: does the model answer at all
-WARM_UP_MESSAGES = [{"role": "user", "content": "Hi"}]
 WARM_UP_TOKENS = 4
 WARM_UP_TIMEOUT_S = 30.0
 
@@ -298,7 +298,7 @@ async def probe(target: Target) -> ServerInfo:
             async with session.get(f"{target.root}/version") as response:
                 if response.status == 200:
                     version = (await response.json(content_type=None)).get("version")
-        test = await chat_request(session, target, WARM_UP_MESSAGES, None, PROBE_TOKENS, False, 1)
+        test = await chat_request(session, target, SHORT_CHAT, None, PROBE_TOKENS, False, 1)
         if not test.success:
             raise ConfigError(
                 f"the test request to {target.model} at {target.base_url} failed: {test.error}",
@@ -394,7 +394,7 @@ async def warm_up(
     every workload's prompts, so turn 1 finds no prefix of its own in the cache; its faults are left for
     the timed requests to report."""
     request = asyncio.ensure_future(
-        chat_request(http, target, WARM_UP_MESSAGES, None, WARM_UP_TOKENS, options.ignore_eos, 0)
+        chat_request(http, target, SHORT_CHAT, None, WARM_UP_TOKENS, options.ignore_eos, 0)
     )
     stopped = asyncio.ensure_future(stop.wait())
     await asyncio.wait([request, stopped], timeout=WARM_UP_TIMEOUT_S, return_when=asyncio.FIRST_COMPLETED)
