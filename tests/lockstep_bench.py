@@ -65,7 +65,7 @@ def vllms(argv: list[str]) -> dict[str, Any]:
 
 
 def ours(job: dict[str, Any]) -> dict[str, Any]:
-    """vllm-launch's client and figures, as `bench` runs them for `-w random`."""
+    """vllm-launch's client and figures, as `bench --vllm-metrics` runs them for `-w random`."""
     from vllm_launcher.benchmark import client, metrics, workloads
 
     tokens = workloads.Tokens(Path(job["tokenizer"]) / "tokenizer.json")
@@ -77,7 +77,7 @@ def ours(job: dict[str, Any]) -> dict[str, Any]:
     target = client.Target(job["base_url"], job["model"])
     wait_for_go()
     run = client.run_blocking(target, workload, options)
-    return metrics.figures(run.records, run.duration_s, {})
+    return metrics.figures(run.records, run.duration_s, {}, prefer_vllm=True)
 
 
 def main(kind: str) -> None:

@@ -40,26 +40,67 @@ def near(value: float, truth: float, rel: float = CLOSE) -> bool:
     return abs(value - truth) <= rel * truth
 
 
-def test_figures_are_the_truth_and_vllms(isolated_xdg, tokenizer_dir):
-    e2el = TTFT_MS + (TOKENS - 1) * ITL_MS
+E2EL_MS = TTFT_MS + (TOKENS - 1) * ITL_MS
+TRUTH = {
+    "mean_ttft_ms": TTFT_MS,
+    "median_ttft_ms": TTFT_MS,
+    "mean_tpot_ms": ITL_MS,
+    "median_tpot_ms": ITL_MS,
+    "mean_itl_ms": ITL_MS,
+    "median_itl_ms": ITL_MS,
+    "mean_e2el_ms": E2EL_MS,
+    "median_e2el_ms": E2EL_MS,
+    # 4 at a time, each e2el long (the server has 4 slots): 4 rounds
+    "request_throughput": 4 / (E2EL_MS / 1000),
+    "output_throughput": 4 * TOKENS / (E2EL_MS / 1000),
+    "request_goodput": 4 / (E2EL_MS / 1000),
+}
+
+
+def bench_the_timed_server(env: dict[str, str], server: TimedServer, tokenizer_dir: Path,
+                           *extra: str) -> dict:
+    """16 requests, 4 at a time, 64 tokens in and TOKENS out, SLO ttft:600,tpot:40, on the fake of known
+    timing."""
+    return bench_json(
+        env,
+        "--url",
+        server.base_url,
+        "-n",
+        "16",
+        "-c",
+        "4",
+        "--input-tokens",
+        "64",
+        "--output-tokens",
+        str(TOKENS),
+        "--tokenizer",
+        str(tokenizer_dir),
+        "--slo",
+        "ttft:600,tpot:40",
+        *extra,
+    )
+
+
+def test_figures_are_the_truth(isolated_xdg, tokenizer_dir):
     with TimedServer(ttft_ms=TTFT_MS, itl_ms=ITL_MS) as server:
-        ours = bench_json(
-            isolated_xdg,
-            "--url",
-            server.base_url,
-            "-n",
-            "16",
-            "-c",
-            "4",
-            "--input-tokens",
-            "64",
-            "--output-tokens",
-            str(TOKENS),
-            "--tokenizer",
-            str(tokenizer_dir),
-            "--slo",
-            "ttft:600,tpot:40",
-        )
+        ours = bench_the_timed_server(isolated_xdg, server, tokenizer_dir)
+    assert ours["completed"] == 16 and ours["failed"] == 0 and ours["total_output_tokens"] == 16 * TOKENS
+    # the stdlib copy of vLLM's calculate_metrics: bench imports vLLM only when --vllm-metrics asks
+    assert ours["ignore_eos"] is True and ours["metrics_by"] == "vllm_launcher.benchmark.metrics"
+    for key, value in TRUTH.items():
+        assert near(ours[key], value, TRUTH_CLOSE), (key, ours[key], value)
+    # The prompts differ (ours sized by the tokenizer, vLLM's from random token ids), the arithmetic does not.
+    assert ours["total_token_throughput"] == pytest.approx(
+        (ours["total_input_tokens"] + ours["total_output_tokens"]) / ours["duration"]
+    )
+    assert ours["server"]["prefix_cache_hit_rate"] is not None
+
+
+@pytest.mark.vllm
+def test_figures_are_vllms_on_the_same_server(isolated_xdg, tokenizer_dir):
+    # vLLM's own client (`vllm bench serve`'s code) on the same fake, and ours with vLLM's calculate_metrics
+    with TimedServer(ttft_ms=TTFT_MS, itl_ms=ITL_MS) as server:
+        ours = bench_the_timed_server(isolated_xdg, server, tokenizer_dir, "--vllm-metrics")
         theirs = vllm_bench(
             server.base_url,
             server.model,
@@ -82,30 +123,11 @@ def test_figures_are_the_truth_and_vllms(isolated_xdg, tokenizer_dir):
         )
     assert ours["completed"] == theirs["completed"] == 16 and ours["failed"] == theirs["failed"] == 0
     assert ours["total_output_tokens"] == theirs["total_output_tokens"] == 16 * TOKENS
-    assert ours["ignore_eos"] is True and ours["metrics_by"] == "vllm.benchmarks.serve.calculate_metrics"
-    truth = {
-        "mean_ttft_ms": TTFT_MS,
-        "median_ttft_ms": TTFT_MS,
-        "mean_tpot_ms": ITL_MS,
-        "median_tpot_ms": ITL_MS,
-        "mean_itl_ms": ITL_MS,
-        "median_itl_ms": ITL_MS,
-        "mean_e2el_ms": e2el,
-        "median_e2el_ms": e2el,
-        # 4 at a time, each e2el long (the server has 4 slots): 4 rounds
-        "request_throughput": 4 / (e2el / 1000),
-        "output_throughput": 4 * TOKENS / (e2el / 1000),
-        "request_goodput": 4 / (e2el / 1000),
-    }
-    for key, value in truth.items():
+    assert ours["metrics_by"] == "vllm.benchmarks.serve.calculate_metrics"
+    for key, value in TRUTH.items():
         assert near(ours[key], value, TRUTH_CLOSE), (key, ours[key], value)
         assert near(theirs[key], value, TRUTH_CLOSE), (key, theirs[key], value)
         assert near(ours[key], theirs[key]), (key, ours[key], theirs[key])
-    # The prompts differ (ours sized by the tokenizer, vLLM's from random token ids), the arithmetic does not.
-    assert ours["total_token_throughput"] == pytest.approx(
-        (ours["total_input_tokens"] + ours["total_output_tokens"]) / ours["duration"]
-    )
-    assert ours["server"]["prefix_cache_hit_rate"] is not None
 
 
 def test_one_untimed_warm_up_request_goes_first(isolated_xdg):

@@ -67,6 +67,7 @@ def test_percentiles_are_numpys():
     assert metrics.percentile([], 99) == 0.0
 
 
+@pytest.mark.vllm  # vLLM's calculate_metrics: imports vLLM (14 CPU-seconds here)
 @pytest.mark.parametrize(
     "slo", [{}, {"ttft": 150.0}, {"ttft": 150.0, "tpot": 25.0, "e2el": 900.0}, {"itl": 45.0, "ttft": 300.0}]
 )
@@ -95,7 +96,8 @@ def test_our_figures_are_vllms_calculate_metrics(slo):
             assert theirs[key] is None, key
         else:
             assert theirs[key] == pytest.approx(value, rel=1e-9, abs=1e-9), key
-    assert metrics.figures(records, 12.5, slo)["metrics_by"] == metrics.VLLMS
+    assert metrics.figures(records, 12.5, slo, prefer_vllm=True)["metrics_by"] == metrics.VLLMS
+    assert metrics.figures(records, 12.5, slo)["metrics_by"] == metrics.OURS  # bench without --vllm-metrics
 
 
 def test_ttft_by_turn():

@@ -4,9 +4,10 @@ A request's record carries what vLLM's `RequestFuncOutput` carries (start, TTFT,
 latency, prompt and output lengths); `figures` turns the records of one run into vLLM's result dict:
 `completed`, `failed`, `request_throughput`, `output_throughput`, `total_token_throughput`,
 `request_goodput`, `mean_/median_/std_/p99_` + `ttft_ms`, `tpot_ms`, `itl_ms`, `e2el_ms`. Where vLLM is
-importable its own `calculate_metrics` computes them (`metrics_by` says which did); the stdlib
-computation here follows it line by line (numpy's linear-interpolation percentiles included) and a test
-holds the two together.
+asked (`bench --vllm-metrics`) and importable, its own `calculate_metrics` computes them (`metrics_by` says
+which did). By default the stdlib computation here does: it follows vLLM's line by line (numpy's
+linear-interpolation percentiles included), a test holds the two together, and importing vLLM for a few
+averages costs seconds (14 s of CPU on a 2-core machine).
 """
 
 from __future__ import annotations
@@ -209,10 +210,10 @@ def vllm_figures(records: list[RequestRecord], duration_s: float, slo: dict[str,
 
 
 def figures(
-    records: list[RequestRecord], duration_s: float, slo: dict[str, float], prefer_vllm: bool = True
+    records: list[RequestRecord], duration_s: float, slo: dict[str, float], prefer_vllm: bool = False
 ) -> dict[str, Any]:
-    """vLLM's result dict for RECORDS over DURATION_S, by vLLM's calculate_metrics where it imports, else by
-    own_figures; `metrics_by` names which."""
+    """vLLM's result dict for RECORDS over DURATION_S, by own_figures, or with PREFER_VLLM by vLLM's
+    calculate_metrics where it imports; `metrics_by` names which."""
     duration_s = max(duration_s, 1e-9)
     if prefer_vllm:
         try:

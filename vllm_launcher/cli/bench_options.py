@@ -175,6 +175,12 @@ BENCH_PARAMS: tuple[Param, ...] = (
         "(with matplotlib) or FILE.html (inline SVG, no dependency).",
         metavar="FILE",
     ),
+    flag(
+        "vllm_metrics",
+        ("--vllm-metrics",),
+        "Compute the figures with vLLM's own calculate_metrics (imports vLLM: seconds of start-up); "
+        "by default a stdlib copy of it does, held equal by the tests.",
+    ),
     START_TIMEOUT,
     SET,
 )

@@ -312,6 +312,7 @@ def run_level(
     seed: int,
     ignore_eos: bool,
     label: str,
+    vllm_metrics: bool = False,
 ) -> tuple[dict[str, Any], RunResult]:
     """One run of WORKLOAD at CONCURRENCY: vLLM's figures plus ours (per turn, the server's view)."""
     from vllm_launcher.benchmark import client, metrics, server_metrics
@@ -327,7 +328,7 @@ def run_level(
     finally:
         line.done()
     result: dict[str, Any] = {"concurrency": concurrency, "request_rate": None if math.isinf(rate) else rate}
-    result.update(metrics.figures(run.records, run.duration_s, slo))
+    result.update(metrics.figures(run.records, run.duration_s, slo, prefer_vllm=vllm_metrics))
     turns = metrics.ttft_by_turn(run.records)
     if turns:
         result["ttft_by_turn"] = turns
@@ -369,13 +370,16 @@ def bench_once(
     seed: int,
     ignore_eos: bool,
     keep_requests: bool = False,
+    vllm_metrics: bool = False,
 ) -> tuple[list[dict[str, Any]], bool]:
     """Every concurrency level in turn, each with its own prompts (WORKLOADS[i]: a level must not find the
     last one's prompts in the prefix cache); (results, interrupted). Stops at the first interrupted level."""
     runs: list[dict[str, Any]] = []
     for level, workload in zip(levels, workloads, strict=True):
         label = f"bench c={level or 'inf'}"
-        result, run = run_level(serving_target, workload, level, rate, slo, seed, ignore_eos, label)
+        result, run = run_level(
+            serving_target, workload, level, rate, slo, seed, ignore_eos, label, vllm_metrics
+        )
         if keep_requests:
             result["requests"] = _requests_detail(run)
         runs.append(result)
@@ -416,6 +420,7 @@ def bench(
     as_json: bool = False,
     save: str | None = None,
     plot: str | None = None,
+    vllm_metrics: bool = False,
     timeout_s: float = 900.0,
     overrides: list | None = None,
 ) -> Result:
@@ -466,7 +471,8 @@ def bench(
             )
         ignore_eos = info.is_vllm  # vLLM's extension; another server might refuse it
         runs, interrupted = bench_once(
-            served.target, loads, levels, rate, slos, seed, ignore_eos, keep_requests=save is not None
+            served.target, loads, levels, rate, slos, seed, ignore_eos, keep_requests=save is not None,
+            vllm_metrics=vllm_metrics,
         )
         where = served.name or served.target.base_url
     result: dict[str, Any] = {
