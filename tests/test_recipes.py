@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 import yaml
 from cli_helpers import isolated_env, render_json, run_cli
+from test_vllm_parser import VLLM_PARSER_GROUP, vllm_parse
 
 from vllm_launcher.doctor.rules_preset import COMPATIBLE_PARSERS
 from vllm_launcher.preset import recipes as recipe_mod
@@ -111,11 +112,10 @@ def test_recipes_need_a_directory(tmp_path):
 
 
 @pytest.mark.vllm
+@VLLM_PARSER_GROUP
 def test_recipe_presets_parse_with_the_installed_vllm(tmp_path):
     """What a recipe becomes is a command the installed vLLM's own parser accepts (reasoning parser, JSON
     hf-overrides, quantization and all)."""
-    from test_vllm_parser import vllm_parse
-
     env = isolated_env(tmp_path)
     argvs = {}
     for name, args in {"coder": [CODER, "--device", "cuda", "--gpus", "1", "--gpu-mem-gib", "16"],

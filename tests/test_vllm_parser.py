@@ -6,17 +6,19 @@ Fails, never skips, when vLLM is missing: this tier must run in CI.
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 from cli_helpers import REPO, isolated_env, render_json
+from warm_vllm import run_python
 
-pytestmark = pytest.mark.vllm
+# One worker asks vLLM's parser for every test that does (the flag table's and the recipes' too): one
+# import of vLLM, in tests/warm_vllm.py's helper, whose children run the scripts below.
+VLLM_PARSER_GROUP = pytest.mark.xdist_group("vllm-parser")
+pytestmark = [pytest.mark.vllm, VLLM_PARSER_GROUP]
 
-# Runs in one child process: parse each argv with vLLM's parser and its pre-load validation, and check
-# the tool-call parser against vLLM's registry. Prints a JSON verdict per preset.
+# Runs in one child process (forked from the warm helper): parse each argv with vLLM's parser and its
+# pre-load validation, and check the tool-call parser against vLLM's registry. A JSON verdict per preset.
 CHECK = r"""
 import json, sys
 from vllm.utils.argparse_utils import FlexibleArgumentParser
@@ -40,8 +42,7 @@ print(json.dumps(verdicts))
 
 
 def vllm_parse(argvs: dict[str, list[str]]) -> dict[str, dict]:
-    result = subprocess.run([sys.executable, "-c", CHECK], input=json.dumps(argvs), capture_output=True,
-                            text=True, timeout=300, check=False)
+    result = run_python(CHECK, input=json.dumps(argvs))
     assert result.returncode == 0, ("vLLM is not usable here (install the cpu extra):\n"
                                     f"{result.stderr[-3000:]}")
     return json.loads(result.stdout.strip().splitlines()[-1])
@@ -70,10 +71,8 @@ def test_quantization_choices_are_the_installed_vllms() -> None:
     """The preset's `quantization` choices are exactly what the installed vLLM's --quantization accepts."""
     from vllm_launcher.preset.schema import QUANTIZATION_METHODS
 
-    result = subprocess.run(
-        [sys.executable, "-c", "import json; from vllm.model_executor.layers.quantization import "
-         "QUANTIZATION_METHODS as q; print(json.dumps(list(q)))"],
-        capture_output=True, text=True, timeout=300, check=False)
+    result = run_python("import json; from vllm.model_executor.layers.quantization import "
+                        "QUANTIZATION_METHODS as q; print(json.dumps(list(q)))")
     assert result.returncode == 0, result.stderr[-3000:]
     assert list(QUANTIZATION_METHODS) == json.loads(result.stdout.strip().splitlines()[-1])
 
@@ -143,8 +142,7 @@ print(json.dumps({"checked": checked, "leaks": leaks, "refused_protected": refus
 
 
 def test_extra_args_that_we_accept_never_reach_a_field_or_secret_in_vllms_parser() -> None:
-    result = subprocess.run([sys.executable, "-c", FLAG_SPELLINGS], capture_output=True, text=True,
-                            timeout=600, check=False, cwd=REPO)
+    result = run_python(FLAG_SPELLINGS, cwd=str(REPO), timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
     verdict = json.loads(result.stdout.strip().splitlines()[-1])
     assert verdict["options"] > 300 and verdict["checked"] > 1000, verdict
