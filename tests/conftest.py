@@ -318,25 +318,32 @@ def tag(fake_env: dict[str, str]):
 
 
 # ------------------------------------------------------------------------- the tiers' times, printed by CI
-_TIER_SPANS: dict[str, list[float]] = {}  # tier -> [first start, last stop, tests]
+_TIER_SPANS: dict[str, list[float]] = {}  # tier or xdist group -> [first start, last stop, tests, seconds]
 
 
 def pytest_runtest_logreport(report: pytest.TestReport) -> None:
-    """Runs in the controller with xdist too: each test's start and stop, by tier."""
+    """Runs in the controller with xdist too: each test's start and stop, by tier and by xdist group (a
+    group runs on one worker, in order: its span is a chain no other worker can shorten)."""
     if report.when != "call" and not (report.when == "setup" and report.outcome != "passed"):
         return
-    tier = "vllm" if "vllm" in report.keywords else "fast"
-    span = _TIER_SPANS.setdefault(tier, [report.start, report.stop, 0])
-    span[0], span[1], span[2] = min(span[0], report.start), max(span[1], report.stop), span[2] + 1
+    keys = ["vllm" if "vllm" in report.keywords else "fast"]
+    group = re.search(r"@([A-Za-z0-9_-]+)$", report.nodeid)  # xdist's suffix (a parameter may hold "@")
+    if group:
+        keys.append(f"xdist group {group[1]}")
+    for key in keys:
+        span = _TIER_SPANS.setdefault(key, [report.start, report.stop, 0, 0.0])
+        span[0], span[1] = min(span[0], report.start), max(span[1], report.stop)
+        span[2], span[3] = span[2] + 1, span[3] + report.duration
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
     """The fast tier's wall time (first test's start to the last one's end) and the real-vLLM tier's, so a
     CI log shows both (the fast tier's budget is 60 s on a 2-core machine, next to the vLLM tier)."""
-    for tier, (start, stop, count) in sorted(_TIER_SPANS.items()):
-        label = "fast tier (not vllm)" if tier == "fast" else "real-vLLM tier"
-        terminalreporter.write_line(f"{label}: {count} tests from {start - _SESSION_START:.0f} s to "
-                                    f"{stop - _SESSION_START:.0f} s of the session ({stop - start:.0f} s)")
+    labels = {"fast": "fast tier (not vllm)", "vllm": "real-vLLM tier"}
+    for tier, (start, stop, count, seconds) in sorted(_TIER_SPANS.items()):
+        terminalreporter.write_line(f"{labels.get(tier, tier)}: {count} tests from "
+                                    f"{start - _SESSION_START:.0f} s to {stop - _SESSION_START:.0f} s of the "
+                                    f"session ({stop - start:.0f} s; {seconds:.0f} test-seconds)")
 
 
 _SESSION_START = time.time()
