@@ -71,9 +71,6 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             item.add_marker(pytest.mark.timeout(1200))  # after the test's own marker: that one wins
         elif item.get_closest_marker("vllm") and item.module.__name__ in OWN_VLLM_MODULES:
             item.add_marker(pytest.mark.xdist_group("vllm-own"))
-    # A test that waits for a quiet machine goes last (in its xdist group too): while it waits, the tests
-    # queued behind it on its worker would wait with it, and they are part of what it waits out.
-    items.sort(key=lambda item: item.get_closest_marker("quiet_machine") is not None)
 
 
 @pytest.hookimpl(trylast=True)  # after xdist's, which appends the group to the node id

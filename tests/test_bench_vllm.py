@@ -138,7 +138,6 @@ def test_bench_demo_agent_workload(demo_server):
     )
 
 
-@pytest.mark.quiet_machine
 def test_bench_demo_matches_vllms_benchmark_on_the_same_server(demo_server):
     tokenizer = demo_dir(demo_server.env)
     theirs_argv = vllm_bench_argv(demo_server.base_url, "demo", tokenizer, *THEIRS)
